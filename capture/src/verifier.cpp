@@ -1,0 +1,99 @@
+#include "ipsentry/capture/verifier.hpp"
+
+namespace ipsentry::capture {
+
+using dissect::Packet;
+using ipsec::Verdict;
+
+Verifier::Verifier(ipsec::Sad& sad, bool want_decrypted, bool lock_sas)
+    : sad_(sad), engine_(lock_sas), want_decrypted_(want_decrypted) {}
+
+void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
+  out.number = frame.number;
+  out.ts_ns = frame.ts_ns;
+  out.ipsec = false;
+  out.ike = false;
+  out.nat_keepalive = false;
+  out.malformed = nullptr;
+  out.layer_count = 0;
+  out.decrypted = {};
+  ++frames_.frames;
+  frames_.bytes += frame.orig_len;
+
+  Packet* p = &packets_[0];
+  dissect::dissect_frame(frame, *p);
+  out.ip = p->ip.version != 0;
+  if (!ipsec::is_ipsec_candidate(*p)) {
+    if (p->is_ike()) {
+      out.ike = true;
+      ++frames_.ike_frames;
+    } else if (p->encap == dissect::UdpEncap::nat_keepalive) {
+      out.nat_keepalive = true;
+      ++frames_.nat_keepalives;
+    } else if (p->malformed != nullptr) {
+      out.malformed = p->malformed;
+      ++frames_.malformed;
+    } else if (out.ip) {
+      ++frames_.other_ip;
+    } else {
+      ++frames_.non_ip;
+    }
+    return;
+  }
+  out.ipsec = true;
+  ++frames_.ipsec_frames;
+
+  bool transport_chain = false;  // a transport-mode layer was peeled: offsets refer to an outer buffer
+  for (std::size_t depth = 0; depth < ipsec::kMaxNesting + 1; ++depth) {
+    if (out.layer_count == out.layers.size()) break;
+    LayerRecord& rec = out.layers[out.layer_count++];
+    ++frames_.ipsec_layers;
+    const bool rebuild = want_decrypted_ && !transport_chain;
+    ipsec::InboundResult r = engine_.inbound(sad_, *p, frame.ts_ns, rebuild, depth);
+    rec = LayerRecord{};
+    rec.depth = static_cast<std::uint8_t>(depth);
+    rec.src = p->ip.src;
+    rec.dst = p->ip.dst;
+    rec.protocol = r.protocol;
+    rec.udp_encap = p->ipsec.udp_encap;
+    rec.has_spi = r.has_spi;
+    rec.has_seq = r.has_seq;
+    rec.spi = r.spi;
+    rec.seq = r.seq;
+    rec.verdict = r.verdict;
+    rec.reason = r.reason;
+    rec.detail = r.detail;
+    rec.sa = r.sa != nullptr ? static_cast<std::int32_t>(r.sa->index()) : -1;
+    rec.mode = r.mode;
+    rec.next_header = r.next_header;
+    rec.pad_len = r.pad_len;
+    rec.ip_length = p->ip.total_len;
+    rec.icv = r.icv;
+    rec.inner.size = 0;
+    rec.inner.text[0] = '\0';
+
+    const bool opened = r.verdict == Verdict::ok || r.reason == ipsec::Reason::icv_unchecked;
+    if (!opened) return;
+    if (depth + 1 >= packets_.size()) return;
+    Packet* inner = &packets_[depth + 1];
+    const bool tunnel = r.mode == filters::SaMode::tunnel &&
+                        (r.next_header == dissect::proto::ipv4 || r.next_header == dissect::proto::ipv6);
+    if (tunnel) {
+      dissect::dissect_ip(r.payload, *inner);
+      transport_chain = false;
+    } else {
+      *inner = *p;
+      dissect::dissect_payload(r.next_header, r.payload, *inner);
+      transport_chain = true;
+    }
+    dissect::summarize(*inner, tunnel, rec.inner);
+    if (ipsec::is_ipsec_candidate(*inner)) {
+      p = inner;
+      continue;
+    }
+    if (want_decrypted_) out.decrypted = tunnel ? r.payload : r.rebuilt;
+    return;
+  }
+}
+
+}  // namespace ipsentry::capture

@@ -1,0 +1,27 @@
+// Pieces shared by the subcommands: loading keys from every source, exit codes.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ipsentry/filters/config.hpp"
+
+namespace ipsentry::cli {
+
+/// Exit codes: 0 every IPsec packet verified, 1 some did not, 2 usage,
+/// configuration or input errors.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitNotVerified = 1;
+inline constexpr int kExitUsage = 2;
+
+struct KeySources {
+  std::vector<std::string> configs;                           // -c FILE
+  std::vector<std::pair<std::string, std::string>> imports;   // --keys-from FORMAT FILE
+};
+
+/// Loads and merges every configuration and import. Throws
+/// filters::ConfigError with the file, line and field of the problem.
+[[nodiscard]] filters::Config load_keys(const KeySources& sources, std::vector<std::string>& described);
+
+}  // namespace ipsentry::cli

@@ -1,0 +1,340 @@
+#include "report.hpp"
+
+#include <fmt/format.h>
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "version.hpp"
+
+namespace ipsentry::cli {
+
+using capture::FrameResult;
+using capture::LayerRecord;
+using ipsec::Verdict;
+using nlohmann::json;
+
+std::string hex_bytes(const std::uint8_t* p, std::size_t n) {
+  std::string s;
+  s.reserve(n * 2);
+  for (std::size_t i = 0; i < n; ++i) s += fmt::format("{:02x}", p[i]);
+  return s;
+}
+
+namespace {
+
+const char* proto_label(const LayerRecord& l) {
+  if (l.protocol == filters::IpsecProtocol::ah) return "AH";
+  return l.udp_encap ? "ESP/UDP" : "ESP";
+}
+
+std::string iso_time(std::int64_t ts_ns) {
+  std::time_t sec = static_cast<std::time_t>(ts_ns / 1'000'000'000);
+  long frac = static_cast<long>((ts_ns % 1'000'000'000 + 1'000'000'000) % 1'000'000'000);
+  if (ts_ns < 0 && frac != 0) --sec;
+  std::tm tm{};
+  gmtime_r(&sec, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:09d}Z", buf, frac);
+}
+
+// The sentence after the verdict: what was inside, or why it failed.
+std::string info_text(const LayerRecord& l) {
+  if (l.verdict == Verdict::ok) {
+    std::string s(l.inner.view());
+    if (l.reason == ipsec::Reason::verified_no_integrity) s += " (SA has no integrity protection)";
+    return s;
+  }
+  std::string s(ipsec::reason_description(l.reason));
+  if ((l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch) && l.icv.len != 0) {
+    if (l.icv.expected_known) {
+      s += fmt::format(": expected {}, got {}", hex_bytes(l.icv.expected.data(), l.icv.len),
+                       hex_bytes(l.icv.received.data(), l.icv.len));
+    } else {
+      s += fmt::format(": got {}", hex_bytes(l.icv.received.data(), l.icv.len));
+    }
+  }
+  if (l.detail != nullptr) s += fmt::format(" ({})", l.detail);
+  if (l.reason == ipsec::Reason::icv_unchecked && l.inner.size != 0) s += fmt::format(": {}", l.inner.view());
+  return s;
+}
+
+std::uint64_t active_sas(const ipsec::Sad& sad) {
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < sad.size(); ++i) {
+    const auto& c = sad.at(i).counters;
+    std::uint64_t seen = 0;
+    for (auto v : c.verdicts) seen += v;
+    if (seen != 0 || c.sent.packets != 0) ++n;
+  }
+  return n;
+}
+
+std::string algorithms(const filters::SaConfig& c) {
+  if (c.protocol == filters::IpsecProtocol::ah) return std::string(filters::integrity_info(c.integrity).name);
+  std::string s(filters::cipher_info(c.cipher).name);
+  if (c.integrity != filters::Integrity::none) s += "/" + std::string(filters::integrity_info(c.integrity).name);
+  if (!c.enc_key.empty() && filters::cipher_info(c.cipher).mode != filters::CipherMode::none) {
+    std::size_t bits = (c.enc_key.size() - filters::cipher_info(c.cipher).salt_len) * 8;
+    if (filters::cipher_info(c.cipher).key_sizes[1] != 0) s += fmt::format(" ({}-bit)", bits);
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------ text
+
+class TextReport final : public Report {
+ public:
+  TextReport(std::FILE* out, const ipsec::Sad& sad, TimeFormat tf, bool quiet)
+      : out_(out), sad_(sad), tf_(tf), quiet_(quiet) {}
+
+  void begin(const RunInfo& info) override {
+    if (quiet_) return;
+    fmt::print(out_, "ipsentry verify {} ({}{})\n", info.capture, info.format, info.compressed ? ", gzip" : "");
+    fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", "frame", "time", "source → destination",
+               "proto", "spi", "seq", "verdict", "details");
+  }
+
+  void frame(const FrameResult& f) override {
+    if (!have_first_) {
+      first_ts_ = f.ts_ns;
+      have_first_ = true;
+    }
+    if (quiet_) return;
+    for (std::size_t i = 0; i < f.layer_count; ++i) {
+      const LayerRecord& l = f.layers[i];
+      std::string num = l.depth == 0 ? fmt::format("{}", f.number) : fmt::format("{}.{}", f.number, l.depth + 1);
+      std::string spi = l.has_spi ? fmt::format("0x{:08x}", l.spi) : "-";
+      std::string seq = l.has_seq ? fmt::format("{}", l.seq) : "-";
+      std::string addrs = l.src.str() + " → " + l.dst.str();
+      fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", num, time_text(f.ts_ns), addrs,
+                 proto_label(l), spi, seq, ipsec::verdict_name(l.verdict), info_text(l));
+    }
+  }
+
+  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
+           const ipsec::Sad& sad) override {
+    if (!quiet_) fmt::print(out_, "\n");
+    std::uint64_t total = 0;
+    for (auto v : g.verdicts) total += v;
+    std::string verdicts;
+    for (std::size_t i = 0; i < g.verdicts.size(); ++i) {
+      if (g.verdicts[i] == 0) continue;
+      if (!verdicts.empty()) verdicts += ", ";
+      verdicts += fmt::format("{} {}", g.verdicts[i], ipsec::verdict_name(static_cast<Verdict>(i)));
+    }
+    fmt::print(out_, "{} IPsec packets in {} frames{}{}\n", total, fr.frames, total ? ": " : "", verdicts);
+    if (total == 0) fmt::print(out_, "no ESP or AH packets found\n");
+    fmt::print(out_, "\nIP Security Monitor statistics\n");
+    auto row = [&](const char* name, std::uint64_t v) { fmt::print(out_, "  {:<36}{:>14}\n", name, v); };
+    row("Active Security Associations", active_sas(sad));
+    row("Bad SPI Packets", g.bad_spi_packets);
+    row("Packets Not Decrypted", g.packets_not_decrypted);
+    row("Packets Not Authenticated", g.packets_not_authenticated);
+    row("Packets With Replay Detection", g.packets_with_replay_detection);
+    row("Confidential Bytes Received", g.received.confidential_bytes);
+    row("Authenticated Bytes Received", g.received.authenticated_bytes);
+    row("Transport Bytes Received", g.received.transport_bytes);
+    row("Bytes Received In Tunnels", g.received.tunnel_bytes);
+    if (g.verdicts[static_cast<std::size_t>(Verdict::malformed)] != 0) {
+      row("Malformed IPsec Packets", g.verdicts[static_cast<std::size_t>(Verdict::malformed)]);
+    }
+    if (g.verdicts[static_cast<std::size_t>(Verdict::unverifiable)] != 0) {
+      row("Unverifiable IPsec Packets", g.verdicts[static_cast<std::size_t>(Verdict::unverifiable)]);
+    }
+    if (g.verdicts[static_cast<std::size_t>(Verdict::unsupported)] != 0) {
+      row("Packets With Unsupported Algorithms", g.verdicts[static_cast<std::size_t>(Verdict::unsupported)]);
+    }
+
+    if (sad.size() != 0) {
+      fmt::print(out_, "\nSecurity associations\n");
+      fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", "name", "spi",
+                 "proto", "mode", "algorithms", "ok", "icv-fail", "decrypt", "replay", "other", "bytes");
+      for (std::size_t i = 0; i < sad.size(); ++i) {
+        const auto& sa = sad.at(i);
+        const auto& c = sa.config();
+        const auto& v = sa.counters.verdicts;
+        std::uint64_t other = v[static_cast<std::size_t>(Verdict::malformed)] +
+                              v[static_cast<std::size_t>(Verdict::unverifiable)] +
+                              v[static_cast<std::size_t>(Verdict::unsupported)];
+        fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", sa.name(),
+                   c.spi ? fmt::format("0x{:08x}", *c.spi) : "any", filters::to_string(c.protocol),
+                   filters::to_string(c.mode), algorithms(c), v[0], v[static_cast<std::size_t>(Verdict::icv_fail)],
+                   v[static_cast<std::size_t>(Verdict::decrypt_fail)], v[static_cast<std::size_t>(Verdict::replay)],
+                   other, sa.counters.received.bytes);
+      }
+    }
+    fmt::print(out_, "\nFrames: {} total, {} IPsec, {} IKE, {} NAT keepalive, {} other IP, {} non-IP, {} malformed\n",
+               fr.frames, fr.ipsec_frames, fr.ike_frames, fr.nat_keepalives, fr.other_ip, fr.non_ip, fr.malformed);
+    if (!info.read_error.empty()) fmt::print(out_, "capture damaged: {}; frames after it were not read\n", info.read_error);
+    std::fflush(out_);
+  }
+
+ private:
+  std::string time_text(std::int64_t ts) const {
+    switch (tf_) {
+      case TimeFormat::relative: {
+        std::int64_t d = ts - first_ts_;
+        return fmt::format("{}{}.{:06d}", d < 0 ? "-" : "", std::abs(d) / 1'000'000'000,
+                           (std::abs(d) % 1'000'000'000) / 1000);
+      }
+      case TimeFormat::epoch:
+        return fmt::format("{}.{:06d}", ts / 1'000'000'000, (ts % 1'000'000'000) / 1000);
+      case TimeFormat::absolute: {
+        std::string iso = iso_time(ts);  // 2026-11-22T10:00:00.123456789Z
+        return iso.substr(11, 15);       // time of day in UTC, microseconds
+      }
+    }
+    return {};
+  }
+
+  std::FILE* out_;
+  const ipsec::Sad& sad_;
+  TimeFormat tf_;
+  bool quiet_;
+  bool have_first_ = false;
+  std::int64_t first_ts_ = 0;
+};
+
+// ------------------------------------------------------------------ JSON
+
+json verdict_counts(const std::array<std::uint64_t, ipsec::kVerdictCount>& v) {
+  json o = json::object();
+  for (std::size_t i = 0; i < v.size(); ++i) o[std::string(ipsec::verdict_name(static_cast<Verdict>(i)))] = v[i];
+  return o;
+}
+
+json bytes_json(const ipsec::ByteCounters& b) {
+  return json{{"packets", b.packets},
+              {"bytes", b.bytes},
+              {"confidential_bytes", b.confidential_bytes},
+              {"authenticated_bytes", b.authenticated_bytes},
+              {"transport_bytes", b.transport_bytes},
+              {"tunnel_bytes", b.tunnel_bytes}};
+}
+
+class JsonReport final : public Report {
+ public:
+  JsonReport(std::FILE* out, const ipsec::Sad& sad, bool quiet) : out_(out), sad_(sad), quiet_(quiet) {}
+
+  void begin(const RunInfo& info) override {
+    json head{{"ipsentry", {{"version", kVersion}, {"command", "verify"}}},
+              {"capture", {{"file", info.capture}, {"format", info.format}, {"compressed", info.compressed}}},
+              {"configuration", info.config_sources}};
+    std::string s = head.dump();
+    s.pop_back();  // keep the object open for the streamed packets
+    fmt::print(out_, "{},\n\"packets\": [", s);
+  }
+
+  void frame(const FrameResult& f) override {
+    if (quiet_) return;
+    for (std::size_t i = 0; i < f.layer_count; ++i) {
+      const LayerRecord& l = f.layers[i];
+      json o{{"frame", f.number},
+             {"layer", l.depth + 1},
+             {"time", iso_time(f.ts_ns)},
+             {"timestamp", static_cast<double>(f.ts_ns) / 1e9},
+             {"src", l.src.str()},
+             {"dst", l.dst.str()},
+             {"protocol", filters::to_string(l.protocol)},
+             {"udp_encap", l.udp_encap},
+             {"spi", l.has_spi ? json(l.spi) : json(nullptr)},
+             {"spi_hex", l.has_spi ? json(fmt::format("0x{:08x}", l.spi)) : json(nullptr)},
+             {"seq", l.has_seq ? json(l.seq) : json(nullptr)},
+             {"verdict", ipsec::verdict_name(l.verdict)},
+             {"reason", ipsec::reason_name(l.reason)},
+             {"description", ipsec::reason_description(l.reason)},
+             {"detail", l.detail ? json(l.detail) : json(nullptr)},
+             {"sa", l.sa >= 0 ? json(sad_.at(static_cast<std::size_t>(l.sa)).name()) : json(nullptr)},
+             {"mode", l.mode == filters::SaMode::unspecified ? json(nullptr) : json(filters::to_string(l.mode))},
+             {"next_header", l.verdict == Verdict::ok || l.next_header != 0 ? json(l.next_header) : json(nullptr)},
+             {"pad_length", l.pad_len},
+             {"inner", l.inner.size != 0 ? json(std::string(l.inner.view())) : json(nullptr)}};
+      if (l.icv.len != 0 && (l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch)) {
+        o["icv"] = {{"received", hex_bytes(l.icv.received.data(), l.icv.len)},
+                    {"expected", l.icv.expected_known ? json(hex_bytes(l.icv.expected.data(), l.icv.len))
+                                                      : json(nullptr)}};
+      }
+      fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
+      first_ = false;
+    }
+  }
+
+  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
+           const ipsec::Sad& sad) override {
+    std::uint64_t total = 0;
+    for (auto v : g.verdicts) total += v;
+    json stats{
+        {"ipsec_packets", total},
+        {"verdicts", verdict_counts(g.verdicts)},
+        {"ip_security_monitor",
+         {{"active_security_associations", active_sas(sad)},
+          {"bad_spi_packets", g.bad_spi_packets},
+          {"packets_not_decrypted", g.packets_not_decrypted},
+          {"packets_not_authenticated", g.packets_not_authenticated},
+          {"packets_with_replay_detection", g.packets_with_replay_detection},
+          {"confidential_bytes_received", g.received.confidential_bytes},
+          {"authenticated_bytes_received", g.received.authenticated_bytes},
+          {"transport_bytes_received", g.received.transport_bytes},
+          {"bytes_received_in_tunnels", g.received.tunnel_bytes}}},
+        {"frames",
+         {{"total", fr.frames},
+          {"bytes", fr.bytes},
+          {"ipsec", fr.ipsec_frames},
+          {"ike", fr.ike_frames},
+          {"nat_keepalive", fr.nat_keepalives},
+          {"other_ip", fr.other_ip},
+          {"non_ip", fr.non_ip},
+          {"malformed", fr.malformed}}},
+        {"seconds", info.seconds}};
+    json sas = json::array();
+    for (std::size_t i = 0; i < sad.size(); ++i) {
+      const auto& sa = sad.at(i);
+      const auto& c = sa.config();
+      sas.push_back({{"name", sa.name()},
+                     {"spi", c.spi ? json(*c.spi) : json(nullptr)},
+                     {"spi_hex", c.spi ? json(fmt::format("0x{:08x}", *c.spi)) : json(nullptr)},
+                     {"protocol", filters::to_string(c.protocol)},
+                     {"src", c.src ? json(c.src->str()) : json(nullptr)},
+                     {"dst", c.dst ? json(c.dst->str()) : json(nullptr)},
+                     {"mode", filters::to_string(c.mode)},
+                     {"encryption", c.protocol == filters::IpsecProtocol::esp
+                                        ? json(std::string(filters::cipher_info(c.cipher).name))
+                                        : json(nullptr)},
+                     {"integrity", std::string(filters::integrity_info(c.integrity).name)},
+                     {"esn", c.esn},
+                     {"replay_window", c.replay_window},
+                     {"origin", c.origin.str()},
+                     {"unsupported", sa.unsupported() ? json(sa.unsupported_detail()) : json(nullptr)},
+                     {"verdicts", verdict_counts(sa.counters.verdicts)},
+                     {"received", bytes_json(sa.counters.received)},
+                     {"highest_seq", sa.replay.top()}});
+    }
+    json tail{{"statistics", stats},
+              {"security_associations", sas},
+              {"warnings", info.warnings},
+              {"read_error", info.read_error.empty() ? json(nullptr) : json(info.read_error)}};
+    std::string s = tail.dump();
+    fmt::print(out_, "],\n{}\n", s.substr(1));  // continue the open top-level object
+    std::fflush(out_);
+  }
+
+ private:
+  std::FILE* out_;
+  const ipsec::Sad& sad_;
+  bool quiet_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Report> make_text_report(std::FILE* out, const ipsec::Sad& sad, TimeFormat tf, bool quiet) {
+  return std::make_unique<TextReport>(out, sad, tf, quiet);
+}
+
+std::unique_ptr<Report> make_json_report(std::FILE* out, const ipsec::Sad& sad, bool quiet) {
+  return std::make_unique<JsonReport>(out, sad, quiet);
+}
+
+}  // namespace ipsentry::cli

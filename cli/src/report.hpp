@@ -1,0 +1,46 @@
+// Output of `ipsentry verify`: one line (or JSON object) per IPsec layer,
+// then the statistics. The JSON field names are documented in
+// docs/json-output.md and are stable.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ipsentry/capture/verifier.hpp"
+#include "ipsentry/ipsec/counters.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+
+namespace ipsentry::cli {
+
+enum class TimeFormat { absolute, relative, epoch };
+
+struct RunInfo {
+  std::string capture;
+  std::string format;          // "pcap" / "pcapng"
+  bool compressed = false;
+  std::vector<std::string> config_sources;
+  std::vector<std::string> warnings;
+  std::string read_error;      // damage that stopped reading early
+  double seconds = 0;          // wall time of the run
+};
+
+class Report {
+ public:
+  virtual ~Report() = default;
+  virtual void begin(const RunInfo& info) = 0;
+  virtual void frame(const capture::FrameResult& f) = 0;
+  virtual void end(const RunInfo& info, const ipsec::GlobalCounters& totals, const capture::FrameCounters& frames,
+                   const ipsec::Sad& sad) = 0;
+};
+
+/// `quiet` prints only the summary.
+std::unique_ptr<Report> make_text_report(std::FILE* out, const ipsec::Sad& sad, TimeFormat tf, bool quiet);
+std::unique_ptr<Report> make_json_report(std::FILE* out, const ipsec::Sad& sad, bool quiet);
+
+/// "0x1a2b..." of an ICV (not key material).
+std::string hex_bytes(const std::uint8_t* p, std::size_t n);
+
+}  // namespace ipsentry::cli

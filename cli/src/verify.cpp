@@ -1,0 +1,278 @@
+#include "verify.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/pcap_writer.hpp"
+#include "ipsentry/capture/verifier.hpp"
+#include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+
+namespace ipsentry::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// A progress line on stderr, shown once the run has taken a second.
+class Progress {
+ public:
+  Progress(bool enabled, std::uint64_t size) : enabled_(enabled && ::isatty(STDERR_FILENO) == 1), size_(size) {}
+  void update(std::uint64_t offset, std::uint64_t frames) {
+    if (!enabled_ || (frames & 1023) != 0) return;
+    auto now = Clock::now();
+    if (now - start_ < std::chrono::seconds(1) || now - last_ < std::chrono::milliseconds(250)) return;
+    last_ = now;
+    double secs = std::chrono::duration<double>(now - start_).count();
+    fmt::print(stderr, "\rverifying: {:3.0f}%  {} frames  {:.0f} frames/s ", size_ ? 100.0 * offset / size_ : 0.0,
+               frames, frames / secs);
+    shown_ = true;
+  }
+  void clear() {
+    if (shown_) fmt::print(stderr, "\r\033[K");
+    shown_ = false;
+  }
+
+ private:
+  bool enabled_;
+  std::uint64_t size_;
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_ = start_;
+  bool shown_ = false;
+};
+
+/// Single-producer single-consumer ring of frames for one worker.
+class FrameRing {
+ public:
+  explicit FrameRing(std::size_t capacity) : slots_(capacity) {}
+  bool try_push(const dissect::Frame& f, std::uint64_t seq) {
+    std::uint64_t h = head_.load(std::memory_order_relaxed);
+    if (h - tail_.load(std::memory_order_acquire) == slots_.size()) return false;
+    slots_[h % slots_.size()] = Job{f, seq, false};
+    head_.store(h + 1, std::memory_order_release);
+    head_.notify_one();
+    return true;
+  }
+  void push_stop() {
+    std::uint64_t h = head_.load(std::memory_order_relaxed);
+    while (h - tail_.load(std::memory_order_acquire) == slots_.size()) std::this_thread::yield();
+    slots_[h % slots_.size()] = Job{{}, 0, true};
+    head_.store(h + 1, std::memory_order_release);
+    head_.notify_one();
+  }
+  struct Job {
+    dissect::Frame frame;
+    std::uint64_t seq = 0;
+    bool stop = false;
+  };
+  Job pop() {
+    std::uint64_t t = tail_.load(std::memory_order_relaxed);
+    std::uint64_t h;
+    while ((h = head_.load(std::memory_order_acquire)) == t) head_.wait(h, std::memory_order_acquire);
+    Job j = slots_[t % slots_.size()];
+    tail_.store(t + 1, std::memory_order_release);
+    return j;
+  }
+
+ private:
+  std::vector<Job> slots_;
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  alignas(64) std::atomic<std::uint64_t> tail_{0};
+};
+
+struct ResultSlot {
+  std::atomic<std::uint64_t> ready{0};  // sequence number + 1 once written
+  capture::FrameResult result;
+  std::uint64_t file_offset = 0;
+  std::uint32_t orig_len = 0;
+  std::vector<std::uint8_t> decrypted;   // copied: the worker's buffers move on
+};
+
+bool all_ok(const ipsec::GlobalCounters& g) {
+  for (std::size_t i = 1; i < g.verdicts.size(); ++i) {
+    if (g.verdicts[i] != 0) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int run_verify(const VerifyOptions& opt) {
+  const auto started = Clock::now();
+  RunInfo info;
+  info.capture = opt.capture;
+  filters::Config cfg;
+  try {
+    cfg = load_keys(opt.keys, info.config_sources);
+  } catch (const filters::ConfigError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  info.warnings = cfg.warnings;
+  for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
+
+  std::optional<capture::FileSource> src;
+  try {
+    src.emplace(opt.capture);
+  } catch (const capture::CaptureError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  info.format = src->format() == dissect::CaptureFileParser::Format::pcapng ? "pcapng" : "pcap";
+  info.compressed = src->compressed();
+
+  ipsec::Sad sad(std::move(cfg.sas));
+  for (std::size_t i = 0; i < sad.size(); ++i) {
+    if (sad.at(i).unsupported()) {
+      fmt::print(stderr, "ipsentry: warning: SA {}: {}\n", sad.at(i).name(), sad.at(i).unsupported_detail());
+    }
+  }
+
+  std::unique_ptr<capture::PcapWriter> writer;
+  if (!opt.write_decrypted.empty()) {
+    try {
+      writer = std::make_unique<capture::PcapWriter>(opt.write_decrypted,
+                                                     static_cast<std::uint32_t>(dissect::LinkType::raw));
+    } catch (const capture::CaptureError& e) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+      return kExitUsage;
+    }
+  }
+
+  static char outbuf[1 << 20];
+  std::setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+  auto report = opt.json ? make_json_report(stdout, sad, opt.quiet) : make_text_report(stdout, sad, opt.time, opt.quiet);
+  report->begin(info);
+  Progress progress(opt.progress, src->size());
+
+  ipsec::GlobalCounters totals;
+  capture::FrameCounters frame_totals;
+  int write_error = 0;
+  auto emit_decrypted = [&](std::int64_t ts, dissect::Bytes data) {
+    if (!writer || data.empty() || write_error) return;
+    try {
+      writer->write(ts, data);
+    } catch (const capture::CaptureError& e) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+      write_error = 1;
+    }
+  };
+
+  const unsigned threads = opt.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : opt.threads;
+  if (threads <= 1) {
+    capture::Verifier verifier(sad, writer != nullptr);
+    dissect::Frame frame;
+    capture::FrameResult result;
+    while (src->next(frame)) {
+      verifier.process(frame, result);
+      report->frame(result);
+      emit_decrypted(frame.ts_ns, result.decrypted);
+      src->release_before(frame.file_offset);
+      progress.update(src->offset(), frame.number);
+    }
+    totals += verifier.engine().counters();
+    frame_totals += verifier.frames();
+  } else {
+    // Frames of one SA always go to the same worker, so each SA's replay
+    // window sees its packets in capture order; results are put back in
+    // frame order before they are printed.
+    constexpr std::size_t kSlots = 4096;
+    std::vector<std::unique_ptr<FrameRing>> rings;
+    std::vector<std::unique_ptr<capture::Verifier>> verifiers;
+    auto slots = std::make_unique<ResultSlot[]>(kSlots);
+    for (unsigned i = 0; i < threads; ++i) {
+      rings.push_back(std::make_unique<FrameRing>(1024));
+      verifiers.push_back(std::make_unique<capture::Verifier>(sad, writer != nullptr, true));
+    }
+    std::vector<std::thread> workers;
+    for (unsigned i = 0; i < threads; ++i) {
+      workers.emplace_back([&, i] {
+        FrameRing& ring = *rings[i];
+        capture::Verifier& v = *verifiers[i];
+        for (;;) {
+          FrameRing::Job job = ring.pop();
+          if (job.stop) return;
+          ResultSlot& slot = slots[job.seq % kSlots];
+          v.process(job.frame, slot.result);
+          slot.file_offset = job.frame.file_offset;
+          if (writer) slot.decrypted.assign(slot.result.decrypted.begin(), slot.result.decrypted.end());
+          slot.ready.store(job.seq + 1, std::memory_order_release);
+          slot.ready.notify_one();
+        }
+      });
+    }
+    std::uint64_t dispatched = 0;
+    std::uint64_t emitted = 0;
+    auto emit_one = [&](bool block) {
+      ResultSlot& slot = slots[emitted % kSlots];
+      std::uint64_t want = emitted + 1;
+      std::uint64_t have = slot.ready.load(std::memory_order_acquire);
+      if (have != want) {
+        if (!block) return false;
+        while ((have = slot.ready.load(std::memory_order_acquire)) != want) slot.ready.wait(have);
+      }
+      report->frame(slot.result);
+      emit_decrypted(slot.result.ts_ns, slot.decrypted);
+      src->release_before(slot.file_offset);
+      ++emitted;
+      return true;
+    };
+    dissect::Frame frame;
+    dissect::Packet outer;
+    std::uint64_t round_robin = 0;
+    while (src->next(frame)) {
+      while (dispatched - emitted >= kSlots) emit_one(true);
+      unsigned w;
+      dissect::dissect_frame(frame, outer);
+      ipsec::SecurityAssociation* sa = nullptr;
+      if (ipsec::is_ipsec_candidate(outer) && outer.ipsec.has_spi) {
+        auto proto = outer.ipsec.kind == dissect::IpsecKind::ah ? filters::IpsecProtocol::ah : filters::IpsecProtocol::esp;
+        sa = sad.lookup(outer.ipsec.spi, proto, outer.ip.dst, outer.ip.src);
+      }
+      w = sa != nullptr ? sa->index() % threads : static_cast<unsigned>(round_robin++ % threads);
+      while (!rings[w]->try_push(frame, dispatched)) {
+        if (dispatched > emitted) emit_one(true);
+      }
+      ++dispatched;
+      while (emitted < dispatched && emit_one(false)) {
+      }
+      progress.update(src->offset(), frame.number);
+    }
+    for (auto& r : rings) r->push_stop();
+    while (emitted < dispatched) emit_one(true);
+    for (auto& t : workers) t.join();
+    for (auto& v : verifiers) {
+      totals += v->engine().counters();
+      frame_totals += v->frames();
+    }
+  }
+  progress.clear();
+  info.read_error = src->error();
+  info.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  report->end(info, totals, frame_totals, sad);
+  if (writer && !write_error) {
+    try {
+      writer->close();
+    } catch (const capture::CaptureError& e) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+      write_error = 1;
+    }
+  }
+  if (!info.read_error.empty()) {
+    fmt::print(stderr, "ipsentry: error: capture '{}' is damaged: {}\n", opt.capture, info.read_error);
+    return kExitUsage;
+  }
+  if (write_error) return kExitUsage;
+  return all_ok(totals) ? kExitOk : kExitNotVerified;
+}
+
+}  // namespace ipsentry::cli

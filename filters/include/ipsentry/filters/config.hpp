@@ -1,0 +1,155 @@
+// The configuration model shared by every ipsentry job, and its YAML loader.
+//
+// Loading is strict: unknown keys, wrong types, bad addresses, key lengths
+// that do not fit the algorithm and references to missing SAs are errors that
+// name the file, the line and the field. Keys are read into SecretBytes and
+// never printed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ipsentry/dissect/ip_address.hpp"
+#include "ipsentry/filters/algorithms.hpp"
+#include "ipsentry/filters/secret.hpp"
+
+namespace ipsentry::filters {
+
+/// A configuration or import error with its location.
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string file, int line, std::string field, const std::string& message);
+  [[nodiscard]] const std::string& file() const noexcept { return file_; }
+  [[nodiscard]] int line() const noexcept { return line_; }
+  [[nodiscard]] const std::string& field() const noexcept { return field_; }
+
+ private:
+  std::string file_;
+  int line_;
+  std::string field_;
+};
+
+/// Where a setting came from, for messages ("sa.yaml:12").
+struct Origin {
+  std::string file;
+  int line = 0;
+  [[nodiscard]] std::string str() const;
+};
+
+enum class IpsecProtocol : std::uint8_t { esp = 50, ah = 51 };
+enum class Direction : std::uint8_t { unspecified, inbound, outbound };
+enum class SaMode : std::uint8_t { unspecified, transport, tunnel };
+
+[[nodiscard]] const char* to_string(IpsecProtocol p) noexcept;
+[[nodiscard]] const char* to_string(Direction d) noexcept;
+[[nodiscard]] const char* to_string(SaMode m) noexcept;
+
+struct Lifetime {
+  std::uint64_t seconds = 0;   // 0 = unlimited
+  std::uint64_t bytes = 0;
+  std::uint64_t packets = 0;
+  std::uint64_t soft_seconds = 0;
+  std::uint64_t soft_bytes = 0;
+  std::uint64_t soft_packets = 0;
+};
+
+struct UdpEncapConfig {
+  std::uint16_t sport = 4500;
+  std::uint16_t dport = 4500;
+};
+
+struct SaConfig {
+  std::string name;                       // unique; generated from the SPI when not given
+  std::optional<std::uint32_t> spi;       // nullopt: any SPI (tcpdump's default SA)
+  IpsecProtocol protocol = IpsecProtocol::esp;
+  Direction direction = Direction::unspecified;
+  std::optional<dissect::IpAddr> src;     // nullopt: any
+  std::optional<dissect::IpAddr> dst;     // nullopt: any
+  // In tunnel mode src and dst are the tunnel endpoints (RFC 4301 section 4.1).
+  SaMode mode = SaMode::unspecified;      // unspecified: told per packet by the next header
+  Cipher cipher = Cipher::null;
+  SecretBytes enc_key;
+  Integrity integrity = Integrity::none;
+  SecretBytes auth_key;
+  bool esn = false;
+  std::uint32_t replay_window = 64;       // 0 disables anti-replay
+  std::optional<UdpEncapConfig> encap;
+  Lifetime lifetime;
+  std::uint64_t initial_seq = 0;          // outbound: the last sequence number already used
+  Origin origin;
+
+  [[nodiscard]] SaConfig clone() const;
+  /// "spi 0x00000bb9 ah to fe80::2aa:ff:fe92:d0f1" - never includes keys.
+  [[nodiscard]] std::string describe() const;
+};
+
+/// A policy selector address: any, "me" (the local addresses), or a prefix.
+struct AddressSelector {
+  enum class Kind : std::uint8_t { any, me, prefix } kind = Kind::any;
+  dissect::IpPrefix prefix;
+  [[nodiscard]] std::string str() const;
+};
+
+struct PortRange {
+  std::uint16_t low = 0;
+  std::uint16_t high = 65535;
+  [[nodiscard]] bool any() const noexcept { return low == 0 && high == 65535; }
+};
+
+enum class PolicyAction : std::uint8_t { permit, block, protect };
+enum class InboundCleartext : std::uint8_t { require, request, respond };
+enum class PolicyIpsec : std::uint8_t { esp, ah, ah_esp };
+
+struct PolicyConfig {
+  std::string name;
+  AddressSelector local;                  // "from" in the configuration
+  AddressSelector remote;                 // "to"
+  std::optional<std::uint8_t> protocol;   // nullopt: any
+  PortRange local_ports;
+  PortRange remote_ports;
+  bool mirrored = false;
+  PolicyAction action = PolicyAction::permit;
+  PolicyIpsec ipsec = PolicyIpsec::esp;
+  SaMode mode = SaMode::transport;
+  std::optional<dissect::IpAddr> peer;    // tunnel endpoint
+  std::vector<std::string> sas;           // names of the SAs this policy uses
+  InboundCleartext inbound = InboundCleartext::require;
+  Origin origin;
+};
+
+struct Config {
+  std::vector<dissect::IpAddr> local_addresses;
+  bool default_exemptions = true;
+  std::vector<PolicyConfig> policies;
+  std::vector<SaConfig> sas;
+  std::vector<std::string> warnings;      // deprecated algorithms, odd key lengths, ...
+
+  /// Appends the SAs (and warnings) of another configuration, rejecting
+  /// duplicates of an existing SA selector or name.
+  void merge(Config&& other);
+};
+
+/// Loads a YAML configuration file. Throws ConfigError.
+[[nodiscard]] Config load_config(const std::filesystem::path& path);
+/// Parses YAML text; `name` is used in messages, relative key files are
+/// resolved against `base_dir`. Throws ConfigError.
+[[nodiscard]] Config parse_config(const std::string& text, const std::string& name,
+                                  const std::filesystem::path& base_dir);
+
+/// Checks an SA after it was filled from any source (YAML or an importer):
+/// algorithm and protocol compatibility and key lengths. Adds warnings to
+/// `warnings`; throws ConfigError naming `field_prefix` on errors.
+void validate_sa(const SaConfig& sa, const std::string& field_prefix, std::vector<std::string>& warnings);
+
+/// Reads a key file: its raw bytes, exactly as ipsec6 uses them.
+[[nodiscard]] SecretBytes read_key_file(const std::filesystem::path& path, const Origin& where,
+                                        const std::string& field);
+
+/// Parses sizes such as "2G", "100M", "4096" (binary multiples).
+[[nodiscard]] std::optional<std::uint64_t> parse_size(std::string_view text);
+
+}  // namespace ipsentry::filters

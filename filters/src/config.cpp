@@ -1,0 +1,692 @@
+#include "ipsentry/filters/config.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <set>
+#include <sstream>
+
+namespace ipsentry::filters {
+
+namespace fs = std::filesystem;
+using dissect::IpAddr;
+using dissect::IpPrefix;
+
+ConfigError::ConfigError(std::string file, int line, std::string field, const std::string& message)
+    : std::runtime_error([&] {
+        std::string where = file;
+        if (line > 0) where += fmt::format(":{}", line);
+        if (!field.empty()) return fmt::format("{}: {}: {}", where, field, message);
+        return fmt::format("{}: {}", where, message);
+      }()),
+      file_(std::move(file)),
+      line_(line),
+      field_(std::move(field)) {}
+
+std::string Origin::str() const { return line > 0 ? fmt::format("{}:{}", file, line) : file; }
+
+const char* to_string(IpsecProtocol p) noexcept { return p == IpsecProtocol::ah ? "ah" : "esp"; }
+const char* to_string(Direction d) noexcept {
+  switch (d) {
+    case Direction::inbound: return "inbound";
+    case Direction::outbound: return "outbound";
+    default: return "unspecified";
+  }
+}
+const char* to_string(SaMode m) noexcept {
+  switch (m) {
+    case SaMode::transport: return "transport";
+    case SaMode::tunnel: return "tunnel";
+    default: return "unspecified";
+  }
+}
+
+SaConfig SaConfig::clone() const {
+  SaConfig c;
+  c.name = name;
+  c.spi = spi;
+  c.protocol = protocol;
+  c.direction = direction;
+  c.src = src;
+  c.dst = dst;
+  c.mode = mode;
+  c.cipher = cipher;
+  c.enc_key = enc_key.clone();
+  c.integrity = integrity;
+  c.auth_key = auth_key.clone();
+  c.esn = esn;
+  c.replay_window = replay_window;
+  c.encap = encap;
+  c.lifetime = lifetime;
+  c.initial_seq = initial_seq;
+  c.origin = origin;
+  return c;
+}
+
+std::string SaConfig::describe() const {
+  std::string s = spi ? fmt::format("spi 0x{:08x} {}", *spi, to_string(protocol))
+                      : fmt::format("any-spi {}", to_string(protocol));
+  if (dst) s += " to " + dst->str();
+  if (src) s += " from " + src->str();
+  return s;
+}
+
+std::string AddressSelector::str() const {
+  switch (kind) {
+    case Kind::any: return "any";
+    case Kind::me: return "me";
+    default: return prefix.str();
+  }
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::uint64_t mult = 1;
+  char last = text.back();
+  switch (last) {
+    case 'k': case 'K': mult = 1ull << 10; break;
+    case 'm': case 'M': mult = 1ull << 20; break;
+    case 'g': case 'G': mult = 1ull << 30; break;
+    case 't': case 'T': mult = 1ull << 40; break;
+    default: break;
+  }
+  if (mult != 1) text.remove_suffix(1);
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size()) return std::nullopt;
+  if (v > UINT64_MAX / mult) return std::nullopt;
+  return v * mult;
+}
+
+SecretBytes read_key_file(const fs::path& path, const Origin& where, const std::string& field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ConfigError(where.file, where.line, field,
+                      fmt::format("cannot read key file '{}': {}", path.string(), std::strerror(errno)));
+  }
+  std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (buf.empty()) throw ConfigError(where.file, where.line, field, fmt::format("key file '{}' is empty", path.string()));
+  if (buf.size() > 4096) {
+    cleanse(buf.data(), buf.size());
+    throw ConfigError(where.file, where.line, field,
+                      fmt::format("key file '{}' is {} bytes; a key file holds at most 4096", path.string(),
+                                  buf.size()));
+  }
+  SecretBytes key(std::span(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size()));
+  cleanse(buf.data(), buf.size());
+  return key;
+}
+
+void validate_sa(const SaConfig& sa, const std::string& f, std::vector<std::string>& warnings) {
+  const Origin& o = sa.origin;
+  const CipherInfo& ci = cipher_info(sa.cipher);
+  const IntegrityInfo& ii = integrity_info(sa.integrity);
+  auto err = [&](const std::string& field, const std::string& msg) { throw ConfigError(o.file, o.line, f + field, msg); };
+  const std::string who = sa.name.empty() ? sa.describe() : sa.name;
+
+  if (sa.protocol == IpsecProtocol::ah) {
+    if (sa.cipher != Cipher::null) err("encryption", "AH does not encrypt; remove the encryption setting or use ESP");
+    if (sa.integrity == Integrity::none) err("auth", "AH needs an integrity algorithm (e.g. hmac-sha256-128)");
+    if (sa.encap) err("encap", "AH cannot be carried in UDP (RFC 3948 covers ESP only)");
+  }
+  if (!ci.supported) {
+    warnings.push_back(fmt::format("{}: SA {}: {} is obsolete and not supported; its packets are reported as unsupported",
+                                   o.str(), who, ci.name));
+  } else if (auto e = check_cipher_key(sa.cipher, sa.enc_key.size())) {
+    err("enc_key", *e);
+  }
+  if (ci.aead() && sa.integrity != Integrity::none) {
+    err("auth", fmt::format("{} already provides integrity; set auth: none (RFC 4303 section 3.2)", ci.name));
+  }
+  if (!ii.supported) {
+    warnings.push_back(fmt::format("{}: SA {}: {} is not supported; its packets are reported as unsupported",
+                                   o.str(), who, ii.name));
+  } else if (!ii.checks) {
+    warnings.push_back(fmt::format("{}: SA {}: no integrity key: {}-byte ICVs are skipped, not checked", o.str(),
+                                   who, ii.icv_len));
+  }
+  if (auto e = check_integrity_key(sa.integrity, sa.auth_key.size())) err("auth_key", *e);
+  if (auto w = integrity_key_warning(sa.integrity, sa.auth_key.size())) {
+    warnings.push_back(fmt::format("{}: SA {}: {}", o.str(), who, *w));
+  }
+  if (ci.deprecated && ci.supported) {
+    warnings.push_back(fmt::format("{}: SA {}: {} is deprecated (RFC 8221); accepted for old configurations",
+                                   o.str(), who, ci.name));
+  }
+  if (ii.deprecated) {
+    warnings.push_back(fmt::format("{}: SA {}: {} is deprecated (RFC 8221); accepted for old configurations",
+                                   o.str(), who, ii.name));
+  }
+  if (sa.protocol == IpsecProtocol::esp && sa.cipher == Cipher::null && sa.integrity == Integrity::none) {
+    warnings.push_back(fmt::format("{}: SA {}: ESP with null encryption and no integrity protects nothing",
+                                   o.str(), who));
+  } else if (sa.protocol == IpsecProtocol::esp && ci.confidential() && !ci.aead() &&
+             sa.integrity == Integrity::none) {
+    warnings.push_back(fmt::format(
+        "{}: SA {}: encryption without integrity cannot detect tampering (RFC 4303 section 3.2)", o.str(), who));
+  }
+  if (sa.replay_window > 65536) err("replay_window", "the replay window can be at most 65536 packets");
+  if (sa.mode == SaMode::tunnel && sa.direction == Direction::outbound && (!sa.src || !sa.dst)) {
+    err("mode", "an outbound tunnel-mode SA needs src and dst: they are the tunnel endpoints");
+  }
+  if (sa.src && sa.dst && sa.src->family() != sa.dst->family()) {
+    err("dst", "src and dst are of different address families");
+  }
+}
+
+namespace {
+
+struct Ctx {
+  std::string file;
+  fs::path base;
+};
+
+int line_of(const YAML::Node& n) { return n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
+
+[[noreturn]] void fail(const Ctx& c, const YAML::Node& n, const std::string& field, const std::string& msg) {
+  throw ConfigError(c.file, line_of(n), field, msg);
+}
+
+void check_keys(const Ctx& c, const YAML::Node& map, const std::string& field,
+                std::initializer_list<std::string_view> allowed) {
+  for (const auto& kv : map) {
+    std::string key = kv.first.as<std::string>();
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string list;
+      for (auto a : allowed) {
+        if (!list.empty()) list += ", ";
+        list += a;
+      }
+      fail(c, kv.first, field.empty() ? key : field + "." + key,
+           fmt::format("unknown setting '{}' (expected one of: {})", key, list));
+    }
+  }
+}
+
+std::string scalar(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  if (!n.IsScalar()) fail(c, n, field, "expected a single value");
+  return n.Scalar();
+}
+
+bool get_bool(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  std::string s = scalar(c, n, field);
+  if (s == "true" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "no" || s == "off") return false;
+  fail(c, n, field, fmt::format("'{}' is not true or false", s));
+}
+
+std::uint64_t get_uint(const Ctx& c, const YAML::Node& n, const std::string& field, std::uint64_t max) {
+  std::string s = scalar(c, n, field);
+  std::uint64_t v = 0;
+  std::string_view t = s;
+  int base = 10;
+  if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) {
+    base = 16;
+    t.remove_prefix(2);
+  }
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v, base);
+  if (ec != std::errc{} || p != t.data() + t.size() || t.empty()) {
+    fail(c, n, field, fmt::format("'{}' is not a non-negative integer", s));
+  }
+  if (v > max) fail(c, n, field, fmt::format("{} is larger than the maximum {}", s, max));
+  return v;
+}
+
+IpAddr get_addr(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  std::string s = scalar(c, n, field);
+  auto a = IpAddr::parse(s);
+  if (!a) fail(c, n, field, fmt::format("'{}' is not an IPv4 or IPv6 address", s));
+  return *a;
+}
+
+SecretBytes get_key(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  std::string s = scalar(c, n, field);
+  SecretBytes k;
+  std::string why;
+  if (!parse_hex_key(s, k, why)) {
+    cleanse(s.data(), s.size());
+    fail(c, n, field, why);
+  }
+  cleanse(s.data(), s.size());
+  return k;
+}
+
+SecretBytes get_key_file(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  fs::path p = scalar(c, n, field);
+  if (p.is_relative()) p = c.base / p;
+  return read_key_file(p, Origin{c.file, line_of(n)}, field);
+}
+
+std::optional<std::uint8_t> parse_protocol(std::string_view s) {
+  std::string l(s);
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (l == "any" || l == "*") return std::nullopt;
+  static const std::pair<std::string_view, std::uint8_t> names[] = {
+      {"icmp", 1},  {"igmp", 2},   {"tcp", 6},     {"udp", 17},  {"gre", 47}, {"esp", 50},
+      {"ah", 51},   {"icmpv6", 58}, {"ipv6-icmp", 58}, {"ospf", 89}, {"sctp", 132}, {"rsvp", 46}};
+  for (auto& [name, num] : names) {
+    if (l == name) return num;
+  }
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), v);
+  if (ec == std::errc{} && p == l.data() + l.size() && v <= 255) return static_cast<std::uint8_t>(v);
+  throw std::invalid_argument(l);
+}
+
+AddressSelector get_selector(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  std::string s = scalar(c, n, field);
+  AddressSelector sel;
+  if (s == "any" || s == "*") return sel;
+  if (s == "me") {
+    sel.kind = AddressSelector::Kind::me;
+    return sel;
+  }
+  auto p = IpPrefix::parse(s);
+  if (!p) fail(c, n, field, fmt::format("'{}' is not any, me, an address or a prefix", s));
+  sel.kind = AddressSelector::Kind::prefix;
+  sel.prefix = *p;
+  return sel;
+}
+
+PortRange get_ports(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  std::string s = scalar(c, n, field);
+  PortRange r;
+  if (s == "any" || s == "*") return r;
+  auto dash = s.find('-');
+  auto num = [&](std::string_view t) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (ec != std::errc{} || p != t.data() + t.size() || v > 65535) {
+      fail(c, n, field, fmt::format("'{}' is not a port or a port range like 1024-2048", s));
+    }
+    return static_cast<std::uint16_t>(v);
+  };
+  if (dash == std::string::npos) {
+    r.low = r.high = num(s);
+  } else {
+    r.low = num(std::string_view(s).substr(0, dash));
+    r.high = num(std::string_view(s).substr(dash + 1));
+    if (r.low > r.high) fail(c, n, field, "the port range is reversed");
+  }
+  return r;
+}
+
+SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vector<std::string>& warnings) {
+  const std::string f = fmt::format("sas[{}].", index);
+  if (!n.IsMap()) fail(c, n, fmt::format("sas[{}]", index), "each SA must be a mapping of settings");
+  check_keys(c, n, fmt::format("sas[{}]", index),
+             {"name", "spi", "protocol", "direction", "src", "dst", "mode", "encryption", "enc_key",
+              "enc_key_file", "auth", "auth_key", "auth_key_file", "key", "key_file", "esn",
+              "replay_window", "encap", "lifetime", "first_seq"});
+  SaConfig sa;
+  sa.origin = Origin{c.file, line_of(n)};
+
+  if (!n["spi"]) fail(c, n, f + "spi", "every SA needs an spi (decimal, 0x hex, or any)");
+  if (scalar(c, n["spi"], f + "spi") == "any") {
+    sa.spi.reset();
+  } else {
+    sa.spi = static_cast<std::uint32_t>(get_uint(c, n["spi"], f + "spi", 0xffffffffu));
+    if (*sa.spi < 256) {
+      warnings.push_back(fmt::format("{}:{}: SA spi {} is in the range 0-255 that RFC 4303 reserves", c.file,
+                                     line_of(n["spi"]), *sa.spi));
+    }
+  }
+  if (!n["protocol"]) fail(c, n, f + "protocol", "every SA needs a protocol: esp or ah");
+  std::string proto = scalar(c, n["protocol"], f + "protocol");
+  if (proto == "esp") {
+    sa.protocol = IpsecProtocol::esp;
+  } else if (proto == "ah") {
+    sa.protocol = IpsecProtocol::ah;
+  } else {
+    fail(c, n["protocol"], f + "protocol", fmt::format("'{}' is not esp or ah", proto));
+  }
+  if (n["name"]) sa.name = scalar(c, n["name"], f + "name");
+  if (n["direction"]) {
+    std::string d = scalar(c, n["direction"], f + "direction");
+    if (d == "inbound" || d == "in") {
+      sa.direction = Direction::inbound;
+    } else if (d == "outbound" || d == "out") {
+      sa.direction = Direction::outbound;
+    } else {
+      fail(c, n["direction"], f + "direction", fmt::format("'{}' is not inbound or outbound", d));
+    }
+  }
+  if (n["src"]) sa.src = get_addr(c, n["src"], f + "src");
+  if (n["dst"]) sa.dst = get_addr(c, n["dst"], f + "dst");
+  if (n["mode"]) {
+    std::string m = scalar(c, n["mode"], f + "mode");
+    if (m == "transport") {
+      sa.mode = SaMode::transport;
+    } else if (m == "tunnel") {
+      sa.mode = SaMode::tunnel;
+    } else {
+      fail(c, n["mode"], f + "mode", fmt::format("'{}' is not transport or tunnel", m));
+    }
+  }
+  if (n["encryption"]) {
+    if (sa.protocol == IpsecProtocol::ah) {
+      fail(c, n["encryption"], f + "encryption", "AH does not encrypt; remove this setting or use protocol: esp");
+    }
+    std::string e = scalar(c, n["encryption"], f + "encryption");
+    auto ci = find_cipher(e);
+    if (!ci) {
+      std::string names;
+      for (const auto& info : all_ciphers()) {
+        if (!info.supported) continue;
+        if (!names.empty()) names += ", ";
+        names += info.name;
+      }
+      fail(c, n["encryption"], f + "encryption", fmt::format("unknown encryption algorithm '{}' (known: {})", e, names));
+    }
+    sa.cipher = *ci;
+  } else if (sa.protocol == IpsecProtocol::esp) {
+    fail(c, n, f + "encryption", "an ESP SA needs an encryption algorithm (use null for none)");
+  }
+  if (n["auth"]) {
+    std::string a = scalar(c, n["auth"], f + "auth");
+    auto ii = find_integrity(a);
+    if (!ii) {
+      std::string names;
+      for (const auto& info : all_integrity()) {
+        if (!names.empty()) names += ", ";
+        names += info.name;
+      }
+      fail(c, n["auth"], f + "auth", fmt::format("unknown integrity algorithm '{}' (known: {})", a, names));
+    }
+    sa.integrity = *ii;
+  }
+
+  // Key material: enc_key / auth_key, each inline or from a file, or the
+  // `key` / `key_file` shorthand when the SA needs exactly one key.
+  const CipherInfo& ci = cipher_info(sa.cipher);
+  const bool needs_enc = ci.mode != CipherMode::none && ci.supported;
+  const IntegrityInfo& ii = integrity_info(sa.integrity);
+  const bool needs_auth = sa.integrity != Integrity::none && ii.checks && ii.supported;
+  auto take = [&](const char* inline_key, const char* file_key, SecretBytes& dst) {
+    if (n[inline_key] && n[file_key]) {
+      fail(c, n[file_key], f + file_key, fmt::format("give either {} or {}, not both", inline_key, file_key));
+    }
+    if (n[inline_key]) dst = get_key(c, n[inline_key], f + inline_key);
+    if (n[file_key]) dst = get_key_file(c, n[file_key], f + file_key);
+  };
+  take("enc_key", "enc_key_file", sa.enc_key);
+  take("auth_key", "auth_key_file", sa.auth_key);
+  if (n["key"] || n["key_file"]) {
+    SecretBytes k;
+    take("key", "key_file", k);
+    const char* which = n["key"] ? "key" : "key_file";
+    if (needs_enc && needs_auth) {
+      fail(c, n[which], f + which,
+           "this SA needs two keys (encryption and integrity): use enc_key/enc_key_file and auth_key/auth_key_file");
+    } else if (needs_enc) {
+      if (!sa.enc_key.empty()) fail(c, n[which], f + which, "enc_key is already given");
+      sa.enc_key = std::move(k);
+    } else if (needs_auth) {
+      if (!sa.auth_key.empty()) fail(c, n[which], f + which, "auth_key is already given");
+      sa.auth_key = std::move(k);
+    } else {
+      fail(c, n[which], f + which, "this SA uses no key (null encryption, no integrity)");
+    }
+  }
+  if (needs_enc && sa.enc_key.empty()) {
+    fail(c, n, f + "enc_key", fmt::format("{} needs a key: give enc_key (0x...) or enc_key_file", ci.name));
+  }
+  if (needs_auth && sa.auth_key.empty()) {
+    fail(c, n, f + "auth_key",
+         fmt::format("{} needs a key: give auth_key (0x...) or auth_key_file", integrity_info(sa.integrity).name));
+  }
+
+  if (n["esn"]) sa.esn = get_bool(c, n["esn"], f + "esn");
+  if (n["replay_window"]) {
+    sa.replay_window = static_cast<std::uint32_t>(get_uint(c, n["replay_window"], f + "replay_window", 65536));
+  }
+  if (n["first_seq"]) {
+    std::uint64_t max = sa.esn ? UINT64_MAX : 0xffffffffu;
+    std::uint64_t first = get_uint(c, n["first_seq"], f + "first_seq", max);
+    if (first == 0) fail(c, n["first_seq"], f + "first_seq", "sequence numbers start at 1 (RFC 4303)");
+    sa.initial_seq = first - 1;
+  }
+  if (n["encap"]) {
+    const YAML::Node& e = n["encap"];
+    UdpEncapConfig ec;
+    if (e.IsScalar()) {
+      if (e.Scalar() != "udp") fail(c, e, f + "encap", "encap must be 'udp' or a mapping {sport, dport}");
+    } else if (e.IsMap()) {
+      check_keys(c, e, f + "encap", {"type", "sport", "dport"});
+      if (e["type"] && scalar(c, e["type"], f + "encap.type") != "udp") {
+        fail(c, e["type"], f + "encap.type", "only UDP encapsulation (RFC 3948) exists");
+      }
+      if (e["sport"]) ec.sport = static_cast<std::uint16_t>(get_uint(c, e["sport"], f + "encap.sport", 65535));
+      if (e["dport"]) ec.dport = static_cast<std::uint16_t>(get_uint(c, e["dport"], f + "encap.dport", 65535));
+    } else {
+      fail(c, e, f + "encap", "encap must be 'udp' or a mapping {sport, dport}");
+    }
+    sa.encap = ec;
+  }
+  if (n["lifetime"]) {
+    const YAML::Node& l = n["lifetime"];
+    if (!l.IsMap()) fail(c, l, f + "lifetime", "lifetime must be a mapping such as {seconds: 900, bytes: 2G}");
+    check_keys(c, l, f + "lifetime", {"seconds", "bytes", "packets", "soft_seconds", "soft_bytes", "soft_packets"});
+    auto size = [&](const char* key) -> std::uint64_t {
+      if (!l[key]) return 0;
+      std::string s = scalar(c, l[key], f + "lifetime." + key);
+      auto v = parse_size(s);
+      if (!v) fail(c, l[key], f + "lifetime." + key, fmt::format("'{}' is not a count such as 900, 100M or 2G", s));
+      return *v;
+    };
+    sa.lifetime.seconds = size("seconds");
+    sa.lifetime.bytes = size("bytes");
+    sa.lifetime.packets = size("packets");
+    sa.lifetime.soft_seconds = size("soft_seconds");
+    sa.lifetime.soft_bytes = size("soft_bytes");
+    sa.lifetime.soft_packets = size("soft_packets");
+  }
+  if (sa.name.empty()) {
+    sa.name = sa.spi ? fmt::format("{}-0x{:08x}", to_string(sa.protocol), *sa.spi)
+                     : fmt::format("{}-any", to_string(sa.protocol));
+    if (sa.dst) sa.name += "@" + sa.dst->str();
+  }
+  validate_sa(sa, f, warnings);
+  return sa;
+}
+
+PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) {
+  const std::string f = fmt::format("policies[{}].", index);
+  if (!n.IsMap()) fail(c, n, fmt::format("policies[{}]", index), "each policy must be a mapping of settings");
+  check_keys(c, n, fmt::format("policies[{}]", index),
+             {"name", "from", "to", "protocol", "from_port", "to_port", "mirrored", "action", "ipsec", "sas",
+              "inbound"});
+  PolicyConfig p;
+  p.origin = Origin{c.file, line_of(n)};
+  p.name = n["name"] ? scalar(c, n["name"], f + "name") : fmt::format("policy-{}", index + 1);
+  if (n["from"]) p.local = get_selector(c, n["from"], f + "from");
+  if (n["to"]) p.remote = get_selector(c, n["to"], f + "to");
+  if (n["protocol"]) {
+    std::string s = scalar(c, n["protocol"], f + "protocol");
+    try {
+      p.protocol = parse_protocol(s);
+    } catch (const std::invalid_argument&) {
+      fail(c, n["protocol"], f + "protocol", fmt::format("'{}' is not a protocol name or number 0-255", s));
+    }
+  }
+  if (n["from_port"]) p.local_ports = get_ports(c, n["from_port"], f + "from_port");
+  if (n["to_port"]) p.remote_ports = get_ports(c, n["to_port"], f + "to_port");
+  if ((!p.local_ports.any() || !p.remote_ports.any()) &&
+      !(p.protocol && (*p.protocol == 6 || *p.protocol == 17 || *p.protocol == 132))) {
+    fail(c, n, f + "protocol", "ports can only be given with protocol tcp, udp or sctp");
+  }
+  if (n["mirrored"]) p.mirrored = get_bool(c, n["mirrored"], f + "mirrored");
+  if (!n["action"]) fail(c, n, f + "action", "every policy needs an action: permit, block or protect");
+  std::string a = scalar(c, n["action"], f + "action");
+  if (a == "permit") {
+    p.action = PolicyAction::permit;
+  } else if (a == "block") {
+    p.action = PolicyAction::block;
+  } else if (a == "protect") {
+    p.action = PolicyAction::protect;
+  } else {
+    fail(c, n["action"], f + "action", fmt::format("'{}' is not permit, block or protect", a));
+  }
+  if (p.action == PolicyAction::protect) {
+    if (!n["ipsec"]) fail(c, n, f + "ipsec", "a protect policy needs ipsec: {protocol: esp|ah|ah+esp, mode: ...}");
+    const YAML::Node& ip = n["ipsec"];
+    if (!ip.IsMap()) fail(c, ip, f + "ipsec", "ipsec must be a mapping {protocol, mode, peer}");
+    check_keys(c, ip, f + "ipsec", {"protocol", "mode", "peer"});
+    std::string pr = ip["protocol"] ? scalar(c, ip["protocol"], f + "ipsec.protocol") : "esp";
+    if (pr == "esp") {
+      p.ipsec = PolicyIpsec::esp;
+    } else if (pr == "ah") {
+      p.ipsec = PolicyIpsec::ah;
+    } else if (pr == "ah+esp" || pr == "esp+ah") {
+      p.ipsec = PolicyIpsec::ah_esp;
+    } else {
+      fail(c, ip["protocol"], f + "ipsec.protocol", fmt::format("'{}' is not esp, ah or ah+esp", pr));
+    }
+    std::string m = ip["mode"] ? scalar(c, ip["mode"], f + "ipsec.mode") : "transport";
+    if (m == "transport") {
+      p.mode = SaMode::transport;
+    } else if (m == "tunnel") {
+      p.mode = SaMode::tunnel;
+    } else {
+      fail(c, ip["mode"], f + "ipsec.mode", fmt::format("'{}' is not transport or tunnel", m));
+    }
+    if (ip["peer"]) p.peer = get_addr(c, ip["peer"], f + "ipsec.peer");
+    if (p.mode == SaMode::tunnel && !p.peer) {
+      fail(c, ip, f + "ipsec.peer", "a tunnel policy needs peer: the remote tunnel endpoint");
+    }
+    if (!n["sas"]) fail(c, n, f + "sas", "a protect policy needs the names of its SAs (sas: [out-sa, in-sa])");
+    const YAML::Node& s = n["sas"];
+    if (!s.IsSequence()) fail(c, s, f + "sas", "sas must be a list of SA names");
+    for (std::size_t i = 0; i < s.size(); ++i) p.sas.push_back(scalar(c, s[i], fmt::format("{}sas[{}]", f, i)));
+  } else if (n["ipsec"] || n["sas"]) {
+    fail(c, n["ipsec"] ? n["ipsec"] : n["sas"], f + (n["ipsec"] ? "ipsec" : "sas"),
+         "only a protect policy uses ipsec and sas");
+  }
+  if (n["inbound"]) {
+    std::string in = scalar(c, n["inbound"], f + "inbound");
+    if (in == "require") {
+      p.inbound = InboundCleartext::require;
+    } else if (in == "request") {
+      p.inbound = InboundCleartext::request;
+    } else if (in == "respond") {
+      p.inbound = InboundCleartext::respond;
+    } else {
+      fail(c, n["inbound"], f + "inbound", fmt::format("'{}' is not require, request or respond", in));
+    }
+  }
+  return p;
+}
+
+bool same_selector(const SaConfig& a, const SaConfig& b) {
+  return a.spi == b.spi && a.protocol == b.protocol && a.dst == b.dst && a.src == b.src;
+}
+
+}  // namespace
+
+void Config::merge(Config&& other) {
+  for (auto& sa : other.sas) {
+    for (const auto& mine : sas) {
+      if (same_selector(mine, sa)) {
+        throw ConfigError(sa.origin.file, sa.origin.line, "",
+                          fmt::format("SA {} is already defined at {}", sa.describe(), mine.origin.str()));
+      }
+      if (mine.name == sa.name) {
+        throw ConfigError(sa.origin.file, sa.origin.line, "name",
+                          fmt::format("SA name '{}' is already used at {}", sa.name, mine.origin.str()));
+      }
+    }
+    sas.push_back(std::move(sa));
+  }
+  for (auto& p : other.policies) policies.push_back(std::move(p));
+  for (auto& a : other.local_addresses) local_addresses.push_back(a);
+  for (auto& w : other.warnings) warnings.push_back(std::move(w));
+  if (!other.default_exemptions) default_exemptions = false;
+}
+
+Config parse_config(const std::string& text, const std::string& name, const fs::path& base_dir) {
+  Ctx c{name, base_dir};
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(name, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", "YAML syntax error: " + e.msg);
+  }
+  Config cfg;
+  if (root.IsNull()) return cfg;
+  if (!root.IsMap()) fail(c, root, "", "the configuration must be a mapping with sas:, policies:, interfaces:");
+  try {
+    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas"});
+    if (const YAML::Node& itf = root["interfaces"]) {
+      if (!itf.IsMap()) fail(c, itf, "interfaces", "interfaces must be a mapping such as {local: [addr, ...]}");
+      check_keys(c, itf, "interfaces", {"local"});
+      if (const YAML::Node& local = itf["local"]) {
+        if (local.IsScalar()) {
+          cfg.local_addresses.push_back(get_addr(c, local, "interfaces.local"));
+        } else if (local.IsSequence()) {
+          for (std::size_t i = 0; i < local.size(); ++i) {
+            cfg.local_addresses.push_back(get_addr(c, local[i], fmt::format("interfaces.local[{}]", i)));
+          }
+        } else {
+          fail(c, local, "interfaces.local", "expected an address or a list of addresses");
+        }
+      }
+    }
+    if (root["default_exemptions"]) {
+      cfg.default_exemptions = get_bool(c, root["default_exemptions"], "default_exemptions");
+    }
+    if (const YAML::Node& sas = root["sas"]) {
+      if (!sas.IsSequence()) fail(c, sas, "sas", "sas must be a list of SAs");
+      for (std::size_t i = 0; i < sas.size(); ++i) {
+        Config one;
+        one.sas.push_back(parse_sa(c, sas[i], i, cfg.warnings));
+        cfg.merge(std::move(one));
+      }
+    }
+    if (const YAML::Node& pol = root["policies"]) {
+      if (!pol.IsSequence()) fail(c, pol, "policies", "policies must be an ordered list");
+      std::set<std::string> names;
+      for (std::size_t i = 0; i < pol.size(); ++i) {
+        PolicyConfig p = parse_policy(c, pol[i], i);
+        if (!names.insert(p.name).second) {
+          fail(c, pol[i], fmt::format("policies[{}].name", i), fmt::format("policy name '{}' is used twice", p.name));
+        }
+        for (const auto& sa_name : p.sas) {
+          bool found = std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const SaConfig& s) { return s.name == sa_name; });
+          if (!found) {
+            fail(c, pol[i]["sas"], fmt::format("policies[{}].sas", i), fmt::format("no SA is named '{}'", sa_name));
+          }
+        }
+        cfg.policies.push_back(std::move(p));
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(name, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg);
+  }
+  return cfg;
+}
+
+Config load_config(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ConfigError(path.string(), 0, "", fmt::format("cannot open configuration: {}", std::strerror(errno)));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  fs::path base = path.parent_path();
+  if (base.empty()) base = ".";
+  // The text holds inline keys: wipe our copy whatever happens.
+  std::string text = ss.str();
+  struct Wipe {
+    std::string& t;
+    ~Wipe() { cleanse(t.data(), t.size()); }
+  } wipe{text};
+  return parse_config(text, path.string(), base);
+}
+
+}  // namespace ipsentry::filters

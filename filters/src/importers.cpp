@@ -1,0 +1,542 @@
+#include "ipsentry/filters/importers.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace ipsentry::filters {
+
+namespace fs = std::filesystem;
+using dissect::IpAddr;
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  std::transform(r.begin(), r.end(), r.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return r;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+  std::vector<std::string_view> lines;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto nl = text.find('\n', start);
+    if (nl == std::string_view::npos) {
+      lines.push_back(text.substr(start));
+      break;
+    }
+    lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  for (auto& l : lines) {
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+  }
+  return lines;
+}
+
+std::string base_name(const std::string& name) {
+  auto slash = name.find_last_of('/');
+  return slash == std::string::npos ? name : name.substr(slash + 1);
+}
+
+bool parse_u32(std::string_view s, std::uint32_t& out) {
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s.remove_prefix(2);
+  }
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return ec == std::errc{} && p == s.data() + s.size();
+}
+
+/// Key text as Wireshark and tcpdump read it: 0x-hex, or the ASCII bytes.
+SecretBytes key_from_text(std::string_view text, const std::string& file, int line, const std::string& field) {
+  if (text.size() >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    SecretBytes k;
+    std::string why;
+    if (!parse_hex_key(text, k, why)) throw ConfigError(file, line, field, why);
+    return k;
+  }
+  return SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+void finish_sa(SaConfig& sa, Config& cfg, const std::string& file, int line) {
+  sa.origin = Origin{file, line};
+  sa.name = fmt::format("{}:{}", base_name(file), line);
+  validate_sa(sa, "", cfg.warnings);
+  Config one;
+  one.sas.push_back(std::move(sa));
+  cfg.merge(std::move(one));
+}
+
+// ---------------------------------------------------------------- Wireshark
+
+// Splits one UAT record: comma-separated fields, each optionally in double
+// quotes; inside quotes Wireshark writes special bytes as \xHH.
+std::vector<std::string> uat_fields(std::string_view line, const std::string& file, int lineno) {
+  std::vector<std::string> fields;
+  std::size_t i = 0;
+  for (;;) {
+    std::string f;
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        char c = line[i];
+        if (c == '"') {
+          closed = true;
+          ++i;
+          break;
+        }
+        if (c == '\\' && i + 3 < line.size() && line[i + 1] == 'x') {
+          unsigned v = 0;
+          auto [p, ec] = std::from_chars(line.data() + i + 2, line.data() + i + 4, v, 16);
+          if (ec != std::errc{} || p != line.data() + i + 4) {
+            throw ConfigError(file, lineno, "", "invalid \\x escape in a quoted field");
+          }
+          f += static_cast<char>(v);
+          i += 4;
+          continue;
+        }
+        f += c;
+        ++i;
+      }
+      if (!closed) throw ConfigError(file, lineno, "", "a quoted field is not closed");
+      while (i < line.size() && line[i] == ' ') ++i;
+    } else {
+      while (i < line.size() && line[i] != ',') f += line[i++];
+      f = std::string(trim(f));
+    }
+    fields.push_back(std::move(f));
+    if (i >= line.size()) break;
+    if (line[i] != ',') throw ConfigError(file, lineno, "", "expected a comma between fields");
+    ++i;
+  }
+  return fields;
+}
+
+std::optional<Cipher> wireshark_cipher(std::string_view name) {
+  std::string n = lower(trim(name.substr(0, name.find('['))));
+  if (n == "null") return Cipher::null;
+  if (n == "tripledes-cbc") return Cipher::tdes_cbc;
+  if (n == "aes-cbc") return Cipher::aes_cbc;
+  if (n == "aes-ctr") return Cipher::aes_ctr;
+  if (n == "des-cbc") return Cipher::des_cbc;
+  if (n == "cast5-cbc") return Cipher::cast_cbc;
+  if (n == "blowfish-cbc") return Cipher::blowfish_cbc;
+  if (n == "twofish-cbc") return Cipher::twofish_cbc;
+  if (n == "aes-gcm with 8 octet icv") return Cipher::aes_gcm_8;
+  if (n == "aes-gcm with 12 octet icv") return Cipher::aes_gcm_12;
+  if (n == "aes-gcm with 16 octet icv" || n == "aes-gcm") return Cipher::aes_gcm_16;
+  if (n == "chacha20 with poly1305") return Cipher::chacha20_poly1305;
+  if (n == "null with aes-gmac" || n == "aes-gmac") return Cipher::aes_gmac;
+  return find_cipher(n);
+}
+
+std::optional<Integrity> wireshark_integrity(std::string_view name) {
+  std::string n = lower(trim(name.substr(0, name.find('['))));
+  if (n == "null") return Integrity::none;
+  if (n == "hmac-sha-1-96") return Integrity::hmac_sha1_96;
+  if (n == "hmac-sha-256-96") return Integrity::hmac_sha256_96;
+  if (n == "hmac-sha-256-128") return Integrity::hmac_sha256_128;
+  if (n == "hmac-sha-384-192") return Integrity::hmac_sha384_192;
+  if (n == "hmac-sha-512-256") return Integrity::hmac_sha512_256;
+  if (n == "hmac-md5-96") return Integrity::hmac_md5_96;
+  if (n == "mac-ripemd-160-96") return Integrity::hmac_ripemd160_96;
+  if (n == "aes-xcbc-mac-96" || n == "aes-xcbc-mac") return Integrity::aes_xcbc_96;
+  if (n.starts_with("any ")) {
+    unsigned bits = 0;
+    auto rest = std::string_view(n).substr(4);
+    auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), bits);
+    (void)p;
+    if (ec == std::errc{}) {
+      switch (bits) {
+        case 64: return Integrity::unchecked_64;
+        case 96: return Integrity::unchecked_96;
+        case 128: return Integrity::unchecked_128;
+        case 192: return Integrity::unchecked_192;
+        case 256: return Integrity::unchecked_256;
+        default: break;
+      }
+    }
+  }
+  return find_integrity(n);
+}
+
+std::optional<IpAddr> wireshark_address(const std::string& text, const std::string& file, int line,
+                                        const std::string& field, Config& cfg) {
+  std::string_view t = trim(text);
+  if (t.empty() || t == "*") return std::nullopt;
+  if (auto a = IpAddr::parse(t)) return a;
+  if (t.find('*') != std::string_view::npos || t.find('/') != std::string_view::npos) {
+    cfg.warnings.push_back(fmt::format("{}:{}: {} '{}' is a pattern; the SA matches any address", file, line, field,
+                                       std::string(t)));
+    return std::nullopt;
+  }
+  throw ConfigError(file, line, field, fmt::format("'{}' is not an address or *", std::string(t)));
+}
+
+// ---------------------------------------------------------------- tcpdump
+
+std::optional<Cipher> tcpdump_cipher(std::string_view name, std::size_t key_len) {
+  std::string n = lower(name);
+  if (n == "none" || n == "null") return Cipher::null;
+  if (n == "des-cbc") return Cipher::des_cbc;
+  if (n == "3des-cbc" || n == "des-ede3-cbc") return Cipher::tdes_cbc;
+  if (n == "blowfish-cbc" || n == "bf-cbc") return Cipher::blowfish_cbc;
+  if (n == "cast128-cbc" || n == "cast5-cbc") return Cipher::cast_cbc;
+  if (n == "aes128-cbc" || n == "aes192-cbc" || n == "aes256-cbc" || n == "aes-128-cbc" ||
+      n == "aes-192-cbc" || n == "aes-256-cbc" || n == "aes-cbc") {
+    (void)key_len;
+    return Cipher::aes_cbc;
+  }
+  return find_cipher(n);
+}
+
+void import_tcpdump_spec(std::string_view spec, const std::string& file, int line, Config& cfg) {
+  SaConfig sa;
+  sa.protocol = IpsecProtocol::esp;
+  spec = trim(spec);
+  // Optional "spi@address " prefix (tcpdump's default SA has none).
+  auto space = spec.find_first_of(" \t");
+  std::string_view algo_secret = spec;
+  if (space != std::string_view::npos) {
+    std::string_view sel = spec.substr(0, space);
+    algo_secret = trim(spec.substr(space + 1));
+    auto at = sel.find('@');
+    if (at == std::string_view::npos) {
+      throw ConfigError(file, line, "", fmt::format("'{}' is not spi@address", std::string(sel)));
+    }
+    std::uint32_t spi = 0;
+    if (!parse_u32(sel.substr(0, at), spi)) {
+      throw ConfigError(file, line, "spi", fmt::format("'{}' is not an SPI", std::string(sel.substr(0, at))));
+    }
+    sa.spi = spi;
+    auto addr = IpAddr::parse(sel.substr(at + 1));
+    if (!addr) {
+      throw ConfigError(file, line, "dst",
+                        fmt::format("'{}' is not an IP address", std::string(sel.substr(at + 1))));
+    }
+    sa.dst = addr;
+  }
+  std::string_view algo = "des-cbc";
+  std::string_view secret = algo_secret;
+  if (auto colon = algo_secret.find(':'); colon != std::string_view::npos) {
+    algo = algo_secret.substr(0, colon);
+    secret = algo_secret.substr(colon + 1);
+  }
+  std::string a = lower(algo);
+  if (a.ends_with("-hmac96")) {
+    a.resize(a.size() - 7);
+    sa.integrity = Integrity::unchecked_96;
+  }
+  SecretBytes key = key_from_text(secret, file, line, "secret");
+  auto c = tcpdump_cipher(a, key.size());
+  if (!c) throw ConfigError(file, line, "algorithm", fmt::format("unknown tcpdump ESP algorithm '{}'", std::string(algo)));
+  sa.cipher = *c;
+  if (sa.cipher != Cipher::null) sa.enc_key = std::move(key);
+  finish_sa(sa, cfg, file, line);
+}
+
+// ---------------------------------------------------------------- xfrm
+
+std::vector<std::string_view> words(std::string_view line) {
+  std::vector<std::string_view> w;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    std::size_t start = i;
+    while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    if (i > start) w.push_back(line.substr(start, i - start));
+  }
+  return w;
+}
+
+struct XfrmState {
+  SaConfig sa;
+  int line = 0;
+  bool active = false;
+  bool skip = false;
+  std::string skip_reason;
+};
+
+void flush_xfrm(XfrmState& st, const std::string& file, Config& cfg) {
+  if (!st.active) return;
+  st.active = false;
+  if (st.skip) {
+    cfg.warnings.push_back(fmt::format("{}:{}: state skipped: {}", file, st.line, st.skip_reason));
+    return;
+  }
+  if (!st.sa.spi) throw ConfigError(file, st.line, "spi", "xfrm state without a proto/spi line");
+  finish_sa(st.sa, cfg, file, st.line);
+}
+
+}  // namespace
+
+std::optional<KeyFormat> parse_key_format(std::string_view name) noexcept {
+  std::string n = lower(name);
+  if (n == "wireshark" || n == "esp_sa" || n == "wireshark-esp-sa") return KeyFormat::wireshark_esp_sa;
+  if (n == "tcpdump" || n == "tcpdump-file") return KeyFormat::tcpdump;
+  if (n == "tcpdump-inline") return KeyFormat::tcpdump_inline;
+  if (n == "xfrm" || n == "ip-xfrm") return KeyFormat::xfrm;
+  return std::nullopt;
+}
+
+const char* key_format_names() noexcept { return "wireshark, tcpdump, tcpdump-inline, xfrm"; }
+
+Config import_wireshark_esp_sa(const std::string& text, const std::string& name) {
+  Config cfg;
+  auto lines = split_lines(text);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    int lineno = static_cast<int>(i) + 1;
+    std::string_view l = trim(lines[i]);
+    if (l.empty() || l[0] == '#') continue;
+    auto f = uat_fields(l, name, lineno);
+    if (f.size() < 8) {
+      throw ConfigError(name, lineno, "",
+                        fmt::format("an esp_sa record has 8 fields (protocol, src, dst, spi, encryption, key, "
+                                    "authentication, key); this one has {}",
+                                    f.size()));
+    }
+    SaConfig sa;
+    sa.protocol = IpsecProtocol::esp;
+    std::string fam = lower(f[0]);
+    if (fam != "ipv4" && fam != "ipv6" && fam != "any" && fam != "*") {
+      throw ConfigError(name, lineno, "protocol", fmt::format("'{}' is not IPv4, IPv6 or Any", f[0]));
+    }
+    sa.src = wireshark_address(f[1], name, lineno, "src", cfg);
+    sa.dst = wireshark_address(f[2], name, lineno, "dst", cfg);
+    std::string_view spi = trim(f[3]);
+    if (spi != "*" && !spi.empty()) {
+      std::uint32_t v = 0;
+      if (!parse_u32(spi, v)) throw ConfigError(name, lineno, "spi", fmt::format("'{}' is not an SPI", f[3]));
+      sa.spi = v;
+    }
+    auto c = wireshark_cipher(f[4]);
+    if (!c) throw ConfigError(name, lineno, "encryption", fmt::format("unknown encryption algorithm '{}'", f[4]));
+    sa.cipher = *c;
+    auto a = wireshark_integrity(f[6]);
+    if (!a) throw ConfigError(name, lineno, "authentication", fmt::format("unknown authentication algorithm '{}'", f[6]));
+    sa.integrity = *a;
+    const CipherInfo& ci = cipher_info(sa.cipher);
+    if (ci.aead() && sa.integrity != Integrity::none) {
+      // Wireshark lets an AEAD SA carry "ANY n bit [no checking]"; the tag is the ICV.
+      cfg.warnings.push_back(fmt::format("{}:{}: {} authenticates by itself; authentication '{}' ignored", name, lineno,
+                                         ci.name, f[6]));
+      sa.integrity = Integrity::none;
+    }
+    if (ci.mode != CipherMode::none) sa.enc_key = key_from_text(trim(f[5]), name, lineno, "encryption key");
+    const IntegrityInfo& ii = integrity_info(sa.integrity);
+    if (sa.integrity != Integrity::none && ii.checks) {
+      sa.auth_key = key_from_text(trim(f[7]), name, lineno, "authentication key");
+    }
+    finish_sa(sa, cfg, name, lineno);
+  }
+  return cfg;
+}
+
+Config import_tcpdump(const std::string& text, const std::string& name) {
+  Config cfg;
+  auto lines = split_lines(text);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    int lineno = static_cast<int>(i) + 1;
+    std::string_view l = trim(lines[i]);
+    if (l.empty() || l[0] == '#') continue;
+    if (l.starts_with("ikev2 ") || l.starts_with("ikev1 ")) {
+      cfg.warnings.push_back(fmt::format("{}:{}: IKE secrets are not ESP keys; line ignored for ESP", name, lineno));
+      continue;
+    }
+    // tcpdump accepts several SAs per argument, separated by commas.
+    std::size_t start = 0;
+    while (start <= l.size()) {
+      auto comma = l.find(',', start);
+      std::string_view spec = l.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+      if (!trim(spec).empty()) import_tcpdump_spec(spec, name, lineno, cfg);
+      if (comma == std::string_view::npos) break;
+      start = comma + 1;
+    }
+  }
+  return cfg;
+}
+
+Config import_xfrm(const std::string& text, const std::string& name) {
+  Config cfg;
+  XfrmState st;
+  auto lines = split_lines(text);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    int lineno = static_cast<int>(i) + 1;
+    auto w = words(lines[i]);
+    if (w.empty()) continue;
+    auto need = [&](std::size_t n, const char* what) {
+      if (w.size() < n) throw ConfigError(name, lineno, what, fmt::format("'{}' line is incomplete", std::string(w[0])));
+    };
+    auto key = [&](std::string_view k, const char* what) {
+      SecretBytes s;
+      std::string why;
+      if (!parse_hex_key(k, s, why)) throw ConfigError(name, lineno, what, why);
+      return s;
+    };
+    auto bits = [&](std::string_view b, const char* what) {
+      std::uint32_t v = 0;
+      if (!parse_u32(b, v)) throw ConfigError(name, lineno, what, fmt::format("'{}' is not a bit count", std::string(b)));
+      return v;
+    };
+    if (w[0] == "src" && w.size() >= 4 && w[2] == "dst") {
+      flush_xfrm(st, name, cfg);
+      st = XfrmState{};
+      st.active = true;
+      st.line = lineno;
+      auto s = IpAddr::parse(w[1]);
+      auto d = IpAddr::parse(w[3]);
+      if (!s || !d) throw ConfigError(name, lineno, "src", "src/dst are not IP addresses");
+      st.sa.src = s;
+      st.sa.dst = d;
+      continue;
+    }
+    if (!st.active) continue;
+    if (w[0] == "proto") {
+      need(4, "proto");
+      if (w[1] == "esp") {
+        st.sa.protocol = IpsecProtocol::esp;
+      } else if (w[1] == "ah") {
+        st.sa.protocol = IpsecProtocol::ah;
+      } else {
+        st.skip = true;
+        st.skip_reason = fmt::format("proto {} is not ESP or AH", std::string(w[1]));
+      }
+      for (std::size_t k = 2; k + 1 < w.size(); ++k) {
+        if (w[k] == "spi") {
+          std::uint32_t spi = 0;
+          if (!parse_u32(w[k + 1], spi)) throw ConfigError(name, lineno, "spi", "invalid spi");
+          st.sa.spi = spi;
+        } else if (w[k] == "mode") {
+          if (w[k + 1] == "transport") {
+            st.sa.mode = SaMode::transport;
+          } else if (w[k + 1] == "tunnel") {
+            st.sa.mode = SaMode::tunnel;
+          } else {
+            st.skip = true;
+            st.skip_reason = fmt::format("mode {} is not supported", std::string(w[k + 1]));
+          }
+        }
+      }
+    } else if (w[0] == "replay-window") {
+      need(2, "replay-window");
+      std::uint32_t rw = bits(w[1], "replay-window");
+      st.sa.replay_window = rw;
+      for (std::size_t k = 2; k < w.size(); ++k) {
+        if (w[k] == "esn") st.sa.esn = true;
+      }
+    } else if (w[0] == "flag") {
+      for (std::size_t k = 1; k < w.size(); ++k) {
+        if (w[k] == "esn") st.sa.esn = true;
+      }
+    } else if (w[0] == "anti-replay" && w.size() >= 3 && w[1] == "esn") {
+      st.sa.esn = true;
+      for (std::size_t k = 2; k + 1 < w.size(); ++k) {
+        if (w[k] == "replay_window") {
+          std::string_view v = w[k + 1];
+          if (!v.empty() && v.back() == ',') v.remove_suffix(1);
+          st.sa.replay_window = bits(v, "replay_window");
+        }
+      }
+    } else if (w[0] == "auth" || w[0] == "auth-trunc") {
+      need(3, "auth");
+      std::string alg = lower(w[1]);
+      std::uint32_t trunc = 0;
+      if (w[0] == "auth-trunc") {
+        need(4, "auth-trunc");
+        trunc = bits(w[3], "auth-trunc");
+      }
+      std::optional<Integrity> ii;
+      if (alg == "hmac(md5)") ii = Integrity::hmac_md5_96;
+      if (alg == "hmac(sha1)") ii = Integrity::hmac_sha1_96;
+      if (alg == "hmac(sha256)") ii = trunc == 128 ? Integrity::hmac_sha256_128 : Integrity::hmac_sha256_96;
+      if (alg == "hmac(sha384)") ii = Integrity::hmac_sha384_192;
+      if (alg == "hmac(sha512)") ii = Integrity::hmac_sha512_256;
+      if (alg == "xcbc(aes)") ii = Integrity::aes_xcbc_96;
+      if (alg == "hmac(rmd160)") ii = Integrity::hmac_ripemd160_96;
+      if (alg == "digest_null") ii = Integrity::none;
+      if (!ii) throw ConfigError(name, lineno, "auth", fmt::format("unknown xfrm integrity algorithm '{}'", alg));
+      if (trunc != 0 && trunc != std::uint32_t{integrity_info(*ii).icv_len} * 8) {
+        throw ConfigError(name, lineno, "auth-trunc",
+                          fmt::format("{} truncated to {} bits is not a known IPsec algorithm", alg, trunc));
+      }
+      st.sa.integrity = *ii;
+      if (*ii != Integrity::none) st.sa.auth_key = key(w[2], "auth");
+    } else if (w[0] == "enc") {
+      need(3, "enc");
+      std::string alg = lower(w[1]);
+      auto c = find_cipher(alg);
+      if (!c) throw ConfigError(name, lineno, "enc", fmt::format("unknown xfrm cipher '{}'", alg));
+      st.sa.cipher = *c;
+      if (*c != Cipher::null) st.sa.enc_key = key(w[2], "enc");
+    } else if (w[0] == "aead") {
+      need(4, "aead");
+      std::string alg = lower(w[1]);
+      std::uint32_t icv = bits(w[3], "aead");
+      std::optional<Cipher> c;
+      if (alg == "rfc4106(gcm(aes))") {
+        c = icv == 64 ? Cipher::aes_gcm_8 : icv == 96 ? Cipher::aes_gcm_12 : icv == 128 ? Cipher::aes_gcm_16 : c;
+      } else if (alg == "rfc4309(ccm(aes))") {
+        c = icv == 64 ? Cipher::aes_ccm_8 : icv == 96 ? Cipher::aes_ccm_12 : icv == 128 ? Cipher::aes_ccm_16 : c;
+      } else if (alg == "rfc4543(gcm(aes))" && icv == 128) {
+        c = Cipher::aes_gmac;
+      } else if (alg == "rfc7539esp(chacha20,poly1305)" && icv == 128) {
+        c = Cipher::chacha20_poly1305;
+      }
+      if (!c) {
+        throw ConfigError(name, lineno, "aead", fmt::format("unknown xfrm AEAD '{}' with a {}-bit ICV", alg, icv));
+      }
+      st.sa.cipher = *c;
+      st.sa.enc_key = key(w[2], "aead");
+    } else if (w[0] == "encap") {
+      UdpEncapConfig e;
+      for (std::size_t k = 1; k + 1 < w.size(); ++k) {
+        if (w[k] == "sport") e.sport = static_cast<std::uint16_t>(bits(w[k + 1], "encap"));
+        if (w[k] == "dport") e.dport = static_cast<std::uint16_t>(bits(w[k + 1], "encap"));
+      }
+      st.sa.encap = e;
+    }
+  }
+  flush_xfrm(st, name, cfg);
+  return cfg;
+}
+
+Config import_keys(KeyFormat format, const std::string& source) {
+  if (format == KeyFormat::tcpdump_inline) return import_tcpdump(source, "tcpdump -E");
+  std::ifstream in(source, std::ios::binary);
+  if (!in) throw ConfigError(source, 0, "", fmt::format("cannot open key file: {}", std::strerror(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  struct Wipe {
+    std::string& t;
+    ~Wipe() { cleanse(t.data(), t.size()); }
+  } wipe{text};
+  switch (format) {
+    case KeyFormat::wireshark_esp_sa: return import_wireshark_esp_sa(text, source);
+    case KeyFormat::tcpdump: return import_tcpdump(text, source);
+    case KeyFormat::xfrm: return import_xfrm(text, source);
+    case KeyFormat::tcpdump_inline: break;
+  }
+  return {};
+}
+
+}  // namespace ipsentry::filters

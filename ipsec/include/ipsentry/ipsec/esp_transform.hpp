@@ -1,0 +1,76 @@
+// The ESP cryptographic transform of one SA (RFC 4303 with the cipher RFCs).
+//
+// One interface covers the "cipher + integrity" pairs and the combined-mode
+// algorithms (GCM, CCM, ChaCha20-Poly1305, GMAC, and the implicit-IV
+// variants of RFC 8750): callers only see the IV and ICV sizes, decrypt()
+// and encrypt(). All buffers belong to the caller.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "ipsentry/filters/config.hpp"
+#include "ipsentry/ipsec/crypto.hpp"
+
+namespace ipsentry::ipsec {
+
+/// Expected and received ICV of a packet that failed its integrity check.
+struct IcvMismatch {
+  std::uint8_t len = 0;
+  bool expected_known = false;
+  std::array<std::uint8_t, 32> expected{};
+  std::array<std::uint8_t, 32> received{};
+};
+
+class EspTransform {
+ public:
+  enum class Status : std::uint8_t { ok, icv_mismatch, tag_mismatch, too_short, not_aligned, failed };
+
+  /// Builds the transform of an ESP SA. Throws crypto::CryptoError when
+  /// OpenSSL cannot provide the algorithm.
+  explicit EspTransform(const filters::SaConfig& sa);
+  ~EspTransform();
+  EspTransform(const EspTransform&) = delete;
+  EspTransform& operator=(const EspTransform&) = delete;
+
+  [[nodiscard]] std::size_t iv_len() const noexcept { return iv_len_; }
+  [[nodiscard]] std::size_t icv_len() const noexcept { return icv_len_; }
+  /// Payload + trailer must be a multiple of this (4 at least, RFC 4303).
+  [[nodiscard]] std::size_t alignment() const noexcept { return align_; }
+  [[nodiscard]] bool checks_integrity() const noexcept { return checks_; }
+  [[nodiscard]] bool aead() const noexcept { return aead_ != nullptr; }
+
+  /// Verifies and decrypts a whole ESP packet (SPI through ICV). `seq` is the
+  /// full sequence number (its high half matters with ESN). On success `out`
+  /// holds the plaintext (payload, padding, pad length, next header) and
+  /// `out_len` its length. `out` needs room for esp.size() bytes.
+  [[nodiscard]] Status decrypt(std::span<const std::uint8_t> esp, std::uint64_t seq, std::uint8_t* out,
+                               std::size_t& out_len, IcvMismatch* mismatch) noexcept;
+
+  /// Encrypts in place. `esp` is laid out as SPI, sequence number, room for
+  /// the IV, plaintext with trailer, room for the ICV. The IV is taken from
+  /// `iv` (iv_len() bytes) when given, generated otherwise.
+  [[nodiscard]] bool encrypt(std::span<std::uint8_t> esp, std::uint64_t seq, const std::uint8_t* iv) noexcept;
+
+ private:
+  void make_aad(const std::uint8_t* esp, std::uint64_t seq, std::uint8_t* aad, std::size_t& len) const noexcept;
+  void make_nonce(const std::uint8_t* iv, std::uint64_t seq, std::uint8_t* nonce, std::size_t& len) const noexcept;
+
+  filters::Cipher cipher_id_;
+  filters::CipherMode mode_;
+  bool esn_;
+  bool implicit_iv_;
+  bool checks_;
+  std::size_t iv_len_;
+  std::size_t icv_len_;
+  std::size_t align_;
+  std::array<std::uint8_t, 4> salt_{};
+  std::size_t salt_len_ = 0;
+  std::unique_ptr<crypto::Cipher> cipher_;
+  std::unique_ptr<crypto::Aead> aead_;
+  std::unique_ptr<crypto::Mac> mac_;
+};
+
+}  // namespace ipsentry::ipsec

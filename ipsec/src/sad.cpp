@@ -1,0 +1,88 @@
+#include "ipsentry/ipsec/sad.hpp"
+
+#include <algorithm>
+
+namespace ipsentry::ipsec {
+
+SecurityAssociation::SecurityAssociation(filters::SaConfig config, std::uint32_t index)
+    : replay(config.replay_window, config.esn), config_(std::move(config)), index_(index) {
+  last_sent_seq = config_.initial_seq;
+  const auto& ci = filters::cipher_info(config_.cipher);
+  const auto& ii = filters::integrity_info(config_.integrity);
+  if (!ci.supported) {
+    unsupported_ = Reason::unsupported_cipher;
+    unsupported_detail_ = std::string(ci.name) + " is obsolete and not supported";
+    return;
+  }
+  if (!ii.supported) {
+    unsupported_ = Reason::unsupported_integrity;
+    unsupported_detail_ = std::string(ii.name) + " is not supported";
+    return;
+  }
+  try {
+    if (config_.protocol == filters::IpsecProtocol::esp) {
+      esp_ = std::make_unique<EspTransform>(config_);
+    } else {
+      ah_icv_len_ = ii.icv_len;
+      if (ii.checks) ah_mac_ = crypto::make_mac(config_.integrity, config_.auth_key.bytes());
+    }
+  } catch (const crypto::CryptoError& e) {
+    unsupported_ = Reason::unsupported_cipher;
+    unsupported_detail_ = e.what();
+  }
+}
+
+Sad::Sad(std::vector<filters::SaConfig> sas) {
+  crypto::init_providers();
+  sas_.reserve(sas.size());
+  for (auto& cfg : sas) {
+    auto index = static_cast<std::uint32_t>(sas_.size());
+    sas_.push_back(std::make_unique<SecurityAssociation>(std::move(cfg), index));
+  }
+  for (auto& sa : sas_) {
+    const auto& c = sa->config();
+    if (c.spi) {
+      by_spi_[key(*c.spi, c.protocol)].push_back(sa.get());
+    } else {
+      any_spi_.push_back(sa.get());
+    }
+  }
+  // Most specific first: destination and source, destination, source, neither.
+  auto rank = [](const SecurityAssociation* s) {
+    return (s->config().dst ? 2 : 0) + (s->config().src ? 1 : 0);
+  };
+  auto order = [&](std::vector<SecurityAssociation*>& v) {
+    std::stable_sort(v.begin(), v.end(), [&](auto* a, auto* b) { return rank(a) > rank(b); });
+  };
+  for (auto& [k, v] : by_spi_) order(v);
+  order(any_spi_);
+}
+
+SecurityAssociation* Sad::lookup(std::uint32_t spi, filters::IpsecProtocol protocol, const dissect::IpAddr& dst,
+                                 const dissect::IpAddr& src) noexcept {
+  auto matches = [&](const SecurityAssociation* s) {
+    const auto& c = s->config();
+    if (c.protocol != protocol) return false;
+    if (c.dst && *c.dst != dst) return false;
+    if (c.src && *c.src != src) return false;
+    return true;
+  };
+  if (auto it = by_spi_.find(key(spi, protocol)); it != by_spi_.end()) {
+    for (auto* s : it->second) {
+      if (matches(s)) return s;
+    }
+  }
+  for (auto* s : any_spi_) {
+    if (matches(s)) return s;
+  }
+  return nullptr;
+}
+
+SecurityAssociation* Sad::find(std::string_view name) noexcept {
+  for (auto& s : sas_) {
+    if (s->name() == name) return s.get();
+  }
+  return nullptr;
+}
+
+}  // namespace ipsentry::ipsec
