@@ -62,3 +62,76 @@ inline filters::SaConfig esp_sa(filters::Cipher c, const std::vector<std::uint8_
 }
 
 }  // namespace ipsentry::test
+
+#include <cstring>
+
+#include "ipsentry/dissect/checksum.hpp"
+#include "ipsentry/dissect/ip_address.hpp"
+
+namespace ipsentry::test {
+
+inline dissect::IpAddr addr(const char* text) {
+  auto a = dissect::IpAddr::parse(text);
+  if (!a) throw std::invalid_argument(text);
+  return *a;
+}
+
+/// An IPv4 packet with a correct header checksum.
+inline std::vector<std::uint8_t> ipv4(const char* src, const char* dst, std::uint8_t proto,
+                                      const std::vector<std::uint8_t>& payload,
+                                      const std::vector<std::uint8_t>& options = {}, std::uint8_t tos = 0,
+                                      std::uint8_t ttl = 64) {
+  if (options.size() % 4 != 0) throw std::invalid_argument("IPv4 options must be padded to 4 bytes");
+  std::size_t ihl = 20 + options.size();
+  std::vector<std::uint8_t> p(ihl + payload.size(), 0);
+  p[0] = static_cast<std::uint8_t>(0x40 | (ihl / 4));
+  p[1] = tos;
+  dissect::store_be16(p.data() + 2, static_cast<std::uint16_t>(p.size()));
+  dissect::store_be16(p.data() + 4, 0x1234);
+  p[8] = ttl;
+  p[9] = proto;
+  std::memcpy(p.data() + 12, addr(src).data(), 4);
+  std::memcpy(p.data() + 16, addr(dst).data(), 4);
+  std::memcpy(p.data() + 20, options.data(), options.size());
+  std::memcpy(p.data() + ihl, payload.data(), payload.size());
+  dissect::ipv4_set_checksum(p.data(), ihl);
+  return p;
+}
+
+/// An IPv6 packet; `ext` are complete extension headers already chained,
+/// `first` is the next header of the IPv6 header itself.
+inline std::vector<std::uint8_t> ipv6(const char* src, const char* dst, std::uint8_t first,
+                                      const std::vector<std::uint8_t>& ext, const std::vector<std::uint8_t>& payload,
+                                      std::uint8_t hop_limit = 64) {
+  std::vector<std::uint8_t> p(40, 0);
+  p[0] = 0x60;
+  dissect::store_be16(p.data() + 4, static_cast<std::uint16_t>(ext.size() + payload.size()));
+  p[6] = first;
+  p[7] = hop_limit;
+  std::memcpy(p.data() + 8, addr(src).data(), 16);
+  std::memcpy(p.data() + 24, addr(dst).data(), 16);
+  p.insert(p.end(), ext.begin(), ext.end());
+  p.insert(p.end(), payload.begin(), payload.end());
+  return p;
+}
+
+inline std::vector<std::uint8_t> icmp_echo(std::uint16_t id, std::uint16_t seq, std::size_t data_len, bool v6) {
+  std::vector<std::uint8_t> m(8 + data_len, 0);
+  m[0] = v6 ? 128 : 8;
+  dissect::store_be16(m.data() + 4, id);
+  dissect::store_be16(m.data() + 6, seq);
+  for (std::size_t i = 0; i < data_len; ++i) m[8 + i] = static_cast<std::uint8_t>(i);
+  if (!v6) dissect::store_be16(m.data() + 2, dissect::checksum_fold(dissect::checksum_add(0, m)));
+  return m;
+}
+
+inline std::vector<std::uint8_t> udp(std::uint16_t sport, std::uint16_t dport, const std::vector<std::uint8_t>& data) {
+  std::vector<std::uint8_t> u(8 + data.size(), 0);
+  dissect::store_be16(u.data(), sport);
+  dissect::store_be16(u.data() + 2, dport);
+  dissect::store_be16(u.data() + 4, static_cast<std::uint16_t>(u.size()));
+  std::memcpy(u.data() + 8, data.data(), data.size());
+  return u;
+}
+
+}  // namespace ipsentry::test
