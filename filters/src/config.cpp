@@ -210,6 +210,7 @@ void check_keys(const Ctx& c, const YAML::Node& map, const std::string& field,
 }
 
 std::string scalar(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  if (n.IsNull()) return "null";  // YAML reads "encryption: null" as a null node
   if (!n.IsScalar()) fail(c, n, field, "expected a single value");
   return n.Scalar();
 }

@@ -78,6 +78,12 @@ SecretBytes key_from_text(std::string_view text, const std::string& file, int li
 void finish_sa(SaConfig& sa, Config& cfg, const std::string& file, int line) {
   sa.origin = Origin{file, line};
   sa.name = fmt::format("{}:{}", base_name(file), line);
+  // Several SAs on one line (tcpdump -E "a,b"): number them.
+  int same_line = 0;
+  for (const auto& other : cfg.sas) {
+    if (other.origin.line == line) ++same_line;
+  }
+  if (same_line != 0) sa.name += fmt::format("#{}", same_line + 1);
   validate_sa(sa, "", cfg.warnings);
   Config one;
   one.sas.push_back(std::move(sa));
@@ -341,7 +347,10 @@ Config import_wireshark_esp_sa(const std::string& text, const std::string& name)
                                          ci.name, f[6]));
       sa.integrity = Integrity::none;
     }
-    if (ci.mode != CipherMode::none) sa.enc_key = key_from_text(trim(f[5]), name, lineno, "encryption key");
+    // Keys of unsupported ciphers are never used, so they are not parsed.
+    if (ci.mode != CipherMode::none && ci.supported) {
+      sa.enc_key = key_from_text(trim(f[5]), name, lineno, "encryption key");
+    }
     const IntegrityInfo& ii = integrity_info(sa.integrity);
     if (sa.integrity != Integrity::none && ii.checks) {
       sa.auth_key = key_from_text(trim(f[7]), name, lineno, "authentication key");
@@ -447,15 +456,13 @@ Config import_xfrm(const std::string& text, const std::string& name) {
       for (std::size_t k = 1; k < w.size(); ++k) {
         if (w[k] == "esn") st.sa.esn = true;
       }
-    } else if (w[0] == "anti-replay" && w.size() >= 3 && w[1] == "esn") {
+    } else if (w[0] == "anti-replay" && w.size() >= 2 && w[1] == "esn") {
       st.sa.esn = true;
-      for (std::size_t k = 2; k + 1 < w.size(); ++k) {
-        if (w[k] == "replay_window") {
-          std::string_view v = w[k + 1];
-          if (!v.empty() && v.back() == ',') v.remove_suffix(1);
-          st.sa.replay_window = bits(v, "replay_window");
-        }
-      }
+    } else if (w[0] == "replay_window" && w.size() >= 2) {
+      // "replay_window 128, bitmap-length 4" in the ESN anti-replay context.
+      std::string_view v = w[1];
+      if (!v.empty() && v.back() == ',') v.remove_suffix(1);
+      st.sa.replay_window = bits(v, "replay_window");
     } else if (w[0] == "auth" || w[0] == "auth-trunc") {
       need(3, "auth");
       std::string alg = lower(w[1]);

@@ -1,0 +1,357 @@
+// Capture-file views and frame dissection, including damaged input.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "ipsentry/dissect/capture_file.hpp"
+#include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/dissect/summary.hpp"
+#include "test_support.hpp"
+
+namespace ipsentry::dissect {
+namespace {
+
+using test::hex;
+
+void le32(std::vector<std::uint8_t>& v, std::uint32_t x) {
+  for (int i = 0; i < 4; ++i) v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
+}
+void le16(std::vector<std::uint8_t>& v, std::uint16_t x) {
+  v.push_back(static_cast<std::uint8_t>(x));
+  v.push_back(static_cast<std::uint8_t>(x >> 8));
+}
+void be32(std::vector<std::uint8_t>& v, std::uint32_t x) {
+  for (int i = 3; i >= 0; --i) v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
+}
+
+std::vector<std::uint8_t> pcap_file(std::uint32_t linktype, const std::vector<std::vector<std::uint8_t>>& frames,
+                                    bool big_endian = false, bool nsec = false) {
+  std::vector<std::uint8_t> f;
+  auto put32 = [&](std::uint32_t x) { big_endian ? be32(f, x) : le32(f, x); };
+  auto put16 = [&](std::uint16_t x) {
+    if (big_endian) {
+      f.push_back(static_cast<std::uint8_t>(x >> 8));
+      f.push_back(static_cast<std::uint8_t>(x));
+    } else {
+      le16(f, x);
+    }
+  };
+  put32(nsec ? 0xa1b23c4d : 0xa1b2c3d4);
+  put16(2);
+  put16(4);
+  put32(0);
+  put32(0);
+  put32(65535);
+  put32(linktype);
+  std::uint32_t t = 1000;
+  for (const auto& fr : frames) {
+    put32(t++);
+    put32(500);
+    put32(static_cast<std::uint32_t>(fr.size()));
+    put32(static_cast<std::uint32_t>(fr.size()));
+    f.insert(f.end(), fr.begin(), fr.end());
+  }
+  return f;
+}
+
+std::vector<std::uint8_t> ether(std::uint16_t ethertype, const std::vector<std::uint8_t>& payload,
+                                std::vector<std::uint16_t> vlans = {}) {
+  std::vector<std::uint8_t> e(12, 0x02);
+  for (auto v : vlans) {
+    e.push_back(0x81);
+    e.push_back(0x00);
+    e.push_back(static_cast<std::uint8_t>(v >> 8));
+    e.push_back(static_cast<std::uint8_t>(v));
+  }
+  e.push_back(static_cast<std::uint8_t>(ethertype >> 8));
+  e.push_back(static_cast<std::uint8_t>(ethertype));
+  e.insert(e.end(), payload.begin(), payload.end());
+  return e;
+}
+
+std::vector<Frame> read_all(const std::vector<std::uint8_t>& image, std::string* error_out = nullptr) {
+  CaptureFileParser p;
+  std::string err;
+  EXPECT_TRUE(p.open(image, err)) << err;
+  std::vector<Frame> frames;
+  Frame f;
+  CaptureFileParser::Next n;
+  while ((n = p.next(f)) == CaptureFileParser::Next::frame) frames.push_back(f);
+  if (error_out) *error_out = n == CaptureFileParser::Next::error ? p.error_message() : "";
+  return frames;
+}
+
+const auto kEsp = test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("00001001 00000007 0102030405060708090a0b0c"));
+
+TEST(CaptureFile, PcapBothByteOrdersAndResolutions) {
+  for (bool be : {false, true}) {
+    for (bool ns : {false, true}) {
+      auto frames = read_all(pcap_file(1, {ether(0x0800, kEsp), ether(0x0800, kEsp)}, be, ns));
+      ASSERT_EQ(frames.size(), 2u);
+      EXPECT_EQ(frames[0].number, 1u);
+      EXPECT_EQ(frames[1].ts_ns, 1001ll * 1'000'000'000 + (ns ? 500 : 500'000));
+      EXPECT_EQ(frames[0].linktype, 1u);
+    }
+  }
+}
+
+TEST(CaptureFile, TruncatedPcapEndsWithAnError) {
+  auto file = pcap_file(1, {ether(0x0800, kEsp), ether(0x0800, kEsp)});
+  file.resize(file.size() - 5);
+  std::string err;
+  auto frames = read_all(file, &err);
+  EXPECT_EQ(frames.size(), 1u);
+  EXPECT_NE(err.find("truncated"), std::string::npos);
+}
+
+TEST(CaptureFile, RejectsNonCaptures) {
+  CaptureFileParser p;
+  std::string err;
+  auto junk = hex("0102030405060708090a0b0c0d0e0f101112131415161718");
+  EXPECT_FALSE(p.open(junk, err));
+  EXPECT_NE(err.find("not a pcap"), std::string::npos);
+  auto gz = hex("1f8b0800");
+  EXPECT_FALSE(p.open(gz, err));
+  EXPECT_NE(err.find("gzip"), std::string::npos);
+}
+
+std::vector<std::uint8_t> block(std::uint32_t type, const std::vector<std::uint8_t>& body) {
+  std::vector<std::uint8_t> b;
+  std::uint32_t len = static_cast<std::uint32_t>(12 + (body.size() + 3) / 4 * 4);
+  le32(b, type);
+  le32(b, len);
+  b.insert(b.end(), body.begin(), body.end());
+  while (b.size() % 4) b.push_back(0);
+  le32(b, len);
+  return b;
+}
+
+TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
+  std::vector<std::uint8_t> f;
+  std::vector<std::uint8_t> shb;
+  le32(shb, 0x1a2b3c4d);
+  le16(shb, 1);
+  le16(shb, 0);
+  le32(shb, 0xffffffff);
+  le32(shb, 0xffffffff);
+  auto b = block(0x0a0d0d0a, shb);
+  f.insert(f.end(), b.begin(), b.end());
+  std::vector<std::uint8_t> idb;
+  le16(idb, 101);  // raw IP
+  le16(idb, 0);
+  le32(idb, 0);
+  le16(idb, 9);  // if_tsresol: nanoseconds
+  le16(idb, 1);
+  idb.push_back(9);
+  idb.insert(idb.end(), {0, 0, 0});
+  le16(idb, 0);
+  le16(idb, 0);
+  b = block(1, idb);
+  f.insert(f.end(), b.begin(), b.end());
+  std::vector<std::uint8_t> epb;
+  le32(epb, 0);
+  le32(epb, 0);
+  le32(epb, 1234567891);
+  le32(epb, static_cast<std::uint32_t>(kEsp.size()));
+  le32(epb, static_cast<std::uint32_t>(kEsp.size()));
+  epb.insert(epb.end(), kEsp.begin(), kEsp.end());
+  while (epb.size() % 4) epb.push_back(0);
+  le16(epb, 1);  // opt_comment
+  le16(epb, 5);
+  epb.insert(epb.end(), {'h', 'e', 'l', 'l', 'o', 0, 0, 0});
+  le16(epb, 0);
+  le16(epb, 0);
+  b = block(6, epb);
+  f.insert(f.end(), b.begin(), b.end());
+  std::vector<std::uint8_t> spb;
+  le32(spb, static_cast<std::uint32_t>(kEsp.size()));
+  spb.insert(spb.end(), kEsp.begin(), kEsp.end());
+  b = block(3, spb);
+  f.insert(f.end(), b.begin(), b.end());
+
+  auto frames = read_all(f);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].ts_ns, 1234567891);
+  EXPECT_EQ(std::string(frames[0].comment.begin(), frames[0].comment.end()), "hello");
+  EXPECT_EQ(frames[0].linktype, 101u);
+  EXPECT_EQ(frames[1].data.size(), kEsp.size());
+}
+
+TEST(Dissect, LinkTypesReachTheSameEspHeader) {
+  std::vector<std::pair<std::uint32_t, std::vector<std::uint8_t>>> frames = {
+      {1, ether(0x0800, kEsp)},
+      {1, ether(0x0800, kEsp, {10, 20})},
+      {101, kEsp},
+      {228, kEsp},
+      {0, [] {
+         std::vector<std::uint8_t> v = {2, 0, 0, 0};
+         v.insert(v.end(), kEsp.begin(), kEsp.end());
+         return v;
+       }()},
+      {108, [] {
+         std::vector<std::uint8_t> v = {0, 0, 0, 2};
+         v.insert(v.end(), kEsp.begin(), kEsp.end());
+         return v;
+       }()},
+      {113, [] {
+         std::vector<std::uint8_t> v(14, 0);
+         v.push_back(0x08);
+         v.push_back(0x00);
+         v.insert(v.end(), kEsp.begin(), kEsp.end());
+         return v;
+       }()},
+      {276, [] {
+         std::vector<std::uint8_t> v = {0x08, 0x00};
+         v.resize(20, 0);
+         v.insert(v.end(), kEsp.begin(), kEsp.end());
+         return v;
+       }()},
+  };
+  for (const auto& [lt, data] : frames) {
+    SCOPED_TRACE(link_type_name(lt));
+    Frame f;
+    f.linktype = lt;
+    f.data = data;
+    f.orig_len = static_cast<std::uint32_t>(data.size());
+    Packet p;
+    dissect_frame(f, p);
+    ASSERT_EQ(p.malformed, nullptr) << p.malformed;
+    EXPECT_EQ(p.ipsec.kind, IpsecKind::esp);
+    EXPECT_EQ(p.ipsec.spi, 0x1001u);
+    EXPECT_EQ(p.ipsec.seq, 7u);
+    EXPECT_EQ(p.ip.src.str(), "192.0.2.1");
+  }
+  Frame f;
+  f.linktype = 1;
+  auto vlan = ether(0x0800, kEsp, {10, 20});
+  f.data = vlan;
+  f.orig_len = static_cast<std::uint32_t>(vlan.size());
+  Packet p;
+  dissect_frame(f, p);
+  EXPECT_EQ(p.link.vlan_count, 2);
+  EXPECT_EQ(p.link.vlan[1], 20);
+}
+
+Packet dissect_bytes(const std::vector<std::uint8_t>& ip) {
+  Packet p;
+  dissect_ip(ip, p);
+  return p;
+}
+
+TEST(Dissect, EveryPrefixOfAPacketIsSafe) {
+  // Each truncation of a valid packet must dissect without reading past the
+  // end (ASan would catch it) and must say what is wrong.
+  auto v6 = test::ipv6("2001:db8::1", "2001:db8::2", 0, hex("3300 1e04 05060708"),
+                       hex("00001001 00000001 aabbccdd"));
+  v6[40] = 60;
+  v6[48] = 50;
+  for (auto full : {kEsp, v6, test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("00001002 00000003")))}) {
+    for (std::size_t n = 0; n < full.size(); ++n) {
+      std::vector<std::uint8_t> cut(full.begin(), full.begin() + static_cast<long>(n));
+      Packet p = dissect_bytes(cut);
+      SummaryText s;
+      summarize(p, true, s);
+      if (n < 8) {
+        EXPECT_TRUE(p.malformed != nullptr || p.truncated) << n;
+      }
+    }
+  }
+}
+
+TEST(Dissect, Ipv6ExtensionChainAndFragments) {
+  // hop-by-hop -> routing (type 0, no segments left) -> destination options -> ESP
+  auto ext = hex("2b00 0104 00000000  3c02 00 00 00000000 20010db8000000000000000000000009  3200 0104 00000000");
+  auto p = dissect_bytes(test::ipv6("2001:db8::1", "2001:db8::2", 0, ext, hex("00000100 00000009 00112233")));
+  ASSERT_EQ(p.malformed, nullptr) << p.malformed;
+  EXPECT_EQ(p.ip.ext_count, 3);
+  EXPECT_EQ(p.ip.ext[1].type, 43);
+  EXPECT_EQ(p.ip.ext[1].length, 24);
+  EXPECT_EQ(p.ipsec.kind, IpsecKind::esp);
+  EXPECT_EQ(p.ipsec.spi, 0x100u);
+
+  // A non-first fragment carries no upper headers.
+  auto frag = hex("3200 0008 00000042");  // offset 1 (8 bytes), next header ESP
+  p = dissect_bytes(test::ipv6("2001:db8::1", "2001:db8::2", 44, frag, hex("0011223344556677")));
+  EXPECT_TRUE(p.ip.fragment);
+  EXPECT_FALSE(p.ip.first_fragment);
+  EXPECT_EQ(p.ip.protocol, 50);
+  EXPECT_EQ(p.ipsec.kind, IpsecKind::none);
+
+  // Hop-by-hop anywhere but first is invalid (RFC 8200 section 4.1).
+  auto bad = hex("0000 0104 00000000  3a00 0104 00000000");
+  p = dissect_bytes(test::ipv6("2001:db8::1", "2001:db8::2", 60, bad, hex("80000000")));
+  ASSERT_NE(p.malformed, nullptr);
+}
+
+TEST(Dissect, Ipv4OptionsFragmentsAndLengths) {
+  auto p = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("0000000a 00000001"), hex("94040000")));
+  EXPECT_EQ(p.malformed, nullptr);
+  EXPECT_EQ(p.ip.header_len, 24);
+
+  auto broken = test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("0000000a 00000001"), hex("07ff0000"));
+  EXPECT_STREQ(dissect_bytes(broken).malformed, "IPv4 options are malformed");
+
+  auto frag = test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("0011223344556677"));
+  store_be16(frag.data() + 6, 0x0010);  // offset 128
+  p = dissect_bytes(frag);
+  EXPECT_TRUE(p.ip.fragment);
+  EXPECT_FALSE(p.ip.first_fragment);
+
+  auto small_ihl = test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("00"));
+  small_ihl[0] = 0x44;
+  EXPECT_STREQ(dissect_bytes(small_ihl).malformed, "IPv4 header length below 20 bytes");
+
+  // Ethernet padding after the IP packet is not part of the ESP packet.
+  auto padded = kEsp;
+  padded.insert(padded.end(), 6, 0);
+  p = dissect_bytes(padded);
+  EXPECT_EQ(p.ipsec.length, kEsp.size() - 20);
+}
+
+TEST(Dissect, NatTraversalPort4500) {
+  auto keepalive = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("ff"))));
+  EXPECT_EQ(keepalive.encap, UdpEncap::nat_keepalive);
+  auto ike = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("00000000 1122334455667788"))));
+  EXPECT_EQ(ike.encap, UdpEncap::ike_marker);
+  EXPECT_TRUE(ike.is_ike());
+  auto esp = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("c0ffee01 00000002 aabb"))));
+  EXPECT_EQ(esp.encap, UdpEncap::esp);
+  EXPECT_TRUE(esp.ipsec.udp_encap);
+  EXPECT_EQ(esp.ipsec.spi, 0xc0ffee01u);
+  auto isakmp = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(500, 500, hex("1122334455667788"))));
+  EXPECT_EQ(isakmp.encap, UdpEncap::ike);
+}
+
+TEST(Dissect, AhHeaderChecks) {
+  auto ah = hex("3a04 0000 00000100 0000001e 0a6ab0b271917e05f7a01c58 00000000");  // 24-byte AH + 4 bytes
+  auto p = dissect_bytes(test::ipv6("fe80::1", "fe80::2", 51, {}, ah));
+  EXPECT_EQ(p.malformed, nullptr);
+  EXPECT_EQ(p.ipsec.kind, IpsecKind::ah);
+  EXPECT_EQ(p.ipsec.ah_header_len, 24);
+  EXPECT_EQ(p.ipsec.seq, 0x1eu);
+
+  auto long_ah = hex("3a30 3030 30303030 30303030 30303030");  // claims 200 bytes
+  p = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 51, long_ah));
+  EXPECT_STREQ(p.malformed, "AH length runs past the end of the packet");
+
+  auto v6_odd = hex("3a05 0000 00000100 00000001 000000000000000000000000 00000000");  // 28 bytes over IPv6
+  p = dissect_bytes(test::ipv6("fe80::1", "fe80::2", 51, {}, v6_odd));
+  EXPECT_STREQ(p.malformed, "AH length is not a multiple of 8 bytes (required over IPv6)");
+}
+
+TEST(Summary, InnerDescriptions) {
+  auto s = [](const std::vector<std::uint8_t>& ip, bool addrs) {
+    Packet p = dissect_bytes(ip);
+    SummaryText t;
+    summarize(p, addrs, t);
+    return std::string(t.view());
+  };
+  EXPECT_EQ(s(test::ipv4("192.0.2.1", "192.0.1.1", 1, test::icmp_echo(0x6f00, 1280, 56, false)), true),
+            "192.0.2.1 → 192.0.1.1 ICMP echo request id=0x6f00 seq=1280");
+  EXPECT_EQ(s(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(53, 5353, hex("00"))), false), "UDP 53 → 5353 DNS len=1");
+  EXPECT_EQ(s(test::ipv6("2001:db8::1", "2001:db8::2", 58, {}, test::icmp_echo(1, 2, 4, true)), false),
+            "ICMPv6 echo request id=0x0001 seq=2");
+}
+
+}  // namespace
+}  // namespace ipsentry::dissect
