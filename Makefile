@@ -1,0 +1,69 @@
+# Entry points. `make demo` and `make test` set up everything they need on a
+# fresh Debian 12 machine (run them as root, or with the packages installed).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc)
+IPSENTRY   := $(BUILD)/cli/ipsentry
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build asan demo test test-release test-asan bench fuzz samples format tidy clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DIPSENTRY_SANITIZE=address-undefined \
+	      -DIPSENTRY_BUILD_BENCH=OFF
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Verifies the bundled samples: the seed's AH scenario (all verified), then an
+# ESP tunnel capture with a tampered, a replayed, an unknown-SPI and a
+# truncated packet among good ones.
+demo: build
+	$(IPSENTRY) verify samples/seed-ah.pcap -c samples/seed-ah.yaml
+	@echo
+	-$(IPSENTRY) verify samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml
+
+test: test-release test-asan
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	bench/run_bench.sh $(IPSENTRY)
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	   -DIPSENTRY_BUILD_FUZZ=ON -DIPSENTRY_SANITIZE=address-undefined -DIPSENTRY_BUILD_TESTS=OFF -DIPSENTRY_BUILD_BENCH=OFF
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+samples:
+	/usr/bin/python3 samples/make_samples.py
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+tidy: build
+	git ls-files '*.cpp' | grep -v '^fuzz/' | xargs clang-tidy -p $(BUILD) --quiet
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

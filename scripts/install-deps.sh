@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ipsentry needs to build, test and run.
+# Already-installed packages are skipped, so this is quick to re-run.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config clang
+  # libraries
+  libssl-dev libyaml-cpp-dev zlib1g-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+  libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev
+  # tests and benchmarks
+  libgtest-dev libbenchmark-dev python3-scapy python3-yaml python3-cryptography
+  tshark tcpdump iproute2 iptables
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run 'sudo scripts/install-deps.sh' (or as root) to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
