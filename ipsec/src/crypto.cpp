@@ -20,7 +20,6 @@
 #include <openssl/sha.h>
 
 #include <array>
-#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -32,8 +31,43 @@ namespace ipsentry::ipsec::crypto {
 
 namespace {
 
-std::once_flag g_provider_once;
-std::atomic<bool> g_legacy{false};
+// Providers and fetched algorithms live as long as the process; they are
+// released at exit so that leak checkers only report real leaks.
+struct OpenSslState {
+  std::mutex mu;
+  bool loaded = false;
+  bool legacy = false;
+  OSSL_PROVIDER* default_provider = nullptr;
+  OSSL_PROVIDER* legacy_provider = nullptr;
+  struct Entry {
+    const char* name;
+    EVP_CIPHER* cipher;
+  };
+  std::vector<Entry> ciphers;
+  ~OpenSslState() {
+    for (auto& e : ciphers) EVP_CIPHER_free(e.cipher);
+    if (legacy_provider != nullptr) OSSL_PROVIDER_unload(legacy_provider);
+    if (default_provider != nullptr) OSSL_PROVIDER_unload(default_provider);
+  }
+};
+
+OpenSslState* g_state = nullptr;
+
+void release_state() {
+  delete g_state;
+  g_state = nullptr;
+}
+
+OpenSslState& state() {
+  // Released by OpenSSL's own cleanup (OPENSSL_atexit), which runs before
+  // OpenSSL tears down the provider store.
+  static OpenSslState* s = [] {
+    g_state = new OpenSslState();
+    OPENSSL_atexit(release_state);
+    return g_state;
+  }();
+  return *s;
+}
 
 std::string openssl_error(const char* what) {
   unsigned long e = ERR_get_error();
@@ -50,19 +84,14 @@ std::string openssl_error(const char* what) {
 // expensive part of OpenSSL 3 algorithm selection.
 const EVP_CIPHER* fetch_cipher(const char* name) {
   init_providers();
-  struct Entry {
-    const char* name;
-    EVP_CIPHER* cipher;
-  };
-  static std::mutex mu;
-  static std::vector<Entry> cache;
-  std::lock_guard lock(mu);
-  for (auto& e : cache) {
+  OpenSslState& st = state();
+  std::lock_guard lock(st.mu);
+  for (auto& e : st.ciphers) {
     if (std::strcmp(e.name, name) == 0) return e.cipher;
   }
   EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, name, nullptr);
   if (c == nullptr) throw CryptoError(openssl_error((std::string("OpenSSL has no cipher ") + name).c_str()));
-  cache.push_back({name, c});
+  st.ciphers.push_back({name, c});
   return c;
 }
 
@@ -262,14 +291,18 @@ class XcbcMac final : public Mac {
 }  // namespace
 
 bool init_providers() noexcept {
-  std::call_once(g_provider_once, [] {
+  OpenSslState& st = state();
+  std::lock_guard lock(st.mu);
+  if (!st.loaded) {
     // Loading any provider explicitly switches off the implicit default one,
     // so load both.
-    OSSL_PROVIDER_load(nullptr, "default");
-    if (OSSL_PROVIDER_load(nullptr, "legacy") != nullptr) g_legacy = true;
+    st.default_provider = OSSL_PROVIDER_load(nullptr, "default");
+    st.legacy_provider = OSSL_PROVIDER_load(nullptr, "legacy");
+    st.legacy = st.legacy_provider != nullptr;
+    st.loaded = true;
     ERR_clear_error();
-  });
-  return g_legacy.load();
+  }
+  return st.legacy;
 }
 
 bool legacy_available() noexcept { return init_providers(); }

@@ -63,6 +63,7 @@ inline filters::SaConfig esp_sa(filters::Cipher c, const std::vector<std::uint8_
 
 }  // namespace ipsentry::test
 
+#include <algorithm>
 #include <cstring>
 
 #include "ipsentry/dissect/checksum.hpp"
@@ -92,8 +93,8 @@ inline std::vector<std::uint8_t> ipv4(const char* src, const char* dst, std::uin
   p[9] = proto;
   std::memcpy(p.data() + 12, addr(src).data(), 4);
   std::memcpy(p.data() + 16, addr(dst).data(), 4);
-  std::memcpy(p.data() + 20, options.data(), options.size());
-  std::memcpy(p.data() + ihl, payload.data(), payload.size());
+  std::copy(options.begin(), options.end(), p.begin() + 20);
+  std::copy(payload.begin(), payload.end(), p.begin() + static_cast<long>(ihl));
   dissect::ipv4_set_checksum(p.data(), ihl);
   return p;
 }
@@ -130,7 +131,7 @@ inline std::vector<std::uint8_t> udp(std::uint16_t sport, std::uint16_t dport, c
   dissect::store_be16(u.data(), sport);
   dissect::store_be16(u.data() + 2, dport);
   dissect::store_be16(u.data() + 4, static_cast<std::uint16_t>(u.size()));
-  std::memcpy(u.data() + 8, data.data(), data.size());
+  std::copy(data.begin(), data.end(), u.begin() + 8);
   return u;
 }
 
