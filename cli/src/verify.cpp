@@ -94,7 +94,7 @@ struct ResultSlot {
   capture::FrameResult result;
   std::uint64_t file_offset = 0;
   std::uint32_t orig_len = 0;
-  std::vector<std::uint8_t> decrypted;   // copied: the worker's buffers move on
+  std::vector<std::uint8_t> decrypted;  // copied: the worker's buffers move on
 };
 
 bool all_ok(const ipsec::GlobalCounters& g) {
@@ -150,7 +150,8 @@ int run_verify(const VerifyOptions& opt) {
 
   static char outbuf[1 << 20];
   std::setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-  auto report = opt.json ? make_json_report(stdout, sad, opt.quiet) : make_text_report(stdout, sad, opt.time, opt.quiet);
+  auto report =
+      opt.json ? make_json_report(stdout, sad, opt.quiet) : make_text_report(stdout, sad, opt.time, opt.quiet);
   report->begin(info);
   Progress progress(opt.progress, src->size());
 
@@ -235,8 +236,9 @@ int run_verify(const VerifyOptions& opt) {
       dissect::dissect_frame(frame, outer);
       ipsec::SecurityAssociation* sa = nullptr;
       if (ipsec::is_ipsec_candidate(outer) && outer.ipsec.has_spi) {
-        auto proto = outer.ipsec.kind == dissect::IpsecKind::ah ? filters::IpsecProtocol::ah : filters::IpsecProtocol::esp;
-        sa = sad.lookup(outer.ipsec.spi, proto, outer.ip.dst, outer.ip.src);
+        auto proto =
+            outer.ipsec.kind == dissect::IpsecKind::ah ? filters::IpsecProtocol::ah : filters::IpsecProtocol::esp;
+        sa = sad.lookup(outer.ipsec.spi, proto, outer.ip.final_dst, outer.ip.src);
       }
       w = sa != nullptr ? sa->index() % threads : static_cast<unsigned>(round_robin++ % threads);
       while (!rings[w]->try_push(frame, dispatched)) {

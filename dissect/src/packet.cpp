@@ -1,5 +1,7 @@
 #include "ipsentry/dissect/packet.hpp"
 
+#include <optional>
+
 namespace ipsentry::dissect {
 
 namespace {
@@ -24,17 +26,14 @@ void dissect_transport(std::uint8_t protocol, std::size_t off, std::size_t end, 
 // Network-family values found in BSD loopback / NULL headers.
 bool family_to_ethertype(std::uint32_t family, std::uint16_t& ethertype) noexcept {
   switch (family) {
-    case 2:
-      ethertype = kEtherIpv4;
-      return true;
+    case 2: ethertype = kEtherIpv4; return true;
     case 10:  // Linux AF_INET6
     case 24:  // NetBSD, OpenBSD, BSD/OS
     case 28:  // FreeBSD
     case 30:  // macOS
       ethertype = kEtherIpv6;
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -98,9 +97,7 @@ void dissect_link(std::uint32_t linktype, Packet& p) noexcept {
       ethertype = (d[0] >> 4) == 6 ? kEtherIpv6 : kEtherIpv4;
       off = 0;
       break;
-    default:
-      p.network = Network::other;
-      return;
+    default: p.network = Network::other; return;
   }
   p.link.ethertype = ethertype;
   p.link.l3_offset = static_cast<std::uint16_t>(off);
@@ -109,18 +106,10 @@ void dissect_link(std::uint32_t linktype, Packet& p) noexcept {
 
 void dissect_l3(std::uint16_t ethertype, std::size_t offset, Packet& p) noexcept {
   switch (ethertype) {
-    case kEtherIpv4:
-      dissect_ipv4(offset, p);
-      break;
-    case kEtherIpv6:
-      dissect_ipv6(offset, p);
-      break;
-    case kEtherArp:
-      p.network = Network::arp;
-      break;
-    default:
-      p.network = Network::other;
-      break;
+    case kEtherIpv4: dissect_ipv4(offset, p); break;
+    case kEtherIpv6: dissect_ipv6(offset, p); break;
+    case kEtherArp: p.network = Network::arp; break;
+    default: p.network = Network::other; break;
   }
 }
 
@@ -140,6 +129,25 @@ bool ipv4_options_valid(Bytes opts) noexcept {
     i += len;
   }
   return true;
+}
+
+// The last address of a loose or strict source route that still has hops to
+// go (its pointer is not past the end). Options must have been validated.
+std::optional<IpAddr> ipv4_route_end(Bytes opts) noexcept {
+  std::size_t i = 0;
+  while (i < opts.size() && opts[i] != 0) {
+    if (opts[i] == 1) {
+      ++i;
+      continue;
+    }
+    const std::uint8_t type = opts[i];
+    const std::uint8_t len = opts[i + 1];
+    if ((type == 131 || type == 137) && len >= 7 && opts[i + 2] <= len) {
+      return IpAddr::v4(opts.data() + i + len - 4);
+    }
+    i += len;
+  }
+  return std::nullopt;
 }
 
 void dissect_ipv4(std::size_t off, Packet& p) noexcept {
@@ -170,9 +178,11 @@ void dissect_ipv4(std::size_t off, Packet& p) noexcept {
   ip.protocol = h[9];
   ip.src = IpAddr::v4(h + 12);
   ip.dst = IpAddr::v4(h + 16);
+  ip.final_dst = ip.dst;
   if (!ipv4_options_valid(d.subspan(off + 20, ihl - 20))) {
     return set_malformed(p, "IPv4 options are malformed");
   }
+  ip.final_dst = ipv4_route_end(d.subspan(off + 20, ihl - 20)).value_or(ip.dst);
   std::size_t end = off + total;
   if (end > d.size()) {
     p.truncated = true;
@@ -196,6 +206,7 @@ void dissect_ipv6(std::size_t off, Packet& p) noexcept {
   ip.ttl = h[7];
   ip.src = IpAddr::v6(h + 8);
   ip.dst = IpAddr::v6(h + 24);
+  ip.final_dst = ip.dst;
   const std::size_t captured = d.size() - off;
   if (payload == 0 && next != proto::no_next) {
     payload = static_cast<std::uint32_t>(captured - 40);  // jumbogram or TSO: trust the capture
@@ -245,6 +256,9 @@ void dissect_ipv6(std::size_t off, Packet& p) noexcept {
         ip.fragment = false;  // atomic fragment (RFC 6946): a whole datagram
         ip.first_fragment = false;
       }
+    }
+    if (next == proto::routing && (d[cur + 2] == 0 || d[cur + 2] == 2) && d[cur + 3] != 0 && len >= 24) {
+      ip.final_dst = IpAddr::v6(d.data() + cur + len - 16);
     }
     next = d[cur];
     cur += len;
@@ -412,15 +426,9 @@ void dissect_transport(std::uint8_t protocol, std::size_t off, std::size_t end, 
 void dissect_upper(std::uint8_t protocol, std::size_t off, std::size_t end, Packet& p) noexcept {
   if (off > end) return set_malformed(p, "IP header longer than the packet");
   switch (protocol) {
-    case proto::esp:
-      dissect_esp(off, end, p);
-      return;
-    case proto::ah:
-      dissect_ah(off, end, p);
-      return;
-    default:
-      dissect_transport(protocol, off, end, p);
-      return;
+    case proto::esp: dissect_esp(off, end, p); return;
+    case proto::ah: dissect_ah(off, end, p); return;
+    default: dissect_transport(protocol, off, end, p); return;
   }
 }
 

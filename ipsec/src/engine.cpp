@@ -36,8 +36,7 @@ bool ipv4_option_immutable(std::uint8_t type) {
     case 148:  // router alert
     case 149:  // sender directed multi-destination delivery
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -61,15 +60,12 @@ bool inner_consistent(std::uint8_t nh, Bytes pl) {
       return len >= 8 && len <= pl.size();
     }
     case dissect::proto::icmp:
-    case dissect::proto::icmpv6:
-      return pl.size() >= 4;
+    case dissect::proto::icmpv6: return pl.size() >= 4;
     case dissect::proto::esp:
-    case dissect::proto::ah:
-      return pl.size() >= 8;
+    case dissect::proto::ah: return pl.size() >= 8;
     case 255:  // reserved (RFC 5237)
       return false;
-    default:
-      return true;
+    default: return true;
   }
 }
 
@@ -160,8 +156,9 @@ void Engine::finish(InboundResult& r, const Packet& p, std::int64_t ts_ns) noexc
   const auto& cfg = r.sa->config();
   const auto& ci = filters::cipher_info(cfg.cipher);
   const bool confidential = cfg.protocol == IpsecProtocol::esp && ci.confidential();
-  const bool authenticated = cfg.protocol == IpsecProtocol::ah || ci.aead() ||
-                             (cfg.integrity != filters::Integrity::none && filters::integrity_info(cfg.integrity).checks);
+  const bool authenticated =
+      cfg.protocol == IpsecProtocol::ah || ci.aead() ||
+      (cfg.integrity != filters::Integrity::none && filters::integrity_info(cfg.integrity).checks);
   const std::uint64_t n = p.ip.total_len;
   const bool tunnel = r.mode == SaMode::tunnel;
   add_bytes(c.received, n, confidential, authenticated, tunnel);
@@ -179,7 +176,7 @@ InboundResult Engine::inbound(Sad& sad, const Packet& p, std::int64_t ts_ns, boo
   r.has_seq = h.has_seq;
   r.seq = h.seq;
 
-  SecurityAssociation* sa = h.has_spi ? sad.lookup(h.spi, r.protocol, p.ip.dst, p.ip.src) : nullptr;
+  SecurityAssociation* sa = h.has_spi ? sad.lookup(h.spi, r.protocol, p.ip.final_dst, p.ip.src) : nullptr;
   r.sa = sa;
   std::unique_lock<std::mutex> lock;
   if (sa != nullptr && lock_sas_) lock = std::unique_lock(sa->mutex);
@@ -256,7 +253,8 @@ InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, Inbo
   }
   Bytes payload(pl, len);
   const auto& cfg = sa.config();
-  r.mode = cfg.mode != SaMode::unspecified ? cfg.mode : (is_tunnel_next_header(nh) ? SaMode::tunnel : SaMode::transport);
+  r.mode =
+      cfg.mode != SaMode::unspecified ? cfg.mode : (is_tunnel_next_header(nh) ? SaMode::tunnel : SaMode::transport);
   if (!inner_consistent(nh, payload)) {
     r.reason = Reason::bad_inner_packet;
     r.detail = authentic_note;
@@ -320,7 +318,8 @@ InboundResult Engine::inbound_ah(SecurityAssociation& sa, const Packet& p, Inbou
   const std::size_t start = std::size_t{h.offset} + h.ah_header_len;
   Bytes payload = p.data.subspan(start, ip_end(p) - start);
   r.payload = payload;
-  r.mode = cfg.mode != SaMode::unspecified ? cfg.mode : (is_tunnel_next_header(nh) ? SaMode::tunnel : SaMode::transport);
+  r.mode =
+      cfg.mode != SaMode::unspecified ? cfg.mode : (is_tunnel_next_header(nh) ? SaMode::tunnel : SaMode::transport);
   r.reason = sa.ah_checks() ? Reason::verified : Reason::icv_unchecked;
   if (rebuild && r.mode == SaMode::transport) r.rebuilt = rebuild_transport(p, h.offset, nh, payload, s.rebuilt);
   return r;
@@ -520,8 +519,9 @@ OutboundResult Engine::outbound(SecurityAssociation& sa, Bytes ip_packet, const 
     r.seq = next;
     const auto& ci = filters::cipher_info(cfg.cipher);
     const bool confidential = cfg.protocol == IpsecProtocol::esp && ci.confidential();
-    const bool authenticated = cfg.protocol == IpsecProtocol::ah || ci.aead() ||
-                               (cfg.integrity != filters::Integrity::none && filters::integrity_info(cfg.integrity).checks);
+    const bool authenticated =
+        cfg.protocol == IpsecProtocol::ah || ci.aead() ||
+        (cfg.integrity != filters::Integrity::none && filters::integrity_info(cfg.integrity).checks);
     add_bytes(sa.counters.sent, r.packet.size(), confidential, authenticated, tunnel);
     add_bytes(counters_.sent, r.packet.size(), confidential, authenticated, tunnel);
   }

@@ -183,24 +183,28 @@ TEST(Dissect, LinkTypesReachTheSameEspHeader) {
       {1, ether(0x0800, kEsp, {10, 20})},
       {101, kEsp},
       {228, kEsp},
-      {0, [] {
+      {0,
+       [] {
          std::vector<std::uint8_t> v = {2, 0, 0, 0};
          v.insert(v.end(), kEsp.begin(), kEsp.end());
          return v;
        }()},
-      {108, [] {
+      {108,
+       [] {
          std::vector<std::uint8_t> v = {0, 0, 0, 2};
          v.insert(v.end(), kEsp.begin(), kEsp.end());
          return v;
        }()},
-      {113, [] {
+      {113,
+       [] {
          std::vector<std::uint8_t> v(14, 0);
          v.push_back(0x08);
          v.push_back(0x00);
          v.insert(v.end(), kEsp.begin(), kEsp.end());
          return v;
        }()},
-      {276, [] {
+      {276,
+       [] {
          std::vector<std::uint8_t> v = {0x08, 0x00};
          v.resize(20, 0);
          v.insert(v.end(), kEsp.begin(), kEsp.end());
@@ -241,11 +245,11 @@ Packet dissect_bytes(const std::vector<std::uint8_t>& ip) {
 TEST(Dissect, EveryPrefixOfAPacketIsSafe) {
   // Each truncation of a valid packet must dissect without reading past the
   // end (ASan would catch it) and must say what is wrong.
-  auto v6 = test::ipv6("2001:db8::1", "2001:db8::2", 0, hex("3300 1e04 05060708"),
-                       hex("00001001 00000001 aabbccdd"));
+  auto v6 = test::ipv6("2001:db8::1", "2001:db8::2", 0, hex("3300 1e04 05060708"), hex("00001001 00000001 aabbccdd"));
   v6[40] = 60;
   v6[48] = 50;
-  for (auto full : {kEsp, v6, test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("00001002 00000003")))}) {
+  for (auto full :
+       {kEsp, v6, test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("00001002 00000003")))}) {
     for (std::size_t n = 0; n < full.size(); ++n) {
       std::vector<std::uint8_t> cut(full.begin(), full.begin() + static_cast<long>(n));
       Packet p = dissect_bytes(cut);
@@ -283,6 +287,28 @@ TEST(Dissect, Ipv6ExtensionChainAndFragments) {
   ASSERT_NE(p.malformed, nullptr);
 }
 
+TEST(Dissect, FinalDestinationOfSourceRoutes) {
+  // Type 0 routing header, one hop to go: the SA is the last address's.
+  auto ext = hex("3202 00 01 00000000 20010db8000000000000000000000009");
+  auto p = dissect_bytes(test::ipv6("2001:db8::1", "2001:db8::2", 43, ext, hex("00000100 00000009 00112233")));
+  ASSERT_EQ(p.malformed, nullptr) << p.malformed;
+  EXPECT_EQ(p.ip.dst, test::addr("2001:db8::2"));
+  EXPECT_EQ(p.ip.final_dst, test::addr("2001:db8::9"));
+  // No segments left: the destination is final.
+  ext[3] = 0;
+  p = dissect_bytes(test::ipv6("2001:db8::1", "2001:db8::2", 43, ext, hex("00000100 00000009 00112233")));
+  EXPECT_EQ(p.ip.final_dst, test::addr("2001:db8::2"));
+
+  // IPv4 loose source route with its pointer at the second of two addresses.
+  auto lsrr = hex("01 83 0b 08 c0000201 c0000263");  // NOP, LSRR len 11 ptr 8
+  p = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("0000000a 00000001"), lsrr));
+  ASSERT_EQ(p.malformed, nullptr) << p.malformed;
+  EXPECT_EQ(p.ip.final_dst, test::addr("192.0.2.99"));
+  lsrr[3] = 12;  // route exhausted: the destination field is final
+  p = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("0000000a 00000001"), lsrr));
+  EXPECT_EQ(p.ip.final_dst, test::addr("192.0.2.2"));
+}
+
 TEST(Dissect, Ipv4OptionsFragmentsAndLengths) {
   auto p = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 50, hex("0000000a 00000001"), hex("94040000")));
   EXPECT_EQ(p.malformed, nullptr);
@@ -311,10 +337,12 @@ TEST(Dissect, Ipv4OptionsFragmentsAndLengths) {
 TEST(Dissect, NatTraversalPort4500) {
   auto keepalive = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("ff"))));
   EXPECT_EQ(keepalive.encap, UdpEncap::nat_keepalive);
-  auto ike = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("00000000 1122334455667788"))));
+  auto ike =
+      dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("00000000 1122334455667788"))));
   EXPECT_EQ(ike.encap, UdpEncap::ike_marker);
   EXPECT_TRUE(ike.is_ike());
-  auto esp = dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("c0ffee01 00000002 aabb"))));
+  auto esp =
+      dissect_bytes(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(4500, 4500, hex("c0ffee01 00000002 aabb"))));
   EXPECT_EQ(esp.encap, UdpEncap::esp);
   EXPECT_TRUE(esp.ipsec.udp_encap);
   EXPECT_EQ(esp.ipsec.spi, 0xc0ffee01u);
@@ -348,7 +376,8 @@ TEST(Summary, InnerDescriptions) {
   };
   EXPECT_EQ(s(test::ipv4("192.0.2.1", "192.0.1.1", 1, test::icmp_echo(0x6f00, 1280, 56, false)), true),
             "192.0.2.1 → 192.0.1.1 ICMP echo request id=0x6f00 seq=1280");
-  EXPECT_EQ(s(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(53, 5353, hex("00"))), false), "UDP 53 → 5353 DNS len=1");
+  EXPECT_EQ(s(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(53, 5353, hex("00"))), false),
+            "UDP 53 → 5353 DNS len=1");
   EXPECT_EQ(s(test::ipv6("2001:db8::1", "2001:db8::2", 58, {}, test::icmp_echo(1, 2, 4, true)), false),
             "ICMPv6 echo request id=0x0001 seq=2");
 }

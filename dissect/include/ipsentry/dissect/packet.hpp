@@ -53,34 +53,37 @@ enum class IpsecKind : std::uint8_t { none, esp, ah };
 enum class UdpEncap : std::uint8_t { none, esp, nat_keepalive, ike_marker, ike };
 
 struct Ipv6Ext {
-  std::uint8_t type = 0;      // the header's own protocol number (0, 43, 44, 60, 135)
-  std::uint16_t offset = 0;   // from the start of Packet::data
-  std::uint16_t length = 0;   // in bytes
+  std::uint8_t type = 0;     // the header's own protocol number (0, 43, 44, 60, 135)
+  std::uint16_t offset = 0;  // from the start of Packet::data
+  std::uint16_t length = 0;  // in bytes
 };
 
 struct IpLayer {
-  std::uint8_t version = 0;         // 4 or 6; 0 when absent
-  std::uint16_t offset = 0;         // first byte of the IP header in Packet::data
-  std::uint16_t header_len = 0;     // IPv4: IHL*4; IPv6: 40 + extension headers walked
-  std::uint32_t total_len = 0;      // the length the header claims (bounded by caplen below)
-  std::uint8_t protocol = 0;        // upper-layer protocol after the walked headers
+  std::uint8_t version = 0;      // 4 or 6; 0 when absent
+  std::uint16_t offset = 0;      // first byte of the IP header in Packet::data
+  std::uint16_t header_len = 0;  // IPv4: IHL*4; IPv6: 40 + extension headers walked
+  std::uint32_t total_len = 0;   // the length the header claims (bounded by caplen below)
+  std::uint8_t protocol = 0;     // upper-layer protocol after the walked headers
   std::uint8_t ttl = 0;
   IpAddr src;
   IpAddr dst;
-  bool fragment = false;            // part of a fragmented datagram
-  bool first_fragment = false;      // offset 0 (the one that carries the upper headers)
+  // Where the packet is headed: dst, or the last address of an IPv4 source
+  // route or IPv6 type 0/2 routing header that still has hops to go. An SA
+  // belongs to the final destination (RFC 4301 section 4.1), so a packet
+  // captured before its last hop is looked up by this address.
+  IpAddr final_dst;
+  bool fragment = false;        // part of a fragmented datagram
+  bool first_fragment = false;  // offset 0 (the one that carries the upper headers)
   std::uint32_t fragment_offset = 0;
   std::uint32_t fragment_id = 0;
-  std::uint8_t ext_count = 0;       // IPv6 extension headers before `protocol`
+  std::uint8_t ext_count = 0;  // IPv6 extension headers before `protocol`
   std::array<Ipv6Ext, 8> ext{};
-  [[nodiscard]] std::uint32_t payload_offset() const noexcept {
-    return std::uint32_t{offset} + header_len;
-  }
+  [[nodiscard]] std::uint32_t payload_offset() const noexcept { return std::uint32_t{offset} + header_len; }
 };
 
 struct Transport {
   std::uint8_t protocol = 0;
-  bool present = false;             // header fully captured and parsed
+  bool present = false;  // header fully captured and parsed
   std::uint16_t offset = 0;
   std::uint16_t sport = 0;
   std::uint16_t dport = 0;
@@ -89,14 +92,14 @@ struct Transport {
   std::uint16_t icmp_id = 0;
   std::uint16_t icmp_seq = 0;
   std::uint8_t tcp_flags = 0;
-  std::uint32_t payload_len = 0;    // transport payload bytes captured
+  std::uint32_t payload_len = 0;  // transport payload bytes captured
 };
 
 struct IpsecHeader {
   IpsecKind kind = IpsecKind::none;
-  bool udp_encap = false;           // ESP inside UDP (RFC 3948)
-  std::uint16_t offset = 0;         // first byte of the ESP/AH header in Packet::data
-  std::uint32_t length = 0;         // bytes from offset to the end of the IP payload (as captured)
+  bool udp_encap = false;    // ESP inside UDP (RFC 3948)
+  std::uint16_t offset = 0;  // first byte of the ESP/AH header in Packet::data
+  std::uint32_t length = 0;  // bytes from offset to the end of the IP payload (as captured)
   bool has_spi = false;
   bool has_seq = false;
   std::uint32_t spi = 0;
@@ -116,22 +119,20 @@ struct LinkLayer {
 };
 
 struct Packet {
-  Bytes data;                        // the bytes dissected (a frame, or a decrypted buffer)
-  std::uint32_t orig_len = 0;        // on-the-wire length of the frame
+  Bytes data;                  // the bytes dissected (a frame, or a decrypted buffer)
+  std::uint32_t orig_len = 0;  // on-the-wire length of the frame
   LinkLayer link;
   Network network = Network::none;
   IpLayer ip;
   Transport l4;
   UdpEncap encap = UdpEncap::none;
   IpsecHeader ipsec;
-  std::uint16_t ike_offset = 0;      // ISAKMP header, when encap is ike / ike_marker
-  bool truncated = false;            // the capture holds fewer bytes than the packet had
-  const char* malformed = nullptr;   // why the packet does not parse, or nullptr
+  std::uint16_t ike_offset = 0;     // ISAKMP header, when encap is ike / ike_marker
+  bool truncated = false;           // the capture holds fewer bytes than the packet had
+  const char* malformed = nullptr;  // why the packet does not parse, or nullptr
 
   [[nodiscard]] bool is_ipsec() const noexcept { return ipsec.kind != IpsecKind::none; }
-  [[nodiscard]] bool is_ike() const noexcept {
-    return encap == UdpEncap::ike || encap == UdpEncap::ike_marker;
-  }
+  [[nodiscard]] bool is_ike() const noexcept { return encap == UdpEncap::ike || encap == UdpEncap::ike_marker; }
   /// The bytes of the IP packet as captured (from the IP header on).
   [[nodiscard]] Bytes ip_bytes() const noexcept;
 };
