@@ -117,6 +117,10 @@ int run_verify(const VerifyOptions& opt) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());
     return kExitUsage;
   }
+  if (cfg.sas.empty()) {
+    cfg.warnings.emplace_back(
+        "no SAs given (-c CONFIG or --keys-from FORMAT FILE): every ESP and AH packet is reported as unknown-spi");
+  }
   info.warnings = cfg.warnings;
   for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
 

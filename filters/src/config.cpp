@@ -31,6 +31,13 @@ ConfigError::ConfigError(std::string file, int line, std::string field, const st
 
 std::string Origin::str() const { return line > 0 ? fmt::format("{}:{}", file, line) : file; }
 
+int Origin::line_of(std::string_view field) const noexcept {
+  for (const auto& [name, l] : field_lines) {
+    if (name == field) return l;
+  }
+  return line;
+}
+
 const char* to_string(IpsecProtocol p) noexcept { return p == IpsecProtocol::ah ? "ah" : "esp"; }
 const char* to_string(Direction d) noexcept {
   switch (d) {
@@ -70,8 +77,8 @@ SaConfig SaConfig::clone() const {
 }
 
 std::string SaConfig::describe() const {
-  std::string s = spi ? fmt::format("spi 0x{:08x} {}", *spi, to_string(protocol))
-                      : fmt::format("any-spi {}", to_string(protocol));
+  std::string s =
+      spi ? fmt::format("spi 0x{:08x} {}", *spi, to_string(protocol)) : fmt::format("any-spi {}", to_string(protocol));
   if (dst) s += " to " + dst->str();
   if (src) s += " from " + src->str();
   return s;
@@ -90,10 +97,14 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   std::uint64_t mult = 1;
   char last = text.back();
   switch (last) {
-    case 'k': case 'K': mult = 1ull << 10; break;
-    case 'm': case 'M': mult = 1ull << 20; break;
-    case 'g': case 'G': mult = 1ull << 30; break;
-    case 't': case 'T': mult = 1ull << 40; break;
+    case 'k':
+    case 'K': mult = 1ull << 10; break;
+    case 'm':
+    case 'M': mult = 1ull << 20; break;
+    case 'g':
+    case 'G': mult = 1ull << 30; break;
+    case 't':
+    case 'T': mult = 1ull << 40; break;
     default: break;
   }
   if (mult != 1) text.remove_suffix(1);
@@ -111,12 +122,13 @@ SecretBytes read_key_file(const fs::path& path, const Origin& where, const std::
                       fmt::format("cannot read key file '{}': {}", path.string(), std::strerror(errno)));
   }
   std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (buf.empty()) throw ConfigError(where.file, where.line, field, fmt::format("key file '{}' is empty", path.string()));
+  if (buf.empty())
+    throw ConfigError(where.file, where.line, field, fmt::format("key file '{}' is empty", path.string()));
   if (buf.size() > 4096) {
     cleanse(buf.data(), buf.size());
-    throw ConfigError(where.file, where.line, field,
-                      fmt::format("key file '{}' is {} bytes; a key file holds at most 4096", path.string(),
-                                  buf.size()));
+    throw ConfigError(
+        where.file, where.line, field,
+        fmt::format("key file '{}' is {} bytes; a key file holds at most 4096", path.string(), buf.size()));
   }
   SecretBytes key(std::span(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size()));
   cleanse(buf.data(), buf.size());
@@ -127,7 +139,9 @@ void validate_sa(const SaConfig& sa, const std::string& f, std::vector<std::stri
   const Origin& o = sa.origin;
   const CipherInfo& ci = cipher_info(sa.cipher);
   const IntegrityInfo& ii = integrity_info(sa.integrity);
-  auto err = [&](const std::string& field, const std::string& msg) { throw ConfigError(o.file, o.line, f + field, msg); };
+  auto err = [&](const std::string& field, const std::string& msg) {
+    throw ConfigError(o.file, o.line_of(field), f + field, msg);
+  };
   const std::string who = sa.name.empty() ? sa.describe() : sa.name;
 
   if (sa.protocol == IpsecProtocol::ah) {
@@ -136,8 +150,8 @@ void validate_sa(const SaConfig& sa, const std::string& f, std::vector<std::stri
     if (sa.encap) err("encap", "AH cannot be carried in UDP (RFC 3948 covers ESP only)");
   }
   if (!ci.supported) {
-    warnings.push_back(fmt::format("{}: SA {}: {} is obsolete and not supported; its packets are reported as unsupported",
-                                   o.str(), who, ci.name));
+    warnings.push_back(fmt::format(
+        "{}: SA {}: {} is obsolete and not supported; its packets are reported as unsupported", o.str(), who, ci.name));
   } else if (auto e = check_cipher_key(sa.cipher, sa.enc_key.size())) {
     err("enc_key", *e);
   }
@@ -145,29 +159,28 @@ void validate_sa(const SaConfig& sa, const std::string& f, std::vector<std::stri
     err("auth", fmt::format("{} already provides integrity; set auth: none (RFC 4303 section 3.2)", ci.name));
   }
   if (!ii.supported) {
-    warnings.push_back(fmt::format("{}: SA {}: {} is not supported; its packets are reported as unsupported",
-                                   o.str(), who, ii.name));
+    warnings.push_back(
+        fmt::format("{}: SA {}: {} is not supported; its packets are reported as unsupported", o.str(), who, ii.name));
   } else if (!ii.checks) {
-    warnings.push_back(fmt::format("{}: SA {}: no integrity key: {}-byte ICVs are skipped, not checked", o.str(),
-                                   who, ii.icv_len));
+    warnings.push_back(
+        fmt::format("{}: SA {}: no integrity key: {}-byte ICVs are skipped, not checked", o.str(), who, ii.icv_len));
   }
   if (auto e = check_integrity_key(sa.integrity, sa.auth_key.size())) err("auth_key", *e);
   if (auto w = integrity_key_warning(sa.integrity, sa.auth_key.size())) {
     warnings.push_back(fmt::format("{}: SA {}: {}", o.str(), who, *w));
   }
   if (ci.deprecated && ci.supported) {
-    warnings.push_back(fmt::format("{}: SA {}: {} is deprecated (RFC 8221); accepted for old configurations",
-                                   o.str(), who, ci.name));
+    warnings.push_back(
+        fmt::format("{}: SA {}: {} is deprecated (RFC 8221); accepted for old configurations", o.str(), who, ci.name));
   }
   if (ii.deprecated) {
-    warnings.push_back(fmt::format("{}: SA {}: {} is deprecated (RFC 8221); accepted for old configurations",
-                                   o.str(), who, ii.name));
+    warnings.push_back(
+        fmt::format("{}: SA {}: {} is deprecated (RFC 8221); accepted for old configurations", o.str(), who, ii.name));
   }
   if (sa.protocol == IpsecProtocol::esp && sa.cipher == Cipher::null && sa.integrity == Integrity::none) {
-    warnings.push_back(fmt::format("{}: SA {}: ESP with null encryption and no integrity protects nothing",
-                                   o.str(), who));
-  } else if (sa.protocol == IpsecProtocol::esp && ci.confidential() && !ci.aead() &&
-             sa.integrity == Integrity::none) {
+    warnings.push_back(
+        fmt::format("{}: SA {}: ESP with null encryption and no integrity protects nothing", o.str(), who));
+  } else if (sa.protocol == IpsecProtocol::esp && ci.confidential() && !ci.aead() && sa.integrity == Integrity::none) {
     warnings.push_back(fmt::format(
         "{}: SA {}: encryption without integrity cannot detect tampering (RFC 4303 section 3.2)", o.str(), who));
   }
@@ -261,7 +274,7 @@ SecretBytes get_key(const Ctx& c, const YAML::Node& n, const std::string& field)
 SecretBytes get_key_file(const Ctx& c, const YAML::Node& n, const std::string& field) {
   fs::path p = scalar(c, n, field);
   if (p.is_relative()) p = c.base / p;
-  return read_key_file(p, Origin{c.file, line_of(n)}, field);
+  return read_key_file(p, Origin{c.file, line_of(n), {}}, field);
 }
 
 std::optional<std::uint8_t> parse_protocol(std::string_view s) {
@@ -269,8 +282,8 @@ std::optional<std::uint8_t> parse_protocol(std::string_view s) {
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   if (l == "any" || l == "*") return std::nullopt;
   static const std::pair<std::string_view, std::uint8_t> names[] = {
-      {"icmp", 1},  {"igmp", 2},   {"tcp", 6},     {"udp", 17},  {"gre", 47}, {"esp", 50},
-      {"ah", 51},   {"icmpv6", 58}, {"ipv6-icmp", 58}, {"ospf", 89}, {"sctp", 132}, {"rsvp", 46}};
+      {"icmp", 1}, {"igmp", 2},    {"tcp", 6},        {"udp", 17},  {"gre", 47},   {"esp", 50},
+      {"ah", 51},  {"icmpv6", 58}, {"ipv6-icmp", 58}, {"ospf", 89}, {"sctp", 132}, {"rsvp", 46}};
   for (auto& [name, num] : names) {
     if (l == name) return num;
   }
@@ -322,11 +335,23 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
   const std::string f = fmt::format("sas[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("sas[{}]", index), "each SA must be a mapping of settings");
   check_keys(c, n, fmt::format("sas[{}]", index),
-             {"name", "spi", "protocol", "direction", "src", "dst", "mode", "encryption", "enc_key",
-              "enc_key_file", "auth", "auth_key", "auth_key_file", "key", "key_file", "esn",
-              "replay_window", "encap", "lifetime", "first_seq"});
+             {"name",       "spi",     "protocol",      "direction", "src",      "dst",           "mode",
+              "encryption", "enc_key", "enc_key_file",  "auth",      "auth_key", "auth_key_file", "key",
+              "key_file",   "esn",     "replay_window", "encap",     "lifetime", "first_seq"});
   SaConfig sa;
-  sa.origin = Origin{c.file, line_of(n)};
+  sa.origin = Origin{c.file, line_of(n), {}};
+  for (const auto& kv : n) {
+    std::string key = kv.first.as<std::string>();
+    const int l = line_of(kv.second);
+    // Every key setting ends up in enc_key or auth_key; `key` in either.
+    if (key == "key" || key == "key_file") {
+      sa.origin.field_lines.emplace_back("enc_key", l);
+      key = "auth_key";
+    }
+    if (key == "enc_key_file") key = "enc_key";
+    if (key == "auth_key_file") key = "auth_key";
+    sa.origin.field_lines.emplace_back(key, l);
+  }
 
   if (!n["spi"]) fail(c, n, f + "spi", "every SA needs an spi (decimal, 0x hex, or any)");
   if (scalar(c, n["spi"], f + "spi") == "any") {
@@ -383,7 +408,8 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
         if (!names.empty()) names += ", ";
         names += info.name;
       }
-      fail(c, n["encryption"], f + "encryption", fmt::format("unknown encryption algorithm '{}' (known: {})", e, names));
+      fail(c, n["encryption"], f + "encryption",
+           fmt::format("unknown encryption algorithm '{}' (known: {})", e, names));
     }
     sa.cipher = *ci;
   } else if (sa.protocol == IpsecProtocol::esp) {
@@ -500,11 +526,11 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
 PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) {
   const std::string f = fmt::format("policies[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("policies[{}]", index), "each policy must be a mapping of settings");
-  check_keys(c, n, fmt::format("policies[{}]", index),
-             {"name", "from", "to", "protocol", "from_port", "to_port", "mirrored", "action", "ipsec", "sas",
-              "inbound"});
+  check_keys(
+      c, n, fmt::format("policies[{}]", index),
+      {"name", "from", "to", "protocol", "from_port", "to_port", "mirrored", "action", "ipsec", "sas", "inbound"});
   PolicyConfig p;
-  p.origin = Origin{c.file, line_of(n)};
+  p.origin = Origin{c.file, line_of(n), {}};
   p.name = n["name"] ? scalar(c, n["name"], f + "name") : fmt::format("policy-{}", index + 1);
   if (n["from"]) p.local = get_selector(c, n["from"], f + "from");
   if (n["to"]) p.remote = get_selector(c, n["to"], f + "to");
@@ -658,7 +684,8 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
           fail(c, pol[i], fmt::format("policies[{}].name", i), fmt::format("policy name '{}' is used twice", p.name));
         }
         for (const auto& sa_name : p.sas) {
-          bool found = std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const SaConfig& s) { return s.name == sa_name; });
+          bool found =
+              std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const SaConfig& s) { return s.name == sa_name; });
           if (!found) {
             fail(c, pol[i]["sas"], fmt::format("policies[{}].sas", i), fmt::format("no SA is named '{}'", sa_name));
           }

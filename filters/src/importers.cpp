@@ -76,7 +76,7 @@ SecretBytes key_from_text(std::string_view text, const std::string& file, int li
 }
 
 void finish_sa(SaConfig& sa, Config& cfg, const std::string& file, int line) {
-  sa.origin = Origin{file, line};
+  sa.origin = Origin{file, line, {}};
   sa.name = fmt::format("{}:{}", base_name(file), line);
   // Several SAs on one line (tcpdump -E "a,b"): number them.
   int same_line = 0;
@@ -191,8 +191,8 @@ std::optional<IpAddr> wireshark_address(const std::string& text, const std::stri
   if (t.empty() || t == "*") return std::nullopt;
   if (auto a = IpAddr::parse(t)) return a;
   if (t.find('*') != std::string_view::npos || t.find('/') != std::string_view::npos) {
-    cfg.warnings.push_back(fmt::format("{}:{}: {} '{}' is a pattern; the SA matches any address", file, line, field,
-                                       std::string(t)));
+    cfg.warnings.push_back(
+        fmt::format("{}:{}: {} '{}' is a pattern; the SA matches any address", file, line, field, std::string(t)));
     return std::nullopt;
   }
   throw ConfigError(file, line, field, fmt::format("'{}' is not an address or *", std::string(t)));
@@ -207,8 +207,8 @@ std::optional<Cipher> tcpdump_cipher(std::string_view name, std::size_t key_len)
   if (n == "3des-cbc" || n == "des-ede3-cbc") return Cipher::tdes_cbc;
   if (n == "blowfish-cbc" || n == "bf-cbc") return Cipher::blowfish_cbc;
   if (n == "cast128-cbc" || n == "cast5-cbc") return Cipher::cast_cbc;
-  if (n == "aes128-cbc" || n == "aes192-cbc" || n == "aes256-cbc" || n == "aes-128-cbc" ||
-      n == "aes-192-cbc" || n == "aes-256-cbc" || n == "aes-cbc") {
+  if (n == "aes128-cbc" || n == "aes192-cbc" || n == "aes256-cbc" || n == "aes-128-cbc" || n == "aes-192-cbc" ||
+      n == "aes-256-cbc" || n == "aes-cbc") {
     (void)key_len;
     return Cipher::aes_cbc;
   }
@@ -236,8 +236,7 @@ void import_tcpdump_spec(std::string_view spec, const std::string& file, int lin
     sa.spi = spi;
     auto addr = IpAddr::parse(sel.substr(at + 1));
     if (!addr) {
-      throw ConfigError(file, line, "dst",
-                        fmt::format("'{}' is not an IP address", std::string(sel.substr(at + 1))));
+      throw ConfigError(file, line, "dst", fmt::format("'{}' is not an IP address", std::string(sel.substr(at + 1))));
     }
     sa.dst = addr;
   }
@@ -254,7 +253,8 @@ void import_tcpdump_spec(std::string_view spec, const std::string& file, int lin
   }
   SecretBytes key = key_from_text(secret, file, line, "secret");
   auto c = tcpdump_cipher(a, key.size());
-  if (!c) throw ConfigError(file, line, "algorithm", fmt::format("unknown tcpdump ESP algorithm '{}'", std::string(algo)));
+  if (!c)
+    throw ConfigError(file, line, "algorithm", fmt::format("unknown tcpdump ESP algorithm '{}'", std::string(algo)));
   sa.cipher = *c;
   if (sa.cipher != Cipher::null) sa.enc_key = std::move(key);
   finish_sa(sa, cfg, file, line);
@@ -338,13 +338,14 @@ Config import_wireshark_esp_sa(const std::string& text, const std::string& name)
     if (!c) throw ConfigError(name, lineno, "encryption", fmt::format("unknown encryption algorithm '{}'", f[4]));
     sa.cipher = *c;
     auto a = wireshark_integrity(f[6]);
-    if (!a) throw ConfigError(name, lineno, "authentication", fmt::format("unknown authentication algorithm '{}'", f[6]));
+    if (!a)
+      throw ConfigError(name, lineno, "authentication", fmt::format("unknown authentication algorithm '{}'", f[6]));
     sa.integrity = *a;
     const CipherInfo& ci = cipher_info(sa.cipher);
     if (ci.aead() && sa.integrity != Integrity::none) {
       // Wireshark lets an AEAD SA carry "ANY n bit [no checking]"; the tag is the ICV.
-      cfg.warnings.push_back(fmt::format("{}:{}: {} authenticates by itself; authentication '{}' ignored", name, lineno,
-                                         ci.name, f[6]));
+      cfg.warnings.push_back(
+          fmt::format("{}:{}: {} authenticates by itself; authentication '{}' ignored", name, lineno, ci.name, f[6]));
       sa.integrity = Integrity::none;
     }
     // Keys of unsupported ciphers are never used, so they are not parsed.
@@ -393,7 +394,8 @@ Config import_xfrm(const std::string& text, const std::string& name) {
     auto w = words(lines[i]);
     if (w.empty()) continue;
     auto need = [&](std::size_t n, const char* what) {
-      if (w.size() < n) throw ConfigError(name, lineno, what, fmt::format("'{}' line is incomplete", std::string(w[0])));
+      if (w.size() < n)
+        throw ConfigError(name, lineno, what, fmt::format("'{}' line is incomplete", std::string(w[0])));
     };
     auto key = [&](std::string_view k, const char* what) {
       SecretBytes s;
@@ -403,7 +405,8 @@ Config import_xfrm(const std::string& text, const std::string& name) {
     };
     auto bits = [&](std::string_view b, const char* what) {
       std::uint32_t v = 0;
-      if (!parse_u32(b, v)) throw ConfigError(name, lineno, what, fmt::format("'{}' is not a bit count", std::string(b)));
+      if (!parse_u32(b, v))
+        throw ConfigError(name, lineno, what, fmt::format("'{}' is not a bit count", std::string(b)));
       return v;
     };
     if (w[0] == "src" && w.size() >= 4 && w[2] == "dst") {

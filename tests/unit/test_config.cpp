@@ -92,10 +92,10 @@ sas:
 
 TEST(Config, ErrorsNameFileLineAndField) {
   EXPECT_EQ(error_of("sas:\n  - spi: 1\n    protocol: esp\n    encryption: aes-cbc\n    enc_key: 0x0011\n"),
-            "test.yaml:2: sas[0].enc_key: aes-cbc takes a 16, 24 or 32 byte key; this one is 2 bytes");
+            "test.yaml:5: sas[0].enc_key: aes-cbc takes a 16, 24 or 32 byte key; this one is 2 bytes");
   EXPECT_EQ(error_of("sas:\n  - spi: 300\n    protocol: esp\n    encryption: aes-gcm-16\n"
                      "    enc_key: 0x000102030405060708090a0b0c0d0e0f\n"),
-            "test.yaml:2: sas[0].enc_key: aes-gcm-16 takes a 20, 28 or 36 byte key (cipher key followed by a 4-byte "
+            "test.yaml:5: sas[0].enc_key: aes-gcm-16 takes a 20, 28 or 36 byte key (cipher key followed by a 4-byte "
             "salt); this one is 16 bytes");
   EXPECT_NE(error_of("sas:\n  - spi: 300\n    protocol: esp\n    encryption: rot13\n").find(
                 "test.yaml:4: sas[0].encryption: unknown encryption algorithm 'rot13'"),

@@ -11,6 +11,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ipsentry/dissect/ip_address.hpp"
@@ -37,6 +39,10 @@ class ConfigError : public std::runtime_error {
 struct Origin {
   std::string file;
   int line = 0;
+  // The line of each setting of the entry, so that an error found when the
+  // settings are checked together still points at the offending one.
+  std::vector<std::pair<std::string, int>> field_lines;
+  [[nodiscard]] int line_of(std::string_view field) const noexcept;
   [[nodiscard]] std::string str() const;
 };
 
@@ -49,7 +55,7 @@ enum class SaMode : std::uint8_t { unspecified, transport, tunnel };
 [[nodiscard]] const char* to_string(SaMode m) noexcept;
 
 struct Lifetime {
-  std::uint64_t seconds = 0;   // 0 = unlimited
+  std::uint64_t seconds = 0;  // 0 = unlimited
   std::uint64_t bytes = 0;
   std::uint64_t packets = 0;
   std::uint64_t soft_seconds = 0;
@@ -63,23 +69,23 @@ struct UdpEncapConfig {
 };
 
 struct SaConfig {
-  std::string name;                       // unique; generated from the SPI when not given
-  std::optional<std::uint32_t> spi;       // nullopt: any SPI (tcpdump's default SA)
+  std::string name;                  // unique; generated from the SPI when not given
+  std::optional<std::uint32_t> spi;  // nullopt: any SPI (tcpdump's default SA)
   IpsecProtocol protocol = IpsecProtocol::esp;
   Direction direction = Direction::unspecified;
-  std::optional<dissect::IpAddr> src;     // nullopt: any
-  std::optional<dissect::IpAddr> dst;     // nullopt: any
+  std::optional<dissect::IpAddr> src;  // nullopt: any
+  std::optional<dissect::IpAddr> dst;  // nullopt: any
   // In tunnel mode src and dst are the tunnel endpoints (RFC 4301 section 4.1).
-  SaMode mode = SaMode::unspecified;      // unspecified: told per packet by the next header
+  SaMode mode = SaMode::unspecified;  // unspecified: told per packet by the next header
   Cipher cipher = Cipher::null;
   SecretBytes enc_key;
   Integrity integrity = Integrity::none;
   SecretBytes auth_key;
   bool esn = false;
-  std::uint32_t replay_window = 64;       // 0 disables anti-replay
+  std::uint32_t replay_window = 64;  // 0 disables anti-replay
   std::optional<UdpEncapConfig> encap;
   Lifetime lifetime;
-  std::uint64_t initial_seq = 0;          // outbound: the last sequence number already used
+  std::uint64_t initial_seq = 0;  // outbound: the last sequence number already used
   Origin origin;
 
   [[nodiscard]] SaConfig clone() const;
@@ -106,17 +112,17 @@ enum class PolicyIpsec : std::uint8_t { esp, ah, ah_esp };
 
 struct PolicyConfig {
   std::string name;
-  AddressSelector local;                  // "from" in the configuration
-  AddressSelector remote;                 // "to"
-  std::optional<std::uint8_t> protocol;   // nullopt: any
+  AddressSelector local;                 // "from" in the configuration
+  AddressSelector remote;                // "to"
+  std::optional<std::uint8_t> protocol;  // nullopt: any
   PortRange local_ports;
   PortRange remote_ports;
   bool mirrored = false;
   PolicyAction action = PolicyAction::permit;
   PolicyIpsec ipsec = PolicyIpsec::esp;
   SaMode mode = SaMode::transport;
-  std::optional<dissect::IpAddr> peer;    // tunnel endpoint
-  std::vector<std::string> sas;           // names of the SAs this policy uses
+  std::optional<dissect::IpAddr> peer;  // tunnel endpoint
+  std::vector<std::string> sas;         // names of the SAs this policy uses
   InboundCleartext inbound = InboundCleartext::require;
   Origin origin;
 };
@@ -126,7 +132,7 @@ struct Config {
   bool default_exemptions = true;
   std::vector<PolicyConfig> policies;
   std::vector<SaConfig> sas;
-  std::vector<std::string> warnings;      // deprecated algorithms, odd key lengths, ...
+  std::vector<std::string> warnings;  // deprecated algorithms, odd key lengths, ...
 
   /// Appends the SAs (and warnings) of another configuration, rejecting
   /// duplicates of an existing SA selector or name.
