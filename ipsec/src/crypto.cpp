@@ -319,8 +319,7 @@ std::unique_ptr<Mac> make_mac(filters::Integrity alg, Bytes key) {
     case Integrity::aes_xcbc_96: return std::make_unique<XcbcMac>(key);
     default: break;
   }
-  throw CryptoError(std::string("no MAC for integrity algorithm ") +
-                    std::string(filters::integrity_info(alg).name));
+  throw CryptoError(std::string("no MAC for integrity algorithm ") + std::string(filters::integrity_info(alg).name));
 }
 
 // ------------------------------------------------------------------ Cipher
@@ -354,8 +353,7 @@ std::unique_ptr<Cipher> Cipher::create(filters::Cipher alg, Bytes key) {
       name = key.size() == 16 ? "AES-128-CTR" : key.size() == 24 ? "AES-192-CTR" : "AES-256-CTR";
       block = 1;
       break;
-    default:
-      throw CryptoError("not a CBC or CTR cipher");
+    default: throw CryptoError("not a CBC or CTR cipher");
   }
   const EVP_CIPHER* c = fetch_cipher(name);
   if (static_cast<std::size_t>(EVP_CIPHER_get_key_length(c)) != key.size()) {
@@ -409,15 +407,9 @@ Aead::~Aead() = default;
 std::unique_ptr<Aead> Aead::create(Kind kind, Bytes key, std::size_t tag_len, std::size_t nonce_len) {
   const char* name = nullptr;
   switch (kind) {
-    case Kind::gcm:
-      name = key.size() == 16 ? "AES-128-GCM" : key.size() == 24 ? "AES-192-GCM" : "AES-256-GCM";
-      break;
-    case Kind::ccm:
-      name = key.size() == 16 ? "AES-128-CCM" : key.size() == 24 ? "AES-192-CCM" : "AES-256-CCM";
-      break;
-    case Kind::chacha20_poly1305:
-      name = "ChaCha20-Poly1305";
-      break;
+    case Kind::gcm: name = key.size() == 16 ? "AES-128-GCM" : key.size() == 24 ? "AES-192-GCM" : "AES-256-GCM"; break;
+    case Kind::ccm: name = key.size() == 16 ? "AES-128-CCM" : key.size() == 24 ? "AES-192-CCM" : "AES-256-CCM"; break;
+    case Kind::chacha20_poly1305: name = "ChaCha20-Poly1305"; break;
   }
   const EVP_CIPHER* c = fetch_cipher(name);
   if (static_cast<std::size_t>(EVP_CIPHER_get_key_length(c)) != key.size()) {
@@ -435,13 +427,22 @@ std::unique_ptr<Aead> Aead::create(Kind kind, Bytes key, std::size_t tag_len, st
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce_len), nullptr) != 1) {
       throw CryptoError(openssl_error("AEAD setup"));
     }
-    if (kind == Kind::ccm &&
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_len), nullptr) != 1) {
+    if (kind == Kind::ccm && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag_len), nullptr) != 1) {
       throw CryptoError(openssl_error("CCM tag length"));
     }
     if (EVP_CipherInit_ex2(ctx, nullptr, key.data(), nullptr, dir, nullptr) != 1) {
       throw CryptoError(openssl_error("AEAD key setup"));
     }
+  }
+  if (kind == Kind::ccm) {
+    const char* ctr = key.size() == 16 ? "AES-128-CTR" : key.size() == 24 ? "AES-192-CTR" : "AES-256-CTR";
+    a->ccm_ctr_ = std::make_unique<Ctx>();
+    a->ccm_ctr_->ctx = EVP_CIPHER_CTX_new();
+    if (a->ccm_ctr_->ctx == nullptr ||
+        EVP_EncryptInit_ex2(a->ccm_ctr_->ctx, fetch_cipher(ctr), key.data(), nullptr, nullptr) != 1) {
+      throw CryptoError(openssl_error("CCM counter setup"));
+    }
+    a->ccm_scratch_.resize(65536);
   }
   return a;
 }
@@ -452,15 +453,24 @@ bool Aead::open(Bytes nonce, Bytes aad1, Bytes aad2, Bytes ct, Bytes tag, std::u
   if (tag.size() != tag_len_) return false;
   auto* tagp = const_cast<std::uint8_t*>(tag.data());  // OpenSSL's ctrl takes void*
   if (kind_ == Kind::ccm) {
-    if (!aad2.empty()) return false;
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(tag.size()), tagp) != 1) return false;
-    if (EVP_DecryptInit_ex2(c, nullptr, nullptr, nonce.data(), nullptr) != 1) return false;
-    if (EVP_DecryptUpdate(c, nullptr, &l, nullptr, static_cast<int>(ct.size())) != 1) return false;
-    if (!aad1.empty() && EVP_DecryptUpdate(c, nullptr, &l, aad1.data(), static_cast<int>(aad1.size())) != 1) {
-      return false;
-    }
-    // CCM verifies the tag inside this single update call.
-    return EVP_DecryptUpdate(c, out, &l, ct.data(), static_cast<int>(ct.size())) == 1;
+    // OpenSSL raises an error on every CCM tag mismatch, and raising one
+    // duplicates two strings on the heap, so forged packets would allocate.
+    // Instead: decrypt with CCM's counter stream (RFC 3610 section 2.3: block
+    // A_i is flags L-1, the nonce, then i; the payload starts at i = 1), seal
+    // the plaintext again to get the tag it should have, and compare.
+    if (!aad2.empty() || ct.size() > ccm_scratch_.size() || nonce.size() < 7 || nonce.size() > 13) return false;
+    std::uint8_t a1[16] = {};
+    a1[0] = static_cast<std::uint8_t>(14 - nonce.size());
+    std::memcpy(a1 + 1, nonce.data(), nonce.size());
+    a1[15] = 1;
+    EVP_CIPHER_CTX* ctr = ccm_ctr_->ctx;
+    if (EVP_EncryptInit_ex2(ctr, nullptr, nullptr, a1, nullptr) != 1) return false;
+    if (!ct.empty() && EVP_EncryptUpdate(ctr, out, &l, ct.data(), static_cast<int>(ct.size())) != 1) return false;
+    std::uint8_t expected[16];
+    if (!seal(nonce, aad1, {}, Bytes(out, ct.size()), ccm_scratch_.data(), expected)) return false;
+    if (equal_ct(expected, tag.data(), tag.size())) return true;
+    filters::cleanse(out, ct.size());
+    return false;
   }
   if (EVP_DecryptInit_ex2(c, nullptr, nullptr, nonce.data(), nullptr) != 1) return false;
   if (!aad1.empty() && EVP_DecryptUpdate(c, nullptr, &l, aad1.data(), static_cast<int>(aad1.size())) != 1) {

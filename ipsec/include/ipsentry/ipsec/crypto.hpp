@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <stdexcept>
+#include <vector>
 
 #include "ipsentry/filters/algorithms.hpp"
 
@@ -81,8 +82,7 @@ class Aead {
   /// Decrypts and verifies. The AAD may come in two parts (CCM takes only
   /// aad1). Returns false when the tag does not match; out then holds
   /// nothing usable.
-  [[nodiscard]] bool open(Bytes nonce, Bytes aad1, Bytes aad2, Bytes ciphertext, Bytes tag,
-                          std::uint8_t* out) noexcept;
+  [[nodiscard]] bool open(Bytes nonce, Bytes aad1, Bytes aad2, Bytes ciphertext, Bytes tag, std::uint8_t* out) noexcept;
   [[nodiscard]] bool seal(Bytes nonce, Bytes aad1, Bytes aad2, Bytes plaintext, std::uint8_t* out,
                           std::uint8_t* tag) noexcept;
   [[nodiscard]] std::size_t tag_len() const noexcept { return tag_len_; }
@@ -92,6 +92,8 @@ class Aead {
   struct Ctx;
   std::unique_ptr<Ctx> dec_;
   std::unique_ptr<Ctx> enc_;
+  std::unique_ptr<Ctx> ccm_ctr_;           // CCM only: its counter stream (see open)
+  std::vector<std::uint8_t> ccm_scratch_;  // CCM only: ciphertext of the re-sealing
   Kind kind_ = Kind::gcm;
   std::size_t tag_len_ = 16;
 };
