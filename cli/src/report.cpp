@@ -86,8 +86,7 @@ std::string algorithms(const filters::SaConfig& c) {
 
 class TextReport final : public Report {
  public:
-  TextReport(std::FILE* out, const ipsec::Sad& sad, TimeFormat tf, bool quiet)
-      : out_(out), sad_(sad), tf_(tf), quiet_(quiet) {}
+  TextReport(std::FILE* out, TimeFormat tf, bool quiet) : out_(out), tf_(tf), quiet_(quiet) {}
 
   void begin(const RunInfo& info) override {
     if (quiet_) return;
@@ -167,7 +166,8 @@ class TextReport final : public Report {
     }
     fmt::print(out_, "\nFrames: {} total, {} IPsec, {} IKE, {} NAT keepalive, {} other IP, {} non-IP, {} malformed\n",
                fr.frames, fr.ipsec_frames, fr.ike_frames, fr.nat_keepalives, fr.other_ip, fr.non_ip, fr.malformed);
-    if (!info.read_error.empty()) fmt::print(out_, "capture damaged: {}; frames after it were not read\n", info.read_error);
+    if (!info.read_error.empty())
+      fmt::print(out_, "capture damaged: {}; frames after it were not read\n", info.read_error);
     std::fflush(out_);
   }
 
@@ -179,8 +179,7 @@ class TextReport final : public Report {
         return fmt::format("{}{}.{:06d}", d < 0 ? "-" : "", std::abs(d) / 1'000'000'000,
                            (std::abs(d) % 1'000'000'000) / 1000);
       }
-      case TimeFormat::epoch:
-        return fmt::format("{}.{:06d}", ts / 1'000'000'000, (ts % 1'000'000'000) / 1000);
+      case TimeFormat::epoch: return fmt::format("{}.{:06d}", ts / 1'000'000'000, (ts % 1'000'000'000) / 1000);
       case TimeFormat::absolute: {
         std::string iso = iso_time(ts);  // 2026-11-22T10:00:00.123456789Z
         return iso.substr(11, 15);       // time of day in UTC, microseconds
@@ -190,7 +189,6 @@ class TextReport final : public Report {
   }
 
   std::FILE* out_;
-  const ipsec::Sad& sad_;
   TimeFormat tf_;
   bool quiet_;
   bool have_first_ = false;
@@ -252,9 +250,9 @@ class JsonReport final : public Report {
              {"pad_length", l.pad_len},
              {"inner", l.inner.size != 0 ? json(std::string(l.inner.view())) : json(nullptr)}};
       if (l.icv.len != 0 && (l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch)) {
-        o["icv"] = {{"received", hex_bytes(l.icv.received.data(), l.icv.len)},
-                    {"expected", l.icv.expected_known ? json(hex_bytes(l.icv.expected.data(), l.icv.len))
-                                                      : json(nullptr)}};
+        o["icv"] = {
+            {"received", hex_bytes(l.icv.received.data(), l.icv.len)},
+            {"expected", l.icv.expected_known ? json(hex_bytes(l.icv.expected.data(), l.icv.len)) : json(nullptr)}};
       }
       fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
       first_ = false;
@@ -265,29 +263,28 @@ class JsonReport final : public Report {
            const ipsec::Sad& sad) override {
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
-    json stats{
-        {"ipsec_packets", total},
-        {"verdicts", verdict_counts(g.verdicts)},
-        {"ip_security_monitor",
-         {{"active_security_associations", active_sas(sad)},
-          {"bad_spi_packets", g.bad_spi_packets},
-          {"packets_not_decrypted", g.packets_not_decrypted},
-          {"packets_not_authenticated", g.packets_not_authenticated},
-          {"packets_with_replay_detection", g.packets_with_replay_detection},
-          {"confidential_bytes_received", g.received.confidential_bytes},
-          {"authenticated_bytes_received", g.received.authenticated_bytes},
-          {"transport_bytes_received", g.received.transport_bytes},
-          {"bytes_received_in_tunnels", g.received.tunnel_bytes}}},
-        {"frames",
-         {{"total", fr.frames},
-          {"bytes", fr.bytes},
-          {"ipsec", fr.ipsec_frames},
-          {"ike", fr.ike_frames},
-          {"nat_keepalive", fr.nat_keepalives},
-          {"other_ip", fr.other_ip},
-          {"non_ip", fr.non_ip},
-          {"malformed", fr.malformed}}},
-        {"seconds", info.seconds}};
+    json stats{{"ipsec_packets", total},
+               {"verdicts", verdict_counts(g.verdicts)},
+               {"ip_security_monitor",
+                {{"active_security_associations", active_sas(sad)},
+                 {"bad_spi_packets", g.bad_spi_packets},
+                 {"packets_not_decrypted", g.packets_not_decrypted},
+                 {"packets_not_authenticated", g.packets_not_authenticated},
+                 {"packets_with_replay_detection", g.packets_with_replay_detection},
+                 {"confidential_bytes_received", g.received.confidential_bytes},
+                 {"authenticated_bytes_received", g.received.authenticated_bytes},
+                 {"transport_bytes_received", g.received.transport_bytes},
+                 {"bytes_received_in_tunnels", g.received.tunnel_bytes}}},
+               {"frames",
+                {{"total", fr.frames},
+                 {"bytes", fr.bytes},
+                 {"ipsec", fr.ipsec_frames},
+                 {"ike", fr.ike_frames},
+                 {"nat_keepalive", fr.nat_keepalives},
+                 {"other_ip", fr.other_ip},
+                 {"non_ip", fr.non_ip},
+                 {"malformed", fr.malformed}}},
+               {"seconds", info.seconds}};
     json sas = json::array();
     for (std::size_t i = 0; i < sad.size(); ++i) {
       const auto& sa = sad.at(i);
@@ -329,8 +326,8 @@ class JsonReport final : public Report {
 
 }  // namespace
 
-std::unique_ptr<Report> make_text_report(std::FILE* out, const ipsec::Sad& sad, TimeFormat tf, bool quiet) {
-  return std::make_unique<TextReport>(out, sad, tf, quiet);
+std::unique_ptr<Report> make_text_report(std::FILE* out, TimeFormat tf, bool quiet) {
+  return std::make_unique<TextReport>(out, tf, quiet);
 }
 
 std::unique_ptr<Report> make_json_report(std::FILE* out, const ipsec::Sad& sad, bool quiet) {

@@ -19,12 +19,12 @@ enum class TimeFormat { absolute, relative, epoch };
 
 struct RunInfo {
   std::string capture;
-  std::string format;          // "pcap" / "pcapng"
+  std::string format;  // "pcap" / "pcapng"
   bool compressed = false;
   std::vector<std::string> config_sources;
   std::vector<std::string> warnings;
-  std::string read_error;      // damage that stopped reading early
-  double seconds = 0;          // wall time of the run
+  std::string read_error;  // damage that stopped reading early
+  double seconds = 0;      // wall time of the run
 };
 
 class Report {
@@ -37,7 +37,7 @@ class Report {
 };
 
 /// `quiet` prints only the summary.
-std::unique_ptr<Report> make_text_report(std::FILE* out, const ipsec::Sad& sad, TimeFormat tf, bool quiet);
+std::unique_ptr<Report> make_text_report(std::FILE* out, TimeFormat tf, bool quiet);
 std::unique_ptr<Report> make_json_report(std::FILE* out, const ipsec::Sad& sad, bool quiet);
 
 /// "0x1a2b..." of an ICV (not key material).

@@ -154,8 +154,7 @@ int run_verify(const VerifyOptions& opt) {
 
   static char outbuf[1 << 20];
   std::setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-  auto report =
-      opt.json ? make_json_report(stdout, sad, opt.quiet) : make_text_report(stdout, sad, opt.time, opt.quiet);
+  auto report = opt.json ? make_json_report(stdout, sad, opt.quiet) : make_text_report(stdout, opt.time, opt.quiet);
   report->begin(info);
   Progress progress(opt.progress, src->size());
 

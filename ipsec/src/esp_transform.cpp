@@ -16,8 +16,7 @@ constexpr std::size_t kHeader = 8;  // SPI + sequence number
 }
 
 EspTransform::EspTransform(const filters::SaConfig& sa)
-    : cipher_id_(sa.cipher),
-      mode_(filters::cipher_info(sa.cipher).mode),
+    : mode_(filters::cipher_info(sa.cipher).mode),
       esn_(sa.esn),
       implicit_iv_(filters::cipher_info(sa.cipher).implicit_iv),
       checks_(false),
@@ -36,19 +35,12 @@ EspTransform::EspTransform(const filters::SaConfig& sa)
   }
   if (align_ < 4) align_ = 4;
   switch (mode_) {
-    case CipherMode::none:
-      break;
+    case CipherMode::none: break;
     case CipherMode::cbc:
-    case CipherMode::ctr:
-      cipher_ = crypto::Cipher::create(sa.cipher, key);
-      break;
+    case CipherMode::ctr: cipher_ = crypto::Cipher::create(sa.cipher, key); break;
     case CipherMode::gcm:
-    case CipherMode::gmac:
-      aead_ = crypto::Aead::create(crypto::Aead::Kind::gcm, key, ci.icv_len, 12);
-      break;
-    case CipherMode::ccm:
-      aead_ = crypto::Aead::create(crypto::Aead::Kind::ccm, key, ci.icv_len, 11);
-      break;
+    case CipherMode::gmac: aead_ = crypto::Aead::create(crypto::Aead::Kind::gcm, key, ci.icv_len, 12); break;
+    case CipherMode::ccm: aead_ = crypto::Aead::create(crypto::Aead::Kind::ccm, key, ci.icv_len, 11); break;
     case CipherMode::chacha20_poly1305:
       aead_ = crypto::Aead::create(crypto::Aead::Kind::chacha20_poly1305, key, ci.icv_len, 12);
       break;
@@ -136,8 +128,8 @@ EspTransform::Status EspTransform::decrypt(std::span<const std::uint8_t> esp, st
           mismatch->expected_known =
               aead_->seal({nonce, nonce_len}, {aad, aad_len}, covered, {}, out, mismatch->expected.data());
         } else if (mode_ == CipherMode::gcm || mode_ == CipherMode::chacha20_poly1305) {
-          mismatch->expected_known = aead_->seal({nonce, nonce_len}, {aad, aad_len}, {}, {out, ct_len}, out,
-                                                 mismatch->expected.data());
+          mismatch->expected_known =
+              aead_->seal({nonce, nonce_len}, {aad, aad_len}, {}, {out, ct_len}, out, mismatch->expected.data());
         }
       }
       return Status::tag_mismatch;
@@ -170,9 +162,7 @@ EspTransform::Status EspTransform::decrypt(std::span<const std::uint8_t> esp, st
   }
 
   switch (mode_) {
-    case CipherMode::none:
-      std::memcpy(out, ct.data(), ct_len);
-      break;
+    case CipherMode::none: std::memcpy(out, ct.data(), ct_len); break;
     case CipherMode::cbc:
       if (!cipher_->decrypt(iv, ct, out)) return Status::failed;
       break;
@@ -185,8 +175,7 @@ EspTransform::Status EspTransform::decrypt(std::span<const std::uint8_t> esp, st
       if (!cipher_->decrypt(block, ct, out)) return Status::failed;
       break;
     }
-    default:
-      return Status::failed;
+    default: return Status::failed;
   }
   out_len = ct_len;
   return Status::ok;
@@ -229,8 +218,7 @@ bool EspTransform::encrypt(std::span<std::uint8_t> esp, std::uint64_t seq, const
     return aead_->seal({nonce, nonce_len}, {aad, aad_len}, {}, {ct, ct_len}, ct, icv);
   }
   switch (mode_) {
-    case CipherMode::none:
-      break;
+    case CipherMode::none: break;
     case CipherMode::cbc:
       if (!cipher_->encrypt(iv, {ct, ct_len}, ct)) return false;
       break;
@@ -242,8 +230,7 @@ bool EspTransform::encrypt(std::span<std::uint8_t> esp, std::uint64_t seq, const
       if (!cipher_->encrypt(block, {ct, ct_len}, ct)) return false;
       break;
     }
-    default:
-      return false;
+    default: return false;
   }
   if (mac_) {
     std::uint8_t full[64];

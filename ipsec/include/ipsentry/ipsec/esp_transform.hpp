@@ -58,7 +58,6 @@ class EspTransform {
   void make_aad(const std::uint8_t* esp, std::uint64_t seq, std::uint8_t* aad, std::size_t& len) const noexcept;
   void make_nonce(const std::uint8_t* iv, std::uint64_t seq, std::uint8_t* nonce, std::size_t& len) const noexcept;
 
-  filters::Cipher cipher_id_;
   filters::CipherMode mode_;
   bool esn_;
   bool implicit_iv_;
