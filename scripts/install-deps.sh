@@ -5,13 +5,13 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config clang
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   # libraries
   libssl-dev libyaml-cpp-dev zlib1g-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev python3-scapy python3-yaml python3-cryptography
-  tshark tcpdump iproute2 iptables
+  tshark tcpdump iproute2 iptables time
 )
 
 missing=()

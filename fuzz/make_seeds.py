@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Seed corpora for the fuzz targets, from the bundled samples and the peer
+corpus: whole captures, single frames (prefixed with the fuzz_packet selector
+byte for their link type), configurations and key files.
+
+Usage: make_seeds.py OUTDIR
+"""
+import glob
+import os
+import struct
+import sys
+import warnings
+
+warnings.filterwarnings("ignore")
+from scapy.config import conf  # noqa: E402
+
+conf.verb = 0
+from scapy.utils import RawPcapNgReader, RawPcapReader  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINKTYPES = [0, 1, 101, 108, 113, 228, 229, 276]  # fuzz_packet's selector order
+
+
+def put(d, name, data):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def frames(path):
+    with open(path, "rb") as f:
+        ng = f.read(4) == b"\x0a\x0d\x0d\x0a"
+    try:
+        reader = RawPcapNgReader(path) if ng else RawPcapReader(path)
+        for pkt, meta in reader:
+            lt = getattr(meta, "linktype", None)
+            if lt is None:
+                lt = reader.linktype
+            yield lt, pkt
+    except Exception:  # a damaged capture still seeds fuzz_capture_file
+        return
+
+
+def main():
+    out = sys.argv[1]
+    captures = sorted(glob.glob(os.path.join(ROOT, "samples", "*.pcap")) +
+                      [p for p in glob.glob(os.path.join(ROOT, "tests/corpus/peers/**/*.pcap*"), recursive=True)
+                       if os.path.getsize(p) < 64 * 1024])
+    n = 0
+    for cap in captures:
+        base = os.path.basename(os.path.dirname(cap)) + "-" + os.path.basename(cap)
+        with open(cap, "rb") as f:
+            put(os.path.join(out, "fuzz_capture_file"), base, f.read())
+        for i, (lt, pkt) in enumerate(frames(cap)):
+            if lt in LINKTYPES and i < 40:
+                put(os.path.join(out, "fuzz_packet"), f"{base}-{i}", bytes([LINKTYPES.index(lt)]) + pkt)
+                n += 1
+    # Cleartext for the authenticated modes: an inner IPv4 ICMP echo (tunnel,
+    # next header 4) and a UDP datagram (transport, next header 17), padded.
+    icmp4 = bytes.fromhex("4500001c000100004001f78dc0000201c000020208000000f7fe00010001")
+    udp = struct.pack("!HHHH", 53, 5353, 12, 0) + b"abcd"
+    for sel, body in ((8, icmp4 + b"\x01\x02\x02\x04"), (9, udp + b"\x01\x02\x02\x11"),
+                      (12, icmp4 + b"\x01\x02\x02\x04"), (13, udp + b"\x00\x11")):
+        put(os.path.join(out, "fuzz_packet"), f"authenticated-{sel}", bytes([sel]) + body)
+    for y in glob.glob(os.path.join(ROOT, "samples", "*.yaml")):
+        with open(y, "rb") as f:
+            put(os.path.join(out, "fuzz_config"), os.path.basename(y), f.read())
+    for sel, pattern in ((0, "**/esp_sa*"), (1, "**/*secrets*.txt")):
+        for p in glob.glob(os.path.join(ROOT, "tests/corpus/peers", pattern), recursive=True):
+            with open(p, "rb") as f:
+                put(os.path.join(out, "fuzz_importers"), f"{sel}-{os.path.basename(os.path.dirname(p))}-"
+                    f"{os.path.basename(p)}", bytes([sel]) + f.read())
+    put(os.path.join(out, "fuzz_importers"), "2-xfrm", b"\x02" + (
+        b"src 192.0.2.1 dst 192.0.2.2\n\tproto esp spi 0x00000100 reqid 1 mode tunnel\n"
+        b"\treplay-window 32 flag af-unspec\n\taead rfc4106(gcm(aes)) 0x0102030405060708090a0b0c0d0e0f1011121314 128\n"
+        b"src 192.0.2.2 dst 192.0.2.1\n\tproto esp spi 0x00000101 reqid 1 mode transport\n"
+        b"\tauth-trunc hmac(sha256) 0x" + b"11" * 32 + b" 128\n\tenc cbc(aes) 0x" + b"22" * 16 + b"\n"))
+    print(f"seeds: {len(captures)} captures, {n} frames")
+
+
+if __name__ == "__main__":
+    main()
