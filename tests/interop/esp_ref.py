@@ -46,20 +46,22 @@ INTEG = {
 
 
 class RefSA:
-    """enc: aes-cbc | aes-gmac | aes-gcm-8 | aes-gcm-12 | aes-gcm-16-iiv | aes-ccm-8-iiv |
+    """enc: aes-cbc | aes-gmac | aes-gcm-8 | aes-gcm-12 | aes-gcm-16 | aes-gcm-16-iiv | aes-ccm-8-iiv |
     chacha20-poly1305-iiv."""
 
     def __init__(self, spi, enc, enc_key, integ="none", auth_key=b"", esn=False):
         self.spi, self.enc, self.esn, self.integ, self.auth_key = spi, enc, esn, integ, auth_key
         self.key = enc_key
         self.seq = 0
-        if enc in ("aes-gmac", "aes-gcm-8", "aes-gcm-12", "aes-gcm-16-iiv", "chacha20-poly1305-iiv"):
+        if enc in ("aes-gmac", "aes-gcm-8", "aes-gcm-12", "aes-gcm-16", "aes-gcm-16-iiv",
+                   "chacha20-poly1305-iiv"):
             self.salt, self.key = enc_key[-4:], enc_key[:-4]
         elif enc == "aes-ccm-8-iiv":
             self.salt, self.key = enc_key[-3:], enc_key[:-3]
-        self.iv_len = {"aes-cbc": 16, "aes-gmac": 8, "aes-gcm-8": 8, "aes-gcm-12": 8}.get(enc, 0)
+        self.iv_len = {"aes-cbc": 16, "aes-gmac": 8, "aes-gcm-8": 8, "aes-gcm-12": 8, "aes-gcm-16": 8}.get(enc, 0)
         self.align = 16 if enc == "aes-cbc" else 4
-        self.tag_len = {"aes-gmac": 16, "aes-gcm-8": 8, "aes-gcm-12": 12, "aes-gcm-16-iiv": 16, "aes-ccm-8-iiv": 8, "chacha20-poly1305-iiv": 16}.get(enc, 0)
+        self.tag_len = {"aes-gmac": 16, "aes-gcm-8": 8, "aes-gcm-12": 12, "aes-gcm-16": 16, "aes-gcm-16-iiv": 16,
+                        "aes-ccm-8-iiv": 8, "chacha20-poly1305-iiv": 16}.get(enc, 0)
         self.icv_len = self.tag_len or (INTEG[integ][0] if integ != "none" else 0)
 
     def _aad(self, seq):
@@ -95,7 +97,7 @@ class RefSA:
         if self.enc == "aes-gmac":
             tag = AESGCM(self.key).encrypt(self._nonce(seq, iv), b"", self._aad(seq) + iv + plain)
             return head + iv + plain + tag
-        if self.enc in ("aes-gcm-8", "aes-gcm-12"):
+        if self.enc in ("aes-gcm-8", "aes-gcm-12", "aes-gcm-16"):
             e = Cipher(algorithms.AES(self.key), modes.GCM(self._nonce(seq, iv))).encryptor()
             e.authenticate_additional_data(self._aad(seq))
             body = e.update(plain) + e.finalize()
@@ -118,7 +120,7 @@ class RefSA:
             elif self.enc == "aes-gmac":
                 AESGCM(self.key).decrypt(self._nonce(seq, iv), icv, self._aad(seq) + iv + body)
                 plain = body
-            elif self.enc in ("aes-gcm-8", "aes-gcm-12"):
+            elif self.enc in ("aes-gcm-8", "aes-gcm-12", "aes-gcm-16"):
                 d = Cipher(algorithms.AES(self.key),
                            modes.GCM(self._nonce(seq, iv), icv, min_tag_length=self.tag_len)).decryptor()
                 d.authenticate_additional_data(self._aad(seq))
