@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 IPSENTRY   := $(BUILD)/cli/ipsentry
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan demo test test-release test-asan bench fuzz samples format tidy clean
+.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench fuzz samples format tidy clean
 
 all: build
 
@@ -36,7 +36,10 @@ demo: build
 	@echo
 	-$(IPSENTRY) verify samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml
 
-test: test-release test-asan
+# The tests in the release and the ASan+UBSan builds, then every fuzz target
+# for FUZZ_SMOKE_SECONDS (`make fuzz` runs them longer).
+FUZZ_SMOKE_SECONDS ?= 15
+test: test-release test-asan test-fuzz
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -52,9 +55,15 @@ $(FUZZ_BUILD)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	   -DIPSENTRY_BUILD_FUZZ=ON -DIPSENTRY_SANITIZE=address-undefined -DIPSENTRY_BUILD_TESTS=OFF -DIPSENTRY_BUILD_BENCH=OFF
 
+FUZZ_TARGETS := fuzz_packet fuzz_capture_file fuzz_config fuzz_importers
+
 fuzz: deps $(FUZZ_BUILD)/build.ninja
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
 	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+test-fuzz: deps $(FUZZ_BUILD)/build.ninja
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
 
 samples:
 	/usr/bin/python3 samples/make_samples.py

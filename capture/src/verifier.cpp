@@ -86,7 +86,7 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
       dissect::dissect_payload(r.next_header, r.payload, *inner);
       transport_chain = true;
     }
-    dissect::summarize(*inner, tunnel, rec.inner);
+    if (summaries_) dissect::summarize(*inner, tunnel, rec.inner);
     if (ipsec::is_ipsec_candidate(*inner)) {
       p = inner;
       continue;

@@ -382,7 +382,7 @@ bool Cipher::decrypt(const std::uint8_t* iv, Bytes in, std::uint8_t* out) noexce
   if (EVP_DecryptInit_ex2(dec_->ctx, nullptr, nullptr, iv, nullptr) != 1) return false;
   if (EVP_DecryptUpdate(dec_->ctx, out, &l1, in.data(), static_cast<int>(in.size())) != 1) return false;
   if (EVP_DecryptFinal_ex(dec_->ctx, out + l1, &l2) != 1) return false;
-  return static_cast<std::size_t>(l1 + l2) == in.size();
+  return static_cast<std::size_t>(l1) + static_cast<std::size_t>(l2) == in.size();
 }
 
 bool Cipher::encrypt(const std::uint8_t* iv, Bytes in, std::uint8_t* out) noexcept {
@@ -392,7 +392,7 @@ bool Cipher::encrypt(const std::uint8_t* iv, Bytes in, std::uint8_t* out) noexce
   if (EVP_EncryptInit_ex2(enc_->ctx, nullptr, nullptr, iv, nullptr) != 1) return false;
   if (EVP_EncryptUpdate(enc_->ctx, out, &l1, in.data(), static_cast<int>(in.size())) != 1) return false;
   if (EVP_EncryptFinal_ex(enc_->ctx, out + l1, &l2) != 1) return false;
-  return static_cast<std::size_t>(l1 + l2) == in.size();
+  return static_cast<std::size_t>(l1) + static_cast<std::size_t>(l2) == in.size();
 }
 
 // ------------------------------------------------------------------ AEAD

@@ -195,7 +195,7 @@ TEST(Allocations, NonePerPacketOnceKeyed) {
     {
       AllocationCounter counter;
       for (int n = 0; n < kPackets; ++n) {
-        auto r = sender.outbound(tx.at(0), clear[static_cast<std::size_t>(n + 8)]);
+        auto r = sender.outbound(tx.at(0), clear[static_cast<std::size_t>(n) + 8]);
         if (r.status != ipsec::OutboundStatus::ok) break;
         auto& o = out[static_cast<std::size_t>(n)];
         std::copy(r.packet.begin(), r.packet.end(), o.begin());

@@ -287,6 +287,15 @@ TEST(Dissect, Ipv6ExtensionChainAndFragments) {
   ASSERT_NE(p.malformed, nullptr);
 }
 
+TEST(IpAddr, FormatsEveryDigitCount) {
+  for (const char* a : {"0.9.10.255", "100.99.1.0", "192.0.2.1", "255.255.255.255", "0.0.0.0"}) {
+    EXPECT_EQ(test::addr(a).str(), a);
+  }
+  char small[8];
+  EXPECT_EQ(test::addr("192.0.2.1").format(small, sizeof small), 0u);  // does not fit: empty, no overrun
+  EXPECT_EQ(test::addr("2001:db8::1").str(), "2001:db8::1");
+}
+
 TEST(Dissect, FinalDestinationOfSourceRoutes) {
   // Type 0 routing header, one hop to go: the SA is the last address's.
   auto ext = hex("3202 00 01 00000000 20010db8000000000000000000000009");

@@ -16,7 +16,7 @@ namespace ipsentry::capture {
 
 /// One IPsec layer of a frame and what became of it.
 struct LayerRecord {
-  std::uint8_t depth = 0;                        // 0: the outermost IPsec header
+  std::uint8_t depth = 0;  // 0: the outermost IPsec header
   dissect::IpAddr src;
   dissect::IpAddr dst;
   filters::IpsecProtocol protocol = filters::IpsecProtocol::esp;
@@ -28,26 +28,26 @@ struct LayerRecord {
   ipsec::Verdict verdict = ipsec::Verdict::malformed;
   ipsec::Reason reason = ipsec::Reason::malformed_packet;
   const char* detail = nullptr;
-  std::int32_t sa = -1;                          // index in the SAD, -1 when none
+  std::int32_t sa = -1;  // index in the SAD, -1 when none
   filters::SaMode mode = filters::SaMode::unspecified;
   std::uint8_t next_header = 0;
   std::uint16_t pad_len = 0;
-  std::uint32_t ip_length = 0;                   // IP length of the packet carrying this layer
+  std::uint32_t ip_length = 0;  // IP length of the packet carrying this layer
   ipsec::IcvMismatch icv;
-  dissect::SummaryText inner;                    // what the layer protected, when known
+  dissect::SummaryText inner;  // what the layer protected, when known
 };
 
 struct FrameResult {
   std::uint64_t number = 0;
   std::int64_t ts_ns = 0;
-  bool ipsec = false;                            // at least one layer
-  bool ike = false;                              // ISAKMP on 500 / 4500
+  bool ipsec = false;  // at least one layer
+  bool ike = false;    // ISAKMP on 500 / 4500
   bool nat_keepalive = false;
   bool ip = false;
-  const char* malformed = nullptr;               // a frame that is not IPsec and does not parse
+  const char* malformed = nullptr;  // a frame that is not IPsec and does not parse
   std::uint8_t layer_count = 0;
   std::array<LayerRecord, ipsec::kMaxNesting + 1> layers;
-  dissect::Bytes decrypted;                      // the innermost cleartext IP packet, when asked for
+  dissect::Bytes decrypted;  // the innermost cleartext IP packet, when asked for
 };
 
 /// Frame counts for the summary.
@@ -85,6 +85,11 @@ class Verifier {
   /// this verifier's buffers and stay valid until the next call.
   void process(const dissect::Frame& frame, FrameResult& out) noexcept;
 
+  /// Whether each layer's `inner` one-line summary is written (on by
+  /// default). Formatting addresses costs as much as decrypting a small
+  /// packet, so a caller that prints no packet lines turns it off.
+  void set_summaries(bool on) noexcept { summaries_ = on; }
+
   [[nodiscard]] ipsec::Engine& engine() noexcept { return engine_; }
   [[nodiscard]] const FrameCounters& frames() const noexcept { return frames_; }
 
@@ -92,6 +97,7 @@ class Verifier {
   ipsec::Sad& sad_;
   ipsec::Engine engine_;
   bool want_decrypted_;
+  bool summaries_ = true;
   std::array<dissect::Packet, ipsec::kMaxNesting + 1> packets_;
   FrameCounters frames_;
 };
