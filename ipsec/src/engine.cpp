@@ -344,6 +344,9 @@ Reason ah_compute_icv(const Packet& p, crypto::Mac& mac, bool esn, std::uint64_t
     b[8] = 0;
     b[10] = 0;
     b[11] = 0;
+    // With a loose or strict source route not yet exhausted, the receiver
+    // will see the route's last address as the destination.
+    std::memcpy(b + 16, ip.final_dst.data(), 4);
     std::size_t i = 20;
     while (i < ip.header_len) {
       std::uint8_t t = b[i];
@@ -353,11 +356,6 @@ Reason ah_compute_icv(const Packet& p, crypto::Mac& mac, bool esn, std::uint64_t
         continue;
       }
       std::size_t len = b[i + 1];  // validated by the dissector
-      if ((t == 131 || t == 137) && len >= 7 && b[i + 2] <= len) {
-        // Loose/strict source route not yet exhausted: the destination the
-        // receiver will see is the last address of the route.
-        std::memcpy(b + 16, b + i + len - 4, 4);
-      }
       if (!ipv4_option_immutable(t)) std::memset(b + i, 0, len);
       i += len;
     }

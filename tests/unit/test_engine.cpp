@@ -123,8 +123,8 @@ TEST(Engine, EspRoundTripEveryAlgorithmModeAndFamily) {
   for (const auto& c : esp_cases()) {
     for (SaMode mode : {SaMode::transport, SaMode::tunnel}) {
       for (const auto& t : kTopologies) {
-        const bool same_family = dissect::IpAddr::parse(t.outer_src)->family() ==
-                                 dissect::IpAddr::parse(t.inner_src)->family();
+        const bool same_family =
+            dissect::IpAddr::parse(t.outer_src)->family() == dissect::IpAddr::parse(t.inner_src)->family();
         if (mode == SaMode::transport && (!same_family || std::string(t.outer_src) != t.inner_src)) continue;
         for (bool esn : {false, true}) {
           SCOPED_TRACE(std::string(filters::cipher_info(c.c).name) + "/" +
@@ -156,7 +156,8 @@ TEST(Engine, EspRoundTripEveryAlgorithmModeAndFamily) {
               auto bad = w;
               bad[off] ^= 0x20;
               auto r = fresh.receive(bad);
-              EXPECT_EQ(r.verdict, Verdict::icv_fail) << "offset " << off << ": " << ipsec::reason_description(r.reason);
+              EXPECT_EQ(r.verdict, Verdict::icv_fail)
+                  << "offset " << off << ": " << ipsec::reason_description(r.reason);
             }
           }
           ++checked;
@@ -169,8 +170,8 @@ TEST(Engine, EspRoundTripEveryAlgorithmModeAndFamily) {
 
 TEST(Engine, UdpEncapsulatedEspRoundTrip) {
   for (const auto& t : {kTopologies[0], kTopologies[1]}) {
-    auto cfg = make_sa(IpsecProtocol::esp, Cipher::aes_gcm_16, Integrity::none, SaMode::tunnel, t.outer_src,
-                       t.outer_dst);
+    auto cfg =
+        make_sa(IpsecProtocol::esp, Cipher::aes_gcm_16, Integrity::none, SaMode::tunnel, t.outer_src, t.outer_dst);
     cfg.encap = filters::UdpEncapConfig{4500, 4500};
     Pair p(cfg);
     auto clear = clear_packet(t, 100, 1);
@@ -183,9 +184,9 @@ TEST(Engine, UdpEncapsulatedEspRoundTrip) {
     // The UDP checksum is mandatory over IPv6 and must be correct.
     const auto* u = wire.data() + 40;
     EXPECT_NE(dissect::load_be16(u + 6), 0);
-    EXPECT_EQ(dissect::transport_checksum(test::addr(t.outer_src), test::addr(t.outer_dst), 17,
-                                          Bytes(u, wire.size() - 40)),
-              0xffff);
+    EXPECT_EQ(
+        dissect::transport_checksum(test::addr(t.outer_src), test::addr(t.outer_dst), 17, Bytes(u, wire.size() - 40)),
+        0xffff);
   }
 }
 
@@ -225,10 +226,11 @@ TEST(Engine, UnknownSpiAndWrongKeys) {
 }
 
 TEST(Engine, TruncatedAndShortPacketsAreMalformed) {
-  auto cfg = make_sa(IpsecProtocol::esp, Cipher::aes_gcm_16, Integrity::none, SaMode::transport, "192.0.2.1",
-                     "192.0.2.2");
+  auto cfg =
+      make_sa(IpsecProtocol::esp, Cipher::aes_gcm_16, Integrity::none, SaMode::transport, "192.0.2.1", "192.0.2.2");
   Pair p(cfg);
-  auto wire = p.protect(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(53, 5353, std::vector<std::uint8_t>(40, 7))));
+  auto wire =
+      p.protect(test::ipv4("192.0.2.1", "192.0.2.2", 17, test::udp(53, 5353, std::vector<std::uint8_t>(40, 7))));
   for (std::size_t cut : {std::size_t{22}, std::size_t{27}, std::size_t{40}, wire.size() - 1}) {
     auto shortened = std::vector<std::uint8_t>(wire.begin(), wire.begin() + static_cast<long>(cut));
     auto r = p.receive(shortened);
@@ -240,8 +242,8 @@ TEST(Engine, TruncatedAndShortPacketsAreMalformed) {
 }
 
 TEST(Engine, SequenceNumberNeverWraps) {
-  auto cfg = make_sa(IpsecProtocol::esp, Cipher::aes_gcm_16, Integrity::none, SaMode::transport, "192.0.2.1",
-                     "192.0.2.2");
+  auto cfg =
+      make_sa(IpsecProtocol::esp, Cipher::aes_gcm_16, Integrity::none, SaMode::transport, "192.0.2.1", "192.0.2.2");
   cfg.initial_seq = 0xfffffffe;
   Pair p(cfg);
   auto clear = test::ipv4("192.0.2.1", "192.0.2.2", 1, test::icmp_echo(1, 1, 8, false));
@@ -296,23 +298,29 @@ std::vector<std::uint8_t> with_ipv4_change(std::vector<std::uint8_t> p, std::siz
   return p;
 }
 
+/// Protects `clear` once with a sender of its own.
+std::vector<std::uint8_t> protect_once(const filters::SaConfig& cfg, const std::vector<std::uint8_t>& clear) {
+  Pair p(cfg);
+  return p.protect(clear);
+}
+
+/// Verifies `wire` at a receiver that has seen nothing yet, so that variants
+/// of one packet are not replays of each other.
+Verdict verify_fresh(const filters::SaConfig& cfg, const std::vector<std::uint8_t>& wire) {
+  Pair p(cfg);
+  return p.receive(wire).verdict;
+}
+
 TEST(Engine, AhIpv4MutableFieldsAndOptions) {
   // Options: Router Alert (148, immutable), Record Route (7, mutable), NOP, EOL.
   const auto options = hex("94040000 07070400000000 01");
   ASSERT_EQ(options.size() % 4, 0u);
-  auto cfg = make_sa(IpsecProtocol::ah, Cipher::null, Integrity::hmac_sha1_96, SaMode::transport, "192.0.2.1",
-                     "192.0.2.2");
+  auto cfg =
+      make_sa(IpsecProtocol::ah, Cipher::null, Integrity::hmac_sha1_96, SaMode::transport, "192.0.2.1", "192.0.2.2");
   cfg.src.reset();  // so that a changed source address reaches the ICV check
   auto clear = test::ipv4("192.0.2.1", "192.0.2.2", 1, test::icmp_echo(3, 4, 20, false), options, 0x10, 64);
-  std::vector<std::uint8_t> wire;
-  {
-    Pair p(cfg);
-    wire = p.protect(clear);
-  }
-  auto verify = [&](const std::vector<std::uint8_t>& w) {
-    Pair p(cfg);
-    return p.receive(w).verdict;
-  };
+  const auto wire = protect_once(cfg, clear);
+  auto verify = [&](const std::vector<std::uint8_t>& w) { return verify_fresh(cfg, w); };
   EXPECT_EQ(verify(wire), Verdict::ok);
   // Mutable in transit: TOS, TTL, flags/offset, checksum, record-route data.
   EXPECT_EQ(verify(with_ipv4_change(wire, 1, 0xfc)), Verdict::ok);   // DSCP/ECN
@@ -324,6 +332,32 @@ TEST(Engine, AhIpv4MutableFieldsAndOptions) {
   EXPECT_EQ(verify(with_ipv4_change(wire, 15, 0x01)), Verdict::icv_fail);
   EXPECT_EQ(verify(with_ipv4_change(wire, 22, 0x01)), Verdict::icv_fail);
   EXPECT_EQ(verify(with_ipv4_change(wire, wire.size() - 1, 0x01)), Verdict::icv_fail);
+}
+
+TEST(Engine, AhIpv4LooseSourceRouteUsesTheFinalDestination) {
+  // Sent to the first hop 192.0.2.50 with a loose source route whose last
+  // (and only) address is the final destination 192.0.2.2, the SA's.
+  const auto options = hex("01 83 07 04 c0000202");
+  auto cfg =
+      make_sa(IpsecProtocol::ah, Cipher::null, Integrity::hmac_sha256_128, SaMode::transport, "192.0.2.1", "192.0.2.2");
+  auto clear = test::ipv4("192.0.2.1", "192.0.2.50", 1, test::icmp_echo(5, 6, 12, false), options);
+  const auto wire = protect_once(cfg, clear);
+  EXPECT_EQ(verify_fresh(cfg, wire), Verdict::ok);  // captured before the first hop
+  // As delivered: the destination is final, the route recorded the hop.
+  auto delivered = wire;
+  std::memcpy(delivered.data() + 16, test::addr("192.0.2.2").data(), 4);
+  std::memcpy(delivered.data() + 24, test::addr("192.0.2.50").data(), 4);
+  delivered[23] = 8;  // pointer past the route: exhausted
+  dissect::ipv4_set_checksum(delivered.data(), 28);
+  EXPECT_EQ(verify_fresh(cfg, delivered), Verdict::ok);
+  // Another final destination has no SA; the same one with changed payload fails.
+  auto elsewhere = wire;
+  elsewhere[27] ^= 1;
+  dissect::ipv4_set_checksum(elsewhere.data(), 28);
+  EXPECT_EQ(verify_fresh(cfg, elsewhere), Verdict::unknown_spi);
+  auto tampered = wire;
+  tampered.back() ^= 1;
+  EXPECT_EQ(verify_fresh(cfg, tampered), Verdict::icv_fail);
 }
 
 TEST(Engine, AhIpv6ExtensionHeaders) {
@@ -340,26 +374,19 @@ TEST(Engine, AhIpv6ExtensionHeaders) {
   auto clear_ext = ext;
   clear_ext[8] = 58;  // the destination options header points at ICMPv6 before AH is added
   auto clear = test::ipv6("2001:db8::1", "2001:db8::2", 0, clear_ext, test::icmp_echo(9, 9, 16, true));
-  std::vector<std::uint8_t> wire;
-  {
-    Pair p(cfg);
-    wire = p.protect(clear);
-  }
-  auto verify = [&](const std::vector<std::uint8_t>& w) {
-    Pair p(cfg);
-    return p.receive(w).verdict;
-  };
+  const auto wire = protect_once(cfg, clear);
+  auto verify = [&](const std::vector<std::uint8_t>& w) { return verify_fresh(cfg, w); };
   ASSERT_EQ(verify(wire), Verdict::ok);
   auto change = [&](std::size_t off) {
     auto w = wire;
     w[off] ^= 0x11;
     return verify(w);
   };
-  EXPECT_EQ(change(1), Verdict::ok);        // traffic class / flow label
-  EXPECT_EQ(change(3), Verdict::ok);        // flow label
-  EXPECT_EQ(change(7), Verdict::ok);        // hop limit
-  EXPECT_EQ(change(40 + 4), Verdict::ok);   // mutable hop-by-hop option data
-  EXPECT_EQ(change(8), Verdict::icv_fail);  // source address
+  EXPECT_EQ(change(1), Verdict::ok);             // traffic class / flow label
+  EXPECT_EQ(change(3), Verdict::ok);             // flow label
+  EXPECT_EQ(change(7), Verdict::ok);             // hop limit
+  EXPECT_EQ(change(40 + 4), Verdict::ok);        // mutable hop-by-hop option data
+  EXPECT_EQ(change(8), Verdict::icv_fail);       // source address
   EXPECT_EQ(change(48 + 4), Verdict::icv_fail);  // immutable destination option data
   EXPECT_EQ(change(wire.size() - 1), Verdict::icv_fail);
 }
@@ -378,15 +405,10 @@ TEST(Engine, AhIpv6RoutingHeaderVerifiesAtEveryHop) {
   auto cfg = make_sa(IpsecProtocol::ah, Cipher::null, Integrity::hmac_sha1_96, SaMode::transport, "2001:db8::1",
                      "2001:db8::d");
   cfg.dst.reset();  // the destination changes on the way
-  std::vector<std::uint8_t> wire;
-  {
-    Pair p(cfg);
-    wire = p.protect(clear);
-  }
+  auto wire = protect_once(cfg, clear);
   for (int hop = 0; hop <= 3; ++hop) {
     SCOPED_TRACE(hop);
-    Pair p(cfg);
-    EXPECT_EQ(p.receive(wire).verdict, Verdict::ok);
+    EXPECT_EQ(verify_fresh(cfg, wire), Verdict::ok);
     if (hop == 3) break;
     // RFC 8200 section 4.4 processing at the current destination.
     std::uint8_t* h = wire.data();
