@@ -418,9 +418,11 @@ std::unique_ptr<Aead> Aead::create(Kind kind, Bytes key, std::size_t tag_len, st
   auto a = std::unique_ptr<Aead>(new Aead());
   a->kind_ = kind;
   a->tag_len_ = tag_len;
-  a->dec_ = std::make_unique<Ctx>();
+  if (kind != Kind::ccm) a->dec_ = std::make_unique<Ctx>();
   a->enc_ = std::make_unique<Ctx>();
-  for (int dir = 0; dir < 2; ++dir) {
+  // CCM opens through its counter stream and the sealing context (see open),
+  // so it has no decryption context.
+  for (int dir = kind == Kind::ccm ? 1 : 0; dir < 2; ++dir) {
     EVP_CIPHER_CTX*& ctx = dir == 0 ? a->dec_->ctx : a->enc_->ctx;
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == nullptr || EVP_CipherInit_ex2(ctx, c, nullptr, nullptr, dir, nullptr) != 1 ||
@@ -448,10 +450,8 @@ std::unique_ptr<Aead> Aead::create(Kind kind, Bytes key, std::size_t tag_len, st
 }
 
 bool Aead::open(Bytes nonce, Bytes aad1, Bytes aad2, Bytes ct, Bytes tag, std::uint8_t* out) noexcept {
-  EVP_CIPHER_CTX* c = dec_->ctx;
   int l = 0;
   if (tag.size() != tag_len_) return false;
-  auto* tagp = const_cast<std::uint8_t*>(tag.data());  // OpenSSL's ctrl takes void*
   if (kind_ == Kind::ccm) {
     // OpenSSL raises an error on every CCM tag mismatch, and raising one
     // duplicates two strings on the heap, so forged packets would allocate.
@@ -472,6 +472,8 @@ bool Aead::open(Bytes nonce, Bytes aad1, Bytes aad2, Bytes ct, Bytes tag, std::u
     filters::cleanse(out, ct.size());
     return false;
   }
+  EVP_CIPHER_CTX* c = dec_->ctx;
+  auto* tagp = const_cast<std::uint8_t*>(tag.data());  // OpenSSL's ctrl takes void*
   if (EVP_DecryptInit_ex2(c, nullptr, nullptr, nonce.data(), nullptr) != 1) return false;
   if (!aad1.empty() && EVP_DecryptUpdate(c, nullptr, &l, aad1.data(), static_cast<int>(aad1.size())) != 1) {
     return false;

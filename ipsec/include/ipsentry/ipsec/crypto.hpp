@@ -90,7 +90,7 @@ class Aead {
  private:
   Aead() = default;
   struct Ctx;
-  std::unique_ptr<Ctx> dec_;
+  std::unique_ptr<Ctx> dec_;  // all but CCM
   std::unique_ptr<Ctx> enc_;
   std::unique_ptr<Ctx> ccm_ctr_;           // CCM only: its counter stream (see open)
   std::vector<std::uint8_t> ccm_scratch_;  // CCM only: ciphertext of the re-sealing
