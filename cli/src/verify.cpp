@@ -62,13 +62,13 @@ class Waiter {
       if (ready()) return;
       __builtin_ia32_pause();
     }
+    // Announce the sleep before the last look, so that a waker that
+    // changed the word after it either is seen here or sees the flag.
     for (;;) {
-      std::uint64_t seen = word.load(std::memory_order_seq_cst);
+      const std::uint64_t seen = word.load(std::memory_order_seq_cst);
       sleeping_.store(true, std::memory_order_seq_cst);
       if (ready()) break;
       word.wait(seen, std::memory_order_seq_cst);
-      sleeping_.store(false, std::memory_order_relaxed);
-      if (ready()) return;
     }
     sleeping_.store(false, std::memory_order_relaxed);
   }
