@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
 from esp_ref import RefSA  # noqa: E402
+from rawpcap import checksum, ipv4, write_pcap  # noqa: E402
 
 FAILS = []
 CHECKS = [0]
@@ -42,31 +43,9 @@ def write(path, text):
     return path
 
 
-def write_pcap(path, packets, linktype=101):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, linktype))
-        for i, p in enumerate(packets):
-            f.write(struct.pack("<IIII", 1700000000 + i // 1000, (i % 1000) * 1000, len(p), len(p)))
-            f.write(p)
-
-
-def ipv4(src, dst, proto, payload, ident=1):
-    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0, 64, proto, 0,
-                                bytes(map(int, src.split("."))), bytes(map(int, dst.split(".")))))
-    s = sum(struct.unpack("!10H", hdr))
-    s = (s & 0xffff) + (s >> 16)
-    s = (s & 0xffff) + (s >> 16)
-    struct.pack_into("!H", hdr, 10, ~s & 0xffff)
-    return bytes(hdr) + payload
-
-
 def icmp_echo(ident, seq, n):
     body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + bytes((seq + i) & 0xff for i in range(n))
-    padded = body + (b"\0" if len(body) % 2 else b"")
-    s = sum(struct.unpack("!%dH" % (len(padded) // 2), padded))
-    s = (s & 0xffff) + (s >> 16)
-    s = (s & 0xffff) + (s >> 16)
-    return body[:2] + struct.pack("!H", ~s & 0xffff) + body[4:]
+    return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
 
 
 def test_exit_codes_and_golden(ipsentry, tmp, update):

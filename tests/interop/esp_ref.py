@@ -107,7 +107,7 @@ class RefSA:
 
     def decrypt(self, esp, seq):
         """Verifies and decrypts; returns (payload, next_header)."""
-        head, iv = esp[:8], esp[8:8 + self.iv_len]
+        iv = esp[8:8 + self.iv_len]
         body = esp[8 + self.iv_len:len(esp) - self.icv_len]
         icv = esp[len(esp) - self.icv_len:]
         try:

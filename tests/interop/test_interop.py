@@ -37,8 +37,8 @@ from scapy.layers.ipsec import AH, ESP, SecurityAssociation  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
 from esp_ref import IcvError, RefSA  # noqa: E402
+from rawpcap import LINKTYPE_RAW, read_pcap, write_pcap  # noqa: E402
 
-LINKTYPE_RAW = 101
 
 # (name, ipsentry encryption, key bytes, ipsentry auth, auth key bytes,
 #  implementation, scapy (crypt, icv size, auth) or None, tshark (enc, auth) or None, esn)
@@ -106,28 +106,6 @@ MODES = {
 
 def key_bytes(n, seed):
     return bytes((seed * 31 + i * 7 + 1) & 0xff for i in range(n))
-
-
-def write_pcap(path, packets):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
-        for i, p in enumerate(packets):
-            f.write(struct.pack("<IIII", 1700000000 + i // 1000, (i % 1000) * 1000, len(p), len(p)))
-            f.write(p)
-
-
-def read_pcap(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack("<I", data[:4])[0]
-    assert magic in (0xa1b2c3d4, 0xa1b23c4d), hex(magic)
-    linktype = struct.unpack("<I", data[20:24])[0]
-    out, off = [], 24
-    while off < len(data):
-        _, _, incl, _ = struct.unpack("<IIII", data[off:off + 16])
-        out.append(data[off + 16:off + 16 + incl])
-        off += 16 + incl
-    return linktype, out
 
 
 def cleartext(mode_name, count, size_seed):
