@@ -3,15 +3,14 @@
 // inner packet size; the replay window on its own.
 #include <benchmark/benchmark.h>
 
-#include <cstring>
+#include <string>
 #include <vector>
 
-#include "ipsentry/dissect/checksum.hpp"
 #include "ipsentry/dissect/packet.hpp"
-#include "ipsentry/dissect/wire.hpp"
 #include "ipsentry/ipsec/engine.hpp"
 #include "ipsentry/ipsec/replay.hpp"
 #include "ipsentry/ipsec/sad.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -40,37 +39,14 @@ const Suite kSuites[] = {
 };
 
 filters::SaConfig config_of(const Suite& s) {
-  filters::SaConfig sa;
-  sa.name = s.name;
-  sa.spi = 0x1001;
-  sa.protocol = s.proto;
-  sa.cipher = s.c;
-  const auto& ci = filters::cipher_info(s.c);
-  auto key = [](std::size_t n, std::uint8_t seed) {
-    std::vector<std::uint8_t> k(n);
-    for (std::size_t j = 0; j < n; ++j) k[j] = static_cast<std::uint8_t>(seed + 3 * j);
-    return filters::SecretBytes(k);
-  };
-  if (ci.mode != filters::CipherMode::none) sa.enc_key = key(ci.key_sizes[0], 1);
-  sa.integrity = s.i;
-  if (s.i != Integrity::none) sa.auth_key = key(filters::integrity_info(s.i).key_len, 2);
-  sa.mode = filters::SaMode::tunnel;
-  sa.src = dissect::IpAddr::parse("203.0.113.1");
-  sa.dst = dissect::IpAddr::parse("198.51.100.1");
+  auto sa = test::make_sa(s.proto, s.c, s.i, filters::SaMode::tunnel, "203.0.113.1", "198.51.100.1");
   sa.replay_window = 1024;
   return sa;
 }
 
 std::vector<std::uint8_t> inner_packet(std::size_t size) {
-  std::vector<std::uint8_t> p(size, 0xab);
-  const std::uint8_t h[20] = {0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 192, 0, 2, 130};
-  std::memcpy(p.data(), h, 20);
-  dissect::store_be16(p.data() + 2, static_cast<std::uint16_t>(size));
-  dissect::ipv4_set_checksum(p.data(), 20);
-  const std::uint8_t udp[8] = {0x9c, 0x40, 0x9c, 0x41, 0, 0, 0, 0};
-  std::memcpy(p.data() + 20, udp, 8);
-  dissect::store_be16(p.data() + 24, static_cast<std::uint16_t>(size - 20));
-  return p;
+  return test::ipv4("192.0.2.10", "192.0.2.130", 17,
+                    test::udp(40000, 40001, std::vector<std::uint8_t>(size - 28, 0xab)));
 }
 
 ipsec::Sad sad_of(const Suite& s) {

@@ -135,4 +135,35 @@ inline std::vector<std::uint8_t> udp(std::uint16_t sport, std::uint16_t dport, c
   return u;
 }
 
+/// Deterministic key bytes.
+inline std::vector<std::uint8_t> key_of(std::size_t n, std::uint8_t seed) {
+  std::vector<std::uint8_t> k(n);
+  for (std::size_t i = 0; i < n; ++i) k[i] = static_cast<std::uint8_t>(seed + i * 7);
+  return k;
+}
+
+/// An SA of any protocol and algorithm with keys of the first allowed
+/// length (or `key_slot`), between `src` and `dst`.
+inline filters::SaConfig make_sa(filters::IpsecProtocol proto, filters::Cipher c, filters::Integrity i,
+                                 filters::SaMode mode, const char* src, const char* dst, bool esn = false,
+                                 std::size_t key_slot = 0) {
+  filters::SaConfig sa;
+  sa.name = "sa";
+  sa.spi = 0x4242;
+  sa.protocol = proto;
+  sa.cipher = c;
+  const auto& ci = filters::cipher_info(c);
+  if (ci.mode != filters::CipherMode::none) sa.enc_key = filters::SecretBytes(key_of(ci.key_sizes[key_slot], 1));
+  sa.integrity = i;
+  const auto& ii = filters::integrity_info(i);
+  if (i != filters::Integrity::none && ii.checks) sa.auth_key = filters::SecretBytes(key_of(ii.key_len, 99));
+  sa.mode = mode;
+  sa.direction = filters::Direction::outbound;
+  sa.src = test::addr(src);
+  sa.dst = test::addr(dst);
+  sa.esn = esn;
+  sa.replay_window = 64;
+  return sa;
+}
+
 }  // namespace ipsentry::test

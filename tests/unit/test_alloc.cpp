@@ -117,26 +117,9 @@ const Suite kSuites[] = {
     {IpsecProtocol::ah, Cipher::null, Integrity::hmac_md5_96, SaMode::tunnel, false, true},
 };
 
-std::vector<std::uint8_t> key_of(std::size_t n, std::uint8_t seed) {
-  std::vector<std::uint8_t> k(n);
-  for (std::size_t j = 0; j < n; ++j) k[j] = static_cast<std::uint8_t>(seed + j * 13);
-  return k;
-}
-
 filters::SaConfig config_of(const Suite& s) {
-  filters::SaConfig sa;
-  sa.name = "alloc";
-  sa.spi = 0x5151;
-  sa.protocol = s.proto;
-  sa.cipher = s.c;
-  const auto& ci = filters::cipher_info(s.c);
-  if (ci.mode != filters::CipherMode::none) sa.enc_key = filters::SecretBytes(key_of(ci.key_sizes[0], 3));
-  sa.integrity = s.i;
-  if (s.i != Integrity::none) sa.auth_key = filters::SecretBytes(key_of(filters::integrity_info(s.i).key_len, 77));
-  sa.mode = s.mode;
-  sa.src = test::addr(s.v6 ? "2001:db8::1" : "192.0.2.1");
-  sa.dst = test::addr(s.v6 ? "2001:db8::2" : "192.0.2.2");
-  sa.esn = s.esn;
+  auto sa = test::make_sa(s.proto, s.c, s.i, s.mode, s.v6 ? "2001:db8::1" : "192.0.2.1",
+                          s.v6 ? "2001:db8::2" : "192.0.2.2", s.esn);
   sa.replay_window = 1024;
   return sa;
 }

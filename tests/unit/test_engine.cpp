@@ -21,32 +21,8 @@ using ipsec::Reason;
 using ipsec::Verdict;
 using test::hex;
 
-std::vector<std::uint8_t> key_of(std::size_t n, std::uint8_t seed) {
-  std::vector<std::uint8_t> k(n);
-  for (std::size_t i = 0; i < n; ++i) k[i] = static_cast<std::uint8_t>(seed + i * 7);
-  return k;
-}
-
-filters::SaConfig make_sa(IpsecProtocol proto, Cipher c, Integrity i, SaMode mode, const char* src, const char* dst,
-                          bool esn = false, std::size_t key_slot = 0) {
-  filters::SaConfig sa;
-  sa.name = "sa";
-  sa.spi = 0x4242;
-  sa.protocol = proto;
-  sa.cipher = c;
-  const auto& ci = filters::cipher_info(c);
-  if (ci.mode != filters::CipherMode::none) sa.enc_key = filters::SecretBytes(key_of(ci.key_sizes[key_slot], 1));
-  sa.integrity = i;
-  const auto& ii = filters::integrity_info(i);
-  if (i != Integrity::none && ii.checks) sa.auth_key = filters::SecretBytes(key_of(ii.key_len, 99));
-  sa.mode = mode;
-  sa.direction = filters::Direction::outbound;
-  sa.src = test::addr(src);
-  sa.dst = test::addr(dst);
-  sa.esn = esn;
-  sa.replay_window = 64;
-  return sa;
-}
+using test::key_of;
+using test::make_sa;
 
 /// A sender and a receiver sharing one SA configuration.
 struct Pair {
