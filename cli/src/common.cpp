@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/filters/importers.hpp"
+#include "ipsentry/ike/analyzer.hpp"
 
 namespace ipsentry::cli {
 
@@ -22,6 +25,33 @@ filters::Config load_keys(const KeySources& sources, std::vector<std::string>& d
     described.push_back(fmt::format("{} ({})", *f == filters::KeyFormat::tcpdump_inline ? "tcpdump -E" : file, format));
   }
   return all;
+}
+
+std::size_t learn_ike_sas(const std::string& capture_path, filters::Config& cfg) {
+  if (cfg.ike_sas.empty()) return 0;
+  std::vector<filters::IkeSaConfig> keys;
+  for (const auto& k : cfg.ike_sas) keys.push_back(k.clone());
+  ike::Analyzer analyzer(std::move(keys));
+  capture::FileSource src(capture_path);
+  dissect::Frame frame;
+  dissect::Packet p;
+  while (src.next(frame)) {
+    dissect::dissect_frame(frame, p);
+    if (p.is_ike()) analyzer.observe(frame, p);
+    src.release_before(frame.file_offset);
+  }
+  std::size_t added = 0;
+  for (auto& sa : analyzer.learned_sas()) {
+    // A configured SA for the same SPI and destination wins over a learned one.
+    const bool configured = std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const filters::SaConfig& c) {
+      return c.spi == sa.spi && c.protocol == sa.protocol && (!c.dst || !sa.dst || *c.dst == *sa.dst);
+    });
+    if (configured) continue;
+    cfg.sas.push_back(std::move(sa));
+    ++added;
+  }
+  for (const auto& n : analyzer.notes()) cfg.warnings.push_back(n);
+  return added;
 }
 
 }  // namespace ipsentry::cli

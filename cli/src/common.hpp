@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ipsentry/filters/config.hpp"
+#include <algorithm>
 
 namespace ipsentry::cli {
 
@@ -23,5 +24,11 @@ struct KeySources {
 /// Loads and merges every configuration and import. Throws
 /// filters::ConfigError with the file, line and field of the problem.
 [[nodiscard]] filters::Config load_keys(const KeySources& sources, std::vector<std::string>& described);
+
+/// When IKE keys are given, reads the capture's IKE exchanges first and adds
+/// the ESP/AH SAs derived from SK_d / SKEYID_d to `cfg.sas` (an SA already
+/// configured for the same SPI wins). Returns how many were added; what
+/// could not be derived is added to the warnings. Throws CaptureError.
+std::size_t learn_ike_sas(const std::string& capture_path, filters::Config& cfg);
 
 }  // namespace ipsentry::cli

@@ -7,6 +7,7 @@
 
 #include "common.hpp"
 #include "protect.hpp"
+#include "show.hpp"
 #include "verify.hpp"
 #include "version.hpp"
 
@@ -19,7 +20,8 @@ void add_key_options(CLI::App* cmd, KeySources& keys, std::vector<std::string>& 
       ->check(CLI::ExistingFile);
   cmd->add_option("--keys-from", keys_from,
                   "import keys: FORMAT FILE, FORMAT one of wireshark (esp_sa), tcpdump, tcpdump-inline "
-                  "(FILE is then the -E argument), xfrm (ip -s xfrm state output); repeatable")
+                  "(FILE is then the -E argument), xfrm (ip -s xfrm state output), wireshark-ikev1, wireshark-ikev2 "
+                  "(Wireshark's IKE decryption tables), strongswan-log (charon log with ike 4); repeatable")
       ->expected(2)
       ->allow_extra_args(false)
       ->type_name("FORMAT FILE");
@@ -63,6 +65,14 @@ int main(int argc, char** argv) {
   p->add_option("--dst", protect.only_dst, "protect only packets to this address; copy the others");
   p->add_option("--iv", protect.iv, "fixed explicit IV in hex, for reproducing published test vectors");
 
+  ShowOptions show;
+  std::vector<std::string> show_keys_from;
+  auto* s = app.add_subcommand("show", "print every frame: a summary line, or with -V the full dissection tree");
+  s->add_option("capture", show.capture, "pcap or pcapng file (may be gzip-compressed)")->required();
+  add_key_options(s, show.keys, show_keys_from);
+  s->add_flag("-V,--verbose", show.verbose, "the dissection tree of every frame, decrypted layers included");
+  s->add_option("-n,--count", show.count, "stop after this many frames");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -73,6 +83,10 @@ int main(int argc, char** argv) {
     collect_imports(verify_keys_from, verify.keys);
     verify.time = time_format == "abs" ? TimeFormat::absolute : time_format == "epoch" ? TimeFormat::epoch : TimeFormat::relative;
     return run_verify(verify);
+  }
+  if (*s) {
+    collect_imports(show_keys_from, show.keys);
+    return run_show(show);
   }
   if (*p) {
     collect_imports(protect_keys_from, protect.keys);

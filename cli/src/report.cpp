@@ -112,8 +112,20 @@ class TextReport final : public Report {
     }
   }
 
+  void ike(const FrameResult& f, const ike::MessageRecord& m) override {
+    if (!have_first_) {
+      first_ts_ = f.ts_ns;
+      have_first_ = true;
+    }
+    if (quiet_) return;
+    std::string addrs = m.src.str() + " → " + m.dst.str();
+    fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", f.number, time_text(f.ts_ns), addrs,
+               m.header.v2() ? "IKEv2" : "IKEv1", "-", "-", m.malformed ? "malformed" : ike::to_string(m.status),
+               m.summary);
+  }
+
   void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
-           const ipsec::Sad& sad) override {
+           const ipsec::Sad& sad, const ike::Analyzer& ike) override {
     if (!quiet_) fmt::print(out_, "\n");
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
@@ -164,6 +176,7 @@ class TextReport final : public Report {
                    other, sa.counters.received.bytes);
       }
     }
+    print_ike(ike);
     fmt::print(out_, "\nFrames: {} total, {} IPsec, {} IKE, {} NAT keepalive, {} other IP, {} non-IP, {} malformed\n",
                fr.frames, fr.ipsec_frames, fr.ike_frames, fr.nat_keepalives, fr.other_ip, fr.non_ip, fr.malformed);
     if (!info.read_error.empty())
@@ -172,6 +185,43 @@ class TextReport final : public Report {
   }
 
  private:
+  void print_ike(const ike::Analyzer& ike) {
+    const ike::Statistics& s = ike.statistics();
+    if (s.messages == 0) return;
+    auto row = [&](const char* name, std::uint64_t v) { fmt::print(out_, "  {:<36}{:>14}\n", name, v); };
+    fmt::print(out_, "\nIKE statistics (Main Mode / Quick Mode)\n");
+    row("IKE Messages", s.messages);
+    row("Encrypted Messages", s.encrypted);
+    row("Decrypted Messages", s.decrypted);
+    row("Main Modes (IKE SAs established)", s.main_modes);
+    row("Quick Modes (CHILD SAs established)", s.quick_modes);
+    row("Negotiation Failures", s.negotiation_failures);
+    row("Authentication Failures", s.authentication_failures);
+    row("Invalid Cookies Received", s.invalid_cookies);
+    row("Invalid Packets Received", s.invalid_packets);
+    row("Unanswered Negotiations", s.no_answer);
+    row("Soft Associations", s.soft_associations);
+    row("Retransmissions", s.retransmissions);
+    if (!ike.negotiations().empty()) {
+      fmt::print(out_, "\nIKE negotiations\n");
+      fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9}  {}\n", "#", "ver", "exchange", "initiator → responder",
+                 "outcome", "seconds", "chosen proposal / reason");
+      std::size_t i = 0;
+      for (const auto& n : ike.negotiations()) {
+        std::string what = n.proposal;
+        if (!n.reason.empty()) what += (what.empty() ? "" : "; ") + n.reason;
+        if (!n.child_spis.empty()) {
+          std::string spis;
+          for (const auto& c : n.child_spis) spis += (spis.empty() ? "" : ", ") + c;
+          what += (what.empty() ? "" : "; ") + std::string("keys learned: ") + spis;
+        }
+        fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9.3f}  {}\n", ++i, fmt::format("v{}", n.version), n.kind,
+                   n.initiator.str() + " → " + n.responder.str(), ike::to_string(n.outcome), n.duration(), what);
+      }
+    }
+    for (const auto& note : ike.notes()) fmt::print(out_, "  note: {}\n", note);
+  }
+
   std::string time_text(std::int64_t ts) const {
     switch (tf_) {
       case TimeFormat::relative: {
@@ -196,6 +246,63 @@ class TextReport final : public Report {
 };
 
 // ------------------------------------------------------------------ JSON
+
+json ike_json(const ike::Analyzer& a, bool quiet) {
+  const ike::Statistics& s = a.statistics();
+  json stats{{"messages", s.messages},
+             {"encrypted", s.encrypted},
+             {"decrypted", s.decrypted},
+             {"main_modes", s.main_modes},
+             {"quick_modes", s.quick_modes},
+             {"negotiation_failures", s.negotiation_failures},
+             {"authentication_failures", s.authentication_failures},
+             {"invalid_cookies_received", s.invalid_cookies},
+             {"invalid_packets_received", s.invalid_packets},
+             {"unanswered_negotiations", s.no_answer},
+             {"soft_associations", s.soft_associations},
+             {"retransmissions", s.retransmissions}};
+  json negs = json::array();
+  for (const auto& n : a.negotiations()) {
+    negs.push_back({{"version", n.version},
+                    {"exchange", n.kind},
+                    {"spi_i", fmt::format("{:016x}", n.spi_i)},
+                    {"spi_r", fmt::format("{:016x}", n.spi_r)},
+                    {"message_id", n.message_id},
+                    {"initiator", n.initiator.str()},
+                    {"responder", n.responder.str()},
+                    {"outcome", ike::to_string(n.outcome)},
+                    {"reason", n.reason.empty() ? json(nullptr) : json(n.reason)},
+                    {"proposal", n.proposal.empty() ? json(nullptr) : json(n.proposal)},
+                    {"authentication_failure", n.auth_failure},
+                    {"clear_traffic_after", n.clear_traffic_after},
+                    {"retransmissions", n.retransmissions},
+                    {"seconds", n.duration()},
+                    {"frames", n.frames},
+                    {"learned_sas", n.child_spis}});
+  }
+  json out{{"statistics", stats}, {"negotiations", negs}, {"notes", a.notes()}};
+  if (!quiet) {
+    json msgs = json::array();
+    for (const auto& m : a.records()) {
+      msgs.push_back({{"frame", m.frame},
+                      {"src", m.src.str()},
+                      {"dst", m.dst.str()},
+                      {"version", m.header.major},
+                      {"exchange", m.malformed && m.header.major == 0 ? json(nullptr) : json(m.header.exchange)},
+                      {"message_id", m.header.message_id},
+                      {"status", ike::to_string(m.status)},
+                      {"detail", m.detail.empty() ? json(nullptr) : json(m.detail)},
+                      {"malformed", m.malformed ? json(m.malformed) : json(nullptr)},
+                      {"retransmission", m.retransmission},
+                      {"payloads", m.payloads},
+                      {"inner_payloads", m.inner_payloads},
+                      {"notify_types", m.notifies},
+                      {"summary", m.summary}});
+    }
+    out["messages"] = msgs;
+  }
+  return out;
+}
 
 json verdict_counts(const std::array<std::uint64_t, ipsec::kVerdictCount>& v) {
   json o = json::object();
@@ -259,8 +366,10 @@ class JsonReport final : public Report {
     }
   }
 
+  void ike(const FrameResult&, const ike::MessageRecord&) override {}
+
   void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
-           const ipsec::Sad& sad) override {
+           const ipsec::Sad& sad, const ike::Analyzer& ike) override {
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
     json stats{{"ipsec_packets", total},
@@ -310,6 +419,7 @@ class JsonReport final : public Report {
     }
     json tail{{"statistics", stats},
               {"security_associations", sas},
+              {"ike", ike_json(ike, quiet_)},
               {"warnings", info.warnings},
               {"read_error", info.read_error.empty() ? json(nullptr) : json(info.read_error)}};
     std::string s = tail.dump();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ipsentry/capture/verifier.hpp"
+#include "ipsentry/ike/analyzer.hpp"
 #include "ipsentry/ipsec/counters.hpp"
 #include "ipsentry/ipsec/sad.hpp"
 
@@ -32,8 +33,10 @@ class Report {
   virtual ~Report() = default;
   virtual void begin(const RunInfo& info) = 0;
   virtual void frame(const capture::FrameResult& f) = 0;
+  /// An IKE message, in frame order with the IPsec packets.
+  virtual void ike(const capture::FrameResult& f, const ike::MessageRecord& m) = 0;
   virtual void end(const RunInfo& info, const ipsec::GlobalCounters& totals, const capture::FrameCounters& frames,
-                   const ipsec::Sad& sad) = 0;
+                   const ipsec::Sad& sad, const ike::Analyzer& ike) = 0;
 };
 
 /// `quiet` prints only the summary.

@@ -146,7 +146,15 @@ int run_verify(const VerifyOptions& opt) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());
     return kExitUsage;
   }
-  if (cfg.sas.empty()) {
+  std::size_t learned = 0;
+  try {
+    learned = learn_ike_sas(opt.capture, cfg);
+  } catch (const capture::CaptureError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  if (learned != 0) info.config_sources.push_back(fmt::format("{} ESP/AH SAs derived from the IKE keys", learned));
+  if (cfg.sas.empty() && cfg.ike_sas.empty()) {
     cfg.warnings.emplace_back(
         "no SAs given (-c CONFIG or --keys-from FORMAT FILE): every ESP and AH packet is reported as unknown-spi");
   }
@@ -163,6 +171,7 @@ int run_verify(const VerifyOptions& opt) {
   info.format = src->format() == dissect::CaptureFileParser::Format::pcapng ? "pcapng" : "pcap";
   info.compressed = src->compressed();
 
+  ike::Analyzer analyzer(std::move(cfg.ike_sas));
   ipsec::Sad sad(std::move(cfg.sas));
   for (std::size_t i = 0; i < sad.size(); ++i) {
     if (sad.at(i).unsupported()) {
@@ -206,8 +215,13 @@ int run_verify(const VerifyOptions& opt) {
     verifier.set_summaries(!opt.quiet);
     dissect::Frame frame;
     capture::FrameResult result;
+    dissect::Packet outer;
     while (src->next(frame)) {
       verifier.process(frame, result);
+      if (result.ike || analyzer.watching_clear()) {
+        dissect::dissect_frame(frame, outer);
+        if (const ike::MessageRecord* m = analyzer.observe(frame, outer)) report->ike(result, *m);
+      }
       report->frame(result);
       emit_decrypted(frame.ts_ns, result.decrypted);
       src->release_before(frame.file_offset);
@@ -256,6 +270,9 @@ int run_verify(const VerifyOptions& opt) {
         if (!block) return false;
         emitter.wait_until(slot.ready, [&] { return slot.ready.load(std::memory_order_acquire) == want; });
       }
+      if (slot.result.ike) {
+        if (const ike::MessageRecord* m = analyzer.record(slot.result.number)) report->ike(slot.result, *m);
+      }
       report->frame(slot.result);
       emit_decrypted(slot.result.ts_ns, slot.decrypted);
       src->release_before(slot.file_offset);
@@ -269,6 +286,7 @@ int run_verify(const VerifyOptions& opt) {
       while (dispatched - emitted >= kSlots) emit_one(true);
       unsigned w;
       dissect::dissect_frame(frame, outer);
+      if (outer.is_ike() || analyzer.watching_clear()) analyzer.observe(frame, outer);
       ipsec::SecurityAssociation* sa = nullptr;
       if (ipsec::is_ipsec_candidate(outer) && outer.ipsec.has_spi) {
         auto proto =
@@ -295,7 +313,8 @@ int run_verify(const VerifyOptions& opt) {
   progress.clear();
   info.read_error = src->error();
   info.seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  report->end(info, totals, frame_totals, sad);
+  analyzer.finish();
+  report->end(info, totals, frame_totals, sad, analyzer);
   if (writer && !write_error) {
     try {
       writer->close();
@@ -309,7 +328,8 @@ int run_verify(const VerifyOptions& opt) {
     return kExitUsage;
   }
   if (write_error) return kExitUsage;
-  return all_ok(totals) ? kExitOk : kExitNotVerified;
+  const bool ike_ok = analyzer.statistics().invalid_packets == 0;
+  return all_ok(totals) && ike_ok ? kExitOk : kExitNotVerified;
 }
 
 }  // namespace ipsentry::cli

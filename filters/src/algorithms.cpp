@@ -40,7 +40,7 @@ constexpr std::array<CipherInfo, 19> kCiphers{{
     {cast_cbc, "cast-cbc", "RFC 2451", M::cbc, {0, 0, 0}, 0, 8, 8, 0, false, true, false, 6},
 }};
 
-constexpr std::array<IntegrityInfo, 14> kIntegrity{{
+constexpr std::array<IntegrityInfo, 15> kIntegrity{{
     {Integrity::none, "none", "RFC 4303", 0, 0, false, false, 0},
     {Integrity::hmac_md5_96, "hmac-md5-96", "RFC 2403", 12, 16, true, true, 1},
     {Integrity::hmac_sha1_96, "hmac-sha1-96", "RFC 2404", 12, 20, true, false, 2},
@@ -55,6 +55,7 @@ constexpr std::array<IntegrityInfo, 14> kIntegrity{{
     {Integrity::unchecked_192, "unchecked-192", "no key", 24, 0, false, false, 0, false},
     {Integrity::unchecked_256, "unchecked-256", "no key", 32, 0, false, false, 0, false},
     {Integrity::hmac_ripemd160_96, "hmac-ripemd160-96", "RFC 2857", 12, 20, true, true, 0, true, false},
+    {Integrity::hmac_sha1_160, "hmac-sha1-160", "RFC 4595", 20, 20, true, false, 7},
 }};
 
 struct Alias {
@@ -248,6 +249,82 @@ std::optional<std::string> integrity_key_warning(Integrity i, std::size_t len) {
   const IntegrityInfo& info = integrity_info(i);
   if (info.any_key_len && len != info.key_len) {
     return fmt::format("{} key is {} bytes; {} specifies {} bytes", info.name, len, info.rfc, info.key_len);
+  }
+  return std::nullopt;
+}
+
+std::optional<Prf> find_prf(std::string_view name) noexcept {
+  std::string n = lower(name);
+  for (std::string_view prefix : {"prf-", "prf_", "hmac-", "hmac_", "prfhmac", "hmac"}) {
+    if (n.starts_with(prefix)) n.erase(0, prefix.size());
+  }
+  for (auto& ch : n) {
+    if (ch == '_') ch = '-';
+  }
+  if (n == "md5") return Prf::hmac_md5;
+  if (n == "sha1" || n == "sha" || n == "sha-1") return Prf::hmac_sha1;
+  if (n == "sha256" || n == "sha2-256" || n == "sha-256") return Prf::hmac_sha256;
+  if (n == "sha384" || n == "sha2-384" || n == "sha-384") return Prf::hmac_sha384;
+  if (n == "sha512" || n == "sha2-512" || n == "sha-512") return Prf::hmac_sha512;
+  return std::nullopt;
+}
+
+const char* to_string(Prf p) noexcept {
+  switch (p) {
+    case Prf::hmac_md5: return "hmac-md5";
+    case Prf::hmac_sha1: return "hmac-sha1";
+    case Prf::hmac_sha256: return "hmac-sha256";
+    case Prf::hmac_sha384: return "hmac-sha384";
+    case Prf::hmac_sha512: return "hmac-sha512";
+  }
+  return "?";
+}
+
+std::size_t prf_len(Prf p) noexcept {
+  switch (p) {
+    case Prf::hmac_md5: return 16;
+    case Prf::hmac_sha1: return 20;
+    case Prf::hmac_sha256: return 32;
+    case Prf::hmac_sha384: return 48;
+    case Prf::hmac_sha512: return 64;
+  }
+  return 0;
+}
+
+std::optional<Prf> prf_from_ikev2(std::uint16_t id) noexcept {
+  switch (id) {
+    case 1: return Prf::hmac_md5;
+    case 2: return Prf::hmac_sha1;
+    case 5: return Prf::hmac_sha256;
+    case 6: return Prf::hmac_sha384;
+    case 7: return Prf::hmac_sha512;
+    default: return std::nullopt;
+  }
+}
+
+std::optional<Prf> prf_from_ikev1_hash(std::uint32_t id) noexcept {
+  switch (id) {
+    case 1: return Prf::hmac_md5;
+    case 2: return Prf::hmac_sha1;
+    case 4: return Prf::hmac_sha256;
+    case 5: return Prf::hmac_sha384;
+    case 6: return Prf::hmac_sha512;
+    default: return std::nullopt;
+  }
+}
+
+std::optional<Cipher> cipher_from_ikev2(std::uint16_t id) noexcept {
+  if (id == 0) return std::nullopt;
+  for (const auto& c : kCiphers) {
+    if (c.ikev2_id == id) return c.id;
+  }
+  return std::nullopt;
+}
+
+std::optional<Integrity> integrity_from_ikev2(std::uint16_t id) noexcept {
+  if (id == 0) return Integrity::none;
+  for (const auto& i : kIntegrity) {
+    if (i.ikev2_id == id && i.checks) return i.id;
   }
   return std::nullopt;
 }

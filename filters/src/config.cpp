@@ -84,6 +84,96 @@ std::string SaConfig::describe() const {
   return s;
 }
 
+IkeSaConfig IkeSaConfig::clone() const {
+  IkeSaConfig c;
+  c.name = name;
+  c.version = version;
+  c.spi_i = spi_i;
+  c.spi_r = spi_r;
+  c.cipher = cipher;
+  c.integrity = integrity;
+  c.prf = prf;
+  c.sk_ei = sk_ei.clone();
+  c.sk_er = sk_er.clone();
+  c.sk_ai = sk_ai.clone();
+  c.sk_ar = sk_ar.clone();
+  c.sk_d = sk_d.clone();
+  c.enc_key = enc_key.clone();
+  c.origin = origin;
+  return c;
+}
+
+std::string IkeSaConfig::describe() const {
+  std::string s = fmt::format("IKEv{} SA", version);
+  if (spi_i) s += fmt::format(" {:016x}", *spi_i);
+  if (spi_r) s += fmt::format("/{:016x}", *spi_r);
+  if (!spi_i && !spi_r) s += " (SPIs not given)";
+  return s;
+}
+
+void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<std::string>& warnings) {
+  const Origin& o = sa.origin;
+  auto err = [&](const std::string& field, const std::string& msg) {
+    throw ConfigError(o.file, o.line_of(field), f + field, msg);
+  };
+  const std::string who = sa.name.empty() ? sa.describe() : sa.name;
+  if (sa.version == 1) {
+    if (!sa.spi_i) err("spi_i", "an IKEv1 SA is identified by its initiator cookie (spi_i)");
+    if (sa.enc_key.empty() && sa.sk_d.empty()) err("enc_key", "an IKEv1 SA needs enc_key (the phase 1 encryption key)");
+    if (!sa.sk_ei.empty() || !sa.sk_er.empty() || !sa.sk_ai.empty() || !sa.sk_ar.empty()) {
+      err("sk_ei", "sk_ei/sk_er/sk_ai/sk_ar are IKEv2 keys; IKEv1 takes enc_key and skeyid_d");
+    }
+    if (sa.cipher) {
+      const Cipher c = *sa.cipher;
+      if (c != Cipher::aes_cbc && c != Cipher::tdes_cbc && c != Cipher::des_cbc) {
+        err("encryption", "IKEv1 phase 1 encryption must be des-cbc, 3des-cbc or aes-cbc");
+      }
+      if (auto e = check_cipher_key(c, sa.enc_key.size())) err("enc_key", *e);
+    } else if (!sa.enc_key.empty() && sa.enc_key.size() != 8 && sa.enc_key.size() != 16 && sa.enc_key.size() != 24 &&
+               sa.enc_key.size() != 32) {
+      err("enc_key", fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes",
+                                 sa.enc_key.size()));
+    }
+    if (sa.cipher && cipher_info(*sa.cipher).deprecated) {
+      warnings.push_back(fmt::format("{}: IKE SA {}: {} is deprecated (RFC 8247); accepted for old configurations",
+                                     o.str(), who, cipher_info(*sa.cipher).name));
+    }
+    return;
+  }
+  if (sa.version != 2) err("version", "version must be 1 or 2");
+  if (!sa.enc_key.empty()) err("enc_key", "enc_key is the IKEv1 phase 1 key; IKEv2 takes sk_ei and sk_er");
+  const bool have_enc = !sa.sk_ei.empty() || !sa.sk_er.empty();
+  if (!have_enc && sa.sk_d.empty()) err("sk_ei", "an IKEv2 SA needs sk_ei and sk_er (and sk_d to learn ESP keys)");
+  if (have_enc && (sa.sk_ei.size() != sa.sk_er.size())) err("sk_er", "sk_ei and sk_er must have the same length");
+  if (sa.sk_ai.size() != sa.sk_ar.size()) err("sk_ar", "sk_ai and sk_ar must have the same length");
+  if (sa.cipher) {
+    const CipherInfo& ci = cipher_info(*sa.cipher);
+    if (!ci.supported || ci.implicit_iv || ci.mode == CipherMode::gmac) {
+      err("encryption", fmt::format("{} cannot protect IKEv2 messages here", ci.name));
+    }
+    if (have_enc) {
+      if (auto e = check_cipher_key(*sa.cipher, sa.sk_ei.size())) err("sk_ei", *e);
+    }
+    if (ci.aead() && sa.integrity && *sa.integrity != Integrity::none) {
+      err("integrity", fmt::format("{} already provides integrity; set integrity: none", ci.name));
+    }
+    if (ci.deprecated) {
+      warnings.push_back(fmt::format("{}: IKE SA {}: {} is deprecated (RFC 8247); accepted for old configurations",
+                                     o.str(), who, ci.name));
+    }
+  }
+  if (sa.integrity && *sa.integrity != Integrity::none) {
+    const IntegrityInfo& ii = integrity_info(*sa.integrity);
+    if (!ii.supported) err("integrity", fmt::format("{} cannot check IKEv2 messages", ii.name));
+    if (!ii.checks) {
+      warnings.push_back(fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
+                                     o.str(), who, ii.icv_len));
+    } else if (!sa.sk_ai.empty()) {
+      if (auto e = check_integrity_key(*sa.integrity, sa.sk_ai.size())) err("sk_ai", *e);
+    }
+  }
+}
+
 std::string AddressSelector::str() const {
   switch (kind) {
     case Kind::any: return "any";
@@ -523,6 +613,69 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
   return sa;
 }
 
+std::uint64_t get_spi64(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  // IKE SPIs and cookies are written as 16 hex digits, with or without 0x.
+  std::string s = scalar(c, n, field);
+  std::string_view t = s;
+  if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) t.remove_prefix(2);
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v, 16);
+  if (t.empty() || t.size() > 16 || ec != std::errc{} || p != t.data() + t.size()) {
+    fail(c, n, field, fmt::format("'{}' is not an IKE SPI (up to 16 hex digits)", s));
+  }
+  return v;
+}
+
+IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vector<std::string>& warnings) {
+  const std::string f = fmt::format("ike_sas[{}].", index);
+  if (!n.IsMap()) fail(c, n, fmt::format("ike_sas[{}]", index), "each IKE SA must be a mapping of settings");
+  check_keys(c, n, fmt::format("ike_sas[{}]", index),
+             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er",
+              "sk_ai", "sk_ar", "sk_d", "skeyid_d", "enc_key"});
+  IkeSaConfig sa;
+  sa.origin = Origin{c.file, line_of(n), {}};
+  for (const auto& kv : n) {
+    std::string key = kv.first.as<std::string>();
+    if (key == "skeyid_d") key = "sk_d";
+    if (key == "hash") key = "prf";
+    sa.origin.field_lines.emplace_back(key, line_of(kv.second));
+  }
+  if (n["version"]) sa.version = static_cast<std::uint8_t>(get_uint(c, n["version"], f + "version", 255));
+  if (sa.version != 1 && sa.version != 2) fail(c, n["version"], f + "version", "version must be 1 or 2");
+  if (n["spi_i"]) sa.spi_i = get_spi64(c, n["spi_i"], f + "spi_i");
+  if (n["spi_r"]) sa.spi_r = get_spi64(c, n["spi_r"], f + "spi_r");
+  if (n["encryption"]) {
+    std::string e = scalar(c, n["encryption"], f + "encryption");
+    sa.cipher = find_cipher(e);
+    if (!sa.cipher) fail(c, n["encryption"], f + "encryption", fmt::format("unknown encryption algorithm '{}'", e));
+  }
+  if (n["integrity"]) {
+    std::string a = scalar(c, n["integrity"], f + "integrity");
+    sa.integrity = find_integrity(a);
+    if (!sa.integrity) fail(c, n["integrity"], f + "integrity", fmt::format("unknown integrity algorithm '{}'", a));
+  }
+  for (const char* key : {"prf", "hash"}) {
+    if (n[key]) {
+      std::string a = scalar(c, n[key], f + key);
+      sa.prf = find_prf(a);
+      if (!sa.prf) {
+        fail(c, n[key], f + key,
+             fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
+      }
+    }
+  }
+  if (n["sk_ei"]) sa.sk_ei = get_key(c, n["sk_ei"], f + "sk_ei");
+  if (n["sk_er"]) sa.sk_er = get_key(c, n["sk_er"], f + "sk_er");
+  if (n["sk_ai"]) sa.sk_ai = get_key(c, n["sk_ai"], f + "sk_ai");
+  if (n["sk_ar"]) sa.sk_ar = get_key(c, n["sk_ar"], f + "sk_ar");
+  if (n["sk_d"]) sa.sk_d = get_key(c, n["sk_d"], f + "sk_d");
+  if (n["skeyid_d"]) sa.sk_d = get_key(c, n["skeyid_d"], f + "skeyid_d");
+  if (n["enc_key"]) sa.enc_key = get_key(c, n["enc_key"], f + "enc_key");
+  sa.name = n["name"] ? scalar(c, n["name"], f + "name") : fmt::format("ike-{}", index);
+  validate_ike_sa(sa, f, warnings);
+  return sa;
+}
+
 PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) {
   const std::string f = fmt::format("policies[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("policies[{}]", index), "each policy must be a mapping of settings");
@@ -631,6 +784,7 @@ void Config::merge(Config&& other) {
     sas.push_back(std::move(sa));
   }
   for (auto& p : other.policies) policies.push_back(std::move(p));
+  for (auto& i : other.ike_sas) ike_sas.push_back(std::move(i));
   for (auto& a : other.local_addresses) local_addresses.push_back(a);
   for (auto& w : other.warnings) warnings.push_back(std::move(w));
   if (!other.default_exemptions) default_exemptions = false;
@@ -648,7 +802,7 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) fail(c, root, "", "the configuration must be a mapping with sas:, policies:, interfaces:");
   try {
-    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas"});
+    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas", "ike_sas"});
     if (const YAML::Node& itf = root["interfaces"]) {
       if (!itf.IsMap()) fail(c, itf, "interfaces", "interfaces must be a mapping such as {local: [addr, ...]}");
       check_keys(c, itf, "interfaces", {"local"});
@@ -674,6 +828,10 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
         one.sas.push_back(parse_sa(c, sas[i], i, cfg.warnings));
         cfg.merge(std::move(one));
       }
+    }
+    if (const YAML::Node& ike = root["ike_sas"]) {
+      if (!ike.IsSequence()) fail(c, ike, "ike_sas", "ike_sas must be a list of IKE SAs");
+      for (std::size_t i = 0; i < ike.size(); ++i) cfg.ike_sas.push_back(parse_ike_sa(c, ike[i], i, cfg.warnings));
     }
     if (const YAML::Node& pol = root["policies"]) {
       if (!pol.IsSequence()) fail(c, pol, "policies", "policies must be an ordered list");

@@ -1,5 +1,7 @@
 #include "ipsentry/filters/importers.hpp"
 
+#include "importers_internal.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -16,7 +18,7 @@ namespace ipsentry::filters {
 namespace fs = std::filesystem;
 using dissect::IpAddr;
 
-namespace {
+namespace detail {
 
 std::string lower(std::string_view s) {
   std::string r(s);
@@ -52,6 +54,12 @@ std::string base_name(const std::string& name) {
   auto slash = name.find_last_of('/');
   return slash == std::string::npos ? name : name.substr(slash + 1);
 }
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
 
 bool parse_u32(std::string_view s, std::uint32_t& out) {
   int base = 10;
@@ -94,7 +102,9 @@ void finish_sa(SaConfig& sa, Config& cfg, const std::string& file, int line) {
 
 // Splits one UAT record: comma-separated fields, each optionally in double
 // quotes; inside quotes Wireshark writes special bytes as \xHH.
-std::vector<std::string> uat_fields(std::string_view line, const std::string& file, int lineno) {
+}  // namespace
+
+std::vector<std::string> detail::uat_fields(std::string_view line, const std::string& file, int lineno) {
   std::vector<std::string> fields;
   std::size_t i = 0;
   for (;;) {
@@ -136,6 +146,8 @@ std::vector<std::string> uat_fields(std::string_view line, const std::string& fi
   }
   return fields;
 }
+
+namespace {
 
 std::optional<Cipher> wireshark_cipher(std::string_view name) {
   std::string n = lower(trim(name.substr(0, name.find('['))));
@@ -301,10 +313,14 @@ std::optional<KeyFormat> parse_key_format(std::string_view name) noexcept {
   if (n == "tcpdump" || n == "tcpdump-file") return KeyFormat::tcpdump;
   if (n == "tcpdump-inline") return KeyFormat::tcpdump_inline;
   if (n == "xfrm" || n == "ip-xfrm") return KeyFormat::xfrm;
+  if (n == "wireshark-ikev1" || n == "ikev1_decryption_table") return KeyFormat::wireshark_ikev1;
+  if (n == "wireshark-ikev2" || n == "ikev2_decryption_table") return KeyFormat::wireshark_ikev2;
+  if (n == "strongswan-log" || n == "charon-log" || n == "strongswan") return KeyFormat::strongswan_log;
   return std::nullopt;
 }
 
-const char* key_format_names() noexcept { return "wireshark, tcpdump, tcpdump-inline, xfrm"; }
+const char* key_format_names() noexcept { return "wireshark, tcpdump, tcpdump-inline, xfrm, wireshark-ikev1, wireshark-ikev2, strongswan-log";
+}
 
 Config import_wireshark_esp_sa(const std::string& text, const std::string& name) {
   Config cfg;
@@ -368,8 +384,12 @@ Config import_tcpdump(const std::string& text, const std::string& name) {
     int lineno = static_cast<int>(i) + 1;
     std::string_view l = trim(lines[i]);
     if (l.empty() || l[0] == '#') continue;
-    if (l.starts_with("ikev2 ") || l.starts_with("ikev1 ")) {
-      cfg.warnings.push_back(fmt::format("{}:{}: IKE secrets are not ESP keys; line ignored for ESP", name, lineno));
+    if (l.starts_with("ikev2 ")) {
+      import_tcpdump_ikev2_line(l, name, lineno, cfg);
+      continue;
+    }
+    if (l.starts_with("ikev1 ")) {
+      cfg.warnings.push_back(fmt::format("{}:{}: tcpdump ikev1 secrets are not supported; line ignored", name, lineno));
       continue;
     }
     // tcpdump accepts several SAs per argument, separated by commas.
@@ -544,6 +564,9 @@ Config import_keys(KeyFormat format, const std::string& source) {
     case KeyFormat::wireshark_esp_sa: return import_wireshark_esp_sa(text, source);
     case KeyFormat::tcpdump: return import_tcpdump(text, source);
     case KeyFormat::xfrm: return import_xfrm(text, source);
+    case KeyFormat::wireshark_ikev1: return import_wireshark_ikev1(text, source);
+    case KeyFormat::wireshark_ikev2: return import_wireshark_ikev2(text, source);
+    case KeyFormat::strongswan_log: return import_strongswan_log(text, source);
     case KeyFormat::tcpdump_inline: break;
   }
   return {};

@@ -311,7 +311,8 @@ std::unique_ptr<Mac> make_mac(filters::Integrity alg, Bytes key) {
   using filters::Integrity;
   switch (alg) {
     case Integrity::hmac_md5_96: return std::make_unique<Hmac<Md5>>(key);
-    case Integrity::hmac_sha1_96: return std::make_unique<Hmac<Sha1>>(key);
+    case Integrity::hmac_sha1_96:
+    case Integrity::hmac_sha1_160: return std::make_unique<Hmac<Sha1>>(key);
     case Integrity::hmac_sha256_96:
     case Integrity::hmac_sha256_128: return std::make_unique<Hmac<Sha256>>(key);
     case Integrity::hmac_sha384_192: return std::make_unique<Hmac<Sha384>>(key);

@@ -198,10 +198,16 @@ TEST(Importers, TcpdumpSecrets) {
   ASSERT_EQ(inline_cfg.sas.size(), 2u);
   EXPECT_FALSE(inline_cfg.sas[1].spi.has_value());
   EXPECT_FALSE(inline_cfg.sas[1].dst.has_value());
-  // The IKE lines of an IKEv2 secrets file are skipped with a note.
+  // The "ikev2 I|R" lines of an IKEv2 secrets file become one IKE SA.
   auto ike = import_keys(KeyFormat::tcpdump, (corpus() / "tcpdump/ikev2pI2-secrets.txt").string());
   EXPECT_TRUE(ike.sas.empty());
-  EXPECT_FALSE(ike.warnings.empty());
+  ASSERT_EQ(ike.ike_sas.size(), 1u);
+  EXPECT_EQ(ike.ike_sas[0].spi_i, 0x0001020304050607ull);
+  EXPECT_EQ(ike.ike_sas[0].spi_r, 0xc02e7a3031a03188ull);
+  EXPECT_EQ(ike.ike_sas[0].cipher, Cipher::aes_cbc);
+  EXPECT_EQ(ike.ike_sas[0].integrity, Integrity::hmac_sha1_96);
+  EXPECT_EQ(ike.ike_sas[0].sk_ei.size(), 16u);
+  EXPECT_EQ(ike.ike_sas[0].sk_ar.size(), 20u);
   try {
     (void)import_keys(KeyFormat::tcpdump_inline, "0x1@192.0.2.1 rc5-cbc:0x0011");
     FAIL();

@@ -57,6 +57,7 @@ enum class Integrity : std::uint8_t {
   unchecked_192,
   unchecked_256,
   hmac_ripemd160_96,  // known, not implemented
+  hmac_sha1_160,      // IKEv2 AUTH_HMAC_SHA1_160 (RFC 4595): full-length HMAC-SHA-1
 };
 
 enum class CipherMode : std::uint8_t { none, cbc, ctr, gcm, ccm, gmac, chacha20_poly1305 };
@@ -98,6 +99,22 @@ struct IntegrityInfo {
 [[nodiscard]] const IntegrityInfo& integrity_info(Integrity i) noexcept;
 [[nodiscard]] std::span<const CipherInfo> all_ciphers() noexcept;
 [[nodiscard]] std::span<const IntegrityInfo> all_integrity() noexcept;
+
+/// IKE pseudo-random functions (RFC 7296 section 3.3.2), also the IKEv1
+/// hash algorithms whose HMAC is the IKEv1 prf (RFC 2409 section 5).
+enum class Prf : std::uint8_t { hmac_md5, hmac_sha1, hmac_sha256, hmac_sha384, hmac_sha512 };
+/// Accepts "sha1", "hmac-sha1", "prf-hmac-sha2-256", "sha256", "md5", ...
+[[nodiscard]] std::optional<Prf> find_prf(std::string_view name) noexcept;
+[[nodiscard]] const char* to_string(Prf p) noexcept;
+/// Output length of the prf's hash in bytes.
+[[nodiscard]] std::size_t prf_len(Prf p) noexcept;
+/// From the IKEv2 transform ID (PRF_*) and the IKEv1 hash attribute.
+[[nodiscard]] std::optional<Prf> prf_from_ikev2(std::uint16_t id) noexcept;
+[[nodiscard]] std::optional<Prf> prf_from_ikev1_hash(std::uint32_t id) noexcept;
+/// The cipher or integrity algorithm of an IKEv2 transform ID (with the key
+/// length attribute for AES), when ipsentry knows it.
+[[nodiscard]] std::optional<Cipher> cipher_from_ikev2(std::uint16_t id) noexcept;
+[[nodiscard]] std::optional<Integrity> integrity_from_ikev2(std::uint16_t id) noexcept;
 
 /// Looks up a name or one of its common aliases (case-insensitive): the
 /// configuration names, Linux xfrm names ("rfc4106(gcm(aes))", "cbc(aes)"),

@@ -127,11 +127,40 @@ struct PolicyConfig {
   Origin origin;
 };
 
+/// Keys of one IKE SA, for decrypting its messages and deriving the keys
+/// of the CHILD_SAs / Quick Mode SAs it negotiates.
+///
+/// IKEv2 (RFC 7296 section 2.14): SK_ei/SK_ai protect what the original
+/// initiator sends, SK_er/SK_ar what the responder sends; SK_d derives
+/// CHILD_SA keys. IKEv1 (RFC 2409): the phase 1 encryption key, and SKEYID_d
+/// for Quick Mode keys. Algorithms left out are taken from the proposal
+/// the capture shows being chosen.
+struct IkeSaConfig {
+  std::string name;
+  std::uint8_t version = 2;
+  std::optional<std::uint64_t> spi_i;  // IKEv1: initiator cookie; nullopt: match by trying the keys
+  std::optional<std::uint64_t> spi_r;
+  std::optional<Cipher> cipher;
+  std::optional<Integrity> integrity;  // IKEv2
+  std::optional<Prf> prf;              // IKEv2 prf, IKEv1 hash
+  SecretBytes sk_ei;
+  SecretBytes sk_er;
+  SecretBytes sk_ai;
+  SecretBytes sk_ar;
+  SecretBytes sk_d;      // IKEv2 SK_d / IKEv1 SKEYID_d
+  SecretBytes enc_key;   // IKEv1 phase 1 encryption key
+  Origin origin;
+  [[nodiscard]] IkeSaConfig clone() const;
+  /// "IKEv2 SA 0001020304050607/c02e7a3031a03188" - never includes keys.
+  [[nodiscard]] std::string describe() const;
+};
+
 struct Config {
   std::vector<dissect::IpAddr> local_addresses;
   bool default_exemptions = true;
   std::vector<PolicyConfig> policies;
   std::vector<SaConfig> sas;
+  std::vector<IkeSaConfig> ike_sas;
   std::vector<std::string> warnings;  // deprecated algorithms, odd key lengths, ...
 
   /// Appends the SAs (and warnings) of another configuration, rejecting
@@ -150,6 +179,10 @@ struct Config {
 /// algorithm and protocol compatibility and key lengths. Adds warnings to
 /// `warnings`; throws ConfigError naming `field_prefix` on errors.
 void validate_sa(const SaConfig& sa, const std::string& field_prefix, std::vector<std::string>& warnings);
+
+/// Checks an IKE SA's keys against its algorithms (when given). Throws
+/// ConfigError naming `field_prefix`.
+void validate_ike_sa(const IkeSaConfig& sa, const std::string& field_prefix, std::vector<std::string>& warnings);
 
 /// Reads a key file: its raw bytes, exactly as ipsec6 uses them.
 [[nodiscard]] SecretBytes read_key_file(const std::filesystem::path& path, const Origin& where,

@@ -4,6 +4,8 @@
 //   tcpdump     a tcpdump -E secrets file ("0xSPI@dst algo:secret" per line)
 //   tcpdump-inline  the argument of tcpdump -E itself
 //   xfrm        the output of `ip xfrm state` (keys are shown with `ip -s`)
+//   wireshark-ikev1 / wireshark-ikev2  Wireshark's IKE decryption tables
+//   strongswan-log  charon's log with `ike 4` (its SKEYSEED/SKEYID key dumps)
 //
 // Each importer returns SAs exactly as if they had been written in YAML, and
 // names every SA "<file>:<line>" so that verdicts point back to their source.
@@ -18,7 +20,7 @@
 
 namespace ipsentry::filters {
 
-enum class KeyFormat { wireshark_esp_sa, tcpdump, tcpdump_inline, xfrm };
+enum class KeyFormat { wireshark_esp_sa, tcpdump, tcpdump_inline, xfrm, wireshark_ikev1, wireshark_ikev2, strongswan_log };
 
 [[nodiscard]] std::optional<KeyFormat> parse_key_format(std::string_view name) noexcept;
 [[nodiscard]] const char* key_format_names() noexcept;
@@ -30,5 +32,11 @@ enum class KeyFormat { wireshark_esp_sa, tcpdump, tcpdump_inline, xfrm };
 [[nodiscard]] Config import_wireshark_esp_sa(const std::string& text, const std::string& name);
 [[nodiscard]] Config import_tcpdump(const std::string& text, const std::string& name);
 [[nodiscard]] Config import_xfrm(const std::string& text, const std::string& name);
+[[nodiscard]] Config import_wireshark_ikev1(const std::string& text, const std::string& name);
+[[nodiscard]] Config import_wireshark_ikev2(const std::string& text, const std::string& name);
+/// IKE SAs from the key dumps in a charon log. charon does not log SPIs
+/// with its keys, so the SAs carry none; ipsentry matches them to the IKE
+/// SAs of a capture by the messages they authenticate and decrypt.
+[[nodiscard]] Config import_strongswan_log(const std::string& text, const std::string& name);
 
 }  // namespace ipsentry::filters

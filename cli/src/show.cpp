@@ -1,0 +1,119 @@
+#include "show.hpp"
+
+#include <fmt/format.h>
+
+#include <optional>
+
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/verifier.hpp"
+#include "ipsentry/dissect/summary.hpp"
+#include "ipsentry/dissect/tree.hpp"
+#include "ipsentry/ike/analyzer.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+
+namespace ipsentry::cli {
+
+namespace {
+
+std::string layer_text(const capture::LayerRecord& l, const ipsec::Sad& sad) {
+  std::string s = fmt::format("{} {}SPI 0x{:08x}", filters::to_string(l.protocol), l.udp_encap ? "(UDP) " : "", l.spi);
+  if (l.has_seq) s += fmt::format(" seq {}", l.seq);
+  s += fmt::format(" {}", ipsec::verdict_name(l.verdict));
+  if (l.verdict != ipsec::Verdict::ok) s += fmt::format(" ({})", ipsec::reason_description(l.reason));
+  if (l.sa >= 0) s += fmt::format(" sa={}", sad.at(static_cast<std::size_t>(l.sa)).name());
+  if (l.inner.size != 0) s += fmt::format(": {}", l.inner.view());
+  return s;
+}
+
+// The tree of a decrypted inner packet, under a node that names the layer.
+void add_inner(dissect::Tree& tree, const capture::FrameResult& r) {
+  if (r.decrypted.empty()) return;
+  const capture::LayerRecord& l = r.layers[r.layer_count - 1];
+  const std::uint16_t buf = tree.add_buffer(r.decrypted);
+  dissect::Node& n = tree.root.add(
+      fmt::format("Decrypted {} payload (SPI 0x{:08x}, {}): inner packet, {} bytes", filters::to_string(l.protocol),
+                  l.spi, ipsec::verdict_name(l.verdict), r.decrypted.size()),
+      0, static_cast<std::uint32_t>(r.decrypted.size()));
+  n.buffer = buf;
+  dissect::Packet inner;
+  dissect::dissect_ip(tree.buffers.back(), inner);
+  dissect::add_packet_layers(inner, n, buf);
+}
+
+}  // namespace
+
+int run_show(const ShowOptions& opt) {
+  filters::Config cfg;
+  std::vector<std::string> sources;
+  try {
+    cfg = load_keys(opt.keys, sources);
+    learn_ike_sas(opt.capture, cfg);
+  } catch (const filters::ConfigError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  } catch (const capture::CaptureError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
+  std::optional<capture::FileSource> src;
+  try {
+    src.emplace(opt.capture);
+  } catch (const capture::CaptureError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  ike::Analyzer analyzer(std::move(cfg.ike_sas));
+  ipsec::Sad sad(std::move(cfg.sas));
+  capture::Verifier verifier(sad, opt.verbose);
+  dissect::Frame frame;
+  dissect::Packet p;
+  capture::FrameResult result;
+  std::int64_t first_ts = 0;
+  bool first = true;
+  while (src->next(frame)) {
+    if (opt.count != 0 && frame.number > opt.count) break;
+    if (first) {
+      first_ts = frame.ts_ns;
+      first = false;
+    }
+    verifier.process(frame, result);
+    dissect::dissect_frame(frame, p);
+    const ike::MessageRecord* m = analyzer.observe(frame, p);
+    const double rel = static_cast<double>(frame.ts_ns - first_ts) / 1e9;
+    std::string line;
+    if (m != nullptr) {
+      line = m->summary;
+    } else if (result.layer_count != 0) {
+      for (std::size_t i = 0; i < result.layer_count; ++i) {
+        line += (i ? " | " : "") + layer_text(result.layers[i], sad);
+      }
+    } else if (p.ip.version != 0 || p.malformed != nullptr) {
+      dissect::SummaryText t;
+      dissect::summarize(p, false, t);
+      line = std::string(t.view());
+      if (p.malformed != nullptr) line += fmt::format(" [malformed: {}]", p.malformed);
+    } else {
+      line = fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);
+    }
+    std::string addrs = p.ip.version != 0 ? p.ip.src.str() + " → " + p.ip.dst.str() : "";
+    fmt::print("{:>6} {:>11.6f} {:<33} {}\n", frame.number, rel, addrs, line);
+    if (opt.verbose) {
+      dissect::Tree tree;
+      dissect::build_frame_tree(frame, p, tree);
+      analyzer.add_decrypted(frame.number, tree);
+      add_inner(tree, result);
+      fmt::print("{}\n", dissect::render_tree(tree.root, 1));
+    }
+    src->release_before(frame.file_offset);
+  }
+  analyzer.finish();
+  std::fflush(stdout);
+  if (!src->error().empty()) {
+    fmt::print(stderr, "ipsentry: error: capture '{}' is damaged: {}\n", opt.capture, src->error());
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+}  // namespace ipsentry::cli

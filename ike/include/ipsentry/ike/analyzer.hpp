@@ -1,0 +1,162 @@
+// IKE analysis of a capture: follows every negotiation (IKEv1 Main /
+// Aggressive / Quick Mode, IKEv2 IKE_SA_INIT / IKE_AUTH / CREATE_CHILD_SA),
+// decrypts messages with supplied keys, derives the keys of the ESP SAs
+// they create, and counts what the IP Security Monitor counted.
+//
+// The analyzer sees frames in capture order. It is not on the ESP hot path:
+// IKE messages are rare, and for other frames it only looks at cleartext
+// packets between peers whose negotiation went unanswered (soft
+// associations), which costs nothing while there are none.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ipsentry/dissect/capture_file.hpp"
+#include "ipsentry/dissect/ike.hpp"
+#include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/dissect/tree.hpp"
+#include "ipsentry/filters/config.hpp"
+
+namespace ipsentry::ike {
+
+/// What became of an encrypted IKE message.
+enum class DecryptStatus : std::uint8_t {
+  cleartext,       // nothing was encrypted
+  decrypted,       // integrity checked (or AEAD tag verified) and decrypted
+  icv_mismatch,    // decrypted, but the ICV does not match: shown, flagged
+  failed,          // keys given but the message does not decrypt to payloads
+  no_key,          // encrypted and no key for this IKE SA
+  no_iv,           // IKEv1: the IV cannot be derived (KE payloads or the hash are missing)
+  fragment,        // one IKEv2 fragment, waiting for the others
+};
+[[nodiscard]] const char* to_string(DecryptStatus s) noexcept;
+
+/// One IKE message, as the analyzer understood it.
+struct MessageRecord {
+  std::uint64_t frame = 0;
+  std::int64_t ts_ns = 0;
+  dissect::IpAddr src;
+  dissect::IpAddr dst;
+  std::uint16_t sport = 0;
+  std::uint16_t dport = 0;
+  dissect::ike::Header header;
+  const char* malformed = nullptr;  // the header or payload chain does not parse
+  DecryptStatus status = DecryptStatus::cleartext;
+  std::string detail;                  // why decryption failed, which key was used
+  std::vector<std::uint8_t> plaintext;  // decrypted payload chain
+  std::uint8_t first_inner = 0;          // type of its first payload
+  std::string summary;                   // "IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]"
+  std::vector<std::uint8_t> payloads;       // types of the cleartext payload chain
+  std::vector<std::uint8_t> inner_payloads;  // types of the decrypted chain
+  std::vector<std::uint16_t> notifies;       // Notify message types, outer and inner
+  bool retransmission = false;
+  std::int32_t negotiation = -1;  // index in Analyzer::negotiations()
+};
+
+enum class Outcome : std::uint8_t { in_progress, established, failed, no_answer, unknown };
+[[nodiscard]] const char* to_string(Outcome o) noexcept;
+
+struct Negotiation {
+  std::uint8_t version = 0;
+  std::string kind;  // "Main Mode", "Aggressive Mode", "Quick Mode", "IKE_SA", "CHILD_SA"
+  std::uint64_t spi_i = 0;
+  std::uint64_t spi_r = 0;
+  std::uint32_t message_id = 0;  // Quick Mode / CREATE_CHILD_SA
+  dissect::IpAddr initiator;
+  dissect::IpAddr responder;
+  std::int64_t first_ns = 0;
+  std::int64_t last_ns = 0;
+  std::vector<std::uint64_t> frames;
+  std::string proposal;  // the chosen one, when seen
+  Outcome outcome = Outcome::in_progress;
+  std::string reason;  // the Notify that ended it, or why the outcome is unknown
+  bool answered = false;
+  bool auth_failure = false;
+  bool clear_traffic_after = false;  // cleartext between the peers while unanswered
+  std::uint32_t retransmissions = 0;
+  std::vector<std::string> child_spis;  // "esp 0xc1d2e3f4 → 192.0.2.2"
+  [[nodiscard]] double duration() const noexcept { return static_cast<double>(last_ns - first_ns) / 1e9; }
+};
+
+/// The Main Mode / Quick Mode statistics of the seeds' IP Security Monitor,
+/// from what the capture shows.
+struct Statistics {
+  std::uint64_t messages = 0;
+  std::uint64_t encrypted = 0;
+  std::uint64_t decrypted = 0;
+  std::uint64_t main_modes = 0;   // IKEv1 phase 1 and IKEv2 IKE SAs established
+  std::uint64_t quick_modes = 0;  // IKEv1 Quick Modes and IKEv2 CHILD_SAs established
+  std::uint64_t negotiation_failures = 0;
+  std::uint64_t authentication_failures = 0;
+  std::uint64_t invalid_cookies = 0;  // INVALID-COOKIE / INVALID_IKE_SPI notifications
+  std::uint64_t invalid_packets = 0;  // malformed, or failing integrity or decryption
+  std::uint64_t soft_associations = 0;
+  std::uint64_t retransmissions = 0;
+  std::uint64_t no_answer = 0;
+};
+
+class Analyzer {
+ public:
+  explicit Analyzer(std::vector<filters::IkeSaConfig> keys);
+  ~Analyzer();
+  Analyzer(const Analyzer&) = delete;
+  Analyzer& operator=(const Analyzer&) = delete;
+
+  /// Looks at one frame; `p` is its dissection. Returns the record when the
+  /// frame holds an IKE message.
+  const MessageRecord* observe(const dissect::Frame& frame, const dissect::Packet& p);
+
+  /// Whether cleartext frames matter right now (a negotiation is waiting
+  /// for its answer): callers skip dissecting them otherwise.
+  [[nodiscard]] bool watching_clear() const noexcept { return !unanswered_.empty(); }
+
+  /// Ends the capture: negotiations still waiting for an answer become
+  /// "no answer", soft associations are counted.
+  void finish();
+
+  [[nodiscard]] const MessageRecord* record(std::uint64_t frame) const;
+  [[nodiscard]] const std::vector<MessageRecord>& records() const noexcept { return records_; }
+  [[nodiscard]] const std::vector<Negotiation>& negotiations() const noexcept { return negotiations_; }
+  [[nodiscard]] const Statistics& statistics() const noexcept { return stats_; }
+
+  /// The ESP SAs whose keys were derived from SK_d / SKEYID_d and the
+  /// exchanges that created them.
+  [[nodiscard]] std::vector<filters::SaConfig> learned_sas() const;
+  /// Sentences on what could not be learned and why (PFS, missing
+  /// messages, unknown algorithms).
+  [[nodiscard]] const std::vector<std::string>& notes() const noexcept { return notes_; }
+  [[nodiscard]] bool has_keys() const noexcept { return !keys_.empty(); }
+
+  /// Adds the decrypted payloads of an IKE frame to a dissection tree
+  /// (under the node of its IKE message).
+  void add_decrypted(std::uint64_t frame, dissect::Tree& tree) const;
+
+  struct IkeSaState;
+
+ private:
+  MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
+  void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
+  void note_clear(const dissect::Packet& p, std::int64_t ts);
+  IkeSaState& state_for(const dissect::ike::Header& h);
+
+  std::vector<filters::IkeSaConfig> keys_;
+  std::vector<bool> key_bound_;
+  std::vector<MessageRecord> records_;
+  std::unordered_map<std::uint64_t, std::size_t> by_frame_;
+  std::vector<Negotiation> negotiations_;
+  std::vector<std::unique_ptr<IkeSaState>> states_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::size_t> state_index_;
+  std::map<std::pair<dissect::IpAddr, dissect::IpAddr>, std::vector<std::size_t>> unanswered_;
+  std::vector<filters::SaConfig> learned_;
+  std::vector<std::string> notes_;
+  Statistics stats_;
+  bool finished_ = false;
+};
+
+}  // namespace ipsentry::ike

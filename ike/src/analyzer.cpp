@@ -1,0 +1,1081 @@
+#include "ipsentry/ike/analyzer.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "keymat.hpp"
+
+namespace ipsentry::ike {
+
+namespace dik = dissect::ike;
+using dissect::IpAddr;
+using filters::Cipher;
+using filters::Integrity;
+using filters::Prf;
+
+const char* to_string(DecryptStatus s) noexcept {
+  switch (s) {
+    case DecryptStatus::cleartext: return "cleartext";
+    case DecryptStatus::decrypted: return "decrypted";
+    case DecryptStatus::icv_mismatch: return "icv-mismatch";
+    case DecryptStatus::failed: return "decrypt-failed";
+    case DecryptStatus::no_key: return "no-key";
+    case DecryptStatus::no_iv: return "no-iv";
+    case DecryptStatus::fragment: return "fragment";
+  }
+  return "?";
+}
+
+const char* to_string(Outcome o) noexcept {
+  switch (o) {
+    case Outcome::in_progress: return "in progress";
+    case Outcome::established: return "established";
+    case Outcome::failed: return "failed";
+    case Outcome::no_answer: return "no answer";
+    case Outcome::unknown: return "unknown";
+  }
+  return "?";
+}
+
+namespace {
+
+using Vec = std::vector<std::uint8_t>;
+
+bool is_error_notify(bool v2, std::uint16_t type) { return v2 ? type < 16384 : type < 8192; }
+bool is_auth_failure(bool v2, std::uint16_t type) { return type == 24 || (!v2 && (type == 23 || type == 25)); }
+
+std::optional<Cipher> v1_phase1_cipher(std::uint32_t id) {
+  switch (id) {
+    case 1: return Cipher::des_cbc;
+    case 5: return Cipher::tdes_cbc;
+    case 7: return Cipher::aes_cbc;
+    default: return std::nullopt;
+  }
+}
+
+// An IKEv1 IPsec DOI ESP transform ID with its key length (bits).
+std::optional<Cipher> v1_esp_cipher(std::uint16_t id) {
+  switch (id) {
+    case 2: return Cipher::des_cbc;
+    case 3: return Cipher::tdes_cbc;
+    case 11: return Cipher::null;
+    case 12: return Cipher::aes_cbc;
+    case 13: return Cipher::aes_ctr;
+    case 14: return Cipher::aes_ccm_8;
+    case 15: return Cipher::aes_ccm_12;
+    case 16: return Cipher::aes_ccm_16;
+    case 18: return Cipher::aes_gcm_8;
+    case 19: return Cipher::aes_gcm_12;
+    case 20: return Cipher::aes_gcm_16;
+    case 23: return Cipher::aes_gmac;
+    default: return std::nullopt;
+  }
+}
+
+std::optional<Integrity> v1_auth_alg(std::uint32_t id) {
+  switch (id) {
+    case 1: return Integrity::hmac_md5_96;
+    case 2: return Integrity::hmac_sha1_96;
+    case 5: return Integrity::hmac_sha256_128;
+    case 6: return Integrity::hmac_sha384_192;
+    case 7: return Integrity::hmac_sha512_256;
+    case 9: return Integrity::aes_xcbc_96;
+    default: return std::nullopt;
+  }
+}
+
+// Key bytes of a cipher: the key length attribute (bits) plus salt/nonce.
+std::size_t cipher_key_bytes(Cipher c, std::optional<std::uint32_t> bits) {
+  const auto& ci = filters::cipher_info(c);
+  if (c == Cipher::null) return 0;
+  if (c == Cipher::des_cbc) return 8;
+  if (c == Cipher::tdes_cbc) return 24;
+  if (c == Cipher::chacha20_poly1305) return 36;
+  const std::size_t k = bits ? *bits / 8 : 16;
+  return k + ci.salt_len;
+}
+
+std::string spi_hex(dissect::Bytes b) {
+  std::string s;
+  for (auto v : b) s += fmt::format("{:02x}", v);
+  return s;
+}
+
+}  // namespace
+
+struct Analyzer::IkeSaState {
+  std::uint8_t version = 0;
+  std::uint64_t spi_i = 0;
+  std::uint64_t spi_r = 0;
+  IpAddr initiator;
+  IpAddr responder;
+  bool roles_known = false;
+  int key = -1;
+  std::optional<Cipher> cipher;
+  std::optional<std::uint32_t> key_bits;
+  std::optional<Integrity> integrity;
+  std::optional<Prf> prf;
+  int ike_neg = -1;
+  bool established = false;
+  std::uint32_t last_auth_mid = 0;
+  Vec ni;
+  Vec nr;
+  // IKEv1 IV derivation (RFC 2409 appendix B).
+  Vec ke_i;
+  Vec ke_r;
+  Vec p1_last_block;
+  struct Iv {
+    Vec next;
+    Vec last_used;
+    Vec last_msg;
+  };
+  std::map<std::uint32_t, Iv> ivs;
+  // One exchange that may create SAs (Quick Mode, IKE_AUTH, CREATE_CHILD_SA).
+  struct Exchange {
+    int neg = -1;
+    IpAddr requester;
+    IpAddr peer;
+    Vec ni;
+    Vec nr;
+    bool pfs = false;
+    bool ike_rekey = false;
+    bool transport_req = false;
+    bool transport_resp = false;
+    std::vector<dik::Proposal> offered;
+    std::vector<Vec> offered_spis;
+    std::optional<dik::Proposal> chosen;
+    Vec chosen_spi;
+    bool learned = false;
+    int requests = 0;
+    int responses = 0;
+  };
+  std::map<std::uint32_t, Exchange> exchanges;
+  // IKEv2 fragments being collected, per message ID and direction.
+  struct Frags {
+    std::uint16_t total = 0;
+    std::uint8_t first = 0;
+    std::map<std::uint16_t, Vec> parts;
+  };
+  std::map<std::pair<std::uint32_t, bool>, Frags> frags;
+  std::map<std::pair<std::uint32_t, bool>, Vec> last_msg;
+};
+
+Analyzer::Analyzer(std::vector<filters::IkeSaConfig> keys) : keys_(std::move(keys)), key_bound_(keys_.size(), false) {}
+Analyzer::~Analyzer() = default;
+
+const MessageRecord* Analyzer::record(std::uint64_t frame) const {
+  auto it = by_frame_.find(frame);
+  return it == by_frame_.end() ? nullptr : &records_[it->second];
+}
+
+Analyzer::IkeSaState& Analyzer::state_for(const dik::Header& h) {
+  const auto k = std::make_pair(std::uint64_t{h.major}, h.spi_i);
+  auto it = state_index_.find(k);
+  if (it != state_index_.end()) return *states_[it->second];
+  auto st = std::make_unique<IkeSaState>();
+  st->version = h.major;
+  st->spi_i = h.spi_i;
+  states_.push_back(std::move(st));
+  state_index_[k] = states_.size() - 1;
+  return *states_.back();
+}
+
+const MessageRecord* Analyzer::observe(const dissect::Frame& frame, const dissect::Packet& p) {
+  if (!p.is_ike()) {
+    if (!unanswered_.empty() && p.ip.version != 0 && !p.is_ipsec() && p.encap == dissect::UdpEncap::none) {
+      note_clear(p, frame.ts_ns);
+    }
+    return nullptr;
+  }
+  if (p.ike_offset >= p.data.size()) return nullptr;
+  MessageRecord& r = process(frame, p, p.data.subspan(p.ike_offset));
+  return &r;
+}
+
+void Analyzer::note_clear(const dissect::Packet& p, std::int64_t ts) {
+  auto key = p.ip.src < p.ip.dst ? std::make_pair(p.ip.src, p.ip.dst) : std::make_pair(p.ip.dst, p.ip.src);
+  auto it = unanswered_.find(key);
+  if (it == unanswered_.end()) return;
+  for (std::size_t n : it->second) {
+    Negotiation& neg = negotiations_[n];
+    if (!neg.answered && ts >= neg.first_ns) neg.clear_traffic_after = true;
+  }
+}
+
+namespace {
+
+struct V2Keys {
+  const filters::IkeSaConfig* k = nullptr;
+  Cipher cipher = Cipher::null;
+  Integrity integ = Integrity::none;
+};
+
+}  // namespace
+
+MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg) {
+  records_.emplace_back();
+  MessageRecord& rec = records_.back();
+  by_frame_[frame.number] = records_.size() - 1;
+  rec.frame = frame.number;
+  rec.ts_ns = frame.ts_ns;
+  rec.src = p.ip.src;
+  rec.dst = p.ip.dst;
+  rec.sport = p.l4.sport;
+  rec.dport = p.l4.dport;
+  ++stats_.messages;
+  dik::Header& h = rec.header;
+  if (const char* err = dik::parse_header(msg, h)) {
+    rec.malformed = err;
+    rec.summary = fmt::format("ISAKMP [malformed: {}]", err);
+    ++stats_.invalid_packets;
+    return rec;
+  }
+  const bool v2 = h.v2();
+  if (h.length > msg.size()) {
+    rec.malformed = "message truncated by the capture";
+  }
+  msg = msg.first(std::min<std::size_t>(h.length, msg.size()));
+  IkeSaState& st = state_for(h);
+  if (h.spi_r != 0 && st.spi_r == 0) st.spi_r = h.spi_r;
+  // Who is the initiator: IKEv2 says so in every header; in IKEv1 the first
+  // message of the SA has a zero responder cookie.
+  bool from_initiator = true;
+  if (v2) {
+    from_initiator = h.initiator_v2();
+    if (!st.roles_known) {
+      st.initiator = from_initiator ? p.ip.src : p.ip.dst;
+      st.responder = from_initiator ? p.ip.dst : p.ip.src;
+      st.roles_known = true;
+    }
+  } else {
+    if (!st.roles_known) {
+      st.initiator = p.ip.src;
+      st.responder = p.ip.dst;
+      st.roles_known = true;
+    }
+    from_initiator = p.ip.src == st.initiator;
+  }
+  // Retransmissions: the same bytes again in the same direction.
+  {
+    auto key = std::make_pair(h.message_id, from_initiator);
+    Vec& last = st.last_msg[key];
+    if (last.size() == msg.size() && std::equal(last.begin(), last.end(), msg.begin())) {
+      rec.retransmission = true;
+      ++stats_.retransmissions;
+    }
+    last.assign(msg.begin(), msg.end());
+  }
+
+  const dissect::Bytes body = msg.subspan(dik::kHeaderLen);
+  dik::Chain outer;
+  dik::Chain inner;
+  bool have_inner = false;
+  const bool encrypted_v1 = h.encrypted_v1();
+  if (!encrypted_v1) outer = dik::walk(body, h.next_payload);
+  if (outer.error != nullptr) {
+    rec.malformed = outer.error;
+    ++stats_.invalid_packets;
+  }
+
+  // ---- decryption
+  if (v2) {
+    const dik::Payload* sk = nullptr;
+    for (const auto& pl : outer.payloads) {
+      if (pl.type == dik::pt::v2_sk || pl.type == dik::pt::v2_skf) sk = &pl;
+    }
+    if (sk != nullptr) {
+      ++stats_.encrypted;
+      const bool frag = sk->type == dik::pt::v2_skf;
+      const std::size_t sk_off = dik::kHeaderLen + sk->offset;
+      const std::size_t hdr = frag ? 8 : 4;
+      std::vector<int> candidates;
+      if (st.key >= 0) {
+        candidates.push_back(st.key);
+      } else {
+        for (std::size_t i = 0; i < keys_.size(); ++i) {
+          const auto& k = keys_[i];
+          if (k.version != 2) continue;
+          if (k.spi_i && *k.spi_i == h.spi_i && (!k.spi_r || h.spi_r == 0 || *k.spi_r == h.spi_r)) {
+            candidates.insert(candidates.begin(), static_cast<int>(i));
+          } else if (!k.spi_i && !key_bound_[i]) {
+            candidates.push_back(static_cast<int>(i));
+          }
+        }
+      }
+      rec.status = candidates.empty() ? DecryptStatus::no_key : DecryptStatus::failed;
+      if (candidates.empty()) rec.detail = "no key for this IKE SA";
+      for (int ki : candidates) {
+        const auto& k = keys_[static_cast<std::size_t>(ki)];
+        const bool trial = !k.spi_i;
+        const std::optional<Cipher> cipher = k.cipher ? k.cipher : st.cipher;
+        if (!cipher) {
+          rec.detail = "the encryption algorithm is unknown (no IKE_SA_INIT response in the capture; give encryption:)";
+          continue;
+        }
+        const auto& ci = filters::cipher_info(*cipher);
+        const Integrity integ = ci.aead() ? Integrity::none : k.integrity ? *k.integrity : st.integrity.value_or(Integrity::none);
+        const filters::SecretBytes& ek = from_initiator ? k.sk_ei : k.sk_er;
+        const filters::SecretBytes& ak = from_initiator ? k.sk_ai : k.sk_ar;
+        const dissect::Bytes skb = sk->body;
+        const std::size_t iv_len = ci.mode == filters::CipherMode::cbc ? ci.block_size : 8;
+        const std::size_t icv_len = ci.aead() ? ci.icv_len : filters::integrity_info(integ).icv_len;
+        const std::size_t pre = frag ? 4 : 0;
+        if (skb.size() < pre + iv_len + icv_len + 1 || ek.size() < ci.salt_len) {
+          rec.detail = "encrypted payload too short";
+          break;
+        }
+        const dissect::Bytes iv = skb.subspan(pre, iv_len);
+        const dissect::Bytes ct = skb.subspan(pre + iv_len, skb.size() - pre - iv_len - icv_len);
+        const dissect::Bytes icv = skb.last(icv_len);
+        Vec out;
+        std::string why;
+        bool icv_ok = true;
+        bool ok = false;
+        const dissect::Bytes ekey = ek.bytes().first(ek.size() - ci.salt_len);
+        const dissect::Bytes salt = ek.bytes().last(ci.salt_len);
+        if (ci.aead()) {
+          Vec nonce(salt.begin(), salt.end());
+          nonce.insert(nonce.end(), iv.begin(), iv.end());
+          ok = aead_open(*cipher, ekey, nonce, msg.first(sk_off + hdr), ct, icv, out, why);
+          icv_ok = ok;
+        } else {
+          if (filters::integrity_info(integ).checks) {
+            auto m = mac(integ, ak.bytes(), msg.first(msg.size() - icv_len));
+            icv_ok = m && std::equal(icv.begin(), icv.end(), m->begin());
+            if (!m) why = "integrity key does not fit the algorithm";
+          }
+          if (trial && !icv_ok) continue;
+          Vec block;
+          if (ci.mode == filters::CipherMode::ctr) {
+            block.assign(salt.begin(), salt.end());
+            block.insert(block.end(), iv.begin(), iv.end());
+            block.insert(block.end(), {0, 0, 0, 1});
+          } else {
+            block.assign(iv.begin(), iv.end());
+          }
+          ok = cipher_decrypt(*cipher, ekey, block, ct, out, why);
+        }
+        if (!ok) {
+          rec.detail = why;
+          if (trial) continue;
+          break;
+        }
+        const std::size_t pad = out.back();
+        if (pad + 1 > out.size()) {
+          rec.detail = "the padding length is larger than the decrypted data";
+          if (trial) continue;
+          break;
+        }
+        out.resize(out.size() - pad - 1);
+        if (trial) {
+          key_bound_[static_cast<std::size_t>(ki)] = true;
+        }
+        st.key = ki;
+        rec.status = icv_ok ? DecryptStatus::decrypted : DecryptStatus::icv_mismatch;
+        rec.detail = icv_ok ? fmt::format("decrypted with {}", k.name)
+                            : fmt::format("ICV mismatch under {}: decrypted anyway, do not trust the contents", k.name);
+        if (!icv_ok) ++stats_.invalid_packets;
+        if (frag) {
+          const std::uint16_t num = dissect::load_be16(skb.data());
+          const std::uint16_t total = dissect::load_be16(skb.data() + 2);
+          auto& f = st.frags[{h.message_id, from_initiator}];
+          if (num == 1) f.first = sk->next;
+          f.total = total;
+          f.parts[num] = std::move(out);
+          if (f.parts.size() == total && total > 0 && f.parts.begin()->first == 1 && f.parts.rbegin()->first == total) {
+            for (auto& [n, part] : f.parts) rec.plaintext.insert(rec.plaintext.end(), part.begin(), part.end());
+            rec.first_inner = f.first;
+            st.frags.erase({h.message_id, from_initiator});
+            rec.detail += fmt::format("; {} fragments reassembled", total);
+          } else {
+            rec.status = DecryptStatus::fragment;
+            rec.detail += fmt::format("; fragment {} of {}", num, total);
+          }
+        } else {
+          rec.plaintext = std::move(out);
+          rec.first_inner = sk->next;
+        }
+        break;
+      }
+      if (rec.status == DecryptStatus::decrypted || rec.status == DecryptStatus::icv_mismatch) {
+        if (!rec.plaintext.empty() || rec.first_inner == 0) {
+          inner = dik::walk(rec.plaintext, rec.first_inner);
+          have_inner = true;
+          if (rec.status == DecryptStatus::decrypted) ++stats_.decrypted;
+        }
+      } else if (rec.status == DecryptStatus::failed) {
+        ++stats_.invalid_packets;
+      }
+    }
+  } else if (encrypted_v1) {
+    ++stats_.encrypted;
+    std::vector<int> candidates;
+    if (st.key >= 0) {
+      candidates.push_back(st.key);
+    } else {
+      for (std::size_t i = 0; i < keys_.size(); ++i) {
+        const auto& k = keys_[i];
+        if (k.version != 1 || k.enc_key.empty()) continue;
+        if (k.spi_i && *k.spi_i == h.spi_i) candidates.insert(candidates.begin(), static_cast<int>(i));
+        else if (!k.spi_i && !key_bound_[i]) candidates.push_back(static_cast<int>(i));
+      }
+    }
+    rec.status = candidates.empty() ? DecryptStatus::no_key : DecryptStatus::failed;
+    if (candidates.empty()) rec.detail = "no key for this IKE SA";
+    for (int ki : candidates) {
+      const auto& k = keys_[static_cast<std::size_t>(ki)];
+      const bool trial = !k.spi_i;
+      std::optional<Cipher> cipher = k.cipher ? k.cipher : st.cipher;
+      if (!cipher) {
+        // No SA payload seen: go by the key length, as users would.
+        cipher = k.enc_key.size() == 8 ? Cipher::des_cbc : k.enc_key.size() == 24 ? Cipher::tdes_cbc : Cipher::aes_cbc;
+      }
+      const std::optional<Prf> hash_alg = k.prf ? k.prf : st.prf;
+      std::size_t klen = k.enc_key.size();
+      if (*cipher == Cipher::aes_cbc && st.key_bits && *st.key_bits / 8 <= klen) klen = *st.key_bits / 8;
+      if (*cipher == Cipher::tdes_cbc) klen = 24;
+      if (*cipher == Cipher::des_cbc) klen = 8;
+      if (klen > k.enc_key.size()) {
+        rec.detail = "the encryption key is shorter than the cipher needs";
+        continue;
+      }
+      const std::size_t bs = *cipher == Cipher::aes_cbc ? 16 : 8;
+      IkeSaState::Iv& ivs = st.ivs[h.message_id];
+      Vec iv;
+      if (!ivs.last_msg.empty() && ivs.last_msg.size() == msg.size() &&
+          std::equal(ivs.last_msg.begin(), ivs.last_msg.end(), msg.begin())) {
+        iv = ivs.last_used;  // a retransmission is encrypted with the same IV
+      } else if (!ivs.next.empty()) {
+        iv = ivs.next;
+      } else if (!hash_alg) {
+        rec.status = DecryptStatus::no_iv;
+        rec.detail = "the IV needs the phase 1 hash algorithm (not in the capture; give hash:)";
+        continue;
+      } else if (h.message_id == 0) {
+        if (st.ke_i.empty() || st.ke_r.empty()) {
+          rec.status = DecryptStatus::no_iv;
+          rec.detail = "the phase 1 IV needs both KE payloads, and the capture lacks them";
+          continue;
+        }
+        iv = hash(*hash_alg, {Bytes(st.ke_i), Bytes(st.ke_r)});
+      } else {
+        Vec base = st.p1_last_block;
+        if (base.empty()) {
+          if (st.ke_i.empty() || st.ke_r.empty()) {
+            rec.status = DecryptStatus::no_iv;
+            rec.detail = "the phase 2 IV needs phase 1's last block, and the capture lacks phase 1";
+            continue;
+          }
+          base = hash(*hash_alg, {Bytes(st.ke_i), Bytes(st.ke_r)});
+          base.resize(bs);
+        }
+        std::uint8_t mid[4];
+        dissect::store_be32(mid, h.message_id);
+        iv = hash(*hash_alg, {Bytes(base), Bytes(mid, 4)});
+      }
+      if (iv.size() < bs) {
+        rec.detail = "the hash is shorter than the cipher block";
+        continue;
+      }
+      iv.resize(bs);
+      const std::size_t ct_len = body.size() - body.size() % bs;
+      if (ct_len == 0) {
+        rec.detail = "no encrypted data";
+        break;
+      }
+      Vec out;
+      std::string why;
+      if (!cipher_decrypt(*cipher, k.enc_key.bytes().first(klen), iv, body.first(ct_len), out, why)) {
+        rec.detail = why;
+        continue;
+      }
+      dik::Chain c = dik::walk(out, h.next_payload);
+      bool plausible = c.error == nullptr && !c.payloads.empty();
+      for (const auto& pl : c.payloads) plausible = plausible && dik::payload_name(pl.type) != nullptr;
+      if (!plausible) {
+        rec.detail = fmt::format("decrypts to garbage with {} (wrong key or IV)", k.name);
+        if (trial) continue;
+      } else {
+        rec.status = DecryptStatus::decrypted;
+        rec.detail = fmt::format("decrypted with {}", k.name);
+      }
+      if (trial && plausible) key_bound_[static_cast<std::size_t>(ki)] = true;
+      if (plausible || !trial) st.key = ki;
+      ivs.last_used = iv;
+      ivs.last_msg.assign(msg.begin(), msg.end());
+      ivs.next.assign(body.begin() + static_cast<std::ptrdiff_t>(ct_len - bs), body.begin() + static_cast<std::ptrdiff_t>(ct_len));
+      if (h.message_id == 0) st.p1_last_block = ivs.next;
+      if (plausible) {
+        rec.plaintext = std::move(out);
+        rec.first_inner = h.next_payload;
+        inner = std::move(c);
+        have_inner = true;
+        ++stats_.decrypted;
+      }
+      break;
+    }
+    if (rec.status == DecryptStatus::failed) ++stats_.invalid_packets;
+  }
+
+  for (const auto& pl : outer.payloads) rec.payloads.push_back(pl.type);
+  if (have_inner) {
+    for (const auto& pl : inner.payloads) rec.inner_payloads.push_back(pl.type);
+  }
+  for (const dik::Chain* c : {&outer, have_inner ? &inner : nullptr}) {
+    if (c == nullptr) continue;
+    for (const auto& pl : c->payloads) {
+      if (pl.type != dik::pt::v1_notify && pl.type != dik::pt::v2_notify) continue;
+      if (auto n = dik::parse_notify(pl.body, v2)) rec.notifies.push_back(n->type);
+    }
+  }
+
+  // ---- summary line
+  {
+    const char* ex = dik::exchange_name(h.exchange);
+    std::string what = v2 ? fmt::format("IKEv2 {} {} {}", ex ? ex : "exchange", h.response_v2() ? "response" : "request",
+                                        h.message_id)
+                          : fmt::format("IKEv1 {}{}", ex ? ex : "exchange",
+                                        h.message_id != 0 ? fmt::format(" 0x{:08x}", h.message_id) : "");
+    std::string payloads;
+    if (have_inner) {
+      std::string outer_s = dik::chain_summary(outer, v2);
+      // Replace the SK payload by what it held.
+      payloads = outer_s.empty() ? dik::chain_summary(inner, v2) : outer_s + " { " + dik::chain_summary(inner, v2) + " }";
+    } else if (encrypted_v1) {
+      payloads = "encrypted";
+    } else {
+      payloads = dik::chain_summary(outer, v2);
+    }
+    rec.summary = fmt::format("{} {:016x}/{:016x} [ {} ]", what, h.spi_i, h.spi_r, payloads);
+    if (rec.status != DecryptStatus::cleartext && rec.status != DecryptStatus::decrypted) {
+      rec.summary += fmt::format(" ({}{}{})", to_string(rec.status), rec.detail.empty() ? "" : ": ", rec.detail);
+    }
+    if (rec.retransmission) rec.summary += " (retransmission)";
+  }
+  track(rec, outer, have_inner ? &inner : nullptr, st);
+  return rec;
+}
+
+void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner, IkeSaState& st) {
+  const dik::Header& h = rec.header;
+  const bool v2 = h.v2();
+  const bool from_initiator = v2 ? h.initiator_v2() : rec.src == st.initiator;
+  const bool response = v2 ? h.response_v2() : false;
+
+  // Every payload the message holds, decrypted or not.
+  std::vector<const dik::Payload*> all;
+  for (const auto& pl : outer.payloads) all.push_back(&pl);
+  if (inner != nullptr) {
+    for (const auto& pl : inner->payloads) all.push_back(&pl);
+  }
+  std::vector<dik::Notify> notifies;
+  for (const auto* pl : all) {
+    if (pl->type == dik::pt::v1_notify || pl->type == dik::pt::v2_notify) {
+      if (auto n = dik::parse_notify(pl->body, v2)) notifies.push_back(*n);
+    }
+  }
+  for (const auto& n : notifies) {
+    if (n.type == 4 && (v2 || true)) ++stats_.invalid_cookies;  // INVALID-COOKIE / INVALID_IKE_SPI
+  }
+
+  auto new_neg = [&](const std::string& kind, std::uint32_t mid, const IpAddr& initiator, const IpAddr& responder) {
+    Negotiation n;
+    n.version = h.major;
+    n.kind = kind;
+    n.spi_i = h.spi_i;
+    n.spi_r = h.spi_r;
+    n.message_id = mid;
+    n.initiator = initiator;
+    n.responder = responder;
+    n.first_ns = rec.ts_ns;
+    n.last_ns = rec.ts_ns;
+    negotiations_.push_back(n);
+    const std::size_t idx = negotiations_.size() - 1;
+    auto key = initiator < responder ? std::make_pair(initiator, responder) : std::make_pair(responder, initiator);
+    unanswered_[key].push_back(idx);
+    return static_cast<int>(idx);
+  };
+  auto touch = [&](int idx, bool answer) {
+    Negotiation& n = negotiations_[static_cast<std::size_t>(idx)];
+    n.frames.push_back(rec.frame);
+    n.last_ns = rec.ts_ns;
+    if (h.spi_r != 0) n.spi_r = h.spi_r;
+    if (rec.retransmission) ++n.retransmissions;
+    if (answer && !n.answered) {
+      n.answered = true;
+      auto key = n.initiator < n.responder ? std::make_pair(n.initiator, n.responder)
+                                           : std::make_pair(n.responder, n.initiator);
+      auto it = unanswered_.find(key);
+      if (it != unanswered_.end()) {
+        auto& v = it->second;
+        v.erase(std::remove(v.begin(), v.end(), static_cast<std::size_t>(idx)), v.end());
+        if (v.empty()) unanswered_.erase(it);
+      }
+    }
+    rec.negotiation = idx;
+  };
+  auto fail = [&](int idx, const dik::Notify& n) {
+    Negotiation& neg = negotiations_[static_cast<std::size_t>(idx)];
+    if (neg.outcome == Outcome::failed) return;
+    neg.outcome = Outcome::failed;
+    neg.reason = dik::notify_str(v2, n.type);
+    if (is_auth_failure(v2, n.type)) neg.auth_failure = true;
+  };
+  auto first_error = [&]() -> const dik::Notify* {
+    for (const auto& n : notifies) {
+      if (is_error_notify(v2, n.type)) return &n;
+    }
+    return nullptr;
+  };
+  auto learn_sa = [&](const dik::Payload& pl, std::vector<dik::Proposal>& out) {
+    dik::SaPayload sa = dik::parse_sa(pl.body, v2);
+    out = std::move(sa.proposals);
+  };
+  const dik::Payload* sa_pl = nullptr;
+  const dik::Payload* nonce_pl = nullptr;
+  const dik::Payload* ke_pl = nullptr;
+  for (const auto* pl : all) {
+    if (pl->type == dik::pt::v1_sa || pl->type == dik::pt::v2_sa) sa_pl = pl;
+    if (pl->type == dik::pt::v1_nonce || pl->type == dik::pt::v2_nonce) nonce_pl = pl;
+    if (pl->type == dik::pt::v1_ke || pl->type == dik::pt::v2_ke) ke_pl = pl;
+  }
+  const bool transport_mode =
+      std::any_of(notifies.begin(), notifies.end(), [&](const dik::Notify& n) { return v2 && n.type == 16391; });
+
+  if (!v2) {
+    switch (h.exchange) {
+      case dik::xt::v1_main:
+      case dik::xt::v1_aggressive:
+      case dik::xt::v1_base:
+      case dik::xt::v1_auth_only: {
+        if (st.ike_neg < 0) {
+          st.ike_neg = new_neg(h.exchange == dik::xt::v1_aggressive ? "Aggressive Mode" : "Main Mode", 0, st.initiator,
+                               st.responder);
+        }
+        touch(st.ike_neg, !from_initiator);
+        Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+        if (sa_pl != nullptr && !from_initiator) {
+          std::vector<dik::Proposal> props;
+          learn_sa(*sa_pl, props);
+          if (!props.empty() && !props.front().transforms.empty()) {
+            neg.proposal = dik::proposal_str(props.front(), false);
+            const auto& t = props.front().transforms.front();
+            if (auto e = t.attribute(1)) st.cipher = v1_phase1_cipher(*e);
+            if (auto kl = t.attribute(14)) st.key_bits = *kl;
+            if (auto hs = t.attribute(2)) st.prf = filters::prf_from_ikev1_hash(*hs);
+          }
+        }
+        if (ke_pl != nullptr) (from_initiator ? st.ke_i : st.ke_r).assign(ke_pl->body.begin(), ke_pl->body.end());
+        if (nonce_pl != nullptr) (from_initiator ? st.ni : st.nr).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+        if (const dik::Notify* e = first_error()) {
+          fail(st.ike_neg, *e);
+        } else if (neg.outcome == Outcome::in_progress &&
+                   ((h.exchange == dik::xt::v1_main && !from_initiator && h.encrypted_v1()) ||
+                    (h.exchange == dik::xt::v1_aggressive && from_initiator && neg.frames.size() >= 3))) {
+          neg.outcome = Outcome::established;
+          st.established = true;
+        }
+        break;
+      }
+      case dik::xt::v1_quick: {
+        auto& ex = st.exchanges[h.message_id];
+        if (ex.neg < 0) {
+          ex.neg = new_neg("Quick Mode", h.message_id, rec.src, rec.dst);
+          ex.requester = rec.src;
+          ex.peer = rec.dst;
+          // Quick Mode runs inside an established phase 1.
+          if (st.ike_neg >= 0 && negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome == Outcome::in_progress) {
+            negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome = Outcome::established;
+          }
+          st.established = true;
+        }
+        const bool from_requester = rec.src == ex.requester;
+        touch(ex.neg, !from_requester);
+        Negotiation& neg = negotiations_[static_cast<std::size_t>(ex.neg)];
+        if (!rec.retransmission) (from_requester ? ex.requests : ex.responses) += 1;
+        if (inner != nullptr) {
+          if (sa_pl != nullptr) {
+            std::vector<dik::Proposal> props;
+            learn_sa(*sa_pl, props);
+            if (from_requester && ex.offered.empty()) {
+              ex.offered = props;
+            } else if (!from_requester && !props.empty()) {
+              ex.chosen = props.front();
+              neg.proposal = dik::proposal_str(props.front(), false);
+            }
+          }
+          if (nonce_pl != nullptr) (from_requester ? ex.ni : ex.nr).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+          if (ke_pl != nullptr) ex.pfs = true;
+        }
+        if (const dik::Notify* e = first_error()) fail(ex.neg, *e);
+        if (neg.outcome == Outcome::in_progress && ex.requests >= 2 && ex.responses >= 1) {
+          neg.outcome = Outcome::established;
+        }
+        break;
+      }
+      case dik::xt::v1_informational:
+      case dik::xt::v1_transaction: {
+        if (st.ike_neg >= 0) touch(st.ike_neg, false);
+        if (const dik::Notify* e = first_error()) {
+          // The error belongs to the negotiation still running: phase 1, or
+          // the newest Quick Mode.
+          int target = -1;
+          if (st.ike_neg >= 0 && negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome != Outcome::established) {
+            target = st.ike_neg;
+          } else {
+            for (auto& [mid, ex] : st.exchanges) {
+              if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress) target = ex.neg;
+            }
+          }
+          if (target >= 0) {
+            negotiations_[static_cast<std::size_t>(target)].answered = true;
+            fail(target, *e);
+          }
+          if (is_auth_failure(false, e->type) && target < 0) ++stats_.authentication_failures;
+        }
+        break;
+      }
+      default: break;
+    }
+  } else {
+    switch (h.exchange) {
+      case dik::xt::v2_sa_init: {
+        if (st.ike_neg < 0) st.ike_neg = new_neg("IKE_SA", 0, st.initiator, st.responder);
+        touch(st.ike_neg, response);
+        Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+        if (nonce_pl != nullptr) (response ? st.nr : st.ni).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+        if (response) {
+          if (sa_pl != nullptr) {
+            std::vector<dik::Proposal> props;
+            learn_sa(*sa_pl, props);
+            if (!props.empty()) {
+              neg.proposal = dik::proposal_str(props.front(), true);
+              for (const auto& t : props.front().transforms) {
+                if (t.type == 1) {
+                  st.cipher = filters::cipher_from_ikev2(t.id);
+                  st.key_bits = t.attribute(14);
+                }
+                if (t.type == 2) st.prf = filters::prf_from_ikev2(t.id);
+                if (t.type == 3) st.integrity = filters::integrity_from_ikev2(t.id);
+              }
+            }
+          }
+          for (const auto& n : notifies) {
+            if (n.type == 16390 || n.type == 17) {
+              // COOKIE / INVALID_KE_PAYLOAD: the initiator is expected to retry.
+              neg.reason = fmt::format("responder asked for a retry with {}", dik::notify_str(true, n.type));
+              neg.answered = false;
+            }
+          }
+          if (const dik::Notify* e = first_error(); e != nullptr && e->type != 17) fail(st.ike_neg, *e);
+        }
+        break;
+      }
+      case dik::xt::v2_auth:
+      case dik::xt::v2_create_child: {
+        const bool auth = h.exchange == dik::xt::v2_auth;
+        if (auth) {
+          if (st.ike_neg < 0) st.ike_neg = new_neg("IKE_SA", 0, st.initiator, st.responder);
+          touch(st.ike_neg, response);
+          st.last_auth_mid = std::max(st.last_auth_mid, h.message_id);
+        }
+        // The exchange's requester: the original initiator for IKE_AUTH; for
+        // CREATE_CHILD_SA whoever sends the request.
+        auto& ex = st.exchanges[h.message_id];
+        if (ex.requester.empty()) {
+          ex.requester = response ? rec.dst : rec.src;
+          ex.peer = response ? rec.src : rec.dst;
+        }
+        if (inner != nullptr) {
+          if (sa_pl != nullptr) {
+            std::vector<dik::Proposal> props;
+            learn_sa(*sa_pl, props);
+            if (!response) {
+              ex.offered = props;
+              if (!props.empty() && props.front().protocol == 1) ex.ike_rekey = true;
+            } else if (!props.empty()) {
+              ex.chosen = props.front();
+            }
+          }
+          if (!response) ex.transport_req = transport_mode;
+          else ex.transport_resp = transport_mode;
+          if (!auth && nonce_pl != nullptr) (response ? ex.nr : ex.ni).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+          if (!auth && ke_pl != nullptr) ex.pfs = true;
+          if ((sa_pl != nullptr || !auth) && ex.neg < 0) {
+            ex.neg = new_neg(ex.ike_rekey ? "IKE_SA rekey" : "CHILD_SA", h.message_id, ex.requester, ex.peer);
+          }
+        } else if (!auth && ex.neg < 0) {
+          ex.neg = new_neg("CREATE_CHILD_SA", h.message_id, ex.requester, ex.peer);
+        }
+        if (ex.neg >= 0) touch(ex.neg, response);
+        if (response) {
+          Negotiation* ike = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
+          if (inner == nullptr) {
+            if (auth && ike != nullptr && ike->outcome == Outcome::in_progress) {
+              ike->outcome = Outcome::unknown;
+              ike->reason = "IKE_AUTH answered; the result is encrypted (give the IKE keys)";
+            }
+            if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress) {
+              negotiations_[static_cast<std::size_t>(ex.neg)].outcome = Outcome::unknown;
+              negotiations_[static_cast<std::size_t>(ex.neg)].reason = "answered; the result is encrypted";
+            }
+          } else {
+            const dik::Notify* e = first_error();
+            bool has_auth = std::any_of(all.begin(), all.end(), [](const dik::Payload* pl) { return pl->type == dik::pt::v2_auth; });
+            if (auth && ike != nullptr) {
+              if (e != nullptr && is_auth_failure(true, e->type)) {
+                fail(st.ike_neg, *e);
+              } else if (has_auth && ike->outcome != Outcome::failed) {
+                ike->outcome = Outcome::established;
+                ike->reason.clear();
+                st.established = true;
+              }
+            }
+            if (ex.neg >= 0) {
+              Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
+              if (e != nullptr && !(auth && is_auth_failure(true, e->type))) {
+                fail(ex.neg, *e);
+              } else if (e != nullptr) {
+                fail(ex.neg, *e);
+              } else if (ex.chosen) {
+                cn.outcome = Outcome::established;
+                cn.proposal = dik::proposal_str(*ex.chosen, true);
+              }
+            }
+          }
+        }
+        break;
+      }
+      case dik::xt::v2_informational: {
+        if (st.ike_neg >= 0) {
+          Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+          ike.frames.push_back(rec.frame);
+          rec.negotiation = st.ike_neg;
+          if (ike.outcome == Outcome::unknown && h.message_id > st.last_auth_mid && st.last_auth_mid != 0) {
+            ike.outcome = Outcome::established;
+            ike.reason = "implied by later exchanges on the IKE SA";
+          }
+        }
+        break;
+      }
+      default: break;
+    }
+    if (h.exchange == dik::xt::v2_create_child && st.ike_neg >= 0) {
+      Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+      if (ike.outcome == Outcome::unknown) {
+        ike.outcome = Outcome::established;
+        ike.reason = "implied by later exchanges on the IKE SA";
+      }
+    }
+  }
+
+  // ---- learn the ESP keys of the SA this exchange created
+  if (rec.negotiation < 0) return;
+  auto it = st.exchanges.find(h.message_id);
+  if (it == st.exchanges.end()) return;
+  IkeSaState::Exchange& ex = it->second;
+  if (ex.learned || !ex.chosen || ex.offered.empty() || st.key < 0) return;
+  const filters::IkeSaConfig& key = keys_[static_cast<std::size_t>(st.key)];
+  const bool v2x = v2;
+  const Vec& ni = v2x && h.exchange == dik::xt::v2_auth ? st.ni : ex.ni;
+  const Vec& nr = v2x && h.exchange == dik::xt::v2_auth ? st.nr : ex.nr;
+  ex.learned = true;
+  const std::string where = fmt::format("{} 0x{:08x} of IKE SA {:016x}", v2x ? dik::exchange_name(h.exchange) : "Quick Mode",
+                                        h.message_id, h.spi_i);
+  if (key.sk_d.empty()) return;  // only the IKE messages were to be decrypted
+  if (ex.pfs) {
+    notes_.push_back(fmt::format("{}: uses PFS (a KE payload); its ESP keys need the Diffie-Hellman secret, "
+                                 "which no capture holds",
+                                 where));
+    return;
+  }
+  if (ex.ike_rekey || ex.chosen->protocol == 1) {
+    notes_.push_back(fmt::format("{}: rekeys the IKE SA; the new IKE keys need its Diffie-Hellman secret", where));
+    return;
+  }
+  if (ni.empty() || nr.empty()) {
+    notes_.push_back(fmt::format("{}: the nonces are not in the capture, so its ESP keys cannot be derived", where));
+    return;
+  }
+  const std::optional<Prf> prf_alg = key.prf ? key.prf : st.prf;
+  if (!prf_alg) {
+    notes_.push_back(fmt::format("{}: the prf is unknown (no IKE_SA_INIT response or phase 1 SA in the capture; "
+                                 "give prf: / hash:)",
+                                 where));
+    return;
+  }
+  const dik::Proposal& chosen = *ex.chosen;
+  const dik::Proposal* offered = &ex.offered.front();
+  for (const auto& o : ex.offered) {
+    if (o.number == chosen.number) offered = &o;
+  }
+  if (chosen.spi.size() != 4 || offered->spi.size() != 4) {
+    notes_.push_back(fmt::format("{}: the proposals carry no 4-byte SPIs", where));
+    return;
+  }
+  if (chosen.protocol != 2 && chosen.protocol != 3) {
+    notes_.push_back(fmt::format("{}: protocol {} is neither ESP nor AH", where, chosen.protocol));
+    return;
+  }
+  // Algorithms of the chosen proposal.
+  Cipher cipher = Cipher::null;
+  Integrity integ = Integrity::none;
+  bool esn = false;
+  std::optional<std::uint32_t> bits;
+  filters::SaMode mode = filters::SaMode::tunnel;
+  bool known = true;
+  if (v2x) {
+    for (const auto& t : chosen.transforms) {
+      if (t.type == 1) {
+        auto c = filters::cipher_from_ikev2(t.id);
+        known = known && c.has_value();
+        if (c) cipher = *c;
+        bits = t.attribute(14);
+      } else if (t.type == 3) {
+        auto i = filters::integrity_from_ikev2(t.id);
+        known = known && i.has_value();
+        if (i) integ = *i;
+      } else if (t.type == 5) {
+        esn = t.id == 1;
+      }
+    }
+    if (ex.transport_req && ex.transport_resp) mode = filters::SaMode::transport;
+  } else if (!chosen.transforms.empty()) {
+    const auto& t = chosen.transforms.front();
+    if (chosen.protocol == 3) {
+      auto c = v1_esp_cipher(t.id);
+      known = known && c.has_value();
+      if (c) cipher = *c;
+      bits = t.attribute(6);
+    }
+    if (auto a = t.attribute(5)) {
+      auto i = v1_auth_alg(*a);
+      known = known && i.has_value();
+      if (i) integ = *i;
+    } else if (chosen.protocol == 2) {
+      auto i = v1_auth_alg(t.id == 2 ? 1 : t.id == 3 ? 2 : t.id);
+      known = known && i.has_value();
+      if (i) integ = *i;
+    }
+    if (auto m = t.attribute(4)) mode = (*m == 2 || *m == 4 || *m == 61444) ? filters::SaMode::transport : filters::SaMode::tunnel;
+    if (auto e = t.attribute(11)) esn = *e == 1;
+  }
+  if (!known) {
+    notes_.push_back(fmt::format("{}: the chosen algorithm ({}) is not one ipsentry implements", where,
+                                 dik::proposal_str(chosen, v2x)));
+    return;
+  }
+  const std::size_t ek = cipher_key_bytes(cipher, bits);
+  const std::size_t ak = filters::integrity_info(integ).key_len;
+  const std::uint8_t proto = chosen.protocol;
+  // Direction 1: requester → responder, on the responder's SPI.
+  // Direction 2: responder → requester, on the requester's SPI.
+  struct Dir {
+    dissect::Bytes spi;
+    IpAddr src;
+    IpAddr dst;
+  };
+  const Dir dirs[2] = {{chosen.spi, ex.requester, ex.peer}, {offered->spi, ex.peer, ex.requester}};
+  filters::SecretBytes km;
+  if (v2x) {
+    Vec seed(ni.begin(), ni.end());
+    seed.insert(seed.end(), nr.begin(), nr.end());
+    km = prf_plus(*prf_alg, key.sk_d.bytes(), seed, 2 * (ek + ak));
+  }
+  Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
+  for (int d = 0; d < 2; ++d) {
+    filters::SecretBytes mat;
+    dissect::Bytes keys;
+    if (v2x) {
+      keys = km.bytes().subspan(static_cast<std::size_t>(d) * (ek + ak), ek + ak);
+    } else {
+      mat = v1_keymat(*prf_alg, key.sk_d.bytes(), proto, dirs[d].spi, ex.ni, ex.nr, ek + ak);
+      keys = mat.bytes();
+    }
+    if (keys.size() != ek + ak) {
+      notes_.push_back(fmt::format("{}: key derivation failed", where));
+      return;
+    }
+    filters::SaConfig sa;
+    sa.spi = dissect::load_be32(dirs[d].spi.data());
+    sa.protocol = proto == 2 ? filters::IpsecProtocol::ah : filters::IpsecProtocol::esp;
+    sa.src = dirs[d].src;
+    sa.dst = dirs[d].dst;
+    sa.mode = mode;
+    sa.cipher = proto == 2 ? Cipher::null : cipher;
+    sa.enc_key = filters::SecretBytes(keys.first(ek));
+    sa.integrity = integ;
+    sa.auth_key = filters::SecretBytes(keys.subspan(ek, ak));
+    sa.esn = esn;
+    sa.name = fmt::format("ike:{:08x}", *sa.spi);
+    sa.origin = filters::Origin{fmt::format("IKE {} (frame {})", where, rec.frame), 0, {}};
+    std::vector<std::string> warnings;
+    try {
+      filters::validate_sa(sa, "", warnings);
+    } catch (const filters::ConfigError& e) {
+      notes_.push_back(fmt::format("{}: derived SA 0x{} is not usable: {}", where, spi_hex(dirs[d].spi), e.what()));
+      continue;
+    }
+    cn.child_spis.push_back(fmt::format("{} 0x{} → {}", proto == 2 ? "ah" : "esp", spi_hex(dirs[d].spi), sa.dst->str()));
+    learned_.push_back(std::move(sa));
+  }
+}
+
+std::vector<filters::SaConfig> Analyzer::learned_sas() const {
+  std::vector<filters::SaConfig> out;
+  for (const auto& sa : learned_) out.push_back(sa.clone());
+  return out;
+}
+
+void Analyzer::finish() {
+  if (finished_) return;
+  finished_ = true;
+  for (auto& n : negotiations_) {
+    if (n.outcome == Outcome::in_progress) {
+      if (!n.answered) {
+        n.outcome = Outcome::no_answer;
+        if (n.reason.empty()) n.reason = "the responder never answered";
+      } else {
+        n.outcome = Outcome::unknown;
+        if (n.reason.empty()) n.reason = "the capture ends before the exchange completes";
+      }
+    }
+    const bool phase1 = n.kind == "Main Mode" || n.kind == "Aggressive Mode" || n.kind == "IKE_SA";
+    const bool phase2 = n.kind == "Quick Mode" || n.kind == "CHILD_SA";
+    if (n.outcome == Outcome::established) {
+      if (phase1) ++stats_.main_modes;
+      if (phase2) ++stats_.quick_modes;
+    }
+    if (n.outcome == Outcome::failed) ++stats_.negotiation_failures;
+    if (n.auth_failure) ++stats_.authentication_failures;
+    if (n.outcome == Outcome::no_answer) {
+      ++stats_.no_answer;
+      if (n.clear_traffic_after) {
+        ++stats_.soft_associations;
+        n.reason += "; traffic between the peers went in the clear (soft association)";
+      }
+    }
+  }
+}
+
+void Analyzer::add_decrypted(std::uint64_t frame, dissect::Tree& tree) const {
+  const MessageRecord* r = record(frame);
+  if (r == nullptr) return;
+  // The IKE message node: the last top-level node (it is the innermost layer).
+  if (tree.root.children.empty()) return;
+  dissect::Node& msg = tree.root.children.back();
+  if (r->status == DecryptStatus::cleartext) return;
+  std::string head = fmt::format("Decryption: {}{}{}", to_string(r->status), r->detail.empty() ? "" : " — ", r->detail);
+  if (r->status != DecryptStatus::decrypted && r->status != DecryptStatus::icv_mismatch) {
+    msg.add_here(head, msg.offset, 0);
+    return;
+  }
+  const std::uint16_t buf = tree.add_buffer(r->plaintext);
+  dissect::Node& n = msg.add(head, 0, static_cast<std::uint32_t>(r->plaintext.size()));
+  n.buffer = buf;
+  dissect::ike::add_chain(r->plaintext, r->first_inner, r->header.v2(), 0, n);
+}
+
+}  // namespace ipsentry::ike
