@@ -75,7 +75,33 @@ def main():
         b"\treplay-window 32 flag af-unspec\n\taead rfc4106(gcm(aes)) 0x0102030405060708090a0b0c0d0e0f1011121314 128\n"
         b"src 192.0.2.2 dst 192.0.2.1\n\tproto esp spi 0x00000101 reqid 1 mode transport\n"
         b"\tauth-trunc hmac(sha256) 0x" + b"11" * 32 + b" 128\n\tenc cbc(aes) 0x" + b"22" * 16 + b"\n"))
-    print(f"seeds: {len(captures)} captures, {n} frames")
+    # IKE messages of the corpus (UDP 500 / 4500 payloads, non-ESP marker
+    # removed), two per seed so that the second sees the first's state.
+    ike = []
+    for cap in captures:
+        for lt, pkt in frames(cap):
+            for port in (b"\x01\xf4\x01\xf4", b"\x11\x94\x11\x94"):
+                at = pkt.find(port)
+                if at >= 0 and len(pkt) > at + 8 + 28:
+                    body = pkt[at + 8:]
+                    if port[0] == 0x11:
+                        if body[:4] != b"\0\0\0\0":
+                            continue
+                        body = body[4:]
+                    ike.append(body)
+                    break
+    for i in range(0, len(ike), 2):
+        put(os.path.join(out, "fuzz_ike"), f"ike-{i}", b"IKE!".join(ike[i:i + 2]))
+    for i, p in enumerate(glob.glob(os.path.join(ROOT, "tests/corpus/peers", "wireshark/ikev*_decryption_table*"))):
+        with open(p, "rb") as f:
+            put(os.path.join(out, "fuzz_importers"), f"ike-table-{i}", bytes([3 + i % 2]) + f.read())
+    put(os.path.join(out, "fuzz_importers"), "5-charon", b"\x05" + (
+        b"Nov 22 19:48:52 02[CFG] selected proposal: IKE:AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048\n"
+        b"Nov 22 19:48:52 02[IKE] SKEYSEED => 4 bytes @ 0x1\n"
+        b"Nov 22 19:48:52 02[IKE]    0: 01 02 03 04                                      ....\n"
+        b"Nov 22 19:48:52 02[IKE] Sk_ei secret => 16 bytes @ 0x4\n"
+        b"Nov 22 19:48:52 02[IKE]    0: AA 01 02 03 04 05 06 07 08 09 0A 0B 0C 0D 0E 0F  ................\n"))
+    print(f"seeds: {len(captures)} captures, {n} frames, {len(ike)} IKE messages")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ mkdir -p "$work/seeds" "$build/fuzz-artifacts"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
-for target in fuzz_packet fuzz_capture_file fuzz_config fuzz_importers; do
+for target in fuzz_packet fuzz_capture_file fuzz_config fuzz_importers fuzz_ike; do
   corpus="$work/corpus/$target"
   mkdir -p "$corpus" "$work/seeds/$target"
   dict=()

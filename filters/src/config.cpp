@@ -118,7 +118,6 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
   };
   const std::string who = sa.name.empty() ? sa.describe() : sa.name;
   if (sa.version == 1) {
-    if (!sa.spi_i) err("spi_i", "an IKEv1 SA is identified by its initiator cookie (spi_i)");
     if (sa.enc_key.empty() && sa.sk_d.empty()) err("enc_key", "an IKEv1 SA needs enc_key (the phase 1 encryption key)");
     if (!sa.sk_ei.empty() || !sa.sk_er.empty() || !sa.sk_ai.empty() || !sa.sk_ar.empty()) {
       err("sk_ei", "sk_ei/sk_er/sk_ai/sk_ar are IKEv2 keys; IKEv1 takes enc_key and skeyid_d");
