@@ -67,7 +67,6 @@ int run_show(const ShowOptions& opt) {
   ipsec::Sad sad(std::move(cfg.sas));
   capture::Verifier verifier(sad, opt.verbose);
   dissect::Frame frame;
-  dissect::Packet p;
   capture::FrameResult result;
   std::int64_t first_ts = 0;
   bool first = true;
@@ -78,7 +77,7 @@ int run_show(const ShowOptions& opt) {
       first = false;
     }
     verifier.process(frame, result);
-    dissect::dissect_frame(frame, p);
+    const dissect::Packet& p = verifier.outer();
     const ike::MessageRecord* m = analyzer.observe(frame, p);
     const double rel = static_cast<double>(frame.ts_ns - first_ts) / 1e9;
     std::string line;

@@ -215,12 +215,10 @@ int run_verify(const VerifyOptions& opt) {
     verifier.set_summaries(!opt.quiet);
     dissect::Frame frame;
     capture::FrameResult result;
-    dissect::Packet outer;
     while (src->next(frame)) {
       verifier.process(frame, result);
       if (result.ike || analyzer.watching_clear()) {
-        dissect::dissect_frame(frame, outer);
-        if (const ike::MessageRecord* m = analyzer.observe(frame, outer)) report->ike(result, *m);
+        if (const ike::MessageRecord* m = analyzer.observe(frame, verifier.outer())) report->ike(result, *m);
       }
       report->frame(result);
       emit_decrypted(frame.ts_ns, result.decrypted);

@@ -90,6 +90,10 @@ class Verifier {
   /// packet, so a caller that prints no packet lines turns it off.
   void set_summaries(bool on) noexcept { summaries_ = on; }
 
+  /// The dissection of the last frame processed (its outermost layers),
+  /// valid until the next call: callers that also need the packet (the IKE
+  /// analyzer, the tree) need not dissect the frame again.
+  [[nodiscard]] const dissect::Packet& outer() const noexcept { return packets_[0]; }
   [[nodiscard]] ipsec::Engine& engine() noexcept { return engine_; }
   [[nodiscard]] const FrameCounters& frames() const noexcept { return frames_; }
 
