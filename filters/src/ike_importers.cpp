@@ -99,23 +99,36 @@ void strongswan_proposal(std::string_view text, IkeSaConfig& sa) {
     }
     auto under = t.rfind('_');
     std::string base = under == std::string::npos ? t : t.substr(0, under);
-    if (t == "3des_cbc" || t == "3des") sa.cipher = Cipher::tdes_cbc;
-    else if (base == "aes_cbc") sa.cipher = Cipher::aes_cbc;
-    else if (base == "aes_ctr") sa.cipher = Cipher::aes_ctr;
+    if (t == "3des_cbc" || t == "3des")
+      sa.cipher = Cipher::tdes_cbc;
+    else if (base == "aes_cbc")
+      sa.cipher = Cipher::aes_cbc;
+    else if (base == "aes_ctr")
+      sa.cipher = Cipher::aes_ctr;
     else if (t.starts_with("aes_gcm_")) {
-      sa.cipher = t.starts_with("aes_gcm_8") ? Cipher::aes_gcm_8 : t.starts_with("aes_gcm_12") ? Cipher::aes_gcm_12
-                                                                                              : Cipher::aes_gcm_16;
+      sa.cipher = t.starts_with("aes_gcm_8")    ? Cipher::aes_gcm_8
+                  : t.starts_with("aes_gcm_12") ? Cipher::aes_gcm_12
+                                                : Cipher::aes_gcm_16;
     } else if (t.starts_with("aes_ccm_")) {
-      sa.cipher = t.starts_with("aes_ccm_8") ? Cipher::aes_ccm_8 : t.starts_with("aes_ccm_12") ? Cipher::aes_ccm_12
-                                                                                              : Cipher::aes_ccm_16;
-    } else if (t == "chacha20_poly1305") sa.cipher = Cipher::chacha20_poly1305;
-    else if (t == "hmac_md5_96") sa.integrity = Integrity::hmac_md5_96;
-    else if (t == "hmac_sha1_96") sa.integrity = Integrity::hmac_sha1_96;
-    else if (t == "hmac_sha1_160") sa.integrity = Integrity::hmac_sha1_160;
-    else if (t == "hmac_sha2_256_128") sa.integrity = Integrity::hmac_sha256_128;
-    else if (t == "hmac_sha2_384_192") sa.integrity = Integrity::hmac_sha384_192;
-    else if (t == "hmac_sha2_512_256") sa.integrity = Integrity::hmac_sha512_256;
-    else if (t == "aes_xcbc_96") sa.integrity = Integrity::aes_xcbc_96;
+      sa.cipher = t.starts_with("aes_ccm_8")    ? Cipher::aes_ccm_8
+                  : t.starts_with("aes_ccm_12") ? Cipher::aes_ccm_12
+                                                : Cipher::aes_ccm_16;
+    } else if (t == "chacha20_poly1305")
+      sa.cipher = Cipher::chacha20_poly1305;
+    else if (t == "hmac_md5_96")
+      sa.integrity = Integrity::hmac_md5_96;
+    else if (t == "hmac_sha1_96")
+      sa.integrity = Integrity::hmac_sha1_96;
+    else if (t == "hmac_sha1_160")
+      sa.integrity = Integrity::hmac_sha1_160;
+    else if (t == "hmac_sha2_256_128")
+      sa.integrity = Integrity::hmac_sha256_128;
+    else if (t == "hmac_sha2_384_192")
+      sa.integrity = Integrity::hmac_sha384_192;
+    else if (t == "hmac_sha2_512_256")
+      sa.integrity = Integrity::hmac_sha512_256;
+    else if (t == "aes_xcbc_96")
+      sa.integrity = Integrity::aes_xcbc_96;
   }
 }
 
@@ -123,57 +136,40 @@ void strongswan_proposal(std::string_view text, IkeSaConfig& sa) {
 
 Config import_wireshark_ikev1(const std::string& text, const std::string& name) {
   Config cfg;
-  auto lines = split_lines(text);
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    const int lineno = static_cast<int>(i) + 1;
-    std::string_view l = trim(lines[i]);
-    if (l.empty() || l[0] == '#') continue;
-    auto f = uat_fields(l, name, lineno);
-    if (f.size() != 2) {
-      throw ConfigError(name, lineno, "",
-                        fmt::format("an ikev1_decryption_table record has 2 fields (initiator cookie, encryption "
-                                    "key); this one has {}",
-                                    f.size()));
-    }
-    IkeSaConfig sa;
-    sa.version = 1;
-    sa.spi_i = parse_spi64(f[0], name, lineno, "initiator cookie");
-    sa.enc_key = hex_field(f[1], name, lineno, "encryption key");
-    finish_ike(sa, cfg, name, lineno);
-  }
+  for_each_uat_record(text, name, "ikev1_decryption_table", 2, true, "initiator cookie, encryption key",
+                      [&](const std::vector<std::string>& f, int lineno) {
+                        IkeSaConfig sa;
+                        sa.version = 1;
+                        sa.spi_i = parse_spi64(f[0], name, lineno, "initiator cookie");
+                        sa.enc_key = hex_field(f[1], name, lineno, "encryption key");
+                        finish_ike(sa, cfg, name, lineno);
+                      });
   return cfg;
 }
 
 Config import_wireshark_ikev2(const std::string& text, const std::string& name) {
   Config cfg;
-  auto lines = split_lines(text);
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    const int lineno = static_cast<int>(i) + 1;
-    std::string_view l = trim(lines[i]);
-    if (l.empty() || l[0] == '#') continue;
-    auto f = uat_fields(l, name, lineno);
-    if (f.size() != 8) {
-      throw ConfigError(name, lineno, "",
-                        fmt::format("an ikev2_decryption_table record has 8 fields (SPIi, SPIr, SK_ei, SK_er, "
-                                    "encryption, SK_ai, SK_ar, integrity); this one has {}",
-                                    f.size()));
-    }
-    IkeSaConfig sa;
-    sa.version = 2;
-    sa.spi_i = parse_spi64(f[0], name, lineno, "SPIi");
-    sa.spi_r = parse_spi64(f[1], name, lineno, "SPIr");
-    sa.sk_ei = hex_field(f[2], name, lineno, "SK_ei");
-    sa.sk_er = hex_field(f[3], name, lineno, "SK_er");
-    sa.cipher = wireshark_ikev2_cipher(f[4]);
-    if (!sa.cipher) throw ConfigError(name, lineno, "encryption", fmt::format("unknown algorithm '{}'", f[4]));
-    sa.sk_ai = hex_field(f[5], name, lineno, "SK_ai");
-    sa.sk_ar = hex_field(f[6], name, lineno, "SK_ar");
-    sa.integrity = wireshark_ikev2_integrity(f[7]);
-    if (!sa.integrity) throw ConfigError(name, lineno, "integrity", fmt::format("unknown algorithm '{}'", f[7]));
-    // Wireshark's own example row carries no keys at all: skip such rows.
-    if (*sa.cipher == Cipher::null && sa.sk_ei.empty() && sa.sk_ai.empty()) continue;
-    finish_ike(sa, cfg, name, lineno);
-  }
+  for_each_uat_record(text, name, "ikev2_decryption_table", 8, true,
+                      "SPIi, SPIr, SK_ei, SK_er, encryption, SK_ai, SK_ar, integrity",
+                      [&](const std::vector<std::string>& f, int lineno) {
+                        IkeSaConfig sa;
+                        sa.version = 2;
+                        sa.spi_i = parse_spi64(f[0], name, lineno, "SPIi");
+                        sa.spi_r = parse_spi64(f[1], name, lineno, "SPIr");
+                        sa.sk_ei = hex_field(f[2], name, lineno, "SK_ei");
+                        sa.sk_er = hex_field(f[3], name, lineno, "SK_er");
+                        sa.cipher = wireshark_ikev2_cipher(f[4]);
+                        if (!sa.cipher)
+                          throw ConfigError(name, lineno, "encryption", fmt::format("unknown algorithm '{}'", f[4]));
+                        sa.sk_ai = hex_field(f[5], name, lineno, "SK_ai");
+                        sa.sk_ar = hex_field(f[6], name, lineno, "SK_ar");
+                        sa.integrity = wireshark_ikev2_integrity(f[7]);
+                        if (!sa.integrity)
+                          throw ConfigError(name, lineno, "integrity", fmt::format("unknown algorithm '{}'", f[7]));
+                        // Wireshark's own example row carries no keys at all: skip such rows.
+                        if (*sa.cipher == Cipher::null && sa.sk_ei.empty() && sa.sk_ai.empty()) return;
+                        finish_ike(sa, cfg, name, lineno);
+                      });
   return cfg;
 }
 
@@ -188,8 +184,7 @@ void import_tcpdump_ikev2_line(std::string_view line, const std::string& file, i
     pos = end + 1;
   }
   if (w.size() != 6 || (w[1] != "I" && w[1] != "R")) {
-    throw ConfigError(file, lineno, "",
-                      "an ikev2 secret line reads: ikev2 I|R 0xSPIi 0xSPIr integ:0xKEY enc:0xKEY");
+    throw ConfigError(file, lineno, "", "an ikev2 secret line reads: ikev2 I|R 0xSPIi 0xSPIr integ:0xKEY enc:0xKEY");
   }
   const bool initiator = w[1] == "I";
   const std::uint64_t spi_i = parse_spi64(w[2], file, lineno, "SPIi");
@@ -215,12 +210,18 @@ void import_tcpdump_ikev2_line(std::string_view line, const std::string& file, i
     SecretBytes key = hex_field(w[i].substr(colon + 1), file, lineno, alg);
     std::optional<Integrity> integ;
     std::optional<Cipher> enc;
-    if (alg == "sha1") integ = Integrity::hmac_sha1_96;
-    else if (alg == "md5") integ = Integrity::hmac_md5_96;
-    else if (alg == "sha256" || alg == "sha2-256") integ = Integrity::hmac_sha256_128;
-    else if (alg == "aes128" || alg == "aes192" || alg == "aes256" || alg == "aes-cbc") enc = Cipher::aes_cbc;
-    else if (alg == "3des" || alg == "3des-cbc") enc = Cipher::tdes_cbc;
-    else throw ConfigError(file, lineno, "", fmt::format("unknown IKEv2 algorithm '{}'", alg));
+    if (alg == "sha1")
+      integ = Integrity::hmac_sha1_96;
+    else if (alg == "md5")
+      integ = Integrity::hmac_md5_96;
+    else if (alg == "sha256" || alg == "sha2-256")
+      integ = Integrity::hmac_sha256_128;
+    else if (alg == "aes128" || alg == "aes192" || alg == "aes256" || alg == "aes-cbc")
+      enc = Cipher::aes_cbc;
+    else if (alg == "3des" || alg == "3des-cbc")
+      enc = Cipher::tdes_cbc;
+    else
+      throw ConfigError(file, lineno, "", fmt::format("unknown IKEv2 algorithm '{}'", alg));
     if (integ) {
       sa->integrity = integ;
       (initiator ? sa->sk_ai : sa->sk_ar) = std::move(key);
@@ -280,7 +281,8 @@ Config import_strongswan_log(const std::string& text, const std::string& name) {
       std::string_view m = trim(msg);
       auto colon = m.find(": ");
       if (colon != std::string_view::npos && colon > 0 &&
-          std::all_of(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) { return c >= '0' && c <= '9'; })) {
+          std::all_of(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(colon),
+                      [](char c) { return c >= '0' && c <= '9'; })) {
         std::string_view hex = m.substr(colon + 2);
         const std::size_t n = std::min<std::size_t>(16, dump_left);
         for (std::size_t b = 0; b < n; ++b) {
@@ -322,9 +324,8 @@ Config import_strongswan_log(const std::string& text, const std::string& name) {
       if (ec != std::errc{} || count == 0 || count > 1024) continue;
     }
     static const std::pair<std::string_view, int> kKeys[] = {
-        {"SKEYSEED", 0},   {"Sk_d secret", 1},  {"Sk_ai secret", 2}, {"Sk_ar secret", 3},
-        {"Sk_ei secret", 4}, {"Sk_er secret", 5}, {"SKEYID", 10},     {"SKEYID_d", 11},
-        {"encryption key Ka", 12},
+        {"SKEYSEED", 0},     {"Sk_d secret", 1}, {"Sk_ai secret", 2}, {"Sk_ar secret", 3},       {"Sk_ei secret", 4},
+        {"Sk_er secret", 5}, {"SKEYID", 10},     {"SKEYID_d", 11},    {"encryption key Ka", 12},
     };
     int which = -1;
     for (const auto& k : kKeys) {

@@ -147,6 +147,24 @@ std::vector<std::string> detail::uat_fields(std::string_view line, const std::st
   return fields;
 }
 
+void detail::for_each_uat_record(const std::string& text, const std::string& name, std::string_view table,
+                                 std::size_t count, bool exact, std::string_view field_names,
+                                 const std::function<void(const std::vector<std::string>&, int)>& record) {
+  auto lines = split_lines(text);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const int lineno = static_cast<int>(i) + 1;
+    std::string_view l = trim(lines[i]);
+    if (l.empty() || l[0] == '#') continue;
+    auto f = uat_fields(l, name, lineno);
+    if (f.size() < count || (exact && f.size() != count)) {
+      throw ConfigError(
+          name, lineno, "",
+          fmt::format("an {} record has {} fields ({}); this one has {}", table, count, field_names, f.size()));
+    }
+    record(f, lineno);
+  }
+}
+
 namespace {
 
 std::optional<Cipher> wireshark_cipher(std::string_view name) {
@@ -319,61 +337,53 @@ std::optional<KeyFormat> parse_key_format(std::string_view name) noexcept {
   return std::nullopt;
 }
 
-const char* key_format_names() noexcept { return "wireshark, tcpdump, tcpdump-inline, xfrm, wireshark-ikev1, wireshark-ikev2, strongswan-log";
+const char* key_format_names() noexcept {
+  return "wireshark, tcpdump, tcpdump-inline, xfrm, wireshark-ikev1, wireshark-ikev2, strongswan-log";
 }
 
 Config import_wireshark_esp_sa(const std::string& text, const std::string& name) {
   Config cfg;
-  auto lines = split_lines(text);
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    int lineno = static_cast<int>(i) + 1;
-    std::string_view l = trim(lines[i]);
-    if (l.empty() || l[0] == '#') continue;
-    auto f = uat_fields(l, name, lineno);
-    if (f.size() < 8) {
-      throw ConfigError(name, lineno, "",
-                        fmt::format("an esp_sa record has 8 fields (protocol, src, dst, spi, encryption, key, "
-                                    "authentication, key); this one has {}",
-                                    f.size()));
-    }
-    SaConfig sa;
-    sa.protocol = IpsecProtocol::esp;
-    std::string fam = lower(f[0]);
-    if (fam != "ipv4" && fam != "ipv6" && fam != "any" && fam != "*") {
-      throw ConfigError(name, lineno, "protocol", fmt::format("'{}' is not IPv4, IPv6 or Any", f[0]));
-    }
-    sa.src = wireshark_address(f[1], name, lineno, "src", cfg);
-    sa.dst = wireshark_address(f[2], name, lineno, "dst", cfg);
-    std::string_view spi = trim(f[3]);
-    if (spi != "*" && !spi.empty()) {
-      std::uint32_t v = 0;
-      if (!parse_u32(spi, v)) throw ConfigError(name, lineno, "spi", fmt::format("'{}' is not an SPI", f[3]));
-      sa.spi = v;
-    }
-    auto c = wireshark_cipher(f[4]);
-    if (!c) throw ConfigError(name, lineno, "encryption", fmt::format("unknown encryption algorithm '{}'", f[4]));
-    sa.cipher = *c;
-    auto a = wireshark_integrity(f[6]);
-    if (!a)
-      throw ConfigError(name, lineno, "authentication", fmt::format("unknown authentication algorithm '{}'", f[6]));
-    sa.integrity = *a;
-    const CipherInfo& ci = cipher_info(sa.cipher);
-    if (ci.aead() && sa.integrity != Integrity::none) {
-      // Wireshark lets an AEAD SA carry "ANY n bit [no checking]"; the tag is the ICV.
-      cfg.warnings.push_back(
-          fmt::format("{}:{}: {} authenticates by itself; authentication '{}' ignored", name, lineno, ci.name, f[6]));
-      sa.integrity = Integrity::none;
-    }
-    // Keys of unsupported ciphers are never used, so they are not parsed.
-    if (ci.mode != CipherMode::none && ci.supported) {
-      sa.enc_key = key_from_text(trim(f[5]), name, lineno, "encryption key");
-    }
-    const IntegrityInfo& ii = integrity_info(sa.integrity);
-    if (sa.integrity != Integrity::none && ii.checks) {
-      sa.auth_key = key_from_text(trim(f[7]), name, lineno, "authentication key");
-    }
-    finish_sa(sa, cfg, name, lineno);
-  }
+  for_each_uat_record(
+      text, name, "esp_sa", 8, false, "protocol, src, dst, spi, encryption, key, authentication, key",
+      [&](const std::vector<std::string>& f, int lineno) {
+        SaConfig sa;
+        sa.protocol = IpsecProtocol::esp;
+        std::string fam = lower(f[0]);
+        if (fam != "ipv4" && fam != "ipv6" && fam != "any" && fam != "*") {
+          throw ConfigError(name, lineno, "protocol", fmt::format("'{}' is not IPv4, IPv6 or Any", f[0]));
+        }
+        sa.src = wireshark_address(f[1], name, lineno, "src", cfg);
+        sa.dst = wireshark_address(f[2], name, lineno, "dst", cfg);
+        std::string_view spi = trim(f[3]);
+        if (spi != "*" && !spi.empty()) {
+          std::uint32_t v = 0;
+          if (!parse_u32(spi, v)) throw ConfigError(name, lineno, "spi", fmt::format("'{}' is not an SPI", f[3]));
+          sa.spi = v;
+        }
+        auto c = wireshark_cipher(f[4]);
+        if (!c) throw ConfigError(name, lineno, "encryption", fmt::format("unknown encryption algorithm '{}'", f[4]));
+        sa.cipher = *c;
+        auto a = wireshark_integrity(f[6]);
+        if (!a)
+          throw ConfigError(name, lineno, "authentication", fmt::format("unknown authentication algorithm '{}'", f[6]));
+        sa.integrity = *a;
+        const CipherInfo& ci = cipher_info(sa.cipher);
+        if (ci.aead() && sa.integrity != Integrity::none) {
+          // Wireshark lets an AEAD SA carry "ANY n bit [no checking]"; the tag is the ICV.
+          cfg.warnings.push_back(fmt::format("{}:{}: {} authenticates by itself; authentication '{}' ignored", name,
+                                             lineno, ci.name, f[6]));
+          sa.integrity = Integrity::none;
+        }
+        // Keys of unsupported ciphers are never used, so they are not parsed.
+        if (ci.mode != CipherMode::none && ci.supported) {
+          sa.enc_key = key_from_text(trim(f[5]), name, lineno, "encryption key");
+        }
+        const IntegrityInfo& ii = integrity_info(sa.integrity);
+        if (sa.integrity != Integrity::none && ii.checks) {
+          sa.auth_key = key_from_text(trim(f[7]), name, lineno, "authentication key");
+        }
+        finish_sa(sa, cfg, name, lineno);
+      });
   return cfg;
 }
 

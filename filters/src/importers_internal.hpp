@@ -1,6 +1,7 @@
 // Text helpers shared by the importers (not part of the module's API).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,9 +17,17 @@ std::vector<std::string_view> split_lines(std::string_view text);
 std::string base_name(const std::string& name);
 /// Splits one Wireshark UAT record into its fields.
 std::vector<std::string> uat_fields(std::string_view line, const std::string& file, int lineno);
+/// Calls `record(fields, line)` for every record of a Wireshark UAT file
+/// (blank lines and # comments skipped). A record with fewer than `count`
+/// fields, or with more when `exact`, is a ConfigError naming `table` and
+/// the meaning of its fields (`field_names`).
+void for_each_uat_record(const std::string& text, const std::string& name, std::string_view table, std::size_t count,
+                         bool exact, std::string_view field_names,
+                         const std::function<void(const std::vector<std::string>&, int)>& record);
 }  // namespace detail
 
 using detail::base_name;
+using detail::for_each_uat_record;
 using detail::lower;
 using detail::split_lines;
 using detail::trim;
