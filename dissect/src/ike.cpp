@@ -265,7 +265,9 @@ std::optional<std::vector<TrafficSelector>> parse_ts(Bytes body) {
 
 std::string v2_transform_str(const Transform& t) {
   const char* n = v2_transform_id_name(t.type, t.id);
-  std::string s = n != nullptr ? n : fmt::format("{}-{}", v2_transform_type_name(t.type) ? v2_transform_type_name(t.type) : "T", t.id);
+  std::string s =
+      n != nullptr ? n
+                   : fmt::format("{}-{}", v2_transform_type_name(t.type) ? v2_transform_type_name(t.type) : "T", t.id);
   if (auto kl = t.attribute(14)) s += fmt::format("-{}", *kl);
   return s;
 }
@@ -351,7 +353,6 @@ std::string id_str(bool v2, std::uint8_t type, Bytes d) {
       // Show the printable strings of the DER name (CN, O, ...), which is
       // what a user recognises; the hex is in the tree's bytes.
       std::string s;
-      Reader r(d);
       std::size_t i = 0;
       while (i + 2 <= d.size()) {
         const std::uint8_t tag = d[i];
@@ -418,10 +419,11 @@ void add_sa(const Payload& p, bool v2, std::uint32_t body_off, Node& n) {
   for (const auto& pr : sa.proposals) {
     const bool phase2 = pr.protocol != 1;
     const std::uint32_t poff = body_off + static_cast<std::uint32_t>(pr.spi.data() - p.body.data()) - 8;
-    Node& pn = n.add_here(fmt::format("Proposal #{}: {} ({} transform{})", pr.number,
-                                      name_or(v2 && pr.protocol == 1 ? "IKE" : protocol_id_name(pr.protocol), pr.protocol), pr.transforms.size(),
-                                      pr.transforms.size() == 1 ? "" : "s"),
-                          poff, 0);
+    Node& pn =
+        n.add_here(fmt::format("Proposal #{}: {} ({} transform{})", pr.number,
+                               name_or(v2 && pr.protocol == 1 ? "IKE" : protocol_id_name(pr.protocol), pr.protocol),
+                               pr.transforms.size(), pr.transforms.size() == 1 ? "" : "s"),
+                   poff, 0);
     if (!pr.spi.empty()) {
       pn.add_here(fmt::format("SPI: {}", hex_string(pr.spi)),
                   body_off + static_cast<std::uint32_t>(pr.spi.data() - p.body.data()),
@@ -503,9 +505,7 @@ void add_payload(const Payload& p, bool v2, std::uint32_t base, Node& parent) {
     case pt::v1_nat_d:
     case pt::v1_nat_d_draft: n.add_here(fmt::format("Data: {}", hex_string(b)), boff, blen); break;
     case pt::v1_nonce:
-    case pt::v2_nonce:
-      n.add_here(fmt::format("Nonce ({} bytes): {}", b.size(), hex_string(b, 64)), boff, blen);
-      break;
+    case pt::v2_nonce: n.add_here(fmt::format("Nonce ({} bytes): {}", b.size(), hex_string(b, 64)), boff, blen); break;
     case pt::v2_auth:
       if (b.size() >= 4) {
         n.text += fmt::format(": {}", name_or(v2_auth_method_name(b[0]), b[0]));
@@ -521,8 +521,8 @@ void add_payload(const Payload& p, bool v2, std::uint32_t base, Node& parent) {
         if (!v2) n.add_here("Domain of Interpretation: " + std::to_string(load_be32(b.data())), boff, 4);
         n.add_here(fmt::format("Protocol ID: {}", name_or(protocol_id_name(nt->protocol), nt->protocol)),
                    boff + (v2 ? 0 : 4), 1);
-        n.add_here(fmt::format("Notify message type: {} ({})", notify_str(v2, nt->type), nt->type),
-                   boff + (v2 ? 2 : 6), 2);
+        n.add_here(fmt::format("Notify message type: {} ({})", notify_str(v2, nt->type), nt->type), boff + (v2 ? 2 : 6),
+                   2);
         if (!nt->spi.empty()) {
           n.add_here(fmt::format("SPI: {}", hex_string(nt->spi)), boff + (v2 ? 4 : 8),
                      static_cast<std::uint32_t>(nt->spi.size()));
@@ -575,7 +575,8 @@ void add_payload(const Payload& p, bool v2, std::uint32_t base, Node& parent) {
       if (auto ts = parse_ts(b)) {
         std::string all;
         for (const auto& t : *ts) {
-          n.add_here(fmt::format("Traffic selector: {}", t.str()), boff + static_cast<std::uint32_t>(t.start.empty() ? 4 : t.start.data() - b.data() - 8), 0);
+          n.add_here(fmt::format("Traffic selector: {}", t.str()),
+                     boff + static_cast<std::uint32_t>(t.start.empty() ? 4 : t.start.data() - b.data() - 8), 0);
           all += (all.empty() ? "" : " ") + t.str();
         }
         n.text += ": " + all;
@@ -597,9 +598,9 @@ void add_payload(const Payload& p, bool v2, std::uint32_t base, Node& parent) {
       }
       for (const auto& a : attrs) {
         std::string value = a.tv ? std::to_string(a.value)
-                                 : (a.data.size() == 4 || a.data.size() == 8) && p.type == pt::v2_cp
-                                       ? IpAddr::v4(a.data.data()).str()
-                                       : hex_string(a.data);
+                            : (a.data.size() == 4 || a.data.size() == 8) && p.type == pt::v2_cp
+                                ? IpAddr::v4(a.data.data()).str()
+                                : hex_string(a.data);
         const char* xn = p.type == pt::v1_attr ? v1_attribute_name(true, a.type) : nullptr;
         n.add_here(fmt::format("Attribute {}: {}", xn != nullptr ? xn : std::to_string(a.type),
                                a.data.empty() && !a.tv ? "(empty)" : value),
@@ -631,8 +632,7 @@ void add_payload(const Payload& p, bool v2, std::uint32_t base, Node& parent) {
       break;
     case pt::v1_frag:
       if (b.size() >= 4) {
-        n.add_here(fmt::format("Fragment ID {}, number {}, flags 0x{:02x}", load_be16(b.data()), b[2], b[3]), boff,
-                   4);
+        n.add_here(fmt::format("Fragment ID {}, number {}, flags 0x{:02x}", load_be16(b.data()), b[2], b[3]), boff, 4);
       }
       break;
     default:
@@ -658,8 +658,9 @@ void add_message(Bytes msg, std::uint32_t base, Node& parent) {
   }
   const bool v2 = h.v2();
   const char* ex = exchange_name(h.exchange);
-  std::string title = v2 ? fmt::format("IKEv2 {} {}", ex != nullptr ? ex : "exchange", h.response_v2() ? "response" : "request")
-                         : fmt::format("ISAKMP (IKEv1) {}", ex != nullptr ? ex : "exchange");
+  std::string title =
+      v2 ? fmt::format("IKEv2 {} {}", ex != nullptr ? ex : "exchange", h.response_v2() ? "response" : "request")
+         : fmt::format("ISAKMP (IKEv1) {}", ex != nullptr ? ex : "exchange");
   Node& n = parent.add_here(title, base, std::min<std::uint32_t>(h.length, static_cast<std::uint32_t>(msg.size())));
   n.add_here(fmt::format("{}: {:016x}", v2 ? "Initiator SPI" : "Initiator cookie", h.spi_i), base, 8);
   n.add_here(fmt::format("{}: {:016x}", v2 ? "Responder SPI" : "Responder cookie", h.spi_r), base + 8, 8);

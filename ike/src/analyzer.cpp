@@ -214,6 +214,30 @@ struct V2Keys {
 
 }  // namespace
 
+std::vector<int> Analyzer::key_candidates(const dik::Header& h, const IkeSaState& st, MessageRecord& rec) const {
+  // The key already bound to this IKE SA; else keys naming its SPIs first,
+  // then keys without SPIs (strongSwan logs) not yet bound elsewhere, to try.
+  std::vector<int> candidates;
+  if (st.key >= 0) {
+    candidates.push_back(st.key);
+  } else {
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      const auto& k = keys_[i];
+      if (k.version != h.major || (h.major == 1 && k.enc_key.empty())) continue;
+      // IKEv1 tables name the initiator cookie only.
+      const bool spi_r_fits = h.major == 1 || !k.spi_r || h.spi_r == 0 || *k.spi_r == h.spi_r;
+      if (k.spi_i && *k.spi_i == h.spi_i && spi_r_fits) {
+        candidates.insert(candidates.begin(), static_cast<int>(i));
+      } else if (!k.spi_i && !key_bound_[i]) {
+        candidates.push_back(static_cast<int>(i));
+      }
+    }
+  }
+  rec.status = candidates.empty() ? DecryptStatus::no_key : DecryptStatus::failed;
+  if (candidates.empty()) rec.detail = "no key for this IKE SA";
+  return candidates;
+}
+
 MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg) {
   records_.emplace_back();
   MessageRecord& rec = records_.back();
@@ -290,22 +314,7 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
       const bool frag = sk->type == dik::pt::v2_skf;
       const std::size_t sk_off = dik::kHeaderLen + sk->offset;
       const std::size_t hdr = frag ? 8 : 4;
-      std::vector<int> candidates;
-      if (st.key >= 0) {
-        candidates.push_back(st.key);
-      } else {
-        for (std::size_t i = 0; i < keys_.size(); ++i) {
-          const auto& k = keys_[i];
-          if (k.version != 2) continue;
-          if (k.spi_i && *k.spi_i == h.spi_i && (!k.spi_r || h.spi_r == 0 || *k.spi_r == h.spi_r)) {
-            candidates.insert(candidates.begin(), static_cast<int>(i));
-          } else if (!k.spi_i && !key_bound_[i]) {
-            candidates.push_back(static_cast<int>(i));
-          }
-        }
-      }
-      rec.status = candidates.empty() ? DecryptStatus::no_key : DecryptStatus::failed;
-      if (candidates.empty()) rec.detail = "no key for this IKE SA";
+      const std::vector<int> candidates = key_candidates(h, st, rec);
       for (int ki : candidates) {
         const auto& k = keys_[static_cast<std::size_t>(ki)];
         const bool trial = !k.spi_i;
@@ -315,7 +324,9 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
           continue;
         }
         const auto& ci = filters::cipher_info(*cipher);
-        const Integrity integ = ci.aead() ? Integrity::none : k.integrity ? *k.integrity : st.integrity.value_or(Integrity::none);
+        const Integrity integ = ci.aead()     ? Integrity::none
+                                : k.integrity ? *k.integrity
+                                              : st.integrity.value_or(Integrity::none);
         const filters::SecretBytes& ek = from_initiator ? k.sk_ei : k.sk_er;
         const filters::SecretBytes& ak = from_initiator ? k.sk_ai : k.sk_ar;
         const dissect::Bytes skb = sk->body;
@@ -411,19 +422,7 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
     }
   } else if (encrypted_v1) {
     ++stats_.encrypted;
-    std::vector<int> candidates;
-    if (st.key >= 0) {
-      candidates.push_back(st.key);
-    } else {
-      for (std::size_t i = 0; i < keys_.size(); ++i) {
-        const auto& k = keys_[i];
-        if (k.version != 1 || k.enc_key.empty()) continue;
-        if (k.spi_i && *k.spi_i == h.spi_i) candidates.insert(candidates.begin(), static_cast<int>(i));
-        else if (!k.spi_i && !key_bound_[i]) candidates.push_back(static_cast<int>(i));
-      }
-    }
-    rec.status = candidates.empty() ? DecryptStatus::no_key : DecryptStatus::failed;
-    if (candidates.empty()) rec.detail = "no key for this IKE SA";
+    const std::vector<int> candidates = key_candidates(h, st, rec);
     for (int ki : candidates) {
       const auto& k = keys_[static_cast<std::size_t>(ki)];
       const bool trial = !k.spi_i;
@@ -453,27 +452,28 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
         rec.status = DecryptStatus::no_iv;
         rec.detail = "the IV needs the phase 1 hash algorithm (not in the capture; give hash:)";
         continue;
-      } else if (h.message_id == 0) {
-        if (st.ke_i.empty() || st.ke_r.empty()) {
-          rec.status = DecryptStatus::no_iv;
-          rec.detail = "the phase 1 IV needs both KE payloads, and the capture lacks them";
-          continue;
-        }
-        iv = hash(*hash_alg, {Bytes(st.ke_i), Bytes(st.ke_r)});
       } else {
-        Vec base = st.p1_last_block;
+        // Phase 1 starts from H(g^xi | g^xr); phase 2 from H(last phase-1
+        // block | M-ID), with the phase 1 IV standing in for the last block
+        // when no phase-1 message was encrypted.
+        Vec base = h.message_id == 0 ? Vec{} : st.p1_last_block;
         if (base.empty()) {
           if (st.ke_i.empty() || st.ke_r.empty()) {
             rec.status = DecryptStatus::no_iv;
-            rec.detail = "the phase 2 IV needs phase 1's last block, and the capture lacks phase 1";
+            rec.detail = h.message_id == 0 ? "the phase 1 IV needs both KE payloads, and the capture lacks them"
+                                           : "the phase 2 IV needs phase 1's last block, and the capture lacks phase 1";
             continue;
           }
           base = hash(*hash_alg, {Bytes(st.ke_i), Bytes(st.ke_r)});
-          base.resize(bs);
         }
-        std::uint8_t mid[4];
-        dissect::store_be32(mid, h.message_id);
-        iv = hash(*hash_alg, {Bytes(base), Bytes(mid, 4)});
+        if (h.message_id == 0) {
+          iv = std::move(base);
+        } else {
+          base.resize(bs);
+          std::uint8_t mid[4];
+          dissect::store_be32(mid, h.message_id);
+          iv = hash(*hash_alg, {Bytes(base), Bytes(mid, 4)});
+        }
       }
       if (iv.size() < bs) {
         rec.detail = "the hash is shorter than the cipher block";
@@ -505,7 +505,8 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
       if (plausible || !trial) st.key = ki;
       ivs.last_used = iv;
       ivs.last_msg.assign(msg.begin(), msg.end());
-      ivs.next.assign(body.begin() + static_cast<std::ptrdiff_t>(ct_len - bs), body.begin() + static_cast<std::ptrdiff_t>(ct_len));
+      ivs.next.assign(body.begin() + static_cast<std::ptrdiff_t>(ct_len - bs),
+                      body.begin() + static_cast<std::ptrdiff_t>(ct_len));
       if (h.message_id == 0) st.p1_last_block = ivs.next;
       if (plausible) {
         rec.plaintext = std::move(out);
@@ -534,15 +535,16 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
   // ---- summary line
   {
     const char* ex = dik::exchange_name(h.exchange);
-    std::string what = v2 ? fmt::format("IKEv2 {} {} {}", ex ? ex : "exchange", h.response_v2() ? "response" : "request",
-                                        h.message_id)
-                          : fmt::format("IKEv1 {}{}", ex ? ex : "exchange",
-                                        h.message_id != 0 ? fmt::format(" 0x{:08x}", h.message_id) : "");
+    std::string what =
+        v2 ? fmt::format("IKEv2 {} {} {}", ex ? ex : "exchange", h.response_v2() ? "response" : "request", h.message_id)
+           : fmt::format("IKEv1 {}{}", ex ? ex : "exchange",
+                         h.message_id != 0 ? fmt::format(" 0x{:08x}", h.message_id) : "");
     std::string payloads;
     if (have_inner) {
       std::string outer_s = dik::chain_summary(outer, v2);
       // Replace the SK payload by what it held.
-      payloads = outer_s.empty() ? dik::chain_summary(inner, v2) : outer_s + " { " + dik::chain_summary(inner, v2) + " }";
+      payloads =
+          outer_s.empty() ? dik::chain_summary(inner, v2) : outer_s + " { " + dik::chain_summary(inner, v2) + " }";
     } else if (encrypted_v1) {
       payloads = "encrypted";
     } else {
@@ -577,7 +579,7 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     }
   }
   for (const auto& n : notifies) {
-    if (n.type == 4 && (v2 || true)) ++stats_.invalid_cookies;  // INVALID-COOKIE / INVALID_IKE_SPI
+    if (n.type == 4) ++stats_.invalid_cookies;  // INVALID-COOKIE (IKEv1) and INVALID_IKE_SPI (IKEv2) are both 4
   }
 
   auto new_neg = [&](const std::string& kind, std::uint32_t mid, const IpAddr& initiator, const IpAddr& responder) {
@@ -706,7 +708,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
               neg.proposal = dik::proposal_str(props.front(), false);
             }
           }
-          if (nonce_pl != nullptr) (from_requester ? ex.ni : ex.nr).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+          if (nonce_pl != nullptr)
+            (from_requester ? ex.ni : ex.nr).assign(nonce_pl->body.begin(), nonce_pl->body.end());
           if (ke_pl != nullptr) ex.pfs = true;
         }
         if (const dik::Notify* e = first_error()) fail(ex.neg, *e);
@@ -726,7 +729,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             target = st.ike_neg;
           } else {
             for (auto& [mid, ex] : st.exchanges) {
-              if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress) target = ex.neg;
+              if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress)
+                target = ex.neg;
             }
           }
           if (target >= 0) {
@@ -799,9 +803,12 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
               ex.chosen = props.front();
             }
           }
-          if (!response) ex.transport_req = transport_mode;
-          else ex.transport_resp = transport_mode;
-          if (!auth && nonce_pl != nullptr) (response ? ex.nr : ex.ni).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+          if (!response)
+            ex.transport_req = transport_mode;
+          else
+            ex.transport_resp = transport_mode;
+          if (!auth && nonce_pl != nullptr)
+            (response ? ex.nr : ex.ni).assign(nonce_pl->body.begin(), nonce_pl->body.end());
           if (!auth && ke_pl != nullptr) ex.pfs = true;
           if ((sa_pl != nullptr || !auth) && ex.neg < 0) {
             ex.neg = new_neg(ex.ike_rekey ? "IKE_SA rekey" : "CHILD_SA", h.message_id, ex.requester, ex.peer);
@@ -823,7 +830,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             }
           } else {
             const dik::Notify* e = first_error();
-            bool has_auth = std::any_of(all.begin(), all.end(), [](const dik::Payload* pl) { return pl->type == dik::pt::v2_auth; });
+            bool has_auth = std::any_of(all.begin(), all.end(),
+                                        [](const dik::Payload* pl) { return pl->type == dik::pt::v2_auth; });
             if (auth && ike != nullptr) {
               if (e != nullptr && is_auth_failure(true, e->type)) {
                 fail(st.ike_neg, *e);
@@ -835,9 +843,7 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             }
             if (ex.neg >= 0) {
               Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
-              if (e != nullptr && !(auth && is_auth_failure(true, e->type))) {
-                fail(ex.neg, *e);
-              } else if (e != nullptr) {
+              if (e != nullptr) {
                 fail(ex.neg, *e);
               } else if (ex.chosen) {
                 cn.outcome = Outcome::established;
@@ -882,13 +888,14 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
   const Vec& ni = v2x && h.exchange == dik::xt::v2_auth ? st.ni : ex.ni;
   const Vec& nr = v2x && h.exchange == dik::xt::v2_auth ? st.nr : ex.nr;
   ex.learned = true;
-  const std::string where = fmt::format("{} 0x{:08x} of IKE SA {:016x}", v2x ? dik::exchange_name(h.exchange) : "Quick Mode",
-                                        h.message_id, h.spi_i);
+  const std::string where = fmt::format("{} 0x{:08x} of IKE SA {:016x}",
+                                        v2x ? dik::exchange_name(h.exchange) : "Quick Mode", h.message_id, h.spi_i);
   if (key.sk_d.empty()) return;  // only the IKE messages were to be decrypted
   if (ex.pfs) {
-    notes_.push_back(fmt::format("{}: uses PFS (a KE payload); its ESP keys need the Diffie-Hellman secret, "
-                                 "which no capture holds",
-                                 where));
+    notes_.push_back(
+        fmt::format("{}: uses PFS (a KE payload); its ESP keys need the Diffie-Hellman secret, "
+                    "which no capture holds",
+                    where));
     return;
   }
   if (ex.ike_rekey || ex.chosen->protocol == 1) {
@@ -901,9 +908,10 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
   }
   const std::optional<Prf> prf_alg = key.prf ? key.prf : st.prf;
   if (!prf_alg) {
-    notes_.push_back(fmt::format("{}: the prf is unknown (no IKE_SA_INIT response or phase 1 SA in the capture; "
-                                 "give prf: / hash:)",
-                                 where));
+    notes_.push_back(
+        fmt::format("{}: the prf is unknown (no IKE_SA_INIT response or phase 1 SA in the capture; "
+                    "give prf: / hash:)",
+                    where));
     return;
   }
   const dik::Proposal& chosen = *ex.chosen;
@@ -959,7 +967,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
       known = known && i.has_value();
       if (i) integ = *i;
     }
-    if (auto m = t.attribute(4)) mode = (*m == 2 || *m == 4 || *m == 61444) ? filters::SaMode::transport : filters::SaMode::tunnel;
+    if (auto m = t.attribute(4))
+      mode = (*m == 2 || *m == 4 || *m == 61444) ? filters::SaMode::transport : filters::SaMode::tunnel;
     if (auto e = t.attribute(11)) esn = *e == 1;
   }
   if (!known) {
@@ -1018,7 +1027,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
       notes_.push_back(fmt::format("{}: derived SA 0x{} is not usable: {}", where, spi_hex(dirs[d].spi), e.what()));
       continue;
     }
-    cn.child_spis.push_back(fmt::format("{} 0x{} → {}", proto == 2 ? "ah" : "esp", spi_hex(dirs[d].spi), sa.dst->str()));
+    cn.child_spis.push_back(
+        fmt::format("{} 0x{} → {}", proto == 2 ? "ah" : "esp", spi_hex(dirs[d].spi), sa.dst->str()));
     learned_.push_back(std::move(sa));
   }
 }

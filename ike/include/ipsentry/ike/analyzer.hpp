@@ -27,13 +27,13 @@ namespace ipsentry::ike {
 
 /// What became of an encrypted IKE message.
 enum class DecryptStatus : std::uint8_t {
-  cleartext,       // nothing was encrypted
-  decrypted,       // integrity checked (or AEAD tag verified) and decrypted
-  icv_mismatch,    // decrypted, but the ICV does not match: shown, flagged
-  failed,          // keys given but the message does not decrypt to payloads
-  no_key,          // encrypted and no key for this IKE SA
-  no_iv,           // IKEv1: the IV cannot be derived (KE payloads or the hash are missing)
-  fragment,        // one IKEv2 fragment, waiting for the others
+  cleartext,     // nothing was encrypted
+  decrypted,     // integrity checked (or AEAD tag verified) and decrypted
+  icv_mismatch,  // decrypted, but the ICV does not match: shown, flagged
+  failed,        // keys given but the message does not decrypt to payloads
+  no_key,        // encrypted and no key for this IKE SA
+  no_iv,         // IKEv1: the IV cannot be derived (KE payloads or the hash are missing)
+  fragment,      // one IKEv2 fragment, waiting for the others
 };
 [[nodiscard]] const char* to_string(DecryptStatus s) noexcept;
 
@@ -48,11 +48,11 @@ struct MessageRecord {
   dissect::ike::Header header;
   const char* malformed = nullptr;  // the header or payload chain does not parse
   DecryptStatus status = DecryptStatus::cleartext;
-  std::string detail;                  // why decryption failed, which key was used
-  std::vector<std::uint8_t> plaintext;  // decrypted payload chain
-  std::uint8_t first_inner = 0;          // type of its first payload
-  std::string summary;                   // "IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]"
-  std::vector<std::uint8_t> payloads;       // types of the cleartext payload chain
+  std::string detail;                        // why decryption failed, which key was used
+  std::vector<std::uint8_t> plaintext;       // decrypted payload chain
+  std::uint8_t first_inner = 0;              // type of its first payload
+  std::string summary;                       // "IKE_AUTH request 1 [ IDi AUTH SA TSi TSr ]"
+  std::vector<std::uint8_t> payloads;        // types of the cleartext payload chain
   std::vector<std::uint8_t> inner_payloads;  // types of the decrypted chain
   std::vector<std::uint16_t> notifies;       // Notify message types, outer and inner
   bool retransmission = false;
@@ -144,6 +144,9 @@ class Analyzer {
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
   IkeSaState& state_for(const dissect::ike::Header& h);
+  /// The keys to try on an encrypted message of this IKE SA, best first;
+  /// sets rec's status to no_key when there are none.
+  std::vector<int> key_candidates(const dissect::ike::Header& h, const IkeSaState& st, MessageRecord& rec) const;
 
   std::vector<filters::IkeSaConfig> keys_;
   std::vector<bool> key_bound_;
