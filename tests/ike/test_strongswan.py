@@ -74,58 +74,35 @@ def conf(side, tmp):
   plugins {{ vici {{ socket = unix://{d}/charon.vici }} }}
 }}
 """)
-    child = f"local_ts = {mynet}/32\n remote_ts = {peernet}/32\n mode = tunnel\n"
+    def conn(name, version, proposals, child, esp, local_id=me, remote_id=peer):
+        return f"""  {name} {{
+    version = {version}
+    local_addrs = {me}
+    remote_addrs = {peer}
+    proposals = {proposals}
+    local {{ auth = psk
+      id = {local_id} }}
+    remote {{ auth = psk
+      id = {remote_id} }}
+    children {{ {child} {{ local_ts = {mynet}/32
+      remote_ts = {peernet}/32
+      mode = tunnel
+      esp_proposals = {esp} }} }}
+  }}
+"""
+
     # The responder accepts bad@a only with a different secret than the
     # initiator uses; it accepts no 3DES/MD5 proposal at all.
     bad_secret = "c2VjcmV0LWEK" if side == 0 else "c2VjcmV0LWIK"
+    conns = (conn("v1", 1, "aes256-sha1-modp2048", "net1", "aes128-sha256") +
+             conn("v2", 2, "aes128-sha256-modp2048", "net2", "aes128gcm16"))
+    if side == 0:
+        conns += (conn("v2bad", 2, "aes128-sha256-modp2048", "bad2", "aes128gcm16", local_id="bad@a") +
+                  conn("v1bad", 1, "3des-md5-modp1024", "bad1", "3des-md5"))
+    else:
+        conns += conn("v2bad", 2, "aes128-sha256-modp2048", "bad2", "aes128gcm16", remote_id="bad@a")
     with open(os.path.join(d, "swanctl.conf"), "w") as f:
-        f.write(f"""connections {{
-  v1 {{
-    version = 1
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = aes256-sha1-modp2048
-    local {{ auth = psk
-      id = {me} }}
-    remote {{ auth = psk
-      id = {peer} }}
-    children {{ net1 {{ {child} esp_proposals = aes128-sha256 }} }}
-  }}
-  v2 {{
-    version = 2
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = aes128-sha256-modp2048
-    local {{ auth = psk
-      id = {me} }}
-    remote {{ auth = psk
-      id = {peer} }}
-    children {{ net2 {{ {child} esp_proposals = aes128gcm16 }} }}
-  }}
-  v2bad {{
-    version = 2
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = aes128-sha256-modp2048
-    local {{ auth = psk
-      id = {"bad@a" if side == 0 else me} }}
-    remote {{ auth = psk
-      id = {peer if side == 0 else "bad@a"} }}
-    children {{ bad2 {{ {child} esp_proposals = aes128gcm16 }} }}
-  }}
-""" + (f"""  v1bad {{
-    version = 1
-    local_addrs = {me}
-    remote_addrs = {peer}
-    proposals = 3des-md5-modp1024
-    local {{ auth = psk
-      id = {me} }}
-    remote {{ auth = psk
-      id = {peer} }}
-    children {{ bad1 {{ {child} esp_proposals = 3des-md5 }} }}
-  }}
-""" if side == 0 else "") + f"""}}
-secrets {{
+        f.write("connections {\n" + conns + "}\n" + f"""secrets {{
   ike-good {{ id-1 = {ADDR[0]}
     id-2 = {ADDR[1]}
     secret = "0sdG9wc2VjcmV0" }}
