@@ -104,10 +104,8 @@ FileSource::~FileSource() {
 
 bool FileSource::next(dissect::Frame& frame) {
   switch (parser_.next(frame)) {
-    case dissect::CaptureFileParser::Next::frame:
-      return true;
-    case dissect::CaptureFileParser::Next::end:
-      return false;
+    case dissect::CaptureFileParser::Next::frame: return true;
+    case dissect::CaptureFileParser::Next::end: return false;
     case dissect::CaptureFileParser::Next::error:
       error_ = fmt::format("{} at byte {}", parser_.error_message(), parser_.error_offset());
       return false;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/pcapng_writer.hpp"
 #include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/filters/importers.hpp"
 #include "ipsentry/ike/analyzer.hpp"
@@ -18,12 +19,32 @@ filters::Config load_keys(const KeySources& sources, std::vector<std::string>& d
   for (const auto& [format, file] : sources.imports) {
     auto f = filters::parse_key_format(format);
     if (!f) {
-      throw filters::ConfigError("--keys-from", 0, "",
-                                 fmt::format("unknown key format '{}' (known: {})", format, filters::key_format_names()));
+      throw filters::ConfigError(
+          "--keys-from", 0, "",
+          fmt::format("unknown key format '{}' (known: {})", format, filters::key_format_names()));
     }
     all.merge(filters::import_keys(*f, file));
     described.push_back(fmt::format("{} ({})", *f == filters::KeyFormat::tcpdump_inline ? "tcpdump -E" : file, format));
   }
+  return all;
+}
+
+filters::Config load_keys_for(const KeySources& sources, const std::string& capture_path,
+                              std::vector<std::string>& described) {
+  if (!sources.configs.empty() || !sources.imports.empty()) return load_keys(sources, described);
+  filters::Config all;
+  capture::FileSource src(capture_path);
+  dissect::Frame frame;
+  (void)src.next(frame);  // the blocks before the first frame are parsed on the way
+  std::size_t blocks = 0;
+  for (const auto& s : src.parser().secrets()) {
+    if (s.type != capture::kSecretsEspSa) continue;
+    const std::string name = fmt::format("{} (embedded ESP secrets)", capture_path);
+    all.merge(filters::import_wireshark_esp_sa(std::string(reinterpret_cast<const char*>(s.data.data()), s.data.size()),
+                                               name));
+    ++blocks;
+  }
+  if (blocks != 0) described.push_back(fmt::format("{} SAs embedded in {}", all.sas.size(), capture_path));
   return all;
 }
 

@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
-#include "ipsentry/filters/config.hpp"
 #include <algorithm>
+#include "ipsentry/filters/config.hpp"
 
 namespace ipsentry::cli {
 
@@ -17,13 +17,20 @@ inline constexpr int kExitNotVerified = 1;
 inline constexpr int kExitUsage = 2;
 
 struct KeySources {
-  std::vector<std::string> configs;                           // -c FILE
-  std::vector<std::pair<std::string, std::string>> imports;   // --keys-from FORMAT FILE
+  std::vector<std::string> configs;                          // -c FILE
+  std::vector<std::pair<std::string, std::string>> imports;  // --keys-from FORMAT FILE
 };
 
 /// Loads and merges every configuration and import. Throws
 /// filters::ConfigError with the file, line and field of the problem.
 [[nodiscard]] filters::Config load_keys(const KeySources& sources, std::vector<std::string>& described);
+
+/// load_keys, or when no key source is given, the ESP SAs embedded in the
+/// capture's pcapng Decryption Secrets Blocks (`capture --embed-keys`,
+/// `editcap --inject-secrets`) that come before its first frame. Throws
+/// filters::ConfigError, capture::CaptureError.
+[[nodiscard]] filters::Config load_keys_for(const KeySources& sources, const std::string& capture_path,
+                                            std::vector<std::string>& described);
 
 /// When IKE keys are given, reads the capture's IKE exchanges first and adds
 /// the ESP/AH SAs derived from SK_d / SKEYID_d to `cfg.sas` (an SA already

@@ -1,10 +1,11 @@
 // ipsentry: IPsec capture, verification and enforcement.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <string>
 #include <vector>
 
+#include "capture.hpp"
 #include "common.hpp"
 #include "protect.hpp"
 #include "show.hpp"
@@ -73,6 +74,58 @@ int main(int argc, char** argv) {
   s->add_flag("-V,--verbose", show.verbose, "the dissection tree of every frame, decrypted layers included");
   s->add_option("-n,--count", show.count, "stop after this many frames");
 
+  auto* ifs = app.add_subcommand("interfaces", "list the capture devices with their index, description and addresses");
+
+  CaptureOptions cap;
+  std::vector<std::string> cap_keys_from;
+  auto* c = app.add_subcommand("capture", "capture live into a memory buffer, with triggers and live verification");
+  c->footer(
+      "Triggers (-t): B PCT (stop when the buffer is PCT % full), P OFFSET PATTERN (stop on the frame with the hex\n"
+      "PATTERN at hex OFFSET from its start), BP PCT OFFSET PATTERN (look for the pattern once the buffer is PCT %\n"
+      "full), PB PCT OFFSET PATTERN (after the pattern, stop when PCT % more of the buffer has filled), N (circular:\n"
+      "overwrite the oldest frames until stopped). Without -t the capture stops when the buffer is full.\n"
+      "Exit status: 0 captured (and everything verified), 1 some IPsec packet or IKE message did not verify,\n"
+      "2 usage, configuration, privilege or device errors.");
+  auto* cap_if = c->add_option("-i,--interface", cap.interface, "device to capture on, or 'any'");
+  c->add_option("-n,--index", cap.index, "device by its number in 'ipsentry interfaces'")
+      ->check(CLI::Range(1u, 100000u))
+      ->excludes(cap_if);
+  c->add_option("-b,--buffer", cap.buffer_mb, "capture buffer in MB, 1 to 1000 (default 1)")
+      ->check(CLI::Range(1u, 1000u));
+  c->add_option("-t,--trigger", cap.trigger,
+                "trigger: B PCT | P OFFSET PATTERN | BP PCT OFFSET PATTERN | PB PCT OFFSET PATTERN | N")
+      ->expected(1, 4)
+      ->type_name("KIND [ARGS]");
+  c->add_option(
+      "--stop-on", cap.stop_on,
+      "stop on IPsec events: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail (comma-separated)");
+  auto* after = c->add_option("--after", cap.after, "with --stop-on: keep N more frames after the event (default 0)");
+  auto* after_time =
+      c->add_option("--after-time", cap.after_time, "with --stop-on: keep capturing S seconds after the event")
+          ->check(CLI::NonNegativeNumber);
+  after->excludes(after_time);
+  c->add_option("-L,--duration", cap.duration, "stop after this long: HH:MM:SS, MM:SS or seconds");
+  c->add_option("--count", cap.count, "stop after this many frames")->check(CLI::PositiveNumber);
+  c->add_option("-s,--snaplen", cap.snaplen, "bytes kept of each frame (default 262144)")
+      ->check(CLI::Range(64u, 262144u));
+  auto* filt = c->add_option("-f,--filter", cap.filter, "capture filter, a BPF expression (tcpdump syntax)");
+  c->add_option("-F,--filter-file", cap.filter_file, "read the capture filter from a file")
+      ->check(CLI::ExistingFile)
+      ->excludes(filt);
+  c->add_flag("--ipsec-only", cap.ipsec_only, "capture only ESP, AH, IKE and NAT-T (combined with -f by 'and')");
+  c->add_option("-o,--output", cap.output, "capture file to write (default ipsentry-DATE-TIME.pcapng)");
+  c->add_flag("--pcap", cap.pcap, "write classic pcap instead of pcapng (no verdict comments)");
+  c->add_flag("--embed-keys", cap.embed_keys,
+              "put the ESP SAs' keys in the pcapng file (Decryption Secrets Block) so it travels with them");
+  c->add_option("--temp-dir", cap.temp_dir,
+                "back the buffer with a file in this directory and write the capture there before moving it to -o");
+  add_key_options(c, cap.keys, cap_keys_from);
+  c->add_flag("--live", cap.live, "print each IPsec packet and IKE message as it is verified");
+  c->add_flag("!--no-status", cap.status, "no status line on stderr");
+  c->add_option("-B,--kernel-buffer", cap.kernel_buffer_mb, "kernel capture ring in MB (default 16)")
+      ->check(CLI::Range(1u, 4096u));
+  c->add_flag("!--no-promiscuous", cap.promiscuous, "do not put the interface into promiscuous mode");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -81,12 +134,20 @@ int main(int argc, char** argv) {
   }
   if (*v) {
     collect_imports(verify_keys_from, verify.keys);
-    verify.time = time_format == "abs" ? TimeFormat::absolute : time_format == "epoch" ? TimeFormat::epoch : TimeFormat::relative;
+    verify.time = time_format == "abs"     ? TimeFormat::absolute
+                  : time_format == "epoch" ? TimeFormat::epoch
+                                           : TimeFormat::relative;
     return run_verify(verify);
   }
   if (*s) {
     collect_imports(show_keys_from, show.keys);
     return run_show(show);
+  }
+  if (*ifs) return run_interfaces();
+  if (*c) {
+    collect_imports(cap_keys_from, cap.keys);
+    cap.after_given = after->count() != 0;
+    return run_capture(cap);
   }
   if (*p) {
     collect_imports(protect_keys_from, protect.keys);

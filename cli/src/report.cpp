@@ -90,7 +90,7 @@ class TextReport final : public Report {
 
   void begin(const RunInfo& info) override {
     if (quiet_) return;
-    fmt::print(out_, "ipsentry verify {} ({}{})\n", info.capture, info.format, info.compressed ? ", gzip" : "");
+    fmt::print(out_, "ipsentry {} {} ({}{})\n", info.command, info.capture, info.format, info.compressed ? ", gzip" : "");
     fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", "frame", "time", "source → destination",
                "proto", "spi", "seq", "verdict", "details");
   }

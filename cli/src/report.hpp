@@ -19,6 +19,7 @@ namespace ipsentry::cli {
 enum class TimeFormat { absolute, relative, epoch };
 
 struct RunInfo {
+  std::string command = "verify";
   std::string capture;
   std::string format;  // "pcap" / "pcapng"
   bool compressed = false;

@@ -46,7 +46,7 @@ int run_show(const ShowOptions& opt) {
   filters::Config cfg;
   std::vector<std::string> sources;
   try {
-    cfg = load_keys(opt.keys, sources);
+    cfg = load_keys_for(opt.keys, opt.capture, sources);
     learn_ike_sas(opt.capture, cfg);
   } catch (const filters::ConfigError& e) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());

@@ -141,8 +141,11 @@ int run_verify(const VerifyOptions& opt) {
   info.capture = opt.capture;
   filters::Config cfg;
   try {
-    cfg = load_keys(opt.keys, info.config_sources);
+    cfg = load_keys_for(opt.keys, opt.capture, info.config_sources);
   } catch (const filters::ConfigError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  } catch (const capture::CaptureError& e) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());
     return kExitUsage;
   }
@@ -156,7 +159,8 @@ int run_verify(const VerifyOptions& opt) {
   if (learned != 0) info.config_sources.push_back(fmt::format("{} ESP/AH SAs derived from the IKE keys", learned));
   if (cfg.sas.empty() && cfg.ike_sas.empty()) {
     cfg.warnings.emplace_back(
-        "no SAs given (-c CONFIG or --keys-from FORMAT FILE): every ESP and AH packet is reported as unknown-spi");
+        "no SAs given (-c CONFIG, --keys-from FORMAT FILE, or embedded in the pcapng file): every ESP and AH packet "
+        "is reported as unknown-spi");
   }
   info.warnings = cfg.warnings;
   for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);

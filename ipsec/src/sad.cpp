@@ -35,27 +35,29 @@ SecurityAssociation::SecurityAssociation(filters::SaConfig config, std::uint32_t
 Sad::Sad(std::vector<filters::SaConfig> sas) {
   crypto::init_providers();
   sas_.reserve(sas.size());
-  for (auto& cfg : sas) {
-    auto index = static_cast<std::uint32_t>(sas_.size());
-    sas_.push_back(std::make_unique<SecurityAssociation>(std::move(cfg), index));
-  }
-  for (auto& sa : sas_) {
-    const auto& c = sa->config();
-    if (c.spi) {
-      by_spi_[key(*c.spi, c.protocol)].push_back(sa.get());
-    } else {
-      any_spi_.push_back(sa.get());
-    }
-  }
-  // Most specific first: destination and source, destination, source, neither.
-  auto rank = [](const SecurityAssociation* s) {
-    return (s->config().dst ? 2 : 0) + (s->config().src ? 1 : 0);
-  };
-  auto order = [&](std::vector<SecurityAssociation*>& v) {
-    std::stable_sort(v.begin(), v.end(), [&](auto* a, auto* b) { return rank(a) > rank(b); });
-  };
-  for (auto& [k, v] : by_spi_) order(v);
-  order(any_spi_);
+  for (auto& cfg : sas) add(std::move(cfg));
+}
+
+namespace {
+// Most specific first: destination and source, destination, source, neither.
+int specificity(const SecurityAssociation* s) { return (s->config().dst ? 2 : 0) + (s->config().src ? 1 : 0); }
+}  // namespace
+
+void Sad::index(SecurityAssociation* sa) {
+  const auto& c = sa->config();
+  auto& list = c.spi ? by_spi_[key(*c.spi, c.protocol)] : any_spi_;
+  // Insert after every SA at least as specific, so equal ones keep their order.
+  auto at = std::find_if(list.begin(), list.end(),
+                         [&](const SecurityAssociation* s) { return specificity(s) < specificity(sa); });
+  list.insert(at, sa);
+}
+
+SecurityAssociation& Sad::add(filters::SaConfig sa) {
+  crypto::init_providers();
+  auto idx = static_cast<std::uint32_t>(sas_.size());
+  sas_.push_back(std::make_unique<SecurityAssociation>(std::move(sa), idx));
+  index(sas_.back().get());
+  return *sas_.back();
 }
 
 SecurityAssociation* Sad::lookup(std::uint32_t spi, filters::IpsecProtocol protocol, const dissect::IpAddr& dst,

@@ -1,22 +1,27 @@
 // Writing classic pcap files (nanosecond timestamps), e.g. for decrypted
-// traffic. Output goes to a temporary file that is renamed into place by
+// traffic. Output goes to a temporary file that is moved into place by
 // close(), so a reader never sees a half-written capture under the final name.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
-#include <string>
+#include <memory>
 
 #include "ipsentry/capture/file_source.hpp"
 #include "ipsentry/dissect/wire.hpp"
 
 namespace ipsentry::capture {
 
+namespace detail {
+class OutputFile;
+}
+
 class PcapWriter {
  public:
   /// Throws CaptureError when the file cannot be created.
-  PcapWriter(const std::filesystem::path& path, std::uint32_t linktype, std::uint32_t snaplen = 262144);
+  /// The temporary file is in `tmp_dir` when given, else next to `path`.
+  PcapWriter(const std::filesystem::path& path, std::uint32_t linktype, std::uint32_t snaplen = 262144,
+             const std::filesystem::path& tmp_dir = {});
   ~PcapWriter();
   PcapWriter(const PcapWriter&) = delete;
   PcapWriter& operator=(const PcapWriter&) = delete;
@@ -28,9 +33,7 @@ class PcapWriter {
   [[nodiscard]] std::uint64_t frames() const noexcept { return frames_; }
 
  private:
-  std::filesystem::path path_;
-  std::filesystem::path tmp_;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<detail::OutputFile> out_;
   std::uint64_t frames_ = 0;
 };
 

@@ -128,6 +128,10 @@ class Analyzer {
   /// The ESP SAs whose keys were derived from SK_d / SKEYID_d and the
   /// exchanges that created them.
   [[nodiscard]] std::vector<filters::SaConfig> learned_sas() const;
+  /// The same one at a time, for a live capture that installs each SA as
+  /// soon as its negotiation has been seen.
+  [[nodiscard]] std::size_t learned_count() const noexcept { return learned_.size(); }
+  [[nodiscard]] filters::SaConfig learned_sa(std::size_t i) const { return learned_.at(i).clone(); }
   /// Sentences on what could not be learned and why (PFS, missing
   /// messages, unknown algorithms).
   [[nodiscard]] const std::vector<std::string>& notes() const noexcept { return notes_; }

@@ -72,6 +72,10 @@ class Sad {
   [[nodiscard]] SecurityAssociation* lookup(std::uint32_t spi, filters::IpsecProtocol protocol,
                                             const dissect::IpAddr& dst, const dissect::IpAddr& src) noexcept;
   [[nodiscard]] SecurityAssociation* find(std::string_view name) noexcept;
+  /// Installs one more SA while the SAD is in use (an SA learned from a live
+  /// IKE negotiation). Not safe against concurrent lookups: only the thread
+  /// that does the lookups may add.
+  SecurityAssociation& add(filters::SaConfig sa);
   [[nodiscard]] std::size_t size() const noexcept { return sas_.size(); }
   [[nodiscard]] SecurityAssociation& at(std::size_t i) noexcept { return *sas_[i]; }
   [[nodiscard]] const SecurityAssociation& at(std::size_t i) const noexcept { return *sas_[i]; }
@@ -81,6 +85,7 @@ class Sad {
     return (std::uint64_t{spi} << 8) | static_cast<std::uint8_t>(p);
   }
   std::vector<std::unique_ptr<SecurityAssociation>> sas_;
+  void index(SecurityAssociation* sa);
   std::unordered_map<std::uint64_t, std::vector<SecurityAssociation*>> by_spi_;
   std::vector<SecurityAssociation*> any_spi_;
 };

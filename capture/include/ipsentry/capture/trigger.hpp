@@ -1,0 +1,60 @@
+// Capture triggers: Netcap's buffer and pattern triggers, and the IPsec
+// events ipsentry can stop on.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ipsentry/dissect/wire.hpp"
+
+namespace ipsentry::capture {
+
+class TriggerError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+struct Trigger {
+  enum class Kind : std::uint8_t {
+    none,                 // stop when the buffer is full
+    buffer,               // B PCT
+    pattern,              // P OFFSET PATTERN
+    buffer_then_pattern,  // BP PCT OFFSET PATTERN: look for the pattern once the buffer reached PCT
+    pattern_then_buffer,  // PB PCT OFFSET PATTERN: after the pattern, stop when PCT more has filled
+    circular,             // N: overwrite the oldest frames, run until stopped
+  };
+  Kind kind = Kind::none;
+  unsigned percent = 0;
+  std::uint32_t offset = 0;
+  std::vector<std::uint8_t> pattern;
+
+  /// Parses the words after -t: "B 50", "P 0x17 0x3a", "BP 50 17 3a", "N".
+  /// Offsets are hexadecimal (0x optional), patterns an even number of hex
+  /// digits. Throws TriggerError naming the problem.
+  [[nodiscard]] static Trigger parse(const std::vector<std::string>& words);
+
+  /// Whether the buffer overwrites its oldest frames until the trigger fires.
+  [[nodiscard]] bool circular_before_firing() const noexcept { return kind != Kind::none && kind != Kind::buffer; }
+  [[nodiscard]] bool has_pattern() const noexcept { return !pattern.empty(); }
+  [[nodiscard]] bool matches(dissect::Bytes frame) const noexcept;
+  /// "P: 0x3a at offset 0x17" and the like.
+  [[nodiscard]] std::string describe() const;
+};
+
+/// IPsec events for --stop-on, as bits.
+enum StopOn : std::uint32_t {
+  kStopIcvFail = 1u << 0,
+  kStopDecryptFail = 1u << 1,
+  kStopReplay = 1u << 2,
+  kStopUnknownSpi = 1u << 3,
+  kStopMalformed = 1u << 4,
+  kStopIkeFail = 1u << 5,
+};
+/// "icv-fail,replay" -> bits. Throws TriggerError naming an unknown event.
+[[nodiscard]] std::uint32_t parse_stop_on(const std::string& list);
+[[nodiscard]] std::string stop_on_names(std::uint32_t bits);
+
+}  // namespace ipsentry::capture

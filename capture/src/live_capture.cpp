@@ -1,0 +1,345 @@
+#include "ipsentry/capture/live_capture.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace ipsentry::capture {
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint32_t event_bit(ipsec::Verdict v) noexcept {
+  switch (v) {
+    case ipsec::Verdict::icv_fail: return kStopIcvFail;
+    case ipsec::Verdict::decrypt_fail: return kStopDecryptFail;
+    case ipsec::Verdict::replay: return kStopReplay;
+    case ipsec::Verdict::unknown_spi: return kStopUnknownSpi;
+    case ipsec::Verdict::malformed: return kStopMalformed;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+const char* describe(StopReason r) noexcept {
+  switch (r) {
+    case StopReason::running: return "still running";
+    case StopReason::buffer_full: return "the buffer is full";
+    case StopReason::buffer_full_after_trigger:
+      return "the buffer filled up after the trigger (nothing is overwritten after it)";
+    case StopReason::trigger: return "the trigger fired";
+    case StopReason::ipsec_event: return "an IPsec event (--stop-on)";
+    case StopReason::duration: return "the time limit (-L)";
+    case StopReason::frame_limit: return "the frame limit (--count)";
+    case StopReason::interrupted: return "interrupted (SIGINT/SIGTERM)";
+  }
+  return "?";
+}
+
+Session::Session(LiveSource& source, SessionOptions options, ipsec::Sad& sad, ike::Analyzer& analyzer)
+    : source_(source),
+      opt_(std::move(options)),
+      sad_(sad),
+      analyzer_(analyzer),
+      buffer_(opt_.buffer_bytes, opt_.spill_dir) {}
+
+Session::~Session() {
+  done_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Session::beyond_cut(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
+  const std::uint64_t e = event_seq_.load(std::memory_order_acquire);
+  if (e == 0) return false;
+  if (opt_.after_ns >= 0) return seq > e && ts_ns > event_ts_.load(std::memory_order_relaxed) + opt_.after_ns;
+  return seq > e + opt_.after_frames;
+}
+
+void Session::stop(StopReason r) noexcept {
+  if (stop_ == StopReason::running) stop_ = r;
+}
+
+void Session::fire(RecordHeader& r) noexcept {
+  r.flags |= RecordHeader::kTriggered;
+  trigger_seq_ = r.seq;
+  buffer_.protect_from(r.seq);
+}
+
+bool Session::captured(const dissect::Frame& f) {
+  const Trigger& t = opt_.trigger;
+  const bool circular = t.circular_before_firing() || (t.kind == Trigger::Kind::none && opt_.stop_on != 0);
+  RecordHeader* r = buffer_.append(f.ts_ns, f.data, f.orig_len, circular);
+  if (r == nullptr) {
+    if (buffer_.too_large() != 0 && record_size(f.data.size()) > buffer_.capacity()) return true;
+    if (t.kind == Trigger::Kind::buffer && last_ != nullptr && trigger_seq_ == 0) {
+      fire(*last_);  // B 100: as full as it gets
+      stop(StopReason::trigger);
+    } else {
+      stop(trigger_seq_ != 0 || event_seq_.load() != 0 ? StopReason::buffer_full_after_trigger
+                                                       : StopReason::buffer_full);
+    }
+    return false;
+  }
+  last_ = r;
+  ++frames_;
+  bytes_ += f.orig_len;
+  const auto level_reached = [&] {
+    return buffer_.used() * 100 >= static_cast<std::uint64_t>(t.percent) * buffer_.capacity();
+  };
+  switch (t.kind) {
+    case Trigger::Kind::none:
+    case Trigger::Kind::circular: break;
+    case Trigger::Kind::buffer:
+      if (level_reached()) {
+        fire(*r);
+        stop(StopReason::trigger);
+      }
+      break;
+    case Trigger::Kind::pattern:
+      if (t.matches(f.data)) {
+        fire(*r);
+        stop(StopReason::trigger);
+      }
+      break;
+    case Trigger::Kind::buffer_then_pattern:
+      level_reached_ = level_reached_ || level_reached();
+      if (level_reached_ && t.matches(f.data)) {
+        fire(*r);
+        stop(StopReason::trigger);
+      }
+      break;
+    case Trigger::Kind::pattern_then_buffer:
+      if (trigger_seq_ == 0) {
+        if (t.matches(f.data)) {
+          fire(*r);
+          buffer_.mark();
+        }
+      } else if (buffer_.bytes_since_mark() * 100 >= static_cast<std::uint64_t>(t.percent) * buffer_.capacity()) {
+        stop(StopReason::trigger);
+      }
+      break;
+  }
+  if (const std::uint64_t e = event_seq_.load(std::memory_order_acquire); e != 0) {
+    if (beyond_cut(r->seq, r->ts_ns) || (opt_.after_ns < 0 && r->seq >= e + opt_.after_frames)) {
+      stop(StopReason::ipsec_event);
+    }
+  }
+  if (opt_.max_frames != 0 && frames_ >= opt_.max_frames) stop(StopReason::frame_limit);
+  return stop_ == StopReason::running;
+}
+
+void Session::run(const std::atomic<bool>& interrupt, const std::function<void(const SessionStatus&)>& tick) {
+  start_ns_ = now_ns();
+  if (opt_.verify) {
+    verifier_ = std::make_unique<Verifier>(sad_, false);
+    verifier_->set_summaries(static_cast<bool>(callback_));
+    thread_ = std::thread([this] { verify_loop(); });
+  }
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  auto last_tick = started;
+  Clock::time_point event_seen{};
+  while (stop_ == StopReason::running) {
+    if (interrupt.load(std::memory_order_relaxed)) {
+      stop(StopReason::interrupted);
+      break;
+    }
+    source_.poll(100, [this](const dissect::Frame& f) { return captured(f); });
+    const auto now = Clock::now();
+    if (opt_.duration_ns > 0 && now - started >= std::chrono::nanoseconds(opt_.duration_ns)) {
+      stop(StopReason::duration);
+    }
+    if (const std::uint64_t e = event_seq_.load(std::memory_order_acquire); e != 0) {
+      // The frames after the event may never come: --after-time also ends
+      // on the wall clock, --after N once the verifier has seen N more.
+      if (event_seen == Clock::time_point{}) event_seen = now;
+      if (opt_.after_ns >= 0 && now - event_seen >= std::chrono::nanoseconds(opt_.after_ns)) {
+        stop(StopReason::ipsec_event);
+      }
+      if (opt_.after_ns < 0 && buffer_.next_seq() > e + opt_.after_frames) stop(StopReason::ipsec_event);
+    }
+    if (tick && now - last_tick >= std::chrono::milliseconds(250)) {
+      last_tick = now;
+      tick(status());
+    }
+  }
+  end_ns_ = now_ns();
+  done_.store(true, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+}
+
+void Session::verify_loop() {
+  FrameBuffer::Cursor cursor;
+  FrameResult res;
+  for (;;) {
+    RecordHeader* r = buffer_.claim(cursor, skipped_);
+    if (r == nullptr) {
+      if (done_.load(std::memory_order_acquire)) {
+        // The capture has stopped: anything it stored is claimable now.
+        r = buffer_.claim(cursor, skipped_);
+        if (r == nullptr) return;
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        continue;
+      }
+    }
+    if (beyond_cut(r->seq, r->ts_ns)) {
+      buffer_.release(cursor, *r);
+      return;  // not written, so not counted
+    }
+    verify_one(*r, res);
+    buffer_.release(cursor, *r);
+  }
+}
+
+void Session::verify_one(RecordHeader& r, FrameResult& res) {
+  dissect::Frame f;
+  f.number = r.seq;
+  f.ts_ns = r.ts_ns;
+  f.linktype = source_.linktype();
+  f.orig_len = r.orig_len;
+  f.data = r.data();
+  verifier_->process(f, res);
+
+  Annotation& n = r.note;
+  n.verified = 1;
+  n.layers = static_cast<std::uint8_t>(std::min<std::size_t>(res.layer_count, Annotation::kLayers));
+  n.more_layers = static_cast<std::uint8_t>(res.layer_count - n.layers);
+  std::uint32_t events = 0;
+  std::string why;
+  for (std::size_t i = 0; i < res.layer_count; ++i) {
+    const LayerRecord& l = res.layers[i];
+    const std::uint32_t bit = event_bit(l.verdict) & opt_.stop_on;
+    if (bit != 0 && events == 0) {
+      why = fmt::format("{} on {} SPI 0x{:08x}", ipsec::verdict_name(l.verdict),
+                        l.protocol == filters::IpsecProtocol::ah ? "AH" : "ESP", l.spi);
+    }
+    events |= bit;
+    verdicts_[static_cast<std::size_t>(l.verdict)].store(
+        verdicts_[static_cast<std::size_t>(l.verdict)].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (i >= Annotation::kLayers) continue;
+    n.verdict[i] = static_cast<std::uint8_t>(l.verdict);
+    n.reason[i] = static_cast<std::uint8_t>(l.reason);
+    n.protocol[i] = static_cast<std::uint8_t>(l.protocol);
+    n.spi[i] = l.has_spi ? l.spi : 0;
+    n.seq[i] = static_cast<std::uint32_t>(l.seq);
+    n.sa[i] = static_cast<std::int16_t>(l.sa >= 0 && l.sa <= 32767 ? l.sa : -1);
+  }
+  if ((opt_.stop_on & kStopMalformed) != 0 && res.malformed != nullptr && events == 0) {
+    events |= kStopMalformed;
+    why = fmt::format("malformed frame ({})", res.malformed);
+  }
+
+  const ike::MessageRecord* m = nullptr;
+  if (res.ike || analyzer_.watching_clear()) m = analyzer_.observe(f, verifier_->outer());
+  if (m != nullptr) {
+    n.ike = 1;
+    ike_messages_.store(ike_messages_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (analyzer_.learned_count() > learned_added_) learn_sas();
+    if ((opt_.stop_on & kStopIkeFail) != 0 && events == 0) {
+      const bool bad_message = m->malformed != nullptr || m->status == ike::DecryptStatus::icv_mismatch ||
+                               m->status == ike::DecryptStatus::failed;
+      const bool failed =
+          m->negotiation >= 0 &&
+          analyzer_.negotiations()[static_cast<std::size_t>(m->negotiation)].outcome == ike::Outcome::failed;
+      if (bad_message || failed) {
+        events |= kStopIkeFail;
+        why = failed
+                  ? fmt::format("IKE negotiation failed: {}",
+                                analyzer_.negotiations()[static_cast<std::size_t>(m->negotiation)].reason)
+                  : fmt::format("IKE message {}", m->malformed != nullptr ? m->malformed : ike::to_string(m->status));
+      }
+    }
+  }
+  if (events != 0 && event_seq_.load(std::memory_order_relaxed) == 0) {
+    n.event = 1;
+    // Protect the frame before anyone can learn of the event, and before
+    // our claim on it ends.
+    buffer_.protect_from(r.seq);
+    event_detail_ = why;
+    event_ts_.store(r.ts_ns, std::memory_order_relaxed);
+    event_seq_.store(r.seq, std::memory_order_release);
+  }
+  verified_.store(verified_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (callback_) callback_(res, m);
+}
+
+void Session::learn_sas() {
+  for (; learned_added_ < analyzer_.learned_count(); ++learned_added_) {
+    filters::SaConfig sa = analyzer_.learned_sa(learned_added_);
+    bool configured = false;
+    for (std::size_t i = 0; i < sad_.size() && !configured; ++i) {
+      const auto& c = sad_.at(i).config();
+      configured = c.spi == sa.spi && c.protocol == sa.protocol && (!c.dst || !sa.dst || *c.dst == *sa.dst);
+    }
+    if (!configured) sad_.add(std::move(sa));
+  }
+}
+
+SessionStatus Session::status() const {
+  SessionStatus s;
+  s.frames = frames_;
+  s.bytes = bytes_;
+  s.used = buffer_.used();
+  s.capacity = buffer_.capacity();
+  s.evicted = buffer_.evicted();
+  s.verified = verified_.load(std::memory_order_relaxed);
+  s.ike_messages = ike_messages_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < s.verdicts.size(); ++i) s.verdicts[i] = verdicts_[i].load(std::memory_order_relaxed);
+  s.kernel = source_.stats();
+  s.seconds = static_cast<double>((end_ns_ != 0 ? end_ns_ : now_ns()) - start_ns_) / 1e9;
+  return s;
+}
+
+ipsec::GlobalCounters Session::totals() const {
+  return verifier_ ? verifier_->engine().counters() : ipsec::GlobalCounters{};
+}
+
+FrameCounters Session::frame_counters() const { return verifier_ ? verifier_->frames() : FrameCounters{}; }
+
+std::vector<std::string> frame_comments(const RecordHeader& r, const Session& session, const ipsec::Sad& sad,
+                                        const ike::Analyzer& analyzer) {
+  std::vector<std::string> out;
+  const Annotation& n = r.note;
+  if (n.layers != 0) {
+    std::string c = "ipsentry:";
+    for (std::size_t i = 0; i < n.layers; ++i) {
+      const auto verdict = static_cast<ipsec::Verdict>(n.verdict[i]);
+      const auto reason = static_cast<ipsec::Reason>(n.reason[i]);
+      const bool ah = static_cast<filters::IpsecProtocol>(n.protocol[i]) == filters::IpsecProtocol::ah;
+      if (i != 0) c += "; inner";
+      c += fmt::format(" {} SPI 0x{:08x} seq {}: {}", ah ? "AH" : "ESP", n.spi[i], n.seq[i],
+                       ipsec::verdict_name(verdict));
+      if (verdict != ipsec::Verdict::ok || reason != ipsec::Reason::verified) {
+        c += fmt::format(" ({})", ipsec::reason_description(reason));
+      }
+      if (n.sa[i] >= 0 && static_cast<std::size_t>(n.sa[i]) < sad.size()) {
+        c += fmt::format(", SA {}", sad.at(static_cast<std::size_t>(n.sa[i])).name());
+      }
+    }
+    if (n.more_layers != 0) c += fmt::format("; {} more nested layers", n.more_layers);
+    out.push_back(std::move(c));
+  }
+  if (n.ike != 0) {
+    if (const ike::MessageRecord* m = analyzer.record(r.seq)) {
+      out.push_back(fmt::format("ipsentry: {} {}: {}", m->header.v2() ? "IKEv2" : "IKEv1", m->summary,
+                                m->malformed != nullptr ? m->malformed : ike::to_string(m->status)));
+    }
+  }
+  if ((r.flags & RecordHeader::kTriggered) != 0) {
+    out.push_back(fmt::format("ipsentry: trigger fired on this frame ({})", session.options().trigger.describe()));
+  }
+  if (n.event != 0) {
+    out.push_back(fmt::format("ipsentry: --stop-on {} fired on this frame: {}",
+                              stop_on_names(session.options().stop_on), session.event_detail()));
+  }
+  return out;
+}
+
+}  // namespace ipsentry::capture
