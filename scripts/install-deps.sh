@@ -11,7 +11,7 @@ packages=(
   libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev python3-scapy python3-yaml python3-cryptography
-  tshark tcpdump iproute2 iptables time iputils-ping util-linux
+  tshark tcpdump tcpreplay iproute2 iptables time iputils-ping util-linux
   # IKE peers for the namespace tests (kernel-libipsec gives user-space ESP)
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
 )

@@ -1,0 +1,327 @@
+// The capture buffer, triggers, pcapng writing and embedded secrets.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/frame_buffer.hpp"
+#include "ipsentry/capture/pcapng_writer.hpp"
+#include "ipsentry/capture/trigger.hpp"
+#include "ipsentry/filters/exporters.hpp"
+#include "ipsentry/filters/importers.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+
+using namespace ipsentry;
+using capture::FrameBuffer;
+using capture::RecordHeader;
+
+namespace {
+
+// A frame whose bytes are a function of its number, so a reader can tell a
+// torn or overwritten record from a good one.
+std::vector<std::uint8_t> frame_bytes(std::uint64_t n, std::size_t len) {
+  std::vector<std::uint8_t> v(len);
+  for (std::size_t i = 0; i < len; ++i) v[i] = static_cast<std::uint8_t>((n * 131 + i * 7) & 0xff);
+  if (len >= 8) std::memcpy(v.data(), &n, 8);
+  return v;
+}
+
+bool frame_ok(const RecordHeader& r) {
+  auto d = r.data();
+  auto want = frame_bytes(r.seq, d.size());
+  return std::equal(d.begin(), d.end(), want.begin());
+}
+
+std::filesystem::path temp_path(const char* name) {
+  return std::filesystem::temp_directory_path() / (std::string("ipsentry-test-") + name);
+}
+
+}  // namespace
+
+TEST(FrameBuffer, LinearFillsAndStopsWithoutOverwriting) {
+  FrameBuffer b(FrameBuffer::kMinBytes);
+  std::uint64_t n = 0;
+  for (;;) {
+    auto data = frame_bytes(n + 1, 1000);
+    if (b.append(static_cast<std::int64_t>(n), data, 1000, false) == nullptr) break;
+    ++n;
+  }
+  const std::size_t rec = capture::record_size(1000);
+  EXPECT_EQ(n, FrameBuffer::kMinBytes / rec);
+  EXPECT_EQ(b.used(), n * rec);
+  EXPECT_EQ(b.evicted(), 0u);
+  std::uint64_t seen = 0;
+  b.for_each([&](const RecordHeader& r) {
+    EXPECT_EQ(r.seq, ++seen);
+    EXPECT_TRUE(frame_ok(r));
+  });
+  EXPECT_EQ(seen, n);
+}
+
+TEST(FrameBuffer, CircularKeepsTheNewestFramesInOrder) {
+  FrameBuffer b(FrameBuffer::kMinBytes);
+  std::mt19937 rng(7);
+  const std::uint64_t total = 20000;
+  for (std::uint64_t i = 1; i <= total; ++i) {
+    const std::size_t len = 40 + rng() % 1500;
+    ASSERT_NE(b.append(0, frame_bytes(i, len), static_cast<std::uint32_t>(len), true), nullptr) << i;
+  }
+  EXPECT_GT(b.evicted(), 0u);
+  EXPECT_EQ(b.evicted() + b.count(), total);
+  std::uint64_t expect = b.evicted() + 1;
+  b.for_each([&](const RecordHeader& r) {
+    EXPECT_EQ(r.seq, expect++);
+    EXPECT_TRUE(frame_ok(r));
+  });
+  EXPECT_EQ(expect, total + 1);
+  EXPECT_LE(b.used(), b.capacity());
+  // Nearly full: at most one record's worth of slack at the end of the ring.
+  EXPECT_GT(b.used(), b.capacity() - 2 * capture::record_size(1540));
+}
+
+TEST(FrameBuffer, ProtectedFramesAreNeverOverwritten) {
+  FrameBuffer b(FrameBuffer::kMinBytes);
+  std::uint64_t i = 1;
+  for (; i <= 100; ++i) ASSERT_NE(b.append(0, frame_bytes(i, 500), 500, true), nullptr);
+  b.protect_from(50);
+  std::uint64_t stored = 100;
+  while (b.append(0, frame_bytes(++i, 500), 500, true) != nullptr) ++stored;
+  EXPECT_EQ(b.evicted(), 49u);  // frames 1..49 went, 50 on stayed
+  std::uint64_t first = 0;
+  b.for_each([&](const RecordHeader& r) {
+    if (first == 0) first = r.seq;
+  });
+  EXPECT_EQ(first, 50u);
+  EXPECT_EQ(b.count(), stored - 49);
+}
+
+TEST(FrameBuffer, RefusesFramesLargerThanTheBuffer) {
+  FrameBuffer b(FrameBuffer::kMinBytes);
+  std::vector<std::uint8_t> big(FrameBuffer::kMinBytes);
+  EXPECT_EQ(b.append(0, big, 0, true), nullptr);
+  EXPECT_EQ(b.too_large(), 1u);
+  EXPECT_NE(b.append(0, frame_bytes(1, 60), 60, true), nullptr);
+}
+
+TEST(FrameBuffer, SizeIsChecked) {
+  EXPECT_THROW(FrameBuffer(FrameBuffer::kMinBytes - 1), capture::CaptureError);
+  EXPECT_THROW(FrameBuffer(FrameBuffer::kMaxBytes + 1), capture::CaptureError);
+  EXPECT_THROW(FrameBuffer(FrameBuffer::kMinBytes, "/nonexistent-dir"), capture::CaptureError);
+}
+
+TEST(FrameBuffer, SpillFileLeavesNothingBehind) {
+  auto dir = temp_path("spill");
+  std::filesystem::create_directories(dir);
+  {
+    FrameBuffer b(FrameBuffer::kMinBytes, dir);
+    ASSERT_NE(b.append(0, frame_bytes(1, 100), 100, false), nullptr);
+    EXPECT_TRUE(std::filesystem::is_empty(dir));  // unlinked at once
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A reader follows a circular writer that laps it: every record it reads
+// is intact, in order, and what it misses is counted, never read torn.
+TEST(FrameBuffer, ConcurrentReaderNeverSeesAnOverwrittenRecord) {
+  FrameBuffer b(FrameBuffer::kMinBytes);
+  const std::uint64_t total = 300000;
+  std::atomic<bool> done{false};
+  std::uint64_t read = 0, skipped = 0, bad = 0, out_of_order = 0;
+  std::thread reader([&] {
+    FrameBuffer::Cursor c;
+    std::uint64_t last = 0;
+    for (;;) {
+      RecordHeader* r = b.claim(c, skipped);
+      if (r == nullptr) {
+        if (done.load()) {
+          r = b.claim(c, skipped);
+          if (r == nullptr) return;
+        } else {
+          std::this_thread::yield();
+          continue;
+        }
+      }
+      if (!frame_ok(*r)) ++bad;
+      if (r->seq <= last) ++out_of_order;
+      last = r->seq;
+      r->note.verified = 1;
+      // Every so often, be slow, so that the writer laps the reader.
+      if (r->seq % 5000 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      ++read;
+      b.release(c, *r);
+    }
+  });
+  std::mt19937 rng(11);
+  for (std::uint64_t i = 1; i <= total; ++i) {
+    const std::size_t len = 60 + rng() % 1400;
+    ASSERT_NE(b.append(0, frame_bytes(i, len), static_cast<std::uint32_t>(len), true), nullptr);
+  }
+  done.store(true);
+  reader.join();
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(out_of_order, 0u);
+  EXPECT_EQ(read + skipped, total);
+}
+
+TEST(Trigger, ParsesNetcapForms) {
+  auto t = capture::Trigger::parse({"P", "0x17", "0x3a"});
+  EXPECT_EQ(t.kind, capture::Trigger::Kind::pattern);
+  EXPECT_EQ(t.offset, 0x17u);
+  ASSERT_EQ(t.pattern.size(), 1u);
+  EXPECT_EQ(t.pattern[0], 0x3a);
+  t = capture::Trigger::parse({"bp", "50", "17", "c0ffee01"});
+  EXPECT_EQ(t.kind, capture::Trigger::Kind::buffer_then_pattern);
+  EXPECT_EQ(t.percent, 50u);
+  EXPECT_EQ(t.pattern.size(), 4u);
+  std::vector<std::uint8_t> f(0x17 + 4, 0);
+  std::memcpy(f.data() + 0x17, "\xc0\xff\xee\x01", 4);
+  EXPECT_TRUE(t.matches(f));
+  f.pop_back();
+  EXPECT_FALSE(t.matches(f));  // pattern would run past the end
+  EXPECT_EQ(capture::Trigger::parse({"N"}).kind, capture::Trigger::Kind::circular);
+  EXPECT_EQ(capture::Trigger::parse({"B", "75%"}).percent, 75u);
+}
+
+TEST(Trigger, RejectsBadSpecsWithTheReason) {
+  auto msg = [](std::vector<std::string> w) {
+    try {
+      (void)capture::Trigger::parse(w);
+    } catch (const capture::TriggerError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(msg({"P", "17", "abc"}).find("even number"), std::string::npos);
+  EXPECT_NE(msg({"P", "17", "zz"}).find("hexadecimal"), std::string::npos);
+  EXPECT_NE(msg({"B", "0"}).find("1 to 100"), std::string::npos);
+  EXPECT_NE(msg({"B", "101"}).find("1 to 100"), std::string::npos);
+  EXPECT_NE(msg({"P", "0x1g", "00"}).find("offset"), std::string::npos);
+  EXPECT_NE(msg({"X"}).find("unknown trigger"), std::string::npos);
+  EXPECT_NE(msg({"BP", "50", "17"}).find("PCT OFFSET PATTERN"), std::string::npos);
+  EXPECT_NE(msg({"N", "5"}).find("no arguments"), std::string::npos);
+  EXPECT_EQ(capture::parse_stop_on("icv-fail,ike-fail"), capture::kStopIcvFail | capture::kStopIkeFail);
+  EXPECT_THROW((void)capture::parse_stop_on("icv-fail,bogus"), capture::TriggerError);
+  EXPECT_EQ(capture::stop_on_names(capture::kStopReplay | capture::kStopMalformed), "replay,malformed");
+}
+
+TEST(PcapngWriter, RoundTripsFramesCommentsSecretsAndStatistics) {
+  auto path = temp_path("w.pcapng");
+  {
+    capture::InterfaceDescription iface{1, 65535, "veth0", "test interface", "esp or udp port 500"};
+    capture::PcapngWriter w(path, iface, "ipsentry test");
+    w.write_secrets(capture::kSecretsEspSa,
+                    "\"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0x00000001\",\"NULL\",\"\",\"NULL\",\"\"\n");
+    std::vector<std::string> comments{"first comment", "second, longer comment"};
+    w.write(1'700'000'000'123'456'789, frame_bytes(1, 61), 1500, comments);
+    w.write(1'700'000'001'000'000'000, frame_bytes(2, 64), 64);
+    w.write_statistics({1'700'000'000'000'000'000, 1'700'000'002'000'000'000, 10, 0, 1, 2});
+    w.close();
+  }
+  capture::FileSource src(path);
+  dissect::Frame f;
+  ASSERT_TRUE(src.next(f));
+  EXPECT_EQ(f.ts_ns, 1'700'000'000'123'456'789);
+  EXPECT_EQ(f.orig_len, 1500u);
+  EXPECT_EQ(f.data.size(), 61u);
+  EXPECT_EQ(std::string(f.comment.begin(), f.comment.end()), "first comment");
+  ASSERT_EQ(src.parser().secrets().size(), 1u);
+  EXPECT_EQ(src.parser().secrets()[0].type, capture::kSecretsEspSa);
+  ASSERT_EQ(src.parser().interfaces().size(), 1u);
+  EXPECT_EQ(src.parser().interfaces()[0].name, "veth0");
+  ASSERT_TRUE(src.next(f));
+  EXPECT_EQ(f.data.size(), 64u);
+  EXPECT_FALSE(src.next(f));
+  EXPECT_TRUE(src.error().empty()) << src.error();
+  std::filesystem::remove(path);
+}
+
+TEST(PcapngWriter, NothingUnderTheFinalNameUntilClosed) {
+  auto path = temp_path("unfinished.pcapng");
+  std::filesystem::remove(path);
+  {
+    capture::PcapngWriter w(path, {1, 65535, "x", "", ""}, "t");
+    w.write(0, frame_bytes(1, 60), 60);
+    EXPECT_FALSE(std::filesystem::exists(path));
+  }  // destroyed without close(): the temporary file goes too
+  EXPECT_FALSE(std::filesystem::exists(path));
+  for (const auto& e : std::filesystem::directory_iterator(path.parent_path())) {
+    EXPECT_EQ(e.path().filename().string().find("ipsentry-test-unfinished.pcapng.tmp"), std::string::npos);
+  }
+  EXPECT_THROW(capture::PcapngWriter("/nonexistent-dir/x.pcapng", {1, 65535, "x", "", ""}, "t"), capture::CaptureError);
+}
+
+TEST(Exporters, WiresharkEspSaRoundTripsThroughTheImporter) {
+  auto cfg = filters::parse_config(R"(
+sas:
+  - name: a
+    spi: 0x1001
+    protocol: esp
+    src: 192.0.2.1
+    dst: 192.0.2.2
+    encryption: aes-gcm-16
+    enc_key: 0x000102030405060708090a0b0c0d0e0f10111213
+  - name: b
+    spi: 0x1002
+    protocol: esp
+    src: 2001:db8::1
+    dst: 2001:db8::2
+    encryption: aes-cbc
+    enc_key: 0x000102030405060708090a0b0c0d0e0f
+    auth: hmac-sha256-128
+    auth_key: 0x000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f
+  - name: c
+    spi: 0x1003
+    protocol: ah
+    dst: 192.0.2.2
+    auth: hmac-sha1-96
+    auth_key: 0x000102030405060708090a0b0c0d0e0f10111213
+  - name: d
+    spi: 0x1004
+    protocol: esp
+    dst: 192.0.2.2
+    encryption: aes-ccm-16
+    enc_key: 0x000102030405060708090a0b0c0d0e0f101112
+)",
+                                   "t.yaml", std::filesystem::temp_directory_path());
+  std::vector<std::string> skipped;
+  const std::string text = filters::to_wireshark_esp_sa(cfg.sas, skipped);
+  ASSERT_EQ(skipped.size(), 2u);  // AH, and CCM which Wireshark lacks
+  EXPECT_NE(skipped[0].find("AH"), std::string::npos);
+  auto back = filters::import_wireshark_esp_sa(text, "embedded");
+  ASSERT_EQ(back.sas.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back.sas[i].spi, cfg.sas[i].spi);
+    EXPECT_EQ(back.sas[i].cipher, cfg.sas[i].cipher);
+    EXPECT_EQ(back.sas[i].integrity, cfg.sas[i].integrity);
+    EXPECT_TRUE(back.sas[i].enc_key == cfg.sas[i].enc_key);
+    EXPECT_TRUE(back.sas[i].auth_key == cfg.sas[i].auth_key);
+    EXPECT_EQ(back.sas[i].dst, cfg.sas[i].dst);
+  }
+}
+
+TEST(Sad, AddInstallsALookupableSaAtRuntime) {
+  ipsec::Sad sad;
+  EXPECT_EQ(sad.lookup(0x1234, filters::IpsecProtocol::esp, *dissect::IpAddr::parse("192.0.2.2"),
+                       *dissect::IpAddr::parse("192.0.2.1")),
+            nullptr);
+  filters::SaConfig any;
+  any.name = "wide";
+  any.spi = 0x1234;
+  sad.add(std::move(any));
+  filters::SaConfig narrow;
+  narrow.name = "narrow";
+  narrow.spi = 0x1234;
+  narrow.dst = dissect::IpAddr::parse("192.0.2.2");
+  sad.add(std::move(narrow));
+  auto* sa = sad.lookup(0x1234, filters::IpsecProtocol::esp, *dissect::IpAddr::parse("192.0.2.2"),
+                        *dissect::IpAddr::parse("192.0.2.1"));
+  ASSERT_NE(sa, nullptr);
+  EXPECT_EQ(sa->name(), "narrow");  // the more specific one, though added later
+  EXPECT_EQ(sa->index(), 1u);
+}
