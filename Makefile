@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 IPSENTRY   := $(BUILD)/cli/ipsentry
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench fuzz samples format tidy clean
+.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture fuzz samples format tidy clean
 
 all: build
 
@@ -50,6 +50,10 @@ test-asan: asan
 
 bench: build
 	bench/run_bench.sh $(IPSENTRY)
+
+# Live capture between two namespaces against tcpdump (root, tcpreplay).
+bench-capture: build
+	/usr/bin/python3 bench/capture_bench.py $(IPSENTRY)
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
