@@ -320,6 +320,7 @@ int run_capture(const CaptureOptions& o) {
 
   // --- write -----------------------------------------------------------------
   std::uint64_t written = 0;
+  std::uint64_t first_written = 0;  // capture number of the file's frame 1
   int write_error = 0;
   try {
     const std::uint32_t linktype = source->linktype();
@@ -328,7 +329,7 @@ int run_capture(const CaptureOptions& o) {
       session->buffer().for_each([&](const capture::RecordHeader& r) {
         if (session->beyond_cut(r.seq, r.ts_ns)) return;
         w.write(r.ts_ns, r.data(), r.orig_len);
-        ++written;
+        if (written++ == 0) first_written = r.seq;
       });
       w.close();
     } else {
@@ -352,7 +353,7 @@ int run_capture(const CaptureOptions& o) {
         if (session->beyond_cut(r.seq, r.ts_ns)) return;
         comments = capture::frame_comments(r, *session, sad, analyzer);
         w.write(r.ts_ns, r.data(), r.orig_len, comments);
-        ++written;
+        if (written++ == 0) first_written = r.seq;
       });
       capture::InterfaceStatistics is;
       is.start_ns = session->start_ns();
@@ -396,11 +397,19 @@ int run_capture(const CaptureOptions& o) {
   if (session->unverified() != 0) row("Frames overwritten unverified", fmt::format("{}", session->unverified()));
   row("Duration (s)", fmt::format("{:.2f}", st.seconds));
   fmt::print("stopped: {}\n", capture::describe(session->stop_reason()));
+  // Frame numbers are the capture's; in a circular capture the file starts later.
+  auto in_file = [&](std::uint64_t seq) {
+    return written != 0 && seq >= first_written && seq - first_written < written
+               ? fmt::format(" (frame {} in the file)", seq - first_written + 1)
+               : std::string();
+  };
   if (session->trigger_seq() != 0) {
-    fmt::print("trigger {} fired on frame {}\n", so.trigger.describe(), session->trigger_seq());
+    fmt::print("trigger {} fired on frame {}{}\n", so.trigger.describe(), session->trigger_seq(),
+               in_file(session->trigger_seq()));
   }
   if (session->event_seq() != 0) {
-    fmt::print("--stop-on fired on frame {}: {}\n", session->event_seq(), session->event_detail());
+    fmt::print("--stop-on fired on frame {}{}: {}\n", session->event_seq(), in_file(session->event_seq()),
+               session->event_detail());
   }
   if (!write_error) fmt::print("wrote {} frames to {} ({})\n", written, output, o.pcap ? "pcap" : "pcapng");
   std::fflush(stdout);

@@ -277,7 +277,7 @@ def test_stop_on_icv(tmp):
     check("icv-fail" in bad and "--stop-on icv-fail fired" in bad, "the bad frame carries its verdict comment (tshark)")
     good = dict((int(s), c) for s, c in rows).get(3, "")
     check("ESP SPI 0x0000c0de seq 3: ok" in good and "tx-to-rx" in good, "good frames carry 'ok' and the SA name")
-    check("--stop-on fired on frame 11" in r.stdout, "the report names the event frame")
+    check("--stop-on fired on frame 11 (frame 11 in the file)" in r.stdout, "the report names the event frame")
     # The capture travels with its keys: verify needs no configuration.
     v = sh(IPSENTRY, "verify", r.out, check=False)
     check(v.returncode == 1 and "16 IPsec packets in 16 frames: 15 ok, 1 icv-fail" in v.stdout,
