@@ -61,6 +61,13 @@ bool Session::beyond_cut(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
   return seq > e + opt_.after_frames;
 }
 
+bool Session::window_complete(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
+  const std::uint64_t e = event_seq_.load(std::memory_order_acquire);
+  if (e == 0) return false;
+  if (opt_.after_ns >= 0) return ts_ns > event_ts_.load(std::memory_order_relaxed) + opt_.after_ns;
+  return seq >= e + opt_.after_frames;
+}
+
 void Session::stop(StopReason r) noexcept {
   if (stop_ == StopReason::running) stop_ = r;
 }
@@ -125,11 +132,7 @@ bool Session::captured(const dissect::Frame& f) {
       }
       break;
   }
-  if (const std::uint64_t e = event_seq_.load(std::memory_order_acquire); e != 0) {
-    if (beyond_cut(r->seq, r->ts_ns) || (opt_.after_ns < 0 && r->seq >= e + opt_.after_frames)) {
-      stop(StopReason::ipsec_event);
-    }
-  }
+  if (window_complete(r->seq, r->ts_ns)) stop(StopReason::ipsec_event);
   if (opt_.max_frames != 0 && frames_ >= opt_.max_frames) stop(StopReason::frame_limit);
   return stop_ == StopReason::running;
 }
@@ -157,12 +160,15 @@ void Session::run(const std::atomic<bool>& interrupt, const std::function<void(c
     }
     if (const std::uint64_t e = event_seq_.load(std::memory_order_acquire); e != 0) {
       // The frames after the event may never come: --after-time also ends
-      // on the wall clock, --after N once the verifier has seen N more.
+      // on the wall clock, and --after N is checked here too in case the
+      // verifier reported the event after the last of them arrived.
       if (event_seen == Clock::time_point{}) event_seen = now;
       if (opt_.after_ns >= 0 && now - event_seen >= std::chrono::nanoseconds(opt_.after_ns)) {
         stop(StopReason::ipsec_event);
       }
-      if (opt_.after_ns < 0 && buffer_.next_seq() > e + opt_.after_frames) stop(StopReason::ipsec_event);
+      if (opt_.after_ns < 0 && last_ != nullptr && window_complete(last_->seq, last_->ts_ns)) {
+        stop(StopReason::ipsec_event);
+      }
     }
     if (tick && now - last_tick >= std::chrono::milliseconds(250)) {
       last_tick = now;
@@ -274,10 +280,7 @@ void Session::learn_sas() {
   for (; learned_added_ < analyzer_.learned_count(); ++learned_added_) {
     filters::SaConfig sa = analyzer_.learned_sa(learned_added_);
     bool configured = false;
-    for (std::size_t i = 0; i < sad_.size() && !configured; ++i) {
-      const auto& c = sad_.at(i).config();
-      configured = c.spi == sa.spi && c.protocol == sa.protocol && (!c.dst || !sa.dst || *c.dst == *sa.dst);
-    }
+    for (std::size_t i = 0; i < sad_.size() && !configured; ++i) configured = sad_.at(i).config().covers(sa);
     if (!configured) sad_.add(std::move(sa));
   }
 }

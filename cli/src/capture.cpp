@@ -144,13 +144,6 @@ class Console {
   std::mutex mutex_;
 };
 
-bool all_ok(const ipsec::GlobalCounters& g) {
-  for (std::size_t i = 1; i < g.verdicts.size(); ++i) {
-    if (g.verdicts[i] != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 double parse_duration(const std::string& text) {
@@ -324,13 +317,15 @@ int run_capture(const CaptureOptions& o) {
   int write_error = 0;
   try {
     const std::uint32_t linktype = source->linktype();
-    if (o.pcap) {
-      capture::PcapWriter w(output, linktype, source->snaplen(), o.temp_dir);
-      session->buffer().for_each([&](const capture::RecordHeader& r) {
-        if (session->beyond_cut(r.seq, r.ts_ns)) return;
-        w.write(r.ts_ns, r.data(), r.orig_len);
+    auto each_kept = [&](auto&& write) {
+      session->for_each_kept([&](const capture::RecordHeader& r) {
+        write(r);
         if (written++ == 0) first_written = r.seq;
       });
+    };
+    if (o.pcap) {
+      capture::PcapWriter w(output, linktype, source->snaplen(), o.temp_dir);
+      each_kept([&](const capture::RecordHeader& r) { w.write(r.ts_ns, r.data(), r.orig_len); });
       w.close();
     } else {
       capture::InterfaceDescription iface{linktype, source->snaplen(), source->device(), source->description(),
@@ -349,11 +344,9 @@ int run_capture(const CaptureOptions& o) {
         }
       }
       std::vector<std::string> comments;
-      session->buffer().for_each([&](const capture::RecordHeader& r) {
-        if (session->beyond_cut(r.seq, r.ts_ns)) return;
+      each_kept([&](const capture::RecordHeader& r) {
         comments = capture::frame_comments(r, *session, sad, analyzer);
         w.write(r.ts_ns, r.data(), r.orig_len, comments);
-        if (written++ == 0) first_written = r.seq;
       });
       capture::InterfaceStatistics is;
       is.start_ns = session->start_ns();
@@ -414,7 +407,7 @@ int run_capture(const CaptureOptions& o) {
   if (!write_error) fmt::print("wrote {} frames to {} ({})\n", written, output, o.pcap ? "pcap" : "pcapng");
   std::fflush(stdout);
   if (write_error) return kExitUsage;
-  return so.verify && !(all_ok(totals) && analyzer.statistics().invalid_packets == 0) ? kExitNotVerified : kExitOk;
+  return so.verify && !all_verified(totals, analyzer) ? kExitNotVerified : kExitOk;
 }
 
 }  // namespace ipsentry::cli

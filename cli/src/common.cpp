@@ -64,9 +64,8 @@ std::size_t learn_ike_sas(const std::string& capture_path, filters::Config& cfg)
   std::size_t added = 0;
   for (auto& sa : analyzer.learned_sas()) {
     // A configured SA for the same SPI and destination wins over a learned one.
-    const bool configured = std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const filters::SaConfig& c) {
-      return c.spi == sa.spi && c.protocol == sa.protocol && (!c.dst || !sa.dst || *c.dst == *sa.dst);
-    });
+    const bool configured =
+        std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const filters::SaConfig& c) { return c.covers(sa); });
     if (configured) continue;
     cfg.sas.push_back(std::move(sa));
     ++added;

@@ -14,6 +14,13 @@ using capture::LayerRecord;
 using ipsec::Verdict;
 using nlohmann::json;
 
+bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike) noexcept {
+  for (std::size_t i = 1; i < totals.verdicts.size(); ++i) {
+    if (totals.verdicts[i] != 0) return false;
+  }
+  return ike.statistics().invalid_packets == 0;
+}
+
 std::string hex_bytes(const std::uint8_t* p, std::size_t n) {
   std::string s;
   s.reserve(n * 2);
@@ -90,7 +97,8 @@ class TextReport final : public Report {
 
   void begin(const RunInfo& info) override {
     if (quiet_) return;
-    fmt::print(out_, "ipsentry {} {} ({}{})\n", info.command, info.capture, info.format, info.compressed ? ", gzip" : "");
+    fmt::print(out_, "ipsentry {} {} ({}{})\n", info.command, info.capture, info.format,
+               info.compressed ? ", gzip" : "");
     fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", "frame", "time", "source → destination",
                "proto", "spi", "seq", "verdict", "details");
   }

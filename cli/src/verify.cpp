@@ -126,13 +126,6 @@ struct ResultSlot {
   std::vector<std::uint8_t> decrypted;  // copied: the worker's buffers move on
 };
 
-bool all_ok(const ipsec::GlobalCounters& g) {
-  for (std::size_t i = 1; i < g.verdicts.size(); ++i) {
-    if (g.verdicts[i] != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int run_verify(const VerifyOptions& opt) {
@@ -330,8 +323,7 @@ int run_verify(const VerifyOptions& opt) {
     return kExitUsage;
   }
   if (write_error) return kExitUsage;
-  const bool ike_ok = analyzer.statistics().invalid_packets == 0;
-  return all_ok(totals) && ike_ok ? kExitOk : kExitNotVerified;
+  return all_verified(totals, analyzer) ? kExitOk : kExitNotVerified;
 }
 
 }  // namespace ipsentry::cli

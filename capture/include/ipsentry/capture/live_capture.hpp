@@ -95,6 +95,14 @@ class Session {
   [[nodiscard]] const std::string& event_detail() const noexcept { return event_detail_; }
   /// Whether a stored frame is past the end of what --after asked to keep.
   [[nodiscard]] bool beyond_cut(std::uint64_t seq, std::int64_t ts_ns) const noexcept;
+  /// Calls fn(const RecordHeader&) for each frame to write: those held in
+  /// the buffer up to the end of the --after window, oldest first.
+  template <typename Fn>
+  void for_each_kept(Fn&& fn) const {
+    buffer_.for_each([&](const RecordHeader& r) {
+      if (!beyond_cut(r.seq, r.ts_ns)) fn(r);
+    });
+  }
   [[nodiscard]] const FrameBuffer& buffer() const noexcept { return buffer_; }
   [[nodiscard]] std::uint64_t unverified() const noexcept { return skipped_; }
   [[nodiscard]] std::size_t learned_sas() const noexcept { return learned_added_; }
@@ -106,6 +114,8 @@ class Session {
 
  private:
   bool captured(const dissect::Frame& f);
+  /// Whether the frame `seq` (at `ts_ns`) completes the --after window.
+  [[nodiscard]] bool window_complete(std::uint64_t seq, std::int64_t ts_ns) const noexcept;
   void stop(StopReason r) noexcept;
   void fire(RecordHeader& r) noexcept;
   void verify_loop();

@@ -91,6 +91,12 @@ struct SaConfig {
   [[nodiscard]] SaConfig clone() const;
   /// "spi 0x00000bb9 ah to fe80::2aa:ff:fe92:d0f1" - never includes keys.
   [[nodiscard]] std::string describe() const;
+  /// Whether this SA is for the same SPI and protocol as `other` and their
+  /// destinations do not tell them apart: a configured SA that covers one
+  /// learned from IKE wins over it.
+  [[nodiscard]] bool covers(const SaConfig& other) const noexcept {
+    return spi == other.spi && protocol == other.protocol && (!dst || !other.dst || *dst == *other.dst);
+  }
 };
 
 /// A policy selector address: any, "me" (the local addresses), or a prefix.
