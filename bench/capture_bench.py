@@ -20,35 +20,12 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TAG = f"ipsb{os.getpid() % 100000}"
-NS_TX, NS_RX, IF_TX, IF_RX = f"{TAG}tx", f"{TAG}rx", f"{TAG}a", f"{TAG}b"
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "support"))
+from netns import VethPair, sh  # noqa: E402
+
+PAIR = VethPair(f"ipsb{os.getpid() % 100000}")
+NS_TX, NS_RX, IF_TX, IF_RX = PAIR.ns_tx, PAIR.ns_rx, PAIR.if_tx, PAIR.if_rx
 RATES = [50000, 100000, 150000, 200000, 250000, 300000, 400000]
-
-
-def sh(*cmd, check=True, **kw):
-    return subprocess.run(list(cmd), check=check, capture_output=True, text=True, **kw)
-
-
-def setup():
-    sh("ip", "netns", "add", NS_TX)
-    sh("ip", "netns", "add", NS_RX)
-    for ns in (NS_TX, NS_RX):
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-    sh("ip", "link", "add", IF_TX, "netns", NS_TX, "type", "veth", "peer", "name", IF_RX, "netns", NS_RX)
-    sh("ip", "-n", NS_TX, "addr", "add", "198.51.100.200/24", "dev", IF_TX)
-    sh("ip", "-n", NS_RX, "addr", "add", "198.51.100.1/24", "dev", IF_RX)
-    sh("ip", "-n", NS_TX, "link", "set", IF_TX, "up")
-    sh("ip", "-n", NS_RX, "link", "set", IF_RX, "up")
-
-
-def cleanup():
-    for ns in (NS_TX, NS_RX):
-        for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(p), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", ns, check=False)
 
 
 def replay(pcap, pps):
@@ -117,7 +94,7 @@ def main():
            prefix + ".yaml", prefix + ".esp_sa")
     pcap, cfg = prefix + ".pcap", prefix + ".yaml"
     try:
-        setup()
+        PAIR.create("198.51.100.200/24", "198.51.100.1/24")
         with tempfile.TemporaryDirectory(prefix="ipsentry-capbench-") as tmp:
             print(f"{packets} ESP packets (AES-GCM-16, 64-1400 B inner) per run; kernel ring 64 MiB for both")
             print(f"{'target pps':>10} | {'tcpdump -w: pps':>15} {'captured':>9} {'dropped':>8} | "
@@ -140,7 +117,7 @@ def main():
                 print(f"  -b {mb:>4}: max RSS {i['rss_kb'] / 1024:7.1f} MiB = {i['used_mb']:6.1f} MiB of frames held + "
                       f"{i['rss_kb'] / 1024 - i['used_mb']:6.1f} MiB")
     finally:
-        cleanup()
+        PAIR.remove()
     return 0
 
 

@@ -20,10 +20,10 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from scapy.all import ESP, IP, UDP, Ether, Raw, wrpcap  # noqa: E402
 from scapy.layers.ipsec import SecurityAssociation  # noqa: E402
+from netns import VethPair, sh  # noqa: E402
 
-TAG = f"ipsc{os.getpid() % 100000}"
-NS_TX, NS_RX = f"{TAG}tx", f"{TAG}rx"
-IF_TX, IF_RX = f"{TAG}a", f"{TAG}b"
+PAIR = VethPair(f"ipsc{os.getpid() % 100000}")
+NS_TX, NS_RX, IF_TX, IF_RX = PAIR.ns_tx, PAIR.ns_rx, PAIR.if_tx, PAIR.if_rx
 MAC_TX, MAC_RX = "02:00:00:00:00:01", "02:00:00:00:00:02"
 SRC, DST = "192.0.2.1", "192.0.2.2"
 PORT = 7777
@@ -37,34 +37,12 @@ def record_size(caplen):
     return (OVERHEAD + caplen + 7) & ~7
 
 
-def sh(*cmd, check=True, **kw):
-    return subprocess.run(list(cmd), check=check, capture_output=True, text=True, **kw)
-
-
 def setup():
-    sh("ip", "netns", "add", NS_TX)
-    sh("ip", "netns", "add", NS_RX)
-    for ns in (NS_TX, NS_RX):
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-    sh("ip", "link", "add", IF_TX, "netns", NS_TX, "address", MAC_TX, "type", "veth",
-       "peer", "name", IF_RX, "netns", NS_RX, "address", MAC_RX)
-    sh("ip", "-n", NS_TX, "addr", "add", f"{SRC}/24", "dev", IF_TX)
-    sh("ip", "-n", NS_RX, "addr", "add", f"{DST}/24", "dev", IF_RX)
-    sh("ip", "-n", NS_TX, "link", "set", IF_TX, "up")
-    sh("ip", "-n", NS_RX, "link", "set", IF_RX, "up")
+    PAIR.create(f"{SRC}/24", f"{DST}/24", MAC_TX, MAC_RX)
 
 
 def cleanup():
-    for ns in (NS_TX, NS_RX):
-        sh("ip", "netns", "pids", ns, check=False)
-        pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
-        for p in pids:
-            try:
-                os.kill(int(p), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", ns, check=False)
+    PAIR.remove()
 
 
 def udp_frame(index, size=1000, pattern=False):
