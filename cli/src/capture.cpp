@@ -7,7 +7,9 @@
 #include <atomic>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -269,6 +271,14 @@ int run_capture(const CaptureOptions& o) {
   }
   info.capture = fmt::format("on {}", source->device());
   const std::string output = o.output.empty() ? default_output(o.pcap) : o.output;
+  // The file is written when the capture ends: find out now, not after
+  // minutes of capturing, that it cannot be.
+  const std::filesystem::path out_dir = std::filesystem::absolute(output).parent_path();
+  for (const auto& dir : {out_dir, std::filesystem::path(o.temp_dir)}) {
+    if (!dir.empty() && ::access(dir.c_str(), W_OK | X_OK) != 0) {
+      return usage_error(fmt::format("cannot write the capture to '{}': {}", dir.string(), std::strerror(errno)));
+    }
+  }
 
   ike::Analyzer analyzer(std::move(cfg.ike_sas));
   ipsec::Sad sad(std::move(cfg.sas));

@@ -338,6 +338,10 @@ def test_errors(tmp):
         r = sh("ip", "netns", "exec", NS_RX, IPSENTRY, "capture", "-o", os.path.join(tmp, "x.pcapng"), *args,
                check=False)
         check(r.returncode == 2 and want in (r.stderr + r.stdout), f"capture {' '.join(args)}: exit 2 with '{want}'")
+    r = sh("ip", "netns", "exec", NS_RX, IPSENTRY, "capture", "-i", IF_RX, "-o", "/nonexistent-dir/x.pcapng",
+           check=False)
+    check(r.returncode == 2 and "cannot write the capture to '/nonexistent-dir'" in r.stderr,
+          "an output that cannot be written is refused before capturing, not after")
     ifs = sh("ip", "netns", "exec", NS_RX, IPSENTRY, "interfaces")
     check(re.search(rf"\s{IF_RX}\s.*{re.escape(DST)}/24", ifs.stdout) is not None and " any " in ifs.stdout,
           "interfaces lists the veth with its address, and 'any'")
