@@ -1,0 +1,114 @@
+#include "config_cmd.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "common.hpp"
+#include "ipsentry/filters/ipsec6.hpp"
+#include "ipsentry/filters/spd.hpp"
+
+namespace ipsentry::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lifetime_str(const filters::Lifetime& l) {
+  std::string out;
+  auto part = [&](const char* what, std::uint64_t soft, std::uint64_t hard) {
+    if (soft == 0 && hard == 0) return;
+    if (!out.empty()) out += ", ";
+    out +=
+        fmt::format("{} soft {} hard {}", what, soft ? std::to_string(soft) : "-", hard ? std::to_string(hard) : "-");
+  };
+  part("seconds", l.soft_seconds, l.seconds);
+  part("bytes", l.soft_bytes, l.bytes);
+  part("packets", l.soft_packets, l.packets);
+  return out.empty() ? "unlimited" : out;
+}
+
+}  // namespace
+
+int run_config_check(const ConfigCheckOptions& o) {
+  try {
+    filters::Config cfg = filters::load_config(o.file);
+    filters::LocalAddresses local;
+    bool from_host = cfg.local_addresses.empty();
+    local = from_host ? filters::LocalAddresses::of_host() : filters::LocalAddresses{cfg.local_addresses, {}};
+    const filters::Spd spd(cfg, local);
+    for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
+    fmt::print("{}: valid: {} SA(s), {} IKE SA(s), {} polic{}\n\n", o.file, cfg.sas.size(), cfg.ike_sas.size(),
+               cfg.policies.size(), cfg.policies.size() == 1 ? "y" : "ies");
+    if (!cfg.sas.empty()) {
+      fmt::print("SAs (keys not shown):\n");
+      for (const auto& sa : cfg.sas) {
+        fmt::print("  {:<20} {}, {} {}, {}{}, replay window {}, lifetime {}\n", sa.name, sa.describe(),
+                   to_string(spd.sa_direction(sa)), sa.mode == filters::SaMode::unspecified ? "" : to_string(sa.mode),
+                   filters::cipher_info(sa.cipher).name,
+                   sa.integrity == filters::Integrity::none
+                       ? std::string()
+                       : fmt::format(" + {}", filters::integrity_info(sa.integrity).name),
+                   sa.replay_window, lifetime_str(sa.lifetime));
+      }
+      fmt::print("\n");
+    }
+    if (from_host) fmt::print("(no interfaces.local in the file: \"me\" is this host's addresses)\n");
+    fmt::print("{}", spd.describe());
+    return kExitOk;
+  } catch (const filters::ConfigError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+}
+
+int run_config_import(const ConfigImportOptions& o) {
+  try {
+    filters::Ipsec6Options opts;
+    if (!o.output.empty()) {
+      fs::path dir = fs::path(o.output).parent_path();
+      opts.output_dir = dir.empty() ? fs::path(".") : dir;
+    }
+    if (!o.tunnel_local.empty()) {
+      opts.tunnel_local = dissect::IpAddr::parse(o.tunnel_local);
+      if (!opts.tunnel_local) {
+        fmt::print(stderr, "ipsentry: error: --tunnel-local: '{}' is not an address\n", o.tunnel_local);
+        return kExitUsage;
+      }
+    }
+    filters::Ipsec6Import imp = filters::import_ipsec6(o.spd, o.sad, opts);
+    for (const auto& w : imp.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
+    if (o.output.empty()) {
+      fmt::print("{}", imp.yaml);
+      return kExitOk;
+    }
+    const fs::path tmp = o.output + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << imp.yaml;
+      out.close();
+      if (!out) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        fmt::print(stderr, "ipsentry: error: cannot write {}\n", o.output);
+        return kExitUsage;
+      }
+    }
+    std::error_code ec;
+    fs::rename(tmp, o.output, ec);
+    if (ec) {
+      fs::remove(tmp, ec);
+      fmt::print(stderr, "ipsentry: error: cannot write {}: {}\n", o.output, ec.message());
+      return kExitUsage;
+    }
+    fmt::print(stderr, "ipsentry: wrote {} (check it with `ipsentry config check {}`)\n", o.output, o.output);
+    return kExitOk;
+  } catch (const filters::ConfigError& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
+}
+
+}  // namespace ipsentry::cli

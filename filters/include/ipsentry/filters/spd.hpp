@@ -1,0 +1,100 @@
+// The Security Policy Database (RFC 4301 section 4.4.1) compiled from the
+// configuration: an ordered list of entries, first match wins.
+//
+// A policy "from A to B" matches packets whose source is in A and whose
+// destination is in B; `mirrored: true` adds the entry for B to A, as the
+// Windows filter lists do. The entry made from the policy as written has the
+// outbound sense (A is our side), the mirrored one the inbound sense: a
+// protect entry is applied to packets leaving through it, and checked on
+// packets arriving through it. Permit and block entries act on any packet
+// they match. The seeds' default exemptions come first unless turned off.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ipsentry/dissect/ip_address.hpp"
+#include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/filters/config.hpp"
+
+namespace ipsentry::filters {
+
+enum class Sense : std::uint8_t { outbound, inbound };
+
+/// What a policy selects on, taken from one IP packet.
+struct PacketSelector {
+  dissect::IpAddr src;
+  dissect::IpAddr dst;
+  std::uint8_t protocol = 0;
+  std::uint16_t sport = 0;  // for ICMP/ICMPv6: the type
+  std::uint16_t dport = 0;
+  bool has_ports = false;  // TCP, UDP, SCTP with its header present
+  bool has_icmp_type = false;
+};
+
+/// The host's own addresses ("me") and broadcast addresses.
+struct LocalAddresses {
+  std::vector<dissect::IpAddr> addresses;
+  std::vector<dissect::IpAddr> broadcasts;
+  [[nodiscard]] bool contains(const dissect::IpAddr& a) const noexcept;
+  /// The host's addresses and IPv4 broadcast addresses (getifaddrs).
+  [[nodiscard]] static LocalAddresses of_host();
+};
+
+struct SpdEntry {
+  std::string name;
+  Sense sense = Sense::outbound;
+  AddressSelector src;
+  AddressSelector dst;
+  std::optional<std::uint8_t> protocol;
+  PortRange sport;
+  PortRange dport;
+  std::optional<std::pair<std::uint8_t, std::uint8_t>> icmp_types;  // exemptions only
+  PolicyAction action = PolicyAction::permit;
+  bool exemption = false;
+  /// The policy this entry was made from (nullptr for exemptions).
+  const PolicyConfig* policy = nullptr;
+  std::size_t policy_index = 0;
+
+  [[nodiscard]] bool matches(const PacketSelector& p, const LocalAddresses& local) const noexcept;
+};
+
+class Spd {
+ public:
+  Spd() = default;
+  /// Compiles the policies of `config` (which must outlive the Spd). Checks
+  /// that each protect policy lists SAs that can carry it: an SA of every
+  /// protocol it uses for each sense it has, tunnel SAs (ending at the peer)
+  /// for tunnel policies, transport SAs otherwise. Throws ConfigError.
+  Spd(const Config& config, LocalAddresses local);
+
+  /// The first entry matching `p`; protect entries of the other sense are
+  /// passed over. nullptr: no entry matches (the packet is permitted).
+  [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense) const noexcept;
+
+  [[nodiscard]] const std::vector<SpdEntry>& entries() const noexcept { return entries_; }
+  [[nodiscard]] const LocalAddresses& local() const noexcept { return local_; }
+  /// The sense an SA of `config` is used in: its direction, or when none
+  /// is given, inbound if its destination is one of ours.
+  [[nodiscard]] Direction sa_direction(const SaConfig& sa) const noexcept;
+
+  /// The effective, ordered policy as a table (no keys).
+  [[nodiscard]] std::string describe() const;
+
+ private:
+  const Config* config_ = nullptr;
+  LocalAddresses local_;
+  std::vector<SpdEntry> entries_;
+};
+
+/// The selector of a dissected IP packet. A non-first fragment has no ports:
+/// it matches only entries that do not select on them.
+[[nodiscard]] PacketSelector selector_of(const dissect::Packet& p) noexcept;
+
+[[nodiscard]] const char* to_string(PolicyAction a) noexcept;
+[[nodiscard]] const char* to_string(InboundCleartext c) noexcept;
+[[nodiscard]] const char* to_string(PolicyIpsec p) noexcept;
+
+}  // namespace ipsentry::filters
