@@ -8,10 +8,10 @@ packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   # libraries
   libssl-dev libyaml-cpp-dev zlib1g-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-  libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev
+  libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev libmnl-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev python3-scapy python3-yaml python3-cryptography
-  tshark tcpdump tcpreplay iproute2 iptables time iputils-ping util-linux
+  tshark tcpdump tcpreplay iperf3 iproute2 iptables time iputils-ping util-linux
   # IKE peers for the namespace tests (kernel-libipsec gives user-space ESP)
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
 )

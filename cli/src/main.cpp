@@ -7,6 +7,8 @@
 
 #include "capture.hpp"
 #include "common.hpp"
+#include "config_cmd.hpp"
+#include "enforce.hpp"
 #include "protect.hpp"
 #include "show.hpp"
 #include "verify.hpp"
@@ -126,6 +128,56 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 4096u));
   c->add_flag("!--no-promiscuous", cap.promiscuous, "do not put the interface into promiscuous mode");
 
+  auto* cfg_cmd = app.add_subcommand("config", "check a configuration, or import one from other formats");
+  cfg_cmd->require_subcommand(1);
+  ConfigCheckOptions cfg_check;
+  auto* cfg_check_cmd =
+      cfg_cmd->add_subcommand("check", "validate a configuration and print its SAs and the effective, ordered policy");
+  cfg_check_cmd->add_option("file", cfg_check.file, "YAML configuration")->required();
+  ConfigImportOptions cfg_import;
+  std::vector<std::string> ipsec6_files;
+  auto* cfg_import_cmd = cfg_cmd->add_subcommand("import", "convert ipsec6 .spd/.sad files to ipsentry YAML");
+  cfg_import_cmd->add_option("--ipsec6", ipsec6_files, "the ipsec6 policy and SA files (written by `ipsec6 s NAME`)")
+      ->expected(2)
+      ->type_name("SPD SAD")
+      ->required();
+  cfg_import_cmd->add_option("-o,--output", cfg_import.output, "YAML file to write (default: standard output)");
+  cfg_import_cmd->add_option("--tunnel-local", cfg_import.tunnel_local,
+                             "our tunnel endpoint address, needed for TUNNEL policies' outbound SAs");
+
+  ipsentry::enforce::EnforceOptions enf;
+  bool enf_cleanup = false;
+  bool enf_print_policy = false;
+  auto* en = app.add_subcommand("enforce", "protect and check traffic inline through NFQUEUE with a configuration");
+  en->footer(
+      "Installs iptables chains IPSENTRY-* (raw PREROUTING, mangle OUTPUT/FORWARD/INPUT) that queue what the\n"
+      "policy protects or blocks, and removes them on SIGINT/SIGTERM. SIGHUP reloads the configuration (SAs whose\n"
+      "SPI and keys are unchanged keep their sequence numbers and replay windows). Fail-closed: if ipsentry dies,\n"
+      "the rules stay and matching traffic is dropped until a restart or --cleanup. Needs CAP_NET_ADMIN.");
+  auto* en_cfg =
+      en->add_option("-c,--config", enf.config, "YAML configuration: policies and SAs")->check(CLI::ExistingFile);
+  en->add_option("--queue", enf.queue, "first NFQUEUE queue number (default 0)")->check(CLI::Range(0, 65000));
+  en->add_option("--queues", enf.queues, "queues and worker threads (NFQUEUE balancing; default 1)")
+      ->check(CLI::Range(1, 64));
+  en->add_flag("--fail-open", enf.fail_open,
+               "if ipsentry stops or falls behind, let traffic pass UNPROTECTED instead of dropping it");
+  en->add_option("--socket", enf.socket, "statistics socket (root-only)");
+  en->add_option("--mtu", enf.mtu, "path MTU for the TCP MSS clamp (default: smallest interface MTU)")
+      ->check(CLI::Range(1280, 65535));
+  en->add_flag("!--no-mss-clamp", enf.mss_clamp, "do not clamp the TCP MSS of protected connections");
+  en->add_option("--state-dir", enf.state_dir,
+                 "where sequence numbers and replay windows are recorded across restarts (default /var/lib/ipsentry)");
+  en->add_flag("--print-policy", enf_print_policy, "print the effective policy at start");
+  en->add_flag("--cleanup", enf_cleanup, "remove the rules and socket left behind by an enforcement that died")
+      ->excludes(en_cfg);
+
+  StatsOptions stats;
+  auto* st = app.add_subcommand("stats", "print the statistics of the running enforcement (IP Security Monitor)");
+  st->add_option("--socket", stats.socket, "statistics socket of the enforcement");
+  st->add_flag("--json", stats.json, "the raw JSON snapshot");
+  st->add_option("-w,--watch", stats.watch, "refresh every S seconds (the Monitor's refresh interval)")
+      ->check(CLI::Range(0.2, 3600.0));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -148,6 +200,21 @@ int main(int argc, char** argv) {
     collect_imports(cap_keys_from, cap.keys);
     cap.after_given = after->count() != 0;
     return run_capture(cap);
+  }
+  if (*en) {
+    if (enf_cleanup) return run_enforce_cleanup(enf.socket);
+    if (enf.config.empty()) {
+      fmt::print(stderr, "ipsentry: error: enforce needs -c CONFIG (or --cleanup)\n");
+      return kExitUsage;
+    }
+    return run_enforce(enf, enf_print_policy);
+  }
+  if (*st) return run_stats(stats);
+  if (*cfg_check_cmd) return run_config_check(cfg_check);
+  if (*cfg_import_cmd) {
+    cfg_import.spd = ipsec6_files.at(0);
+    cfg_import.sad = ipsec6_files.at(1);
+    return run_config_import(cfg_import);
   }
   if (*p) {
     collect_imports(protect_keys_from, protect.keys);

@@ -1,0 +1,261 @@
+#include "enforce.hpp"
+
+#include <csignal>
+#include <ctime>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+
+namespace ipsentry::cli {
+
+using nlohmann::json;
+
+namespace {
+
+const char* event_name(enforce::EventKind k) {
+  using enforce::EventKind;
+  switch (k) {
+    case EventKind::sa_installed: return "sa-installed";
+    case EventKind::sa_kept: return "sa-kept";
+    case EventKind::sa_removed: return "sa-removed";
+    case EventKind::soft_expiry: return "soft-expiry";
+    case EventKind::hard_expiry: return "hard-expiry";
+    case EventKind::seq_exhausted: return "seq-exhausted";
+    case EventKind::icv_failure: return "icv-fail";
+    case EventKind::replay: return "replay";
+    case EventKind::unknown_spi: return "unknown-spi";
+    case EventKind::decrypt_failure: return "decrypt-fail";
+    case EventKind::cleartext_dropped: return "cleartext-dropped";
+    case EventKind::policy_mismatch: return "policy-mismatch";
+    case EventKind::too_big: return "too-big";
+    case EventKind::count_: break;
+  }
+  return "error";
+}
+
+std::mutex log_mu;
+
+void log_line(const char* kind, const std::string& text) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  std::scoped_lock lock(log_mu);
+  fmt::print(stderr, "ipsentry: {} {}: {}\n", when, kind, text);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int run_enforce(const enforce::EnforceOptions& options, bool print_policy) {
+  if (!enforce::have_net_admin()) {
+    fmt::print(stderr,
+               "ipsentry: error: enforcement needs CAP_NET_ADMIN to install netfilter rules and bind NFQUEUE "
+               "queues: run it as root\n");
+    return kExitUsage;
+  }
+  // Signals are taken by this thread only (sigtimedwait below).
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::unique_ptr<enforce::Enforcement> e;
+  try {
+    e = std::make_unique<enforce::Enforcement>(
+        options, [](enforce::EventKind k, const std::string& text) { log_line(event_name(k), text); });
+  } catch (const filters::ConfigError& ex) {
+    fmt::print(stderr, "ipsentry: error: {}\n", ex.what());
+    return kExitUsage;
+  }
+  if (print_policy) fmt::print(stderr, "{}", e->describe_policy());
+  try {
+    e->start();
+  } catch (const std::exception& ex) {
+    fmt::print(stderr, "ipsentry: error: {}\n", ex.what());
+    try {
+      e->stop();
+    } catch (...) {
+    }
+    return kExitUsage;
+  }
+  const auto& ro = e->rule_options();
+  log_line("started",
+           fmt::format("{} SA(s), queue{} {}{}, {}; MSS clamp IPv4 {} IPv6 {}; statistics on {}; SIGHUP reloads, "
+                       "SIGINT/SIGTERM stop",
+                       e->sa_count(), options.queues > 1 ? "s" : "", options.queue,
+                       options.queues > 1 ? fmt::format("-{}", options.queue + options.queues - 1) : "",
+                       options.fail_open ? "FAIL-OPEN (traffic passes in clear if ipsentry stops)"
+                                         : "fail-closed (traffic is dropped if ipsentry dies)",
+                       ro.mss_v4 ? std::to_string(ro.mss_v4) : "off", ro.mss_v6 ? std::to_string(ro.mss_v6) : "off",
+                       options.socket));
+  for (;;) {
+    siginfo_t info{};
+    timespec ts{1, 0};
+    const int sig = sigtimedwait(&sigs, &info, &ts);
+    if (sig == SIGHUP) {
+      try {
+        e->reload();
+        log_line("reloaded", options.config);
+      } catch (const std::exception& ex) {
+        log_line("reload-failed", fmt::format("{} (the previous configuration stays in force)", ex.what()));
+      }
+    } else if (sig == SIGINT || sig == SIGTERM) {
+      log_line("stopping", fmt::format("signal {}: removing the rules", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+      break;
+    }
+  }
+  e->stop();
+  return kExitOk;
+}
+
+int run_enforce_cleanup(const std::string& socket_path) {
+  if (!enforce::have_net_admin()) {
+    fmt::print(stderr, "ipsentry: error: --cleanup needs CAP_NET_ADMIN: run it as root\n");
+    return kExitUsage;
+  }
+  try {
+    const std::string s = enforce::fetch_stats(socket_path);
+    (void)s;
+    fmt::print(stderr, "ipsentry: error: an enforcement is running (it answers on {}); stop it with SIGTERM instead\n",
+               socket_path);
+    return kExitUsage;
+  } catch (const std::exception&) {
+    // Nothing answers: whatever is there is left over.
+  }
+  const auto removed = enforce::remove_rules();
+  for (const auto& r : removed) fmt::print("removed {}\n", r);
+  if (::unlink(socket_path.c_str()) == 0) fmt::print("removed stale socket {}\n", socket_path);
+  if (removed.empty()) fmt::print("no ipsentry rules were installed\n");
+  return kExitOk;
+}
+
+namespace {
+
+std::string num(const json& v) {
+  if (v.is_null()) return "-";
+  const auto n = v.get<std::uint64_t>();
+  const std::string digits = std::to_string(n);
+  std::string s;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i != 0 && (digits.size() - i) % 3 == 0) s += ',';
+    s += digits[i];
+  }
+  return s;
+}
+
+void print_stats(const json& j) {
+  const auto& q = j.at("quick_mode");
+  fmt::print("IP Security Monitor: enforcement of {} (up {} s, {} queue(s), {})\n\n", j.at("config").get<std::string>(),
+             j.at("uptime_seconds").get<std::int64_t>(), j.at("queues").size(),
+             j.at("fail_open").get<bool>() ? "fail-open" : "fail-closed");
+  auto row = [](const char* name, const json& v) { fmt::print("  {:<36}{:>16}\n", name, num(v)); };
+  fmt::print("Quick Mode\n");
+  row("Active Security Associations", q.at("active_security_associations"));
+  row("Key Additions", q.at("key_additions"));
+  row("Key Deletions", q.at("key_deletions"));
+  row("Active Tunnels", q.at("active_tunnels"));
+  row("Bad SPI Packets", q.at("bad_spi_packets"));
+  row("Packets Not Decrypted", q.at("packets_not_decrypted"));
+  row("Packets Not Authenticated", q.at("packets_not_authenticated"));
+  row("Packets With Replay Detection", q.at("packets_with_replay_detection"));
+  row("Confidential Bytes Sent", q.at("sent").at("confidential_bytes"));
+  row("Confidential Bytes Received", q.at("received").at("confidential_bytes"));
+  row("Authenticated Bytes Sent", q.at("sent").at("authenticated_bytes"));
+  row("Authenticated Bytes Received", q.at("received").at("authenticated_bytes"));
+  row("Transport Bytes Sent", q.at("sent").at("transport_bytes"));
+  row("Transport Bytes Received", q.at("received").at("transport_bytes"));
+  row("Bytes Sent In Tunnels", q.at("sent").at("tunnel_bytes"));
+  row("Bytes Received In Tunnels", q.at("received").at("tunnel_bytes"));
+  const auto& p = j.at("packets");
+  fmt::print("\nEnforcement (packets)\n");
+  row("Protected and sent", p.at("protected"));
+  row("Verified and accepted", p.at("decapsulated"));
+  row("Permitted (no protection required)", p.at("permitted"));
+  row("Cleartext accepted (request/respond)", p.at("cleartext_allowed"));
+  row("Cleartext dropped", p.at("cleartext_dropped"));
+  row("Blocked by policy", p.at("blocked"));
+  row("IPsec failed verification", p.at("ipsec_failed"));
+  row("Not allowed on their SA", p.at("policy_mismatch"));
+  row("Dropped: SA expired", p.at("sa_expired"));
+  row("Dropped: sequence numbers exhausted", p.at("seq_exhausted"));
+  row("Dropped: sequence number unrecorded", p.at("seq_unrecorded"));
+  row("Too big (ICMP sent to the source)", p.at("too_big"));
+  row("Protection failed", p.at("protect_failed"));
+  row("Not IP or malformed", p.at("not_ip"));
+  std::uint64_t verr = 0;
+  std::uint64_t over = 0;
+  for (const auto& qq : j.at("queues")) {
+    verr += qq.at("verdict_errors").get<std::uint64_t>();
+    over += qq.at("overruns").get<std::uint64_t>();
+  }
+  row("Queue verdict errors", verr);
+  row("Queue overruns", over);
+  fmt::print("\nSecurity associations\n");
+  fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}\n", "name", "spi", "dir",
+             "proto", "mode", "src -> dst", "algorithms", "packets", "bytes", "errors", "replay (top/win)",
+             "state, lifetime left");
+  for (const auto& sa : j.at("sas")) {
+    const bool out = sa.at("direction") == "outbound";
+    const auto& t = out ? sa.at("sent") : sa.at("received");
+    std::uint64_t errors = 0;
+    for (const auto& [k, v] : sa.at("verdicts").items()) {
+      if (k != "ok") errors += v.get<std::uint64_t>();
+    }
+    std::string life;
+    for (const char* k : {"seconds", "bytes", "packets"}) {
+      const auto& v = sa.at("lifetime_left").at(k);
+      if (!v.is_null()) life += fmt::format(" {} {}", num(v), k);
+    }
+    std::string algs = sa.at("encryption").get<std::string>();
+    if (sa.at("protocol") == "ah")
+      algs = sa.at("integrity").get<std::string>();
+    else if (sa.at("integrity") != "none")
+      algs += "+" + sa.at("integrity").get<std::string>();
+    const std::string replay =
+        out ? fmt::format("seq {}", num(sa.at("last_sent_seq")))
+            : fmt::format("{}/{}", num(sa.at("replay").at("highest_seq")), num(sa.at("replay").at("window")));
+    fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}{}\n",
+               sa.at("name").get<std::string>(),
+               sa.at("spi").is_null() ? "any" : fmt::format("0x{:08x}", sa.at("spi").get<std::uint32_t>()),
+               out ? "out" : "in", sa.at("protocol").get<std::string>(), sa.at("mode").get<std::string>(),
+               sa.at("src").get<std::string>() + " -> " + sa.at("dst").get<std::string>(), algs, num(t.at("packets")),
+               num(t.at("bytes")), errors, replay, sa.at("state").get<std::string>(), life);
+  }
+}
+
+}  // namespace
+
+int run_stats(const StatsOptions& o) {
+  for (;;) {
+    std::string text;
+    try {
+      text = enforce::fetch_stats(o.socket);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+      return kExitUsage;
+    }
+    if (o.json) {
+      fmt::print("{}", text);
+    } else {
+      try {
+        if (o.watch > 0) fmt::print("\x1b[H\x1b[2J");
+        print_stats(json::parse(text));
+      } catch (const json::exception& e) {
+        fmt::print(stderr, "ipsentry: error: the enforcement sent statistics this version cannot read: {}\n", e.what());
+        return kExitUsage;
+      }
+    }
+    std::fflush(stdout);
+    if (o.watch <= 0) return kExitOk;
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.watch));
+  }
+}
+
+}  // namespace ipsentry::cli

@@ -1,0 +1,214 @@
+// The enforcement pipeline: what happens to one packet the kernel queued.
+//
+//   outbound (OUTPUT, FORWARD): SPD lookup -> permit | block | protect with
+//       ipsec::Engine::outbound (ESP, AH, or ESP then AH)
+//   inbound (PREROUTING): ESP/AH -> ipsec::Engine::inbound (ICV, replay,
+//       decrypt), repeated for nested SAs, then the inner packet must match
+//       a policy that lists the SAs it came on; cleartext that a protect
+//       policy requires to be protected is dropped
+//
+// State (configuration, SPD, SAD, lifetimes) is shared by the workers and
+// replaced as a whole on reload; SAs whose SPI, addresses and keys did not
+// change keep their sequence numbers, replay windows and counters. Each
+// Worker owns an ipsec::Engine (its scratch buffers) and its counters;
+// process() allocates nothing.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "ipsentry/filters/config.hpp"
+#include "ipsentry/filters/spd.hpp"
+#include "ipsentry/ipsec/engine.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+
+namespace ipsentry::enforce {
+
+/// Netfilter hook numbers as NFQUEUE reports them.
+enum class Hook : std::uint8_t { prerouting = 0, input = 1, forward = 2, output = 3, postrouting = 4 };
+
+/// Marks ipsentry sets on packets (a bit each, OR-ed into the packet's mark).
+inline constexpr std::uint32_t kMarkDecapsulated = 0x1;  // inner packet of a verified SA
+inline constexpr std::uint32_t kMarkOwn = 0x2;           // sent by ipsentry itself (ICMP errors)
+
+/// Why a packet was dropped or what was done with it; indexes Counters::by_reason.
+enum class Outcome : std::uint8_t {
+  permitted,          // no policy, a permit policy, or an exemption
+  protected_sent,     // protected and sent
+  decapsulated,       // verified inbound IPsec, inner packet accepted
+  cleartext_allowed,  // cleartext a request/respond policy accepts
+  blocked,            // a block policy
+  cleartext_dropped,  // cleartext a require policy says must be protected
+  ipsec_failed,       // inbound IPsec that did not verify (see the verdict counters)
+  policy_mismatch,    // verified, but the inner packet does not belong on that SA
+  sa_expired,         // hard lifetime reached
+  seq_exhausted,      // the sequence number would wrap
+  seq_unrecorded,     // sequence number above what the state file records (writes fell behind)
+  too_big,            // would exceed the path MTU; ICMP sent to the source
+  not_ip,             // not an IPv4/IPv6 packet, or malformed
+  protect_failed,     // the transform failed (unsupported algorithm, OpenSSL error)
+  count_
+};
+inline constexpr std::size_t kOutcomeCount = static_cast<std::size_t>(Outcome::count_);
+[[nodiscard]] const char* to_string(Outcome o) noexcept;
+
+struct Counters {
+  std::array<std::uint64_t, kOutcomeCount> by_outcome{};
+  std::uint64_t icmp_sent = 0;
+  Counters& operator+=(const Counters& o) noexcept {
+    for (std::size_t i = 0; i < by_outcome.size(); ++i) by_outcome[i] += o.by_outcome[i];
+    icmp_sent += o.icmp_sent;
+    return *this;
+  }
+};
+
+/// Per-SA lifetime bookkeeping beside the SAD entry.
+struct SaLife {
+  std::chrono::steady_clock::time_point installed;
+  std::atomic<bool> soft_reported{false};
+  std::atomic<bool> hard_expired{false};
+  std::atomic<bool> exhausted_reported{false};
+  /// Outbound: the highest sequence number recorded in the state file as
+  /// possibly used. Nothing above it is sent, so that a restart (even after
+  /// kill -9) resumes above every number already on the wire instead of
+  /// reusing them with the same key, which the peer would drop as replays.
+  std::atomic<std::uint64_t> seq_ceiling{~std::uint64_t{0}};
+  std::uint64_t saved_top = 0;  // inbound: the replay top last written
+};
+
+/// Events worth a log line (never with key material).
+enum class EventKind : std::uint8_t {
+  sa_installed,
+  sa_kept,
+  sa_removed,
+  soft_expiry,
+  hard_expiry,
+  seq_exhausted,
+  icv_failure,
+  replay,
+  unknown_spi,
+  decrypt_failure,
+  cleartext_dropped,
+  policy_mismatch,
+  too_big,
+  count_
+};
+inline constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::count_);
+using EventSink = std::function<void(EventKind, const std::string&)>;
+
+class State {
+ public:
+  /// Compiles `config` (kept inside). Throws filters::ConfigError.
+  State(filters::Config config, filters::LocalAddresses local);
+
+  [[nodiscard]] const filters::Config& config() const noexcept { return config_; }
+  [[nodiscard]] const filters::Spd& spd() const noexcept { return spd_; }
+  [[nodiscard]] ipsec::Sad& sad() noexcept { return sad_; }
+  [[nodiscard]] SaLife& life(std::size_t sa_index) noexcept { return *life_[sa_index]; }
+  /// Takes over the runtime state of every SA of `old` that is unchanged
+  /// (same name, SPI, protocol, addresses, mode, algorithms and keys).
+  /// Returns the names of the SAs kept.
+  std::vector<std::string> inherit(State& old);
+  /// The largest number of bytes protection adds to a packet (outer header,
+  /// ESP/AH headers, IV, maximum padding, ICV) over the outbound SAs.
+  [[nodiscard]] std::size_t max_overhead(bool ipv6) const noexcept;
+
+  struct EntrySas {
+    std::vector<ipsec::SecurityAssociation*> esp_out;
+    std::vector<ipsec::SecurityAssociation*> ah_out;
+    std::vector<const ipsec::SecurityAssociation*> inbound;  // the SAs the policy accepts
+  };
+  [[nodiscard]] const EntrySas& entry_sas(std::size_t entry) const noexcept { return entry_sas_[entry]; }
+  /// "Client (respond only)": peers that sent protected traffic on a policy.
+  bool respond_peer_known(std::size_t policy, const dissect::IpAddr& peer);
+  void respond_peer_add(std::size_t policy, const dissect::IpAddr& peer);
+
+ private:
+  filters::Config config_;
+  filters::Spd spd_;
+  ipsec::Sad sad_;
+  std::vector<std::unique_ptr<SaLife>> life_;
+  std::vector<EntrySas> entry_sas_;
+  std::mutex respond_mu_;
+  std::vector<std::vector<dissect::IpAddr>> respond_peers_;
+};
+
+struct Decision {
+  bool accept = false;
+  dissect::Bytes replacement;  // non-empty: the packet's new bytes
+  std::uint32_t set_mark = 0;  // bits to OR into the mark
+  Outcome outcome = Outcome::permitted;
+};
+
+/// Sends ICMP "fragmentation needed" / "packet too big" to a packet's source.
+using IcmpSender = std::function<bool(const dissect::Packet& offending, std::uint32_t mtu, std::uint32_t ifindex)>;
+
+class Worker {
+ public:
+  Worker();
+
+  /// Decides about one queued packet. `ip` starts at the IP header;
+  /// `mtu` is the MTU of the device it leaves by (0: unknown).
+  Decision process(State& state, Hook hook, dissect::Bytes ip, std::uint32_t mtu, std::uint32_t ifindex,
+                   std::int64_t now_ns) noexcept;
+
+  void set_events(EventSink sink) { events_ = std::move(sink); }
+  void set_icmp_sender(IcmpSender sender) { icmp_ = std::move(sender); }
+
+  /// Counters, read under the worker's lock (process() runs under it too
+  /// when the caller takes it).
+  [[nodiscard]] std::mutex& lock() noexcept { return mu_; }
+  [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
+  [[nodiscard]] const ipsec::GlobalCounters& ipsec_counters() noexcept { return engine_.counters(); }
+
+ private:
+  Decision outbound(State& state, const dissect::Packet& p, std::uint32_t mtu, std::uint32_t ifindex,
+                    std::int64_t now_ns) noexcept;
+  Decision inbound(State& state, const dissect::Packet& p, std::int64_t now_ns) noexcept;
+  bool usable(State& state, ipsec::SecurityAssociation& sa, bool sending) noexcept;
+  template <class MakeText>
+  void event(EventKind kind, MakeText&& make) noexcept {
+    if (!events_) return;
+    RateLimit& rl = limits_[static_cast<std::size_t>(kind)];
+    const std::int64_t now =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    if (!rl.allow(now)) return;
+    try {
+      std::string text = make();
+      if (rl.suppressed != 0) {
+        text += " (" + std::to_string(rl.suppressed) + " more like it were not logged)";
+        rl.suppressed = 0;
+      }
+      events_(kind, text);
+    } catch (...) {
+      // Logging must never take packet processing down with it.
+    }
+  }
+  struct RateLimit {
+    static constexpr std::uint32_t kBurst = 5;
+    std::int64_t window_start_ns = 0;
+    std::uint32_t used = 0;
+    std::uint64_t suppressed = 0;
+    bool allow(std::int64_t now_ns) noexcept;
+  };
+  Decision done(Outcome o, bool accept) noexcept;
+
+  ipsec::Engine engine_;
+  std::mutex mu_;
+  Counters counters_;
+  std::vector<std::uint8_t> stage_;  // ESP result before AH is added
+  EventSink events_;
+  std::array<RateLimit, kEventKindCount> limits_{};
+  IcmpSender icmp_;
+};
+
+}  // namespace ipsentry::enforce

@@ -1,0 +1,388 @@
+#include "ipsentry/enforce/enforcer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "ipsentry/dissect/packet.hpp"
+
+namespace ipsentry::enforce {
+
+using dissect::Bytes;
+using dissect::Packet;
+using filters::Direction;
+using filters::IpsecProtocol;
+using filters::PolicyAction;
+using filters::Sense;
+using ipsec::SecurityAssociation;
+
+const char* to_string(Outcome o) noexcept {
+  switch (o) {
+    case Outcome::permitted: return "permitted";
+    case Outcome::protected_sent: return "protected and sent";
+    case Outcome::decapsulated: return "verified and accepted";
+    case Outcome::cleartext_allowed: return "cleartext accepted (request/respond policy)";
+    case Outcome::blocked: return "blocked by policy";
+    case Outcome::cleartext_dropped: return "cleartext dropped (must be protected)";
+    case Outcome::ipsec_failed: return "IPsec packets that did not verify";
+    case Outcome::policy_mismatch: return "inner packet not allowed on its SA";
+    case Outcome::sa_expired: return "dropped: SA expired";
+    case Outcome::seq_exhausted: return "dropped: sequence numbers exhausted";
+    case Outcome::seq_unrecorded: return "dropped: sequence number not yet recorded";
+    case Outcome::too_big: return "too big for the path (ICMP sent)";
+    case Outcome::not_ip: return "not IP or malformed";
+    case Outcome::protect_failed: return "protection failed";
+    case Outcome::count_: break;
+  }
+  return "?";
+}
+
+namespace {
+
+bool same_sa(const filters::SaConfig& a, const filters::SaConfig& b) {
+  return a.name == b.name && a.spi == b.spi && a.protocol == b.protocol && a.src == b.src && a.dst == b.dst &&
+         a.mode == b.mode && a.cipher == b.cipher && a.integrity == b.integrity && a.enc_key == b.enc_key &&
+         a.auth_key == b.auth_key && a.esn == b.esn && a.replay_window == b.replay_window &&
+         a.encap.has_value() == b.encap.has_value();
+}
+
+std::size_t sa_overhead(const SecurityAssociation& sa, bool ipv6) {
+  const auto& c = sa.config();
+  std::size_t n = 0;
+  if (c.mode == filters::SaMode::tunnel) n += (c.dst && c.dst->is_v6()) || ipv6 ? 40 : 20;
+  if (c.protocol == IpsecProtocol::ah) {
+    const std::size_t align = ipv6 ? 8 : 4;
+    n += (12 + sa.ah_icv_len() + align - 1) / align * align;
+  } else if (auto* esp = const_cast<SecurityAssociation&>(sa).esp()) {
+    n += 8 + esp->iv_len() + (esp->alignment() - 1) + 2 + esp->icv_len();
+    if (c.encap) n += 8;
+  } else {
+    n += 8 + 16 + 15 + 2 + 32;  // unsupported SA: a generous bound
+  }
+  return n;
+}
+
+}  // namespace
+
+State::State(filters::Config config, filters::LocalAddresses local)
+    : config_(std::move(config)), spd_(config_, std::move(local)) {
+  std::vector<filters::SaConfig> copies;
+  copies.reserve(config_.sas.size());
+  for (const auto& sa : config_.sas) copies.push_back(sa.clone());
+  sad_ = ipsec::Sad(std::move(copies));
+  const auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < sad_.size(); ++i) {
+    life_.push_back(std::make_unique<SaLife>());
+    life_.back()->installed = now;
+  }
+  entry_sas_.resize(spd_.entries().size());
+  for (std::size_t e = 0; e < spd_.entries().size(); ++e) {
+    const auto& entry = spd_.entries()[e];
+    if (entry.action != PolicyAction::protect) continue;
+    for (const auto& name : entry.policy->sas) {
+      SecurityAssociation* sa = sad_.find(name);
+      if (sa == nullptr) continue;  // Spd already refused unknown names
+      if (spd_.sa_direction(sa->config()) == Direction::outbound) {
+        (sa->config().protocol == IpsecProtocol::esp ? entry_sas_[e].esp_out : entry_sas_[e].ah_out).push_back(sa);
+      } else {
+        entry_sas_[e].inbound.push_back(sa);
+      }
+    }
+  }
+  respond_peers_.resize(config_.policies.size());
+}
+
+std::vector<std::string> State::inherit(State& old) {
+  std::vector<std::string> kept;
+  for (std::size_t i = 0; i < sad_.size(); ++i) {
+    SecurityAssociation& sa = sad_.at(i);
+    SecurityAssociation* prev = old.sad_.find(sa.name());
+    if (prev == nullptr || !same_sa(sa.config(), prev->config())) continue;
+    std::scoped_lock lock(prev->mutex);
+    sa.replay = prev->replay;
+    sa.last_sent_seq = prev->last_sent_seq;
+    sa.counters = prev->counters;
+    SaLife& was = old.life(prev->index());
+    SaLife& now = life(i);
+    now.installed = was.installed;
+    now.soft_reported = was.soft_reported.load();
+    now.hard_expired = was.hard_expired.load();
+    now.exhausted_reported = was.exhausted_reported.load();
+    now.seq_ceiling = was.seq_ceiling.load();
+    now.saved_top = was.saved_top;
+    kept.push_back(sa.name());
+  }
+  return kept;
+}
+
+std::size_t State::max_overhead(bool ipv6) const noexcept {
+  std::size_t worst = 0;
+  for (const auto& es : entry_sas_) {
+    std::size_t esp = 0;
+    std::size_t ah = 0;
+    for (const auto* sa : es.esp_out) esp = std::max(esp, sa_overhead(*sa, ipv6));
+    for (const auto* sa : es.ah_out) ah = std::max(ah, sa_overhead(*sa, ipv6));
+    worst = std::max(worst, esp + ah);
+  }
+  return worst;
+}
+
+bool State::respond_peer_known(std::size_t policy, const dissect::IpAddr& peer) {
+  std::scoped_lock lock(respond_mu_);
+  const auto& v = respond_peers_[policy];
+  return std::find(v.begin(), v.end(), peer) != v.end();
+}
+
+void State::respond_peer_add(std::size_t policy, const dissect::IpAddr& peer) {
+  std::scoped_lock lock(respond_mu_);
+  auto& v = respond_peers_[policy];
+  if (std::find(v.begin(), v.end(), peer) == v.end()) v.push_back(peer);
+}
+
+Worker::Worker() : engine_(/*lock_sas=*/true), stage_(65535 + 1024) {}
+
+bool Worker::RateLimit::allow(std::int64_t now_ns) noexcept {
+  // A burst of kBurst lines, then one per second: an attacker flooding
+  // forged packets must not turn the log into the bottleneck.
+  if (now_ns - window_start_ns >= 1'000'000'000) {
+    window_start_ns = now_ns;
+    used = 0;
+  }
+  if (used < kBurst) {
+    ++used;
+    return true;
+  }
+  ++suppressed;
+  return false;
+}
+
+Decision Worker::done(Outcome o, bool accept) noexcept {
+  ++counters_.by_outcome[static_cast<std::size_t>(o)];
+  Decision d;
+  d.accept = accept;
+  d.outcome = o;
+  return d;
+}
+
+bool Worker::usable(State& state, SecurityAssociation& sa, bool sending) noexcept {
+  SaLife& life = state.life(sa.index());
+  if (life.hard_expired.load(std::memory_order_relaxed)) return false;
+  const auto& lt = sa.config().lifetime;
+  const auto& c = sending ? sa.counters.sent : sa.counters.received;
+  const auto age = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - life.installed).count());
+  const bool hard = (lt.seconds != 0 && age >= lt.seconds) || (lt.bytes != 0 && c.bytes >= lt.bytes) ||
+                    (lt.packets != 0 && c.packets >= lt.packets);
+  if (hard) {
+    if (!life.hard_expired.exchange(true)) {
+      event(EventKind::hard_expiry, [&] {
+        return fmt::format(
+            "SA {} ({}) reached its hard lifetime after {} s, {} packets, {} "
+            "bytes: no longer used",
+            sa.name(), sa.config().describe(), age, c.packets, c.bytes);
+      });
+    }
+    return false;
+  }
+  const bool soft = (lt.soft_seconds != 0 && age >= lt.soft_seconds) ||
+                    (lt.soft_bytes != 0 && c.bytes >= lt.soft_bytes) ||
+                    (lt.soft_packets != 0 && c.packets >= lt.soft_packets);
+  if (soft && !life.soft_reported.exchange(true)) {
+    event(EventKind::soft_expiry, [&] {
+      return fmt::format(
+          "SA {} ({}) reached its soft lifetime ({} s, {} packets, {} bytes): "
+          "replace it before the hard limit",
+          sa.name(), sa.config().describe(), age, c.packets, c.bytes);
+    });
+  }
+  return true;
+}
+
+Decision Worker::process(State& state, Hook hook, Bytes ip, std::uint32_t mtu, std::uint32_t ifindex,
+                         std::int64_t now_ns) noexcept {
+  Packet p;
+  dissect::dissect_ip(ip, p);
+  if (p.ip.version == 0 || p.ip.header_len == 0) return done(Outcome::not_ip, false);
+  if (hook == Hook::prerouting || hook == Hook::input) return inbound(state, p, now_ns);
+  return outbound(state, p, mtu, ifindex, now_ns);
+}
+
+Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std::uint32_t ifindex,
+                          std::int64_t now_ns) noexcept {
+  const filters::PacketSelector sel = filters::selector_of(p);
+  const filters::SpdEntry* e = state.spd().lookup(sel, Sense::outbound);
+  if (e == nullptr || e->action == PolicyAction::permit) return done(Outcome::permitted, true);
+  if (e->action == PolicyAction::block) return done(Outcome::blocked, false);
+  const filters::PolicyConfig& pol = *e->policy;
+  if (pol.inbound == filters::InboundCleartext::respond && !state.respond_peer_known(e->policy_index, sel.dst)) {
+    return done(Outcome::cleartext_allowed, true);
+  }
+  const auto& es = state.entry_sas(static_cast<std::size_t>(e - state.spd().entries().data()));
+  const dissect::IpAddr& target = pol.mode == filters::SaMode::tunnel ? *pol.peer : sel.dst;
+  auto pick = [&](const std::vector<SecurityAssociation*>& v) -> SecurityAssociation* {
+    for (auto* sa : v) {
+      if (!sa->config().dst || *sa->config().dst == target) return sa;
+    }
+    return nullptr;
+  };
+  SecurityAssociation* esp = pol.ipsec != filters::PolicyIpsec::ah ? pick(es.esp_out) : nullptr;
+  SecurityAssociation* ah = pol.ipsec != filters::PolicyIpsec::esp ? pick(es.ah_out) : nullptr;
+  if ((pol.ipsec != filters::PolicyIpsec::ah && esp == nullptr) ||
+      (pol.ipsec != filters::PolicyIpsec::esp && ah == nullptr)) {
+    // The policy lists no SA towards this destination: never send in clear.
+    return done(Outcome::protect_failed, false);
+  }
+  for (SecurityAssociation* sa : {esp, ah}) {
+    if (sa == nullptr) continue;
+    if (!usable(state, *sa, true)) return done(Outcome::sa_expired, false);
+    // At the end of the sequence space the engine reports exhaustion itself.
+    const std::uint64_t ceiling = state.life(sa->index()).seq_ceiling.load(std::memory_order_acquire);
+    const std::uint64_t last_possible = sa->config().esn ? ~std::uint64_t{0} - 1 : 0xffffffffull;
+    if (sa->last_sent_seq >= ceiling && ceiling < last_possible) return done(Outcome::seq_unrecorded, false);
+  }
+  // Path MTU: a packet that may be fragmented (IPv4 without DF) is sent
+  // and the kernel fragments the outer packet (our outer header has DF
+  // clear; in transport mode it is the packet's own). Otherwise the source
+  // is told the MTU that leaves room for the protection.
+  if (mtu != 0) {
+    std::size_t overhead = 0;
+    for (SecurityAssociation* sa : {esp, ah}) {
+      if (sa != nullptr) overhead += sa_overhead(*sa, p.ip.version == 6);
+    }
+    const std::size_t len = p.ip_bytes().size();
+    const bool df = p.ip.version == 6 || (p.data[p.ip.offset + 6] & 0x40) != 0;
+    if (len + overhead > mtu && df) {
+      const auto room = static_cast<std::uint32_t>(mtu > overhead ? mtu - overhead : 0);
+      bool sent = icmp_ && icmp_(p, room, ifindex);
+      if (sent) ++counters_.icmp_sent;
+      event(EventKind::too_big, [&] {
+        return fmt::format(
+            "{} -> {}: {} bytes + {} of protection exceed the MTU {}; {} the "
+            "source to use {}",
+            sel.src.str(), sel.dst.str(), len, overhead, mtu, sent ? "told" : "could not tell", room);
+      });
+      return done(Outcome::too_big, false);
+    }
+  }
+  Bytes out = p.ip_bytes();
+  for (SecurityAssociation* sa : {esp, ah}) {
+    if (sa == nullptr) continue;
+    ipsec::OutboundOptions o;
+    o.ts_ns = now_ns;
+    ipsec::OutboundResult r = engine_.outbound(*sa, out, o);
+    if (r.status == ipsec::OutboundStatus::seq_exhausted) {
+      SaLife& life = state.life(sa->index());
+      if (!life.exhausted_reported.exchange(true)) {
+        event(EventKind::seq_exhausted, [&] {
+          return fmt::format(
+              "SA {} ({}): sequence number {} was the last one; outbound traffic on it is dropped "
+              "until it is replaced (RFC 4303 section 3.3.3)",
+              sa->name(), sa->config().describe(), sa->last_sent_seq);
+        });
+      }
+      return done(Outcome::seq_exhausted, false);
+    }
+    if (r.status != ipsec::OutboundStatus::ok) return done(Outcome::protect_failed, false);
+    if (sa == esp && ah != nullptr) {
+      // AH goes around ESP: the engine's buffer is reused by the next call.
+      std::memcpy(stage_.data(), r.packet.data(), r.packet.size());
+      out = Bytes(stage_.data(), r.packet.size());
+    } else {
+      out = r.packet;
+    }
+  }
+  Decision d = done(Outcome::protected_sent, true);
+  d.replacement = out;
+  return d;
+}
+
+Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns) noexcept {
+  if (!outer.is_ipsec() || outer.ipsec.udp_encap) {
+    // Cleartext arriving: what does the policy say about it?
+    const filters::PacketSelector sel = filters::selector_of(outer);
+    const filters::SpdEntry* e = state.spd().lookup(sel, Sense::inbound);
+    if (e == nullptr || e->action == PolicyAction::permit) return done(Outcome::permitted, true);
+    if (e->action == PolicyAction::block) return done(Outcome::blocked, false);
+    if (e->policy->inbound != filters::InboundCleartext::require) return done(Outcome::cleartext_allowed, true);
+    event(EventKind::cleartext_dropped, [&] {
+      return fmt::format("cleartext {} -> {} protocol {} dropped: policy '{}' requires IPsec", sel.src.str(),
+                         sel.dst.str(), sel.protocol, e->policy->name);
+    });
+    return done(Outcome::cleartext_dropped, false);
+  }
+  // Peel the IPsec layers (AH around ESP, or one of them).
+  std::array<const SecurityAssociation*, ipsec::kMaxNesting> used{};
+  std::size_t n_used = 0;
+  Packet layers[2];
+  const Packet* cur = &outer;
+  Bytes inner;
+  for (std::size_t depth = 0;; ++depth) {
+    if (depth >= ipsec::kMaxNesting) return done(Outcome::policy_mismatch, false);
+    ipsec::InboundResult r = engine_.inbound(state.sad(), *cur, now_ns, /*rebuild=*/true, depth);
+    if (r.verdict != ipsec::Verdict::ok || r.sa == nullptr) {
+      static constexpr EventKind kinds[] = {EventKind::icv_failure, EventKind::replay, EventKind::unknown_spi,
+                                            EventKind::decrypt_failure};
+      EventKind k = r.verdict == ipsec::Verdict::icv_fail      ? kinds[0]
+                    : r.verdict == ipsec::Verdict::replay      ? kinds[1]
+                    : r.verdict == ipsec::Verdict::unknown_spi ? kinds[2]
+                                                               : kinds[3];
+      event(k, [&] {
+        return fmt::format("{} {} -> {} spi 0x{:08x} seq {} dropped: {}", to_string(r.protocol), cur->ip.src.str(),
+                           cur->ip.dst.str(), r.spi, r.seq, ipsec::verdict_name(r.verdict));
+      });
+      return done(Outcome::ipsec_failed, false);
+    }
+    if (!usable(state, *r.sa, false)) return done(Outcome::sa_expired, false);
+    used[n_used++] = r.sa;
+    inner = r.mode == filters::SaMode::tunnel ? r.payload : r.rebuilt;
+    if (inner.empty()) return done(Outcome::policy_mismatch, false);  // e.g. a dummy packet (next header 59)
+    Packet& next = layers[depth % 2];
+    next = Packet{};
+    dissect::dissect_ip(inner, next);
+    if (next.ip.version == 0) return done(Outcome::not_ip, false);
+    if (!next.is_ipsec() || next.ipsec.udp_encap) {
+      cur = &next;
+      break;
+    }
+    cur = &next;
+  }
+  // RFC 4301 section 5.2: the inner packet must be one the SA may carry.
+  const filters::PacketSelector sel = filters::selector_of(*cur);
+  const filters::SpdEntry* e = state.spd().lookup(sel, Sense::inbound);
+  bool allowed = false;
+  if (e == nullptr || e->action == PolicyAction::permit) {
+    allowed = true;  // would have been accepted in clear as well
+  } else if (e->action == PolicyAction::protect) {
+    const auto& es = state.entry_sas(static_cast<std::size_t>(e - state.spd().entries().data()));
+    allowed = true;
+    bool esp = false;
+    bool ah = false;
+    for (std::size_t i = 0; i < n_used; ++i) {
+      if (std::find(es.inbound.begin(), es.inbound.end(), used[i]) == es.inbound.end()) allowed = false;
+      (used[i]->config().protocol == IpsecProtocol::esp ? esp : ah) = true;
+    }
+    const auto want = e->policy->ipsec;
+    if ((want != filters::PolicyIpsec::ah && !esp) || (want != filters::PolicyIpsec::esp && !ah)) allowed = false;
+    if (e->policy->mode == filters::SaMode::tunnel && outer.ip.src != *e->policy->peer) allowed = false;
+    if (allowed && e->policy->inbound == filters::InboundCleartext::respond) {
+      state.respond_peer_add(e->policy_index, sel.src);
+    }
+  }
+  if (!allowed) {
+    event(EventKind::policy_mismatch, [&] {
+      return fmt::format(
+          "{} -> {} protocol {} arrived on SA {} but {}", sel.src.str(), sel.dst.str(), sel.protocol, used[0]->name(),
+          e == nullptr
+              ? "no policy covers it"
+              : fmt::format("policy '{}' does not accept it on that SA", e->policy ? e->policy->name : e->name));
+    });
+    return done(Outcome::policy_mismatch, false);
+  }
+  Decision d = done(Outcome::decapsulated, true);
+  d.replacement = cur->ip_bytes();
+  d.set_mark = kMarkDecapsulated;
+  return d;
+}
+
+}  // namespace ipsentry::enforce
