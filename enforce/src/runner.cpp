@@ -515,8 +515,16 @@ std::string Enforcement::snapshot_json() {
   j["reloads"] = reloads_.load();
   j["worker_failures"] = worker_failures_.load();
   json qs = json::array();
-  for (const auto& q : queues_) {
-    qs.push_back({{"queue", q->number()}, {"verdict_errors", q->verdict_errors()}, {"overruns", q->overruns()}});
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    std::uint64_t handled = 0;
+    {
+      std::scoped_lock wl(workers_[i]->lock());
+      for (auto n : workers_[i]->counters().by_outcome) handled += n;
+    }
+    qs.push_back({{"queue", queues_[i]->number()},
+                  {"packets", handled},
+                  {"verdict_errors", queues_[i]->verdict_errors()},
+                  {"overruns", queues_[i]->overruns()}});
   }
   j["queues"] = qs;
   j["mss_clamp"] = {{"ipv4", rule_options_.mss_v4}, {"ipv6", rule_options_.mss_v6}};

@@ -117,6 +117,9 @@ class Enforcer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=10)
+        log = self.log_text()
+        if "AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+            check(False, f"{self.name}: the sanitizers report a problem:\n{log[-3000:]}")
         return self.proc.returncode if self.proc else None
 
     def log_text(self):
@@ -615,6 +618,98 @@ def scenario_gateway(tmp):
     e2.stop()
 
 
+def subnet_config(path, me_net, peer_net, spi_out, key_out, spi_in, key_in):
+    """One SA pair for every address of two /24s: several flows share each SA."""
+    open(path, "w").write(f"""policies:
+  - name: nets
+    from: {me_net}
+    to: {peer_net}
+    mirrored: true
+    action: protect
+    ipsec: {{ protocol: esp, mode: transport }}
+    sas: [out, in]
+sas:
+  - name: out
+    spi: {spi_out}
+    direction: outbound
+    protocol: esp
+    encryption: aes-gcm-16
+    enc_key: 0x{key_out}
+    replay_window: 1024
+  - name: in
+    spi: {spi_in}
+    direction: inbound
+    protocol: esp
+    encryption: aes-gcm-16
+    enc_key: 0x{key_in}
+    replay_window: 1024
+""")
+    return path
+
+
+def scenario_queues(tmp):
+    print("# two queues and two workers: flows spread, sequence numbers unique per SA, replay windows correct")
+    a, b = pair_v4()
+    for i in range(11, 15):
+        sh("ip", "-n", a, "addr", "add", f"192.0.2.{i}/24", "dev", "ea")
+        sh("ip", "-n", b, "addr", "add", f"192.0.2.{i + 10}/24", "dev", "eb")
+    ca = subnet_config(os.path.join(tmp, "qa.yaml"), "192.0.2.0/24", "192.0.2.0/24", "0x3001", GCM_AB, "0x3002", GCM_BA)
+    cb = subnet_config(os.path.join(tmp, "qb.yaml"), "192.0.2.0/24", "192.0.2.0/24", "0x3002", GCM_BA, "0x3001", GCM_AB)
+    ea = Enforcer(a, ca, tmp, "qa", ["--queues", "2"])
+    eb = Enforcer(b, cb, tmp, "qb", ["--queues", "2"])
+    check(ea.start() and eb.start(), "enforcement starts with --queues 2 on both hosts")
+    cap = Capture(b, "eb", os.path.join(tmp, "queues.pcap"), "esp")
+    servers = []
+    for i, dst in enumerate(["192.0.2.2"] + [f"192.0.2.{i + 10}" for i in range(11, 15)]):
+        servers.append((dst, 5100 + i))
+    results = []
+    import threading
+
+    def one(dst, port):
+        results.append(tcp_transfer(b, dst, a, 500_000, tmp, port=port))
+
+    threads = [threading.Thread(target=one, args=sp) for sp in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cap.stop()
+    check(len(results) == 5 and all(ok for ok, _ in results),
+          f"5 parallel TCP transfers over the shared SAs arrive intact ({[h for _, h in results]})")
+    qs = eb.stats()["queues"]
+    check(len(qs) == 2 and all(q["packets"] > 0 for q in qs),
+          f"both of b's workers handled packets ({[q['packets'] for q in qs]})")
+    seqs = [int(x, 16) if x.startswith("0x") else int(x) for x in tshark(
+        cap.path, "-Y", "esp.spi == 0x3001", "-T", "fields", "-e", "esp.sequence").split()]
+    check(len(seqs) > 500 and len(seqs) == len(set(seqs)),
+          f"every sequence number on SA 0x3001 is used once ({len(seqs)} packets, {len(set(seqs))} distinct)")
+    s = eb.stats()
+    check(s["quick_mode"]["packets_with_replay_detection"] == 0 and s["packets"]["ipsec_failed"] == 0,
+          "no genuine packet was taken for a replay across the workers")
+    ea.stop()
+    eb.stop()
+
+
+def scenario_errors(tmp):
+    print("# bad input: privilege, broken configuration, nothing running")
+    cfg = esp_config(os.path.join(tmp, "err.yaml"), A, B, "0x1001", GCM_AB, "0x1002", GCM_BA)
+    r = sh("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+           IPSENTRY, "enforce", "-c", cfg, check=False)
+    check(r.returncode == 2 and "CAP_NET_ADMIN" in r.stderr, f"without privileges: exit 2 naming CAP_NET_ADMIN "
+                                                             f"({r.stderr.strip()[:90]})")
+    bad = os.path.join(tmp, "bad.yaml")
+    open(bad, "w").write(open(cfg).read().replace("encryption: aes-gcm-16\n    enc_key: 0x" + GCM_AB,
+                                                   "encryption: aes-gcm-16\n    enc_key: 0x0011", 1))
+    # In a namespace of its own: had it started, its rules would stay there.
+    r = nsx(ns_add("err"), IPSENTRY, "enforce", "-c", bad, "--socket", os.path.join(tmp, "x.sock"))
+    check(r.returncode == 2 and "bad.yaml:" in r.stderr and "enc_key" in r.stderr,
+          f"a wrong key length: exit 2 with file, line and field ({r.stderr.strip()[:100]})")
+    r = sh(IPSENTRY, "config", "check", bad, check=False)
+    check(r.returncode == 2 and "enc_key" in r.stderr, "config check reports the same error")
+    r = sh(IPSENTRY, "stats", "--socket", os.path.join(tmp, "none.sock"), check=False)
+    check(r.returncode == 2 and "no enforcement is running" in r.stderr, "stats with nothing running says so")
+
+
 def main():
     global IPSENTRY
     ap = argparse.ArgumentParser()
@@ -628,6 +723,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ipsentry-enforce-") as tmp:
         os.chmod(tmp, 0o755)
         try:
+            if only in (None, "errors"):
+                scenario_errors(tmp)
+                cleanup()
             if only in (None, "seed"):
                 scenario_seed(tmp)
                 cleanup()
@@ -637,6 +735,9 @@ def main():
                     scenario_interop_attacks(tmp, ctx)
                 if only in (None, "faults"):
                     scenario_faults(tmp, ctx)
+                cleanup()
+            if only in (None, "queues"):
+                scenario_queues(tmp)
                 cleanup()
             if only in (None, "gateway"):
                 scenario_gateway(tmp)
