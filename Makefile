@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 IPSENTRY   := $(BUILD)/cli/ipsentry
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture fuzz samples format tidy clean
+.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce fuzz samples format tidy clean
 
 all: build
 
@@ -52,6 +52,9 @@ bench: build
 	bench/run_bench.sh $(IPSENTRY)
 
 # Live capture between two namespaces against tcpdump (root, tcpreplay).
+bench-enforce: build
+	/usr/bin/python3 bench/enforce_bench.py $(IPSENTRY) $(BUILD)/bench/nfq_accept
+
 bench-capture: build
 	/usr/bin/python3 bench/capture_bench.py $(IPSENTRY)
 
