@@ -229,6 +229,23 @@ def ipsec6_files(d, remote, local_spi_out, out_dst, in_spi, in_dst):
     return r, os.path.join(d, "host.yaml")
 
 
+SCAPY_AH_VERIFY = r"""
+import sys
+from scapy.all import rdpcap, IPv6, AH
+from scapy.layers.ipsec import SecurityAssociation
+sas = {spi: SecurityAssociation(AH, spi=spi, auth_algo='HMAC-MD5-96', auth_key=b'This is a test')
+       for spi in (3000, 3001)}
+ok = bad = 0
+for p in rdpcap(sys.argv[1]):
+    if IPv6 in p and AH in p:
+        try:
+            sas[p[AH].spi].decrypt(p[IPv6]); ok += 1
+        except Exception:
+            bad += 1
+print(ok, bad)
+"""
+
+
 def scenario_seed(tmp):
     print("# seed: two link-local hosts, AH transport, HMAC-MD5, SPIs 3000/3001, key file 'This is a test'")
     h1, h2 = ns_add("h1", ipv6=True), ns_add("h2", ipv6=True)
@@ -273,6 +290,9 @@ def scenario_seed(tmp):
     check(clear.strip() == "", "no echo request crosses the link without AH")
     v = sh(IPSENTRY, "verify", cap.path, "-c", cfg1, "-q", check=False)
     check(v.returncode == 0 and "12 ok" in v.stdout, "ipsentry verify with host 1's configuration: 12 ok")
+    r = subprocess.run(["/usr/bin/python3", "-c", SCAPY_AH_VERIFY, cap.path], capture_output=True, text=True)
+    check(r.stdout.split() == ["12", "0"], f"scapy verifies the ICV of every AH packet ('This is a test', HMAC-MD5-96): "
+                                          f"{r.stdout.strip() or r.stderr.strip()[-200:]} (ok, failed)")
     s1, s2 = e1.stats(), e2.stats()
     check(s1["quick_mode"]["authenticated_bytes_sent" if False else "sent"]["authenticated_bytes"] > 0 and
           s1["quick_mode"]["sent"]["confidential_bytes"] == 0, "AH bytes count as authenticated, not confidential")
