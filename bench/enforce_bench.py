@@ -97,8 +97,17 @@ def iperf(udp, seconds, inner):
     args = ["iperf3", "-c", dst, "-B", src, "-t", str(seconds), "--json"]
     if udp:
         args += ["-u", "-b", "0", "-l", "1300"]
-    r = nsx(NA, *args, timeout=seconds + 30)
-    srv.wait(timeout=10)
+    try:
+        r = nsx(NA, *args, timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        srv.wait()
+        return None
+    try:
+        srv.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        srv.wait()
     try:
         j = json.loads(r.stdout)
     except json.JSONDecodeError:
