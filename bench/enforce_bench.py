@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "support"))
-from netns import sh  # noqa: E402
+from netns import remove_namespace, sh  # noqa: E402
 
 TAG = f"ipsb{os.getpid() % 10000}"
 NA, NB = f"{TAG}a", f"{TAG}b"
@@ -64,12 +64,7 @@ def setup():
 
 def cleanup():
     for ns in (NA, NB):
-        for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(p), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", ns, check=False)
+        remove_namespace(ns)
 
 
 def cpu_seconds(pids):

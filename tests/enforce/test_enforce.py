@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from netns import sh  # noqa: E402
+from netns import remove_namespace, sh  # noqa: E402
 
 TAG = f"ipse{os.getpid() % 10000}"
 IPSENTRY = None
@@ -76,12 +76,7 @@ def cleanup():
         if p.poll() is None:
             p.kill()
     for ns in NAMESPACES:
-        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        sh("ip", "netns", "del", ns, check=False)
+        remove_namespace(ns)
     NAMESPACES.clear()
 
 

@@ -31,9 +31,14 @@ class VethPair:
 
     def remove(self):
         for ns in (self.ns_tx, self.ns_rx):
-            for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                try:
-                    os.kill(int(p), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            sh("ip", "netns", "del", ns, check=False)
+            remove_namespace(ns)
+
+
+def remove_namespace(ns):
+    """Kills what still runs in `ns` and deletes it, whatever its state."""
+    for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(p), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    sh("ip", "netns", "del", ns, check=False)
