@@ -10,7 +10,6 @@
 
 #include <fmt/format.h>
 
-extern char** environ;
 
 namespace ipsentry::enforce {
 
@@ -153,6 +152,7 @@ int run_program(const std::vector<std::string>& argv, const std::string& input, 
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = 0;
