@@ -298,7 +298,12 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
 }
 
 Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns) noexcept {
-  if (!outer.is_ipsec() || outer.ipsec.udp_encap) {
+  // IKE and NAT keepalives on UDP 4500 share the port with ESP-in-UDP (RFC
+  // 3948): only the ESP is IPsec to check; the rest is key management.
+  if (outer.encap == dissect::UdpEncap::ike_marker || outer.encap == dissect::UdpEncap::nat_keepalive) {
+    return done(Outcome::permitted, true);
+  }
+  if (!outer.is_ipsec()) {
     // Cleartext arriving: what does the policy say about it?
     const filters::PacketSelector sel = filters::selector_of(outer);
     const filters::SpdEntry* e = state.spd().lookup(sel, Sense::inbound);
@@ -341,7 +346,7 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
     next = Packet{};
     dissect::dissect_ip(inner, next);
     if (next.ip.version == 0) return done(Outcome::not_ip, false);
-    if (!next.is_ipsec() || next.ipsec.udp_encap) {
+    if (!next.is_ipsec()) {
       cur = &next;
       break;
     }

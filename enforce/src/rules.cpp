@@ -10,7 +10,6 @@
 
 #include <fmt/format.h>
 
-
 namespace ipsentry::enforce {
 
 using filters::AddressSelector;
@@ -113,6 +112,8 @@ std::string render_rules(const filters::Spd& spd, int family, const RuleOptions&
     r += fmt::format("-A IPSENTRY-IN -p {} -m addrtype --dst-type LOCAL{}\n", p, queue);
     r += fmt::format("-A IPSENTRY-IN -p {} -j RETURN\n", p);  // somebody else's IPsec, forwarded
   }
+  // ESP in UDP (RFC 3948) to us; user space tells it from IKE on the same port.
+  r += fmt::format("-A IPSENTRY-IN -p udp --dport 4500 -m addrtype --dst-type LOCAL{}\n", queue);
   compile(r, "IPSENTRY-IN", spd, family, Sense::inbound, o, 0);
   r += "COMMIT\n*mangle\n:IPSENTRY-OUT - [0:0]\n:IPSENTRY-FWD - [0:0]\n:IPSENTRY-MSSIN - [0:0]\n";
   if (with_hooks) {

@@ -115,7 +115,7 @@ std::string protocol_str(const std::optional<std::uint8_t>& p) {
   }
 }
 
-// The seeds' exemptions (broadcast, multicast, RSVP, IKE, Kerberos) and the
+// The seeds' exemptions (broadcast, multicast, RSVP, IKE, Kerberos), IKE's NAT-T port, and the
 // IPv6 Neighbor Discovery messages a host needs before it can reach a peer
 // at all (RFC 4301 section 4.4.1 leaves ND to local policy).
 std::vector<SpdEntry> default_exemptions(const LocalAddresses& local) {
@@ -145,6 +145,16 @@ std::vector<SpdEntry> default_exemptions(const LocalAddresses& local) {
   add("exempt ike", [](SpdEntry& e) {
     e.protocol = 17;
     e.dport = {500, 500};
+  });
+  // IKE behind NAT moves to 4500 (RFC 3948); ESP-in-UDP on that port is
+  // recognised and checked before any policy is consulted.
+  add("exempt ike nat-t", [](SpdEntry& e) {
+    e.protocol = 17;
+    e.sport = {4500, 4500};
+  });
+  add("exempt ike nat-t", [](SpdEntry& e) {
+    e.protocol = 17;
+    e.dport = {4500, 4500};
   });
   for (std::uint8_t proto : {std::uint8_t{17}, std::uint8_t{6}}) {
     add("exempt kerberos", [&](SpdEntry& e) {

@@ -392,6 +392,17 @@ elif mode == 'tamper':
 elif mode == 'unknown':
     other = SecurityAssociation(ESP, spi=0xdead, crypt_algo='AES-GCM', crypt_key=key)
     sendp(eth / other.encrypt(IP(src='192.0.2.1', dst='192.0.2.2') / UDP(sport=40000, dport=6000) / Raw(b'x'), seq_num=5), iface='ea', verbose=False)
+elif mode == 'natt':
+    natt = SecurityAssociation(ESP, spi=0x1001, crypt_algo='AES-GCM', crypt_key=key,
+                               nat_t_header=UDP(sport=4500, dport=4500))
+    p = natt.encrypt(IP(src='192.0.2.1', dst='192.0.2.2') / UDP(sport=40000, dport=6000) / Raw(b'scapy-natt'),
+                     seq_num=100020)
+    # scapy leaves the UDP length at 8 (the header alone): set it to cover the ESP.
+    raw = bytearray(bytes(p))
+    raw[24:26] = (len(raw) - 20).to_bytes(2, 'big')
+    p = IP(bytes(raw))
+    ike = IP(src='192.0.2.1', dst='192.0.2.2') / UDP(sport=4500, dport=4500) / Raw(bytes(4) + bytes(range(28)))
+    sendp([eth / p, eth / ike], iface='ea', verbose=False)
 elif mode == 'clear':
     sendp(eth / IP(src='192.0.2.1', dst='192.0.2.2') / UDP(sport=40000, dport=6000) / Raw(b'clear'), iface='ea', verbose=False)
 """
@@ -440,7 +451,7 @@ def scenario_interop_attacks(tmp, ctx):
                             stdout=subprocess.PIPE, text=True)
     PROCS.append(sink)
     time.sleep(0.5)
-    for mode in ("good", "replay", "tamper", "unknown", "clear"):
+    for mode in ("good", "replay", "tamper", "unknown", "natt", "clear"):
         r = nsx(a, "/usr/bin/python3", "-c", SCAPY_ATTACKS, GCM_AB, mode)
         if r.returncode != 0:
             check(False, f"scapy sends the {mode} packets: {r.stderr.strip().splitlines()[-1:]}")
@@ -449,8 +460,10 @@ def scenario_interop_attacks(tmp, ctx):
     after = eb.stats()
     d = lambda *k: (lambda x, y: x - y)(*(  # noqa: E731
         [s[k[0]][k[1]] if len(k) == 2 else s[k[0]] for s in (after, before)]))
-    check(sorted(got) == ["scapy-0", "scapy-1", "scapy-2"],
-          f"the application receives exactly the 3 genuine scapy datagrams ({got})")
+    check(sorted(got) == ["scapy-0", "scapy-1", "scapy-2", "scapy-natt"],
+          f"the application receives exactly the 3 genuine scapy datagrams and the one sent as ESP in UDP 4500 "
+          f"(RFC 3948) ({got})")
+    check(d("packets", "permitted") >= 1, "IKE with the non-ESP marker on UDP 4500 is let through as key management")
     check(d("quick_mode", "packets_with_replay_detection") == 3, "3 replayed packets dropped and counted as replays")
     check(d("quick_mode", "packets_not_authenticated") == 1, "the tampered packet is dropped (not authenticated)")
     check(d("quick_mode", "bad_spi_packets") == 1, "the unknown-SPI packet is dropped (bad SPI)")
