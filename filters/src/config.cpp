@@ -768,6 +768,13 @@ bool same_selector(const SaConfig& a, const SaConfig& b) {
 
 }  // namespace
 
+const SaConfig* Config::find_sa(std::string_view name) const noexcept {
+  for (const auto& sa : sas) {
+    if (sa.name == name) return &sa;
+  }
+  return nullptr;
+}
+
 void Config::merge(Config&& other) {
   for (auto& sa : other.sas) {
     for (const auto& mine : sas) {
@@ -841,9 +848,7 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
           fail(c, pol[i], fmt::format("policies[{}].name", i), fmt::format("policy name '{}' is used twice", p.name));
         }
         for (const auto& sa_name : p.sas) {
-          bool found =
-              std::any_of(cfg.sas.begin(), cfg.sas.end(), [&](const SaConfig& s) { return s.name == sa_name; });
-          if (!found) {
+          if (cfg.find_sa(sa_name) == nullptr) {
             fail(c, pol[i]["sas"], fmt::format("policies[{}].sas", i), fmt::format("no SA is named '{}'", sa_name));
           }
         }

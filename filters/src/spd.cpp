@@ -233,10 +233,9 @@ Spd::Spd(const Config& config, LocalAddresses local) : config_(&config), local_(
       if (p.ipsec != PolicyIpsec::ah) protos.push_back(IpsecProtocol::esp);
       if (p.ipsec != PolicyIpsec::esp) protos.push_back(IpsecProtocol::ah);
       for (const auto& name : p.sas) {
-        const auto it =
-            std::find_if(config.sas.begin(), config.sas.end(), [&](const SaConfig& s) { return s.name == name; });
-        if (it == config.sas.end()) fail("sas", fmt::format("no SA is named '{}'", name));
-        const SaConfig& sa = *it;
+        const SaConfig* found = config.find_sa(name);
+        if (found == nullptr) fail("sas", fmt::format("no SA is named '{}'", name));
+        const SaConfig& sa = *found;
         if (!is_ipsec_protocol(p.ipsec, sa.protocol)) {
           fail("sas", fmt::format("SA '{}' is {} but the policy protects with {}", name, to_string(sa.protocol),
                                   to_string(p.ipsec)));
@@ -258,9 +257,8 @@ Spd::Spd(const Config& config, LocalAddresses local) : config_(&config), local_(
       for (Direction d : senses) {
         for (IpsecProtocol proto : protos) {
           const bool found = std::any_of(p.sas.begin(), p.sas.end(), [&](const std::string& name) {
-            const auto it =
-                std::find_if(config.sas.begin(), config.sas.end(), [&](const SaConfig& s) { return s.name == name; });
-            return it->protocol == proto && sa_direction(*it) == d;
+            const SaConfig* sa = config.find_sa(name);  // every name was checked above
+            return sa->protocol == proto && sa_direction(*sa) == d;
           });
           if (!found) {
             fail("sas",
@@ -317,11 +315,10 @@ std::string Spd::describe() const {
       if (p.peer) action += " peer " + p.peer->str();
       std::string sas;
       for (const auto& name : p.sas) {
-        const auto it =
-            std::find_if(config_->sas.begin(), config_->sas.end(), [&](const SaConfig& s) { return s.name == name; });
-        const Direction d = sa_direction(*it);
+        const SaConfig* sa = config_->find_sa(name);
+        const Direction d = sa_direction(*sa);
         if ((d == Direction::outbound) == (e.sense == Sense::outbound)) {
-          sas += (sas.empty() ? "" : ", ") + name + " (" + it->describe() + ")";
+          sas += (sas.empty() ? "" : ", ") + name + " (" + sa->describe() + ")";
         }
       }
       action += e.sense == Sense::outbound ? "; sends on " : "; accepts from ";

@@ -172,6 +172,8 @@ struct Config {
   /// Appends the SAs (and warnings) of another configuration, rejecting
   /// duplicates of an existing SA selector or name.
   void merge(Config&& other);
+  /// The SA named `name`, or nullptr.
+  [[nodiscard]] const SaConfig* find_sa(std::string_view name) const noexcept;
 };
 
 /// Loads a YAML configuration file. Throws ConfigError.
