@@ -17,22 +17,22 @@ using filters::PolicyAction;
 using filters::Sense;
 using ipsec::SecurityAssociation;
 
-const char* to_string(Outcome o) noexcept {
+const char* outcome_key(Outcome o) noexcept {
   switch (o) {
     case Outcome::permitted: return "permitted";
-    case Outcome::protected_sent: return "protected and sent";
-    case Outcome::decapsulated: return "verified and accepted";
-    case Outcome::cleartext_allowed: return "cleartext accepted (request/respond policy)";
-    case Outcome::blocked: return "blocked by policy";
-    case Outcome::cleartext_dropped: return "cleartext dropped (must be protected)";
-    case Outcome::ipsec_failed: return "IPsec packets that did not verify";
-    case Outcome::policy_mismatch: return "inner packet not allowed on its SA";
-    case Outcome::sa_expired: return "dropped: SA expired";
-    case Outcome::seq_exhausted: return "dropped: sequence numbers exhausted";
-    case Outcome::seq_unrecorded: return "dropped: sequence number not yet recorded";
-    case Outcome::too_big: return "too big for the path (ICMP sent)";
-    case Outcome::not_ip: return "not IP or malformed";
-    case Outcome::protect_failed: return "protection failed";
+    case Outcome::protected_sent: return "protected";
+    case Outcome::decapsulated: return "decapsulated";
+    case Outcome::cleartext_allowed: return "cleartext_allowed";
+    case Outcome::blocked: return "blocked";
+    case Outcome::cleartext_dropped: return "cleartext_dropped";
+    case Outcome::ipsec_failed: return "ipsec_failed";
+    case Outcome::policy_mismatch: return "policy_mismatch";
+    case Outcome::sa_expired: return "sa_expired";
+    case Outcome::seq_exhausted: return "seq_exhausted";
+    case Outcome::seq_unrecorded: return "seq_unrecorded";
+    case Outcome::too_big: return "too_big";
+    case Outcome::not_ip: return "not_ip";
+    case Outcome::protect_failed: return "protect_failed";
     case Outcome::count_: break;
   }
   return "?";
@@ -54,7 +54,7 @@ std::size_t sa_overhead(const SecurityAssociation& sa, bool ipv6) {
   if (c.protocol == IpsecProtocol::ah) {
     const std::size_t align = ipv6 ? 8 : 4;
     n += (12 + sa.ah_icv_len() + align - 1) / align * align;
-  } else if (auto* esp = const_cast<SecurityAssociation&>(sa).esp()) {
+  } else if (const auto* esp = sa.esp()) {
     n += 8 + esp->iv_len() + (esp->alignment() - 1) + 2 + esp->icv_len();
     if (c.encap) n += 8;
   } else {
@@ -218,7 +218,7 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
   if (pol.inbound == filters::InboundCleartext::respond && !state.respond_peer_known(e->policy_index, sel.dst)) {
     return done(Outcome::cleartext_allowed, true);
   }
-  const auto& es = state.entry_sas(static_cast<std::size_t>(e - state.spd().entries().data()));
+  const auto& es = state.entry_sas(*e);
   const dissect::IpAddr& target = pol.mode == filters::SaMode::tunnel ? *pol.peer : sel.dst;
   auto pick = [&](const std::vector<SecurityAssociation*>& v) -> SecurityAssociation* {
     for (auto* sa : v) {
@@ -321,17 +321,17 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   std::size_t n_used = 0;
   Packet layers[2];
   const Packet* cur = &outer;
-  Bytes inner;
   for (std::size_t depth = 0;; ++depth) {
     if (depth >= ipsec::kMaxNesting) return done(Outcome::policy_mismatch, false);
     ipsec::InboundResult r = engine_.inbound(state.sad(), *cur, now_ns, /*rebuild=*/true, depth);
     if (r.verdict != ipsec::Verdict::ok || r.sa == nullptr) {
-      static constexpr EventKind kinds[] = {EventKind::icv_failure, EventKind::replay, EventKind::unknown_spi,
-                                            EventKind::decrypt_failure};
-      EventKind k = r.verdict == ipsec::Verdict::icv_fail      ? kinds[0]
-                    : r.verdict == ipsec::Verdict::replay      ? kinds[1]
-                    : r.verdict == ipsec::Verdict::unknown_spi ? kinds[2]
-                                                               : kinds[3];
+      EventKind k = EventKind::decrypt_failure;
+      switch (r.verdict) {
+        case ipsec::Verdict::icv_fail: k = EventKind::icv_failure; break;
+        case ipsec::Verdict::replay: k = EventKind::replay; break;
+        case ipsec::Verdict::unknown_spi: k = EventKind::unknown_spi; break;
+        default: break;
+      }
       event(k, [&] {
         return fmt::format("{} {} -> {} spi 0x{:08x} seq {} dropped: {}", to_string(r.protocol), cur->ip.src.str(),
                            cur->ip.dst.str(), r.spi, r.seq, ipsec::verdict_name(r.verdict));
@@ -340,17 +340,14 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
     }
     if (!usable(state, *r.sa, false)) return done(Outcome::sa_expired, false);
     used[n_used++] = r.sa;
-    inner = r.mode == filters::SaMode::tunnel ? r.payload : r.rebuilt;
+    const Bytes inner = r.mode == filters::SaMode::tunnel ? r.payload : r.rebuilt;
     if (inner.empty()) return done(Outcome::policy_mismatch, false);  // e.g. a dummy packet (next header 59)
     Packet& next = layers[depth % 2];
     next = Packet{};
     dissect::dissect_ip(inner, next);
     if (next.ip.version == 0) return done(Outcome::not_ip, false);
-    if (!next.is_ipsec()) {
-      cur = &next;
-      break;
-    }
     cur = &next;
+    if (!next.is_ipsec()) break;
   }
   // RFC 4301 section 5.2: the inner packet must be one the SA may carry.
   const filters::PacketSelector sel = filters::selector_of(*cur);
@@ -359,7 +356,7 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   if (e == nullptr || e->action == PolicyAction::permit) {
     allowed = true;  // would have been accepted in clear as well
   } else if (e->action == PolicyAction::protect) {
-    const auto& es = state.entry_sas(static_cast<std::size_t>(e - state.spd().entries().data()));
+    const auto& es = state.entry_sas(*e);
     allowed = true;
     bool esp = false;
     bool ah = false;

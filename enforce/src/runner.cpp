@@ -530,11 +530,7 @@ std::string Enforcement::snapshot_json() {
   j["mss_clamp"] = {{"ipv4", rule_options_.mss_v4}, {"ipv6", rule_options_.mss_v6}};
   json outcomes;
   for (std::size_t i = 0; i < kOutcomeCount; ++i) {
-    static constexpr const char* keys[] = {"permitted",  "protected",         "decapsulated",   "cleartext_allowed",
-                                           "blocked",    "cleartext_dropped", "ipsec_failed",   "policy_mismatch",
-                                           "sa_expired", "seq_exhausted",     "seq_unrecorded", "too_big",
-                                           "not_ip",     "protect_failed"};
-    outcomes[keys[i]] = total.by_outcome[i];
+    outcomes[outcome_key(static_cast<Outcome>(i))] = total.by_outcome[i];
   }
   j["packets"] = outcomes;
   j["icmp_sent"] = total.icmp_sent;

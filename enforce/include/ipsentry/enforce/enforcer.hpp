@@ -58,7 +58,8 @@ enum class Outcome : std::uint8_t {
   count_
 };
 inline constexpr std::size_t kOutcomeCount = static_cast<std::size_t>(Outcome::count_);
-[[nodiscard]] const char* to_string(Outcome o) noexcept;
+/// The name of an outcome in the statistics (JSON key of "packets").
+[[nodiscard]] const char* outcome_key(Outcome o) noexcept;
 
 struct Counters {
   std::array<std::uint64_t, kOutcomeCount> by_outcome{};
@@ -126,7 +127,10 @@ class State {
     std::vector<ipsec::SecurityAssociation*> ah_out;
     std::vector<const ipsec::SecurityAssociation*> inbound;  // the SAs the policy accepts
   };
-  [[nodiscard]] const EntrySas& entry_sas(std::size_t entry) const noexcept { return entry_sas_[entry]; }
+  /// The SAs of an entry of spd().
+  [[nodiscard]] const EntrySas& entry_sas(const filters::SpdEntry& e) const noexcept {
+    return entry_sas_[static_cast<std::size_t>(&e - spd_.entries().data())];
+  }
   /// "Client (respond only)": peers that sent protected traffic on a policy.
   bool respond_peer_known(std::size_t policy, const dissect::IpAddr& peer);
   void respond_peer_add(std::size_t policy, const dissect::IpAddr& peer);

@@ -38,6 +38,7 @@ class SecurityAssociation {
   [[nodiscard]] const std::string& unsupported_detail() const noexcept { return unsupported_detail_; }
 
   [[nodiscard]] EspTransform* esp() noexcept { return esp_.get(); }
+  [[nodiscard]] const EspTransform* esp() const noexcept { return esp_.get(); }
   [[nodiscard]] crypto::Mac* ah_mac() noexcept { return ah_mac_.get(); }
   [[nodiscard]] std::size_t ah_icv_len() const noexcept { return ah_icv_len_; }
   [[nodiscard]] bool ah_checks() const noexcept { return ah_mac_ != nullptr; }
