@@ -118,7 +118,7 @@ struct Sa {
   std::string auth;
   fs::path key_file;
   std::string direction;
-  unsigned long policy = 0;
+  std::size_t policy = 0;  // position of its policy in the .spd list
 };
 
 }  // namespace
@@ -309,11 +309,11 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
     }
     auto pol = number(f[11].text);
     if (!pol) bad(11, "not a policy number");
-    s.policy = *pol;
     auto it = std::find_if(policies.begin(), policies.end(), [&](const Policy& p) { return p.index == *pol; });
     if (it == policies.end()) bad(11, "no policy in the .spd file has this number");
     if (it->action != "protect") bad(11, fmt::format("policy {} is not an APPLY policy", *pol));
     it->sas.push_back(fmt::format("sa-{}", s.index));
+    s.policy = static_cast<std::size_t>(it - policies.begin());
     sas.push_back(std::move(s));
   }
 
@@ -337,8 +337,7 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
   }
   if (!sas.empty()) y += "sas:\n";
   for (const Sa& s : sas) {
-    const Policy& p =
-        *std::find_if(policies.begin(), policies.end(), [&](const Policy& x) { return x.index == s.policy; });
+    const Policy& p = policies[s.policy];
     y += fmt::format("  - name: sa-{}\n    spi: {}\n    direction: {}\n    dst: {}\n", s.index, s.spi, s.direction,
                      s.dst.str());
     if (p.mode == "tunnel") {
