@@ -35,10 +35,9 @@ std::string lifetime_str(const filters::Lifetime& l) {
 int run_config_check(const ConfigCheckOptions& o) {
   try {
     filters::Config cfg = filters::load_config(o.file);
-    filters::LocalAddresses local;
-    bool from_host = cfg.local_addresses.empty();
-    local = from_host ? filters::LocalAddresses::of_host() : filters::LocalAddresses{cfg.local_addresses, {}};
-    const filters::Spd spd(cfg, local);
+    // The same addresses enforcement uses, so that the policy shown is the one applied.
+    const bool from_host = cfg.local_addresses.empty();
+    const filters::Spd spd(cfg, filters::LocalAddresses::for_config(cfg));
     for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
     fmt::print("{}: valid: {} SA(s), {} IKE SA(s), {} polic{}\n\n", o.file, cfg.sas.size(), cfg.ike_sas.size(),
                cfg.policies.size(), cfg.policies.size() == 1 ? "y" : "ies");

@@ -270,9 +270,7 @@ Enforcement::~Enforcement() {
 
 std::unique_ptr<State> Enforcement::build_state() const {
   filters::Config cfg = filters::load_config(options_.config);
-  filters::LocalAddresses local = cfg.local_addresses.empty() ? filters::LocalAddresses::of_host()
-                                                              : filters::LocalAddresses{cfg.local_addresses, {}};
-  if (!cfg.local_addresses.empty()) local.broadcasts = filters::LocalAddresses::of_host().broadcasts;
+  filters::LocalAddresses local = filters::LocalAddresses::for_config(cfg);
   return std::make_unique<State>(std::move(cfg), std::move(local));
 }
 

@@ -71,6 +71,12 @@ LocalAddresses LocalAddresses::of_host() {
   return out;
 }
 
+LocalAddresses LocalAddresses::for_config(const Config& config) {
+  LocalAddresses host = of_host();
+  if (!config.local_addresses.empty()) host.addresses = config.local_addresses;
+  return host;
+}
+
 namespace {
 
 bool selector_matches(const AddressSelector& s, const IpAddr& a, const LocalAddresses& local) noexcept {

@@ -41,6 +41,9 @@ struct LocalAddresses {
   [[nodiscard]] bool contains(const dissect::IpAddr& a) const noexcept;
   /// The host's addresses and IPv4 broadcast addresses (getifaddrs).
   [[nodiscard]] static LocalAddresses of_host();
+  /// What "me" means for `config`: its interfaces.local when given, else the
+  /// host's addresses; the broadcast addresses are always the host's.
+  [[nodiscard]] static LocalAddresses for_config(const Config& config);
 };
 
 struct SpdEntry {
