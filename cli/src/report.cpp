@@ -5,6 +5,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "ipsentry/capture/frame_text.hpp"
 #include "version.hpp"
 
 namespace ipsentry::cli {
@@ -21,19 +22,7 @@ bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike)
   return ike.statistics().invalid_packets == 0;
 }
 
-std::string hex_bytes(const std::uint8_t* p, std::size_t n) {
-  std::string s;
-  s.reserve(n * 2);
-  for (std::size_t i = 0; i < n; ++i) s += fmt::format("{:02x}", p[i]);
-  return s;
-}
-
 namespace {
-
-const char* proto_label(const LayerRecord& l) {
-  if (l.protocol == filters::IpsecProtocol::ah) return "AH";
-  return l.udp_encap ? "ESP/UDP" : "ESP";
-}
 
 std::string iso_time(std::int64_t ts_ns) {
   std::time_t sec = static_cast<std::time_t>(ts_ns / 1'000'000'000);
@@ -44,49 +33,6 @@ std::string iso_time(std::int64_t ts_ns) {
   char buf[64];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   return fmt::format("{}.{:09d}Z", buf, frac);
-}
-
-// The sentence after the verdict: what was inside, or why it failed.
-std::string info_text(const LayerRecord& l) {
-  if (l.verdict == Verdict::ok) {
-    std::string s(l.inner.view());
-    if (l.reason == ipsec::Reason::verified_no_integrity) s += " (SA has no integrity protection)";
-    return s;
-  }
-  std::string s(ipsec::reason_description(l.reason));
-  if ((l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch) && l.icv.len != 0) {
-    if (l.icv.expected_known) {
-      s += fmt::format(": expected {}, got {}", hex_bytes(l.icv.expected.data(), l.icv.len),
-                       hex_bytes(l.icv.received.data(), l.icv.len));
-    } else {
-      s += fmt::format(": got {}", hex_bytes(l.icv.received.data(), l.icv.len));
-    }
-  }
-  if (l.detail != nullptr) s += fmt::format(" ({})", l.detail);
-  if (l.reason == ipsec::Reason::icv_unchecked && l.inner.size != 0) s += fmt::format(": {}", l.inner.view());
-  return s;
-}
-
-std::uint64_t active_sas(const ipsec::Sad& sad) {
-  std::uint64_t n = 0;
-  for (std::size_t i = 0; i < sad.size(); ++i) {
-    const auto& c = sad.at(i).counters;
-    std::uint64_t seen = 0;
-    for (auto v : c.verdicts) seen += v;
-    if (seen != 0 || c.sent.packets != 0) ++n;
-  }
-  return n;
-}
-
-std::string algorithms(const filters::SaConfig& c) {
-  if (c.protocol == filters::IpsecProtocol::ah) return std::string(filters::integrity_info(c.integrity).name);
-  std::string s(filters::cipher_info(c.cipher).name);
-  if (c.integrity != filters::Integrity::none) s += "/" + std::string(filters::integrity_info(c.integrity).name);
-  if (!c.enc_key.empty() && filters::cipher_info(c.cipher).mode != filters::CipherMode::none) {
-    std::size_t bits = (c.enc_key.size() - filters::cipher_info(c.cipher).salt_len) * 8;
-    if (filters::cipher_info(c.cipher).key_sizes[1] != 0) s += fmt::format(" ({}-bit)", bits);
-  }
-  return s;
 }
 
 // ------------------------------------------------------------------ text
@@ -116,7 +62,7 @@ class TextReport final : public Report {
       std::string seq = l.has_seq ? fmt::format("{}", l.seq) : "-";
       std::string addrs = l.src.str() + " → " + l.dst.str();
       fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", num, time_text(f.ts_ns), addrs,
-                 proto_label(l), spi, seq, ipsec::verdict_name(l.verdict), info_text(l));
+                 capture::layer_label(l), spi, seq, ipsec::verdict_name(l.verdict), capture::layer_details(l));
     }
   }
 
@@ -146,25 +92,7 @@ class TextReport final : public Report {
     fmt::print(out_, "{} IPsec packets in {} frames{}{}\n", total, fr.frames, total ? ": " : "", verdicts);
     if (total == 0) fmt::print(out_, "no ESP or AH packets found\n");
     fmt::print(out_, "\nIP Security Monitor statistics\n");
-    auto row = [&](const char* name, std::uint64_t v) { fmt::print(out_, "  {:<36}{:>14}\n", name, v); };
-    row("Active Security Associations", active_sas(sad));
-    row("Bad SPI Packets", g.bad_spi_packets);
-    row("Packets Not Decrypted", g.packets_not_decrypted);
-    row("Packets Not Authenticated", g.packets_not_authenticated);
-    row("Packets With Replay Detection", g.packets_with_replay_detection);
-    row("Confidential Bytes Received", g.received.confidential_bytes);
-    row("Authenticated Bytes Received", g.received.authenticated_bytes);
-    row("Transport Bytes Received", g.received.transport_bytes);
-    row("Bytes Received In Tunnels", g.received.tunnel_bytes);
-    if (g.verdicts[static_cast<std::size_t>(Verdict::malformed)] != 0) {
-      row("Malformed IPsec Packets", g.verdicts[static_cast<std::size_t>(Verdict::malformed)]);
-    }
-    if (g.verdicts[static_cast<std::size_t>(Verdict::unverifiable)] != 0) {
-      row("Unverifiable IPsec Packets", g.verdicts[static_cast<std::size_t>(Verdict::unverifiable)]);
-    }
-    if (g.verdicts[static_cast<std::size_t>(Verdict::unsupported)] != 0) {
-      row("Packets With Unsupported Algorithms", g.verdicts[static_cast<std::size_t>(Verdict::unsupported)]);
-    }
+    for (const auto& r : capture::monitor_rows(g, sad)) fmt::print(out_, "  {:<36}{:>14}\n", r.name, r.value);
 
     if (sad.size() != 0) {
       fmt::print(out_, "\nSecurity associations\n");
@@ -179,7 +107,7 @@ class TextReport final : public Report {
                               v[static_cast<std::size_t>(Verdict::unsupported)];
         fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", sa.name(),
                    c.spi ? fmt::format("0x{:08x}", *c.spi) : "any", filters::to_string(c.protocol),
-                   filters::to_string(c.mode), algorithms(c), v[0], v[static_cast<std::size_t>(Verdict::icv_fail)],
+                   filters::to_string(c.mode), capture::sa_algorithms(c), v[0], v[static_cast<std::size_t>(Verdict::icv_fail)],
                    v[static_cast<std::size_t>(Verdict::decrypt_fail)], v[static_cast<std::size_t>(Verdict::replay)],
                    other, sa.counters.received.bytes);
       }
@@ -196,20 +124,8 @@ class TextReport final : public Report {
   void print_ike(const ike::Analyzer& ike) {
     const ike::Statistics& s = ike.statistics();
     if (s.messages == 0) return;
-    auto row = [&](const char* name, std::uint64_t v) { fmt::print(out_, "  {:<36}{:>14}\n", name, v); };
     fmt::print(out_, "\nIKE statistics (Main Mode / Quick Mode)\n");
-    row("IKE Messages", s.messages);
-    row("Encrypted Messages", s.encrypted);
-    row("Decrypted Messages", s.decrypted);
-    row("Main Modes (IKE SAs established)", s.main_modes);
-    row("Quick Modes (CHILD SAs established)", s.quick_modes);
-    row("Negotiation Failures", s.negotiation_failures);
-    row("Authentication Failures", s.authentication_failures);
-    row("Invalid Cookies Received", s.invalid_cookies);
-    row("Invalid Packets Received", s.invalid_packets);
-    row("Unanswered Negotiations", s.no_answer);
-    row("Soft Associations", s.soft_associations);
-    row("Retransmissions", s.retransmissions);
+    for (const auto& r : capture::ike_rows(s)) fmt::print(out_, "  {:<36}{:>14}\n", r.name, r.value);
     if (!ike.negotiations().empty()) {
       fmt::print(out_, "\nIKE negotiations\n");
       fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9}  {}\n", "#", "ver", "exchange", "initiator → responder",
@@ -366,8 +282,8 @@ class JsonReport final : public Report {
              {"inner", l.inner.size != 0 ? json(std::string(l.inner.view())) : json(nullptr)}};
       if (l.icv.len != 0 && (l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch)) {
         o["icv"] = {
-            {"received", hex_bytes(l.icv.received.data(), l.icv.len)},
-            {"expected", l.icv.expected_known ? json(hex_bytes(l.icv.expected.data(), l.icv.len)) : json(nullptr)}};
+            {"received", capture::hex_bytes(l.icv.received.data(), l.icv.len)},
+            {"expected", l.icv.expected_known ? json(capture::hex_bytes(l.icv.expected.data(), l.icv.len)) : json(nullptr)}};
       }
       fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
       first_ = false;
@@ -383,7 +299,7 @@ class JsonReport final : public Report {
     json stats{{"ipsec_packets", total},
                {"verdicts", verdict_counts(g.verdicts)},
                {"ip_security_monitor",
-                {{"active_security_associations", active_sas(sad)},
+                {{"active_security_associations", capture::active_sas(sad)},
                  {"bad_spi_packets", g.bad_spi_packets},
                  {"packets_not_decrypted", g.packets_not_decrypted},
                  {"packets_not_authenticated", g.packets_not_authenticated},

@@ -47,7 +47,4 @@ std::unique_ptr<Report> make_json_report(std::FILE* out, const ipsec::Sad& sad, 
 /// Whether every IPsec packet verified and no IKE message failed: exit 0.
 [[nodiscard]] bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike) noexcept;
 
-/// "0x1a2b..." of an ICV (not key material).
-std::string hex_bytes(const std::uint8_t* p, std::size_t n);
-
 }  // namespace ipsentry::cli

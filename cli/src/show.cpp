@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/frame_text.hpp"
 #include "ipsentry/capture/verifier.hpp"
 #include "ipsentry/dissect/summary.hpp"
 #include "ipsentry/dissect/tree.hpp"
@@ -19,25 +20,10 @@ std::string layer_text(const capture::LayerRecord& l, const ipsec::Sad& sad) {
   std::string s = fmt::format("{} {}SPI 0x{:08x}", filters::to_string(l.protocol), l.udp_encap ? "(UDP) " : "", l.spi);
   if (l.has_seq) s += fmt::format(" seq {}", l.seq);
   s += fmt::format(" {}", ipsec::verdict_name(l.verdict));
-  if (l.verdict != ipsec::Verdict::ok) s += fmt::format(" ({})", ipsec::reason_description(l.reason));
+  if (l.verdict != ipsec::Verdict::ok) s += fmt::format(" ({})", capture::layer_details(l));
   if (l.sa >= 0) s += fmt::format(" sa={}", sad.at(static_cast<std::size_t>(l.sa)).name());
   if (l.inner.size != 0) s += fmt::format(": {}", l.inner.view());
   return s;
-}
-
-// The tree of a decrypted inner packet, under a node that names the layer.
-void add_inner(dissect::Tree& tree, const capture::FrameResult& r) {
-  if (r.decrypted.empty()) return;
-  const capture::LayerRecord& l = r.layers[r.layer_count - 1];
-  const std::uint16_t buf = tree.add_buffer(r.decrypted);
-  dissect::Node& n = tree.root.add(
-      fmt::format("Decrypted {} payload (SPI 0x{:08x}, {}): inner packet, {} bytes", filters::to_string(l.protocol),
-                  l.spi, ipsec::verdict_name(l.verdict), r.decrypted.size()),
-      0, static_cast<std::uint32_t>(r.decrypted.size()));
-  n.buffer = buf;
-  dissect::Packet inner;
-  dissect::dissect_ip(tree.buffers.back(), inner);
-  dissect::add_packet_layers(inner, n, buf);
 }
 
 }  // namespace
@@ -101,7 +87,7 @@ int run_show(const ShowOptions& opt) {
       dissect::Tree tree;
       dissect::build_frame_tree(frame, p, tree);
       analyzer.add_decrypted(frame.number, tree);
-      add_inner(tree, result);
+      capture::add_verification(tree, result, sad);
       fmt::print("{}\n", dissect::render_tree(tree.root, 1));
     }
     src->release_before(frame.file_offset);

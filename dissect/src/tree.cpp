@@ -33,6 +33,14 @@ std::string hex_string(Bytes b, std::size_t max) {
   return s;
 }
 
+Node* find_role(Node& root, NodeRole role, std::uint16_t buffer) {
+  if (root.role == role && root.buffer == buffer) return &root;
+  for (auto& c : root.children) {
+    if (Node* n = find_role(c, role, buffer)) return n;
+  }
+  return nullptr;
+}
+
 std::string render_tree(const Node& root, int indent) {
   std::string out;
   out.append(static_cast<std::size_t>(indent) * 2, ' ');
@@ -160,15 +168,17 @@ void add_ipsec(const Packet& p, Node& parent) {
         fmt::format("Encapsulating Security Payload{}{}", h.udp_encap ? " (UDP-encapsulated)" : "",
                     h.has_spi ? fmt::format(", SPI 0x{:08x}", h.spi) : std::string(", truncated")),
         off, h.length);
-    if (h.has_spi) n.add_here(fmt::format("SPI: 0x{:08x}", h.spi), off, 4);
-    if (h.has_seq) n.add_here(fmt::format("Sequence number: {}", h.seq), off + 4, 4);
+    n.role = NodeRole::ipsec_header;
+    if (h.has_spi) n.add_here(fmt::format("SPI: 0x{:08x}", h.spi), off, 4).role = NodeRole::spi;
+    if (h.has_seq) n.add_here(fmt::format("Sequence number: {}", h.seq), off + 4, 4).role = NodeRole::sequence;
     if (h.length > 8) n.add_here(fmt::format("Payload, padding, trailer and ICV ({} bytes)", h.length - 8), off + 8, h.length - 8);
   } else if (h.kind == IpsecKind::ah) {
     Node& n = parent.add_here(fmt::format("Authentication Header, SPI 0x{:08x}", h.spi), off, h.ah_header_len);
     n.add_here("Next header: " + proto_name(h.ah_next_header), off, 1);
     n.add_here(fmt::format("Length: {} bytes", h.ah_header_len), off + 1, 1);
-    n.add_here(fmt::format("SPI: 0x{:08x}", h.spi), off + 4, 4);
-    n.add_here(fmt::format("Sequence number: {}", h.seq), off + 8, 4);
+    n.role = NodeRole::ipsec_header;
+    n.add_here(fmt::format("SPI: 0x{:08x}", h.spi), off + 4, 4).role = NodeRole::spi;
+    n.add_here(fmt::format("Sequence number: {}", h.seq), off + 8, 4).role = NodeRole::sequence;
     if (h.ah_header_len > 12) {
       n.add_here(fmt::format("ICV: {}", hex_string(p.data.subspan(off + 12, std::min<std::size_t>(h.ah_header_len - 12u, p.data.size() - off - 12)))), off + 12,
                  h.ah_header_len - 12u);

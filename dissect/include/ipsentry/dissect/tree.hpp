@@ -15,11 +15,15 @@
 
 namespace ipsentry::dissect {
 
+/// What a node stands for, where a front end needs more than its text.
+enum class NodeRole : std::uint8_t { none, ipsec_header, spi, sequence };
+
 struct Node {
   std::string text;
   std::uint32_t offset = 0;  // first byte, in the frame or in buffers[buffer - 1]
   std::uint32_t length = 0;
   std::uint16_t buffer = 0;  // 0: the frame's bytes; n: the tree's n-th decrypted buffer
+  NodeRole role = NodeRole::none;
   std::vector<Node> children;
 
   Node& add(std::string child_text, std::uint32_t child_offset, std::uint32_t child_length);
@@ -30,6 +34,9 @@ struct Node {
     return n;
   }
 };
+
+/// The first node (depth first) with `role` over `buffer`, or nullptr.
+[[nodiscard]] Node* find_role(Node& root, NodeRole role, std::uint16_t buffer = 0);
 
 struct Tree {
   Node root;

@@ -1,0 +1,49 @@
+// Words and tables for verified frames, shared by `verify`, `show` and the
+// TUI so that each says the same thing about the same packet.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ipsentry/capture/verifier.hpp"
+#include "ipsentry/dissect/tree.hpp"
+#include "ipsentry/ike/analyzer.hpp"
+#include "ipsentry/ipsec/counters.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+
+namespace ipsentry::capture {
+
+/// "1a2b..." of an ICV or other non-secret bytes.
+[[nodiscard]] std::string hex_bytes(const std::uint8_t* p, std::size_t n);
+
+/// "AH", "ESP" or "ESP/UDP".
+[[nodiscard]] const char* layer_label(const LayerRecord& l) noexcept;
+
+/// What follows the verdict: the protected packet when it verified, else why
+/// not ("authentication tag mismatch: expected ..., got ...").
+[[nodiscard]] std::string layer_details(const LayerRecord& l);
+
+/// Adds the verification of a frame to its dissection tree: under each IPsec
+/// header node, the verdict with its reason and SA, then the decrypted inner
+/// packet (its own buffer in the tree) with its layers.
+void add_verification(dissect::Tree& tree, const FrameResult& r, const ipsec::Sad& sad);
+
+/// The SA's algorithms as a person reads them: "aes-cbc/hmac-sha256-128 (256-bit)".
+[[nodiscard]] std::string sa_algorithms(const filters::SaConfig& c);
+
+/// SAs that carried at least one packet.
+[[nodiscard]] std::uint64_t active_sas(const ipsec::Sad& sad);
+
+struct StatRow {
+  const char* name;
+  std::uint64_t value;
+};
+/// The Quick Mode rows of the IP Security Monitor that a capture can show
+/// (the receive side), plus malformed / unverifiable / unsupported packets
+/// when there are any.
+[[nodiscard]] std::vector<StatRow> monitor_rows(const ipsec::GlobalCounters& g, const ipsec::Sad& sad);
+/// The Main Mode (IKE) rows.
+[[nodiscard]] std::vector<StatRow> ike_rows(const ike::Statistics& s);
+
+}  // namespace ipsentry::capture

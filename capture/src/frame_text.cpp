@@ -1,0 +1,143 @@
+#include "ipsentry/capture/frame_text.hpp"
+
+#include <fmt/format.h>
+
+namespace ipsentry::capture {
+
+using ipsec::Verdict;
+
+std::string hex_bytes(const std::uint8_t* p, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(n * 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    s += kHex[p[i] >> 4];
+    s += kHex[p[i] & 15];
+  }
+  return s;
+}
+
+const char* layer_label(const LayerRecord& l) noexcept {
+  if (l.protocol == filters::IpsecProtocol::ah) return "AH";
+  return l.udp_encap ? "ESP/UDP" : "ESP";
+}
+
+std::string layer_details(const LayerRecord& l) {
+  if (l.verdict == Verdict::ok) {
+    std::string s(l.inner.view());
+    if (l.reason == ipsec::Reason::verified_no_integrity) s += " (SA has no integrity protection)";
+    return s;
+  }
+  std::string s(ipsec::reason_description(l.reason));
+  if ((l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch) && l.icv.len != 0) {
+    if (l.icv.expected_known) {
+      s += fmt::format(": expected {}, got {}", hex_bytes(l.icv.expected.data(), l.icv.len),
+                       hex_bytes(l.icv.received.data(), l.icv.len));
+    } else {
+      s += fmt::format(": got {}", hex_bytes(l.icv.received.data(), l.icv.len));
+    }
+  }
+  if (l.detail != nullptr) s += fmt::format(" ({})", l.detail);
+  if (l.reason == ipsec::Reason::icv_unchecked && l.inner.size != 0) s += fmt::format(": {}", l.inner.view());
+  return s;
+}
+
+void add_verification(dissect::Tree& tree, const FrameResult& r, const ipsec::Sad& sad) {
+  if (r.layer_count == 0) return;
+  // Nested layers are found in decrypted buffers the Verifier does not
+  // keep, so every verdict goes under the outermost IPsec header.
+  dissect::Node* at = dissect::find_role(tree.root, dissect::NodeRole::ipsec_header, 0);
+  if (at == nullptr) at = &tree.root;
+  for (std::size_t i = 0; i < r.layer_count; ++i) {
+    const LayerRecord& l = r.layers[i];
+    std::string text = fmt::format("Verdict{}: {}", r.layer_count > 1 ? fmt::format(" (layer {})", i + 1) : "",
+                                   ipsec::verdict_name(l.verdict));
+    if (l.verdict != Verdict::ok || l.reason != ipsec::Reason::verified) text += " — " + layer_details(l);
+    if (l.verdict == Verdict::ok && l.reason == ipsec::Reason::verified) text += " — ICV verified";
+    if (l.sa >= 0) {
+      const auto& sa = sad.at(static_cast<std::size_t>(l.sa));
+      text +=
+          fmt::format(" (SA {}, {}, {})", sa.name(), filters::to_string(sa.config().mode), sa_algorithms(sa.config()));
+    }
+    at->add_here(std::move(text), at->offset, 0);
+    if (l.verdict == Verdict::ok && l.next_header != 0) {
+      at->add_here(
+          fmt::format("Next header: {} ({}), pad length {}",
+                      dissect::ip_protocol_name(l.next_header) ? dissect::ip_protocol_name(l.next_header) : "?",
+                      l.next_header, l.pad_len),
+          at->offset, 0);
+    }
+  }
+  if (r.decrypted.empty()) return;
+  const LayerRecord& last = r.layers[r.layer_count - 1];
+  const std::uint16_t buf = tree.add_buffer(r.decrypted);
+  dissect::Node& n = at->add(fmt::format("Decrypted inner packet ({} SPI 0x{:08x}, {} bytes)", layer_label(last),
+                                         last.spi, r.decrypted.size()),
+                             0, static_cast<std::uint32_t>(r.decrypted.size()));
+  n.buffer = buf;
+  dissect::Packet inner;
+  dissect::dissect_ip(tree.buffers.back(), inner);
+  dissect::add_packet_layers(inner, n, buf);
+}
+
+std::string sa_algorithms(const filters::SaConfig& c) {
+  if (c.protocol == filters::IpsecProtocol::ah) return std::string(filters::integrity_info(c.integrity).name);
+  std::string s(filters::cipher_info(c.cipher).name);
+  if (c.integrity != filters::Integrity::none) s += "/" + std::string(filters::integrity_info(c.integrity).name);
+  if (!c.enc_key.empty() && filters::cipher_info(c.cipher).mode != filters::CipherMode::none) {
+    std::size_t bits = (c.enc_key.size() - filters::cipher_info(c.cipher).salt_len) * 8;
+    if (filters::cipher_info(c.cipher).key_sizes[1] != 0) s += fmt::format(" ({}-bit)", bits);
+  }
+  return s;
+}
+
+std::uint64_t active_sas(const ipsec::Sad& sad) {
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < sad.size(); ++i) {
+    const auto& c = sad.at(i).counters;
+    std::uint64_t seen = 0;
+    for (auto v : c.verdicts) seen += v;
+    if (seen != 0 || c.sent.packets != 0) ++n;
+  }
+  return n;
+}
+
+std::vector<StatRow> monitor_rows(const ipsec::GlobalCounters& g, const ipsec::Sad& sad) {
+  std::vector<StatRow> rows{
+      {"Active Security Associations", active_sas(sad)},
+      {"Bad SPI Packets", g.bad_spi_packets},
+      {"Packets Not Decrypted", g.packets_not_decrypted},
+      {"Packets Not Authenticated", g.packets_not_authenticated},
+      {"Packets With Replay Detection", g.packets_with_replay_detection},
+      {"Confidential Bytes Received", g.received.confidential_bytes},
+      {"Authenticated Bytes Received", g.received.authenticated_bytes},
+      {"Transport Bytes Received", g.received.transport_bytes},
+      {"Bytes Received In Tunnels", g.received.tunnel_bytes},
+  };
+  auto count = [&](Verdict v) { return g.verdicts[static_cast<std::size_t>(v)]; };
+  if (count(Verdict::malformed) != 0) rows.push_back({"Malformed IPsec Packets", count(Verdict::malformed)});
+  if (count(Verdict::unverifiable) != 0) rows.push_back({"Unverifiable IPsec Packets", count(Verdict::unverifiable)});
+  if (count(Verdict::unsupported) != 0) {
+    rows.push_back({"Packets With Unsupported Algorithms", count(Verdict::unsupported)});
+  }
+  return rows;
+}
+
+std::vector<StatRow> ike_rows(const ike::Statistics& s) {
+  return {
+      {"IKE Messages", s.messages},
+      {"Encrypted Messages", s.encrypted},
+      {"Decrypted Messages", s.decrypted},
+      {"Main Modes (IKE SAs established)", s.main_modes},
+      {"Quick Modes (CHILD SAs established)", s.quick_modes},
+      {"Negotiation Failures", s.negotiation_failures},
+      {"Authentication Failures", s.authentication_failures},
+      {"Invalid Cookies Received", s.invalid_cookies},
+      {"Invalid Packets Received", s.invalid_packets},
+      {"Unanswered Negotiations", s.no_answer},
+      {"Soft Associations", s.soft_associations},
+      {"Retransmissions", s.retransmissions},
+  };
+}
+
+}  // namespace ipsentry::capture
