@@ -29,7 +29,6 @@ namespace ipsentry::cli {
 namespace {
 
 // What --ipsec-only captures: ESP and AH over IPv4 and IPv6, IKE and NAT-T.
-constexpr const char* kIpsecFilter = "esp or ah or udp port 500 or udp port 4500";
 
 std::atomic<bool> g_interrupted{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
@@ -73,41 +72,6 @@ std::string verdict_summary(const std::array<std::uint64_t, ipsec::kVerdictCount
   return s;
 }
 
-/// Picks the device: -i NAME, -n INDEX, or the first interface that is up
-/// and not a loopback.
-std::string choose_device(const CaptureOptions& o) {
-  if (!o.interface.empty()) return o.interface;
-  auto devices = capture::list_devices();
-  if (o.index != 0) {
-    if (o.index > devices.size()) {
-      throw capture::CaptureError(
-          fmt::format("there is no interface number {} ({} listed by 'ipsentry interfaces')", o.index, devices.size()));
-    }
-    return devices[o.index - 1].name;
-  }
-  for (const auto& d : devices) {
-    if (d.up && d.running && !d.loopback && d.name != "any") return d.name;
-  }
-  throw capture::CaptureError("no interface is up; choose one with -i NAME or -n INDEX (see 'ipsentry interfaces')");
-}
-
-std::string read_filter_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw capture::CaptureError(fmt::format("cannot read the filter file '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text;
-  // Comments (#...) and line breaks, as tcpdump -F allows.
-  std::istringstream lines(ss.str());
-  for (std::string line; std::getline(lines, line);) {
-    if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
-    text += line;
-    text += ' ';
-  }
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  if (text.empty()) throw capture::CaptureError(fmt::format("the filter file '{}' holds no expression", path));
-  return text;
-}
 
 /// The status line on stderr, and the --live lines on stdout, without one
 /// tearing the other.
@@ -147,6 +111,40 @@ class Console {
 };
 
 }  // namespace
+
+std::string choose_device(const std::string& interface, unsigned index) {
+  if (!interface.empty()) return interface;
+  auto devices = capture::list_devices();
+  if (index != 0) {
+    if (index > devices.size()) {
+      throw capture::CaptureError(
+          fmt::format("there is no interface number {} ({} listed by 'ipsentry interfaces')", index, devices.size()));
+    }
+    return devices[index - 1].name;
+  }
+  for (const auto& d : devices) {
+    if (d.up && d.running && !d.loopback && d.name != "any") return d.name;
+  }
+  throw capture::CaptureError("no interface is up; choose one with -i NAME or -n INDEX (see 'ipsentry interfaces')");
+}
+
+std::string read_filter_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw capture::CaptureError(fmt::format("cannot read the filter file '{}'", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text;
+  // Comments (#...) and line breaks, as tcpdump -F allows.
+  std::istringstream lines(ss.str());
+  for (std::string line; std::getline(lines, line);) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    text += line;
+    text += ' ';
+  }
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  if (text.empty()) throw capture::CaptureError(fmt::format("the filter file '{}' holds no expression", path));
+  return text;
+}
 
 double parse_duration(const std::string& text) {
   double total = 0;
@@ -264,7 +262,7 @@ int run_capture(const CaptureOptions& o) {
   // --- open ------------------------------------------------------------------
   std::unique_ptr<capture::LiveSource> source;
   try {
-    lo.device = choose_device(o);
+    lo.device = choose_device(o.interface, o.index);
     source = std::make_unique<capture::LiveSource>(lo);
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());

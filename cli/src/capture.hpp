@@ -39,6 +39,17 @@ struct CaptureOptions {
 int run_capture(const CaptureOptions& options);
 int run_interfaces();
 
+/// The capture filter of --ipsec-only.
+inline constexpr const char* kIpsecFilter = "esp or ah or udp port 500 or udp port 4500";
+
+/// The device of -i NAME or -n INDEX, else the first interface that is up
+/// and not a loopback. Throws capture::CaptureError.
+[[nodiscard]] std::string choose_device(const std::string& interface, unsigned index);
+
+/// A BPF expression from a file (# comments and line breaks allowed).
+/// Throws capture::CaptureError.
+[[nodiscard]] std::string read_filter_file(const std::string& path);
+
 /// "01:30:00", "90" (seconds), "1:30" (minutes:seconds) -> seconds; -1 when
 /// the text is not a duration.
 [[nodiscard]] double parse_duration(const std::string& text);

@@ -11,6 +11,7 @@
 #include "enforce.hpp"
 #include "protect.hpp"
 #include "show.hpp"
+#include "tui_cmd.hpp"
 #include "verify.hpp"
 #include "version.hpp"
 
@@ -178,6 +179,41 @@ int main(int argc, char** argv) {
   st->add_option("-w,--watch", stats.watch, "refresh every S seconds (the Monitor's refresh interval)")
       ->check(CLI::Range(0.2, 3600.0));
 
+  TuiOptions tui_opt;
+  std::vector<std::string> tui_keys_from;
+  auto* tu = app.add_subcommand("tui", "browse a capture, watch an interface or attach to enforcement in a terminal UI");
+  tu->footer(
+      "  ipsentry tui CAPTURE [-c CONFIG]     a capture file (indexed in the background)\n"
+      "  ipsentry tui -i IFACE [-c CONFIG]    live: the capture options below apply\n"
+      "  ipsentry tui --attach [--socket P]   the SA monitor and statistics of a running enforcement\n"
+      "Press ? inside for every key and the display filter language.");
+  tu->add_option("capture", tui_opt.capture, "pcap or pcapng file (may be gzip-compressed)");
+  add_key_options(tu, tui_opt.keys, tui_keys_from);
+  auto* tu_if = tu->add_option("-i,--interface", tui_opt.interface, "live: device to capture on, or 'any'");
+  tu->add_option("-n,--index", tui_opt.index, "live: device by its number in 'ipsentry interfaces'")
+      ->check(CLI::Range(1u, 100000u))
+      ->excludes(tu_if);
+  auto* tu_filt = tu->add_option("-f,--filter", tui_opt.filter, "live: capture filter (BPF, tcpdump syntax)");
+  tu->add_option("-F,--filter-file", tui_opt.filter_file, "live: read the capture filter from a file")
+      ->check(CLI::ExistingFile)
+      ->excludes(tu_filt);
+  tu->add_flag("--ipsec-only", tui_opt.ipsec_only, "live: capture only ESP, AH, IKE and NAT-T");
+  tu->add_option("-s,--snaplen", tui_opt.snaplen, "live: bytes kept of each frame (default 262144)")
+      ->check(CLI::Range(64u, 262144u));
+  tu->add_option("-B,--kernel-buffer", tui_opt.kernel_buffer_mb, "live: kernel capture ring in MB (default 16)")
+      ->check(CLI::Range(1u, 4096u));
+  tu->add_flag("!--no-promiscuous", tui_opt.promiscuous, "live: do not put the interface into promiscuous mode");
+  tu->add_option("-b,--buffer", tui_opt.memory_mb,
+                 "live: MB of frames kept for browsing; the capture stops when full (default 256)")
+      ->check(CLI::Range(1u, 65536u));
+  tu->add_option("-L,--duration", tui_opt.duration, "live: stop capturing after HH:MM:SS, MM:SS or seconds");
+  tu->add_option("--count", tui_opt.count, "live: stop capturing after this many frames")->check(CLI::PositiveNumber);
+  tu->add_flag("--attach", tui_opt.attach, "attach to the running enforcement's statistics socket");
+  tu->add_option("--socket", tui_opt.socket, "with --attach: the statistics socket (default /run/ipsentry/enforce.sock)");
+  tu->add_option("--refresh", tui_opt.refresh, "SA monitor and statistics refresh interval in seconds (default 15)")
+      ->check(CLI::Range(1.0, 3600.0));
+  tu->add_option("-Y,--display-filter", tui_opt.display_filter, "start with this display filter");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -210,6 +246,10 @@ int main(int argc, char** argv) {
     return run_enforce(enf, enf_print_policy);
   }
   if (*st) return run_stats(stats);
+  if (*tu) {
+    collect_imports(tui_keys_from, tui_opt.keys);
+    return run_tui(tui_opt);
+  }
   if (*cfg_check_cmd) return run_config_check(cfg_check);
   if (*cfg_import_cmd) {
     cfg_import.spd = ipsec6_files.at(0);

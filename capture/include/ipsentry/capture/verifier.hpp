@@ -95,6 +95,7 @@ class Verifier {
   /// analyzer, the tree) need not dissect the frame again.
   [[nodiscard]] const dissect::Packet& outer() const noexcept { return packets_[0]; }
   [[nodiscard]] ipsec::Engine& engine() noexcept { return engine_; }
+  [[nodiscard]] const ipsec::Engine& engine() const noexcept { return engine_; }
   [[nodiscard]] const FrameCounters& frames() const noexcept { return frames_; }
 
  private:

@@ -92,6 +92,7 @@ class Engine {
   OutboundResult outbound(SecurityAssociation& sa, dissect::Bytes ip_packet, const OutboundOptions& options = {});
 
   [[nodiscard]] GlobalCounters& counters() noexcept { return counters_; }
+  [[nodiscard]] const GlobalCounters& counters() const noexcept { return counters_; }
 
  private:
   struct Scratch {

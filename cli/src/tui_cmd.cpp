@@ -1,0 +1,97 @@
+#include "tui_cmd.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "capture.hpp"
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/live_source.hpp"
+#include "ipsentry/enforce/runner.hpp"
+#include "ipsentry/tui/app.hpp"
+#include "ipsentry/tui/display_filter.hpp"
+
+namespace ipsentry::cli {
+
+int run_tui(const TuiOptions& o) {
+  auto usage_error = [](const std::string& msg) {
+    fmt::print(stderr, "ipsentry: error: {}\n", msg);
+    return kExitUsage;
+  };
+  const bool live = !o.interface.empty() || o.index != 0;
+  const int sources = (o.capture.empty() ? 0 : 1) + (live ? 1 : 0) + (o.attach ? 1 : 0);
+  if (sources != 1) {
+    return usage_error("give one of: a capture file, -i IFACE / -n INDEX (live), or --attach (enforcement)");
+  }
+  if (isatty(STDIN_FILENO) != 1 || isatty(STDOUT_FILENO) != 1) {
+    return usage_error("the TUI needs a terminal; 'ipsentry verify' and 'ipsentry show' write text");
+  }
+  if (!o.display_filter.empty()) {
+    tui::FilterError e;
+    if (!tui::DisplayFilter::parse(o.display_filter, e)) {
+      return usage_error(fmt::format("display filter '{}': at {}: {}", o.display_filter, e.position + 1, e.message));
+    }
+  }
+  tui::AppOptions app;
+  app.refresh_seconds = o.refresh;
+  app.initial_filter = o.display_filter;
+  if (o.attach) {
+    app.attach_socket = o.socket.empty() ? enforce::kDefaultSocket : o.socket;
+    try {
+      (void)enforce::fetch_stats(app.attach_socket);
+    } catch (const std::exception& e) {
+      return usage_error(e.what());
+    }
+    return tui::run(std::move(app));
+  }
+
+  std::vector<std::string> described;
+  filters::Config cfg;
+  try {
+    if (live) {
+      cfg = load_keys(o.keys, described);
+    } else {
+      cfg = load_keys_for(o.keys, o.capture, described);
+      learn_ike_sas(o.capture, cfg);
+    }
+  } catch (const filters::ConfigError& e) {
+    return usage_error(e.what());
+  } catch (const capture::CaptureError& e) {
+    return usage_error(e.what());
+  }
+  app.warnings = cfg.warnings;
+  try {
+    if (live) {
+      capture::LiveOptions lo;
+      lo.snaplen = o.snaplen;
+      lo.kernel_buffer_mb = o.kernel_buffer_mb;
+      lo.promiscuous = o.promiscuous;
+      std::string user = o.filter_file.empty() ? o.filter : read_filter_file(o.filter_file);
+      lo.filter = !o.ipsec_only  ? user
+                  : user.empty() ? std::string(kIpsecFilter)
+                                 : fmt::format("({}) and ({})", kIpsecFilter, user);
+      lo.device = choose_device(o.interface, o.index);
+      tui::LiveLimits limits;
+      limits.memory_bytes = std::size_t{o.memory_mb} << 20;
+      limits.max_frames = o.count;
+      if (!o.duration.empty()) {
+        const double secs = parse_duration(o.duration);
+        if (secs <= 0) {
+          return usage_error(fmt::format("-L '{}' is not a duration: use HH:MM:SS, MM:SS or seconds", o.duration));
+        }
+        limits.duration_ns = static_cast<std::int64_t>(secs * 1e9);
+      }
+      app.model = std::make_unique<tui::Model>(lo, limits, std::move(cfg));
+    } else {
+      app.model = std::make_unique<tui::Model>(o.capture, std::move(cfg));
+    }
+  } catch (const capture::CaptureError& e) {
+    return usage_error(e.what());
+  }
+  try {
+    return tui::run(std::move(app));
+  } catch (const std::exception& e) {
+    return usage_error(e.what());
+  }
+}
+
+}  // namespace ipsentry::cli

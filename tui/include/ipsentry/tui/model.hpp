@@ -1,0 +1,128 @@
+// What the TUI shows, independent of the screen: a capture (a file, or a
+// live interface) indexed on a background thread through the same Verifier
+// and IKE analyzer as `ipsentry verify`, and the details of single frames
+// built on demand.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/frame_text.hpp"
+#include "ipsentry/capture/live_source.hpp"
+#include "ipsentry/capture/verifier.hpp"
+#include "ipsentry/dissect/tree.hpp"
+#include "ipsentry/filters/config.hpp"
+#include "ipsentry/ike/analyzer.hpp"
+#include "ipsentry/ipsec/sad.hpp"
+#include "ipsentry/tui/index.hpp"
+
+namespace ipsentry::tui {
+
+struct LiveLimits {
+  std::size_t memory_bytes = std::size_t{256} << 20;  // frame bytes kept for browsing
+  std::int64_t duration_ns = 0;                       // 0: until stopped
+  std::uint64_t max_frames = 0;                       // 0: no limit
+};
+
+/// Counters for the statistics screen, copied under the model's lock.
+struct Statistics {
+  ipsec::GlobalCounters totals;
+  capture::FrameCounters frames;
+  ike::Statistics ike;
+  std::vector<capture::StatRow> monitor;
+  std::vector<capture::StatRow> main_mode;
+};
+
+class Model {
+ public:
+  /// Opens a capture file and starts indexing it. Throws capture::CaptureError.
+  Model(const std::filesystem::path& capture, filters::Config config);
+  /// Starts a live capture. Throws capture::PermissionError / CaptureError.
+  Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  [[nodiscard]] const ChunkedLog<Row>& rows() const noexcept { return rows_; }
+  [[nodiscard]] const AddressTable& addresses() const noexcept { return addresses_; }
+  [[nodiscard]] bool live() const noexcept { return live_ != nullptr; }
+  /// Indexing has finished (end of file, or the live capture stopped).
+  [[nodiscard]] bool done() const noexcept { return done_.load(std::memory_order_acquire); }
+  /// One line on what the model is doing: "indexing 45%", "capturing on
+  /// eth0 …", "capture stopped: …"; and the read error, if any.
+  [[nodiscard]] std::string status() const;
+  [[nodiscard]] std::string name() const { return name_; }
+  /// Stops a live capture (keeps what was captured).
+  void stop();
+
+  /// The model's lock guards the SAD, the analyzer and the counters while
+  /// indexing runs.
+  [[nodiscard]] std::unique_lock<std::mutex> lock() const { return std::unique_lock<std::mutex>(mutex_); }
+  /// Call with lock() held.
+  [[nodiscard]] const ipsec::Sad& sad() const noexcept { return sad_; }
+  [[nodiscard]] const ike::Analyzer& analyzer() const noexcept { return analyzer_; }
+  [[nodiscard]] Statistics statistics() const;
+
+  // UI thread only.
+  /// The frame of a row (1-based number).
+  [[nodiscard]] dissect::Frame frame(std::uint64_t number) const;
+  /// The info column of a frame: what the packet carries or why it failed.
+  [[nodiscard]] const std::string& info(std::uint64_t number);
+  /// The dissection tree with verdicts and decrypted layers.
+  void tree(std::uint64_t number, dissect::Tree& out);
+  /// The innermost decrypted IP packet of a frame (empty when none).
+  [[nodiscard]] std::vector<std::uint8_t> decrypted(std::uint64_t number);
+
+ private:
+  void start();
+  void index_file();
+  void index_live();
+  void index_one(const dissect::Frame& frame);
+  void reopen(std::uint64_t number, capture::FrameResult& out);
+  const std::uint8_t* store(dissect::Bytes data);
+
+  std::string name_;
+  std::unique_ptr<capture::FileSource> file_;
+  std::unique_ptr<capture::LiveSource> live_;
+  LiveLimits limits_;
+
+  mutable std::mutex mutex_;
+  ipsec::Sad sad_;
+  ike::Analyzer analyzer_;
+  capture::Verifier verifier_;
+  std::size_t learned_ = 0;
+  std::vector<filters::SaConfig> new_sas_;  // learned live, not yet in the detail SAD
+  ChunkedLog<Row> rows_;
+  AddressTable addresses_;
+
+  // Live frame store: 4 MB chunks that never move.
+  std::vector<std::unique_ptr<std::uint8_t[]>> chunks_;
+  std::size_t chunk_used_ = 0;
+  std::size_t chunk_size_ = 0;
+  std::size_t stored_ = 0;
+  std::int64_t live_start_ns_ = 0;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> done_{false};
+  std::atomic<std::uint64_t> offset_{0};
+  std::string stop_reason_;  // under mutex_
+  std::string error_;        // under mutex_
+  std::uint64_t size_ = 0;
+  std::thread thread_;
+
+  // On-demand detail (UI thread): a second SAD without replay state, so a
+  // frame can be opened again in any order.
+  ipsec::Sad detail_sad_;
+  std::unique_ptr<capture::Verifier> detail_;
+  std::unordered_map<std::uint64_t, std::string> info_cache_;
+};
+
+}  // namespace ipsentry::tui

@@ -1,0 +1,48 @@
+// The text of the SA monitor, statistics and help screens, built from a
+// capture's SAD and counters or from an enforcement's statistics snapshot,
+// so that both sources show the same table the same way.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ipsentry/ipsec/sad.hpp"
+#include "ipsentry/tui/model.hpp"
+
+namespace ipsentry::tui {
+
+struct SaLine {
+  std::string name;
+  std::string spi;
+  std::string direction;
+  std::string peers;
+  std::string protocol;
+  std::string mode;
+  std::string algorithms;
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t errors = 0;
+  std::string replay;    // "top 12, 12/64 in window" or "sent up to 40"
+  std::string lifetime;  // what is left, or "unlimited"
+  std::string state;
+};
+
+struct StatSection {
+  std::string title;
+  std::vector<std::pair<std::string, std::string>> rows;
+};
+
+[[nodiscard]] std::vector<SaLine> sa_lines_from_sad(const ipsec::Sad& sad);
+/// From `ipsentry stats --json` (the enforcement snapshot).
+[[nodiscard]] std::vector<SaLine> sa_lines_from_snapshot(const nlohmann::json& snapshot);
+[[nodiscard]] std::vector<std::string> sa_table(const std::vector<SaLine>& lines);
+
+[[nodiscard]] std::vector<StatSection> stat_sections_from_model(const Statistics& s);
+[[nodiscard]] std::vector<StatSection> stat_sections_from_snapshot(const nlohmann::json& snapshot);
+
+[[nodiscard]] std::vector<std::string> help_text();
+
+}  // namespace ipsentry::tui

@@ -1,0 +1,511 @@
+#include "ipsentry/tui/display_filter.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "ipsentry/dissect/ike.hpp"
+#include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/ipsec/verdict.hpp"
+
+namespace ipsentry::tui {
+
+using Field = DisplayFilter::Field;
+using Op = DisplayFilter::Op;
+using Node = DisplayFilter::Node;
+
+namespace {
+
+struct NameEntry {
+  std::string_view name;
+  Field field;
+};
+
+// Presence-only names first, then fields that take values.
+constexpr NameEntry kNames[] = {
+    {"esp", Field::esp},
+    {"ah", Field::ah},
+    {"ipsec", Field::ipsec},
+    {"ike", Field::ike},
+    {"isakmp", Field::ike},
+    {"ikev1", Field::ikev1},
+    {"ikev2", Field::ikev2},
+    {"nat-keepalive", Field::nat_keepalive},
+    {"ip", Field::ip},
+    {"ipv4", Field::ipv4},
+    {"ipv6", Field::ipv6},
+    {"tcp", Field::tcp},
+    {"udp", Field::udp},
+    {"icmp", Field::icmp},
+    {"icmpv6", Field::icmpv6},
+    {"cleartext", Field::cleartext},
+    {"decrypted", Field::decrypted},
+    {"malformed", Field::malformed},
+    {"src", Field::src},
+    {"ip.src", Field::src},
+    {"dst", Field::dst},
+    {"ip.dst", Field::dst},
+    {"addr", Field::addr},
+    {"ip.addr", Field::addr},
+    {"host", Field::addr},
+    {"port", Field::port},
+    {"sport", Field::sport},
+    {"srcport", Field::sport},
+    {"dport", Field::dport},
+    {"dstport", Field::dport},
+    {"spi", Field::spi},
+    {"seq", Field::seq},
+    {"verdict", Field::verdict},
+    {"ike.exchange", Field::exchange},
+    {"exchange", Field::exchange},
+    {"frame", Field::frame},
+    {"len", Field::len},
+    {"ike.negotiation", Field::negotiation},
+    {"proto", Field::proto},
+};
+
+bool presence_only(Field f) noexcept { return f <= Field::malformed; }
+bool is_address(Field f) noexcept { return f == Field::src || f == Field::dst || f == Field::addr; }
+bool is_named(Field f) noexcept { return f == Field::verdict || f == Field::exchange || f == Field::proto; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+struct Token {
+  enum class Kind { word, op, lparen, rparen, and_, or_, not_, end } kind = Kind::end;
+  std::string_view text;
+  std::size_t pos = 0;
+  Op op = Op::eq;
+};
+
+bool word_char(char c) noexcept {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == ':' || c == '/' || c == '-' ||
+         c == '%';
+}
+
+std::optional<std::uint64_t> parse_number(std::string_view s) {
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s.remove_prefix(2);
+  }
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+const char* kVerdictList = "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported";
+
+}  // namespace
+
+class FilterParser {
+ public:
+  FilterParser(std::string_view text, DisplayFilter& out, FilterError& error) : text_(text), out_(out), error_(error) {}
+
+  bool run() {
+    if (!lex()) return false;
+    if (tokens_.size() == 1) return true;  // empty: matches everything
+    std::uint32_t root = 0;
+    if (!parse_or(root)) return false;
+    if (peek().kind != Token::Kind::end) {
+      return fail(peek().pos, peek().kind == Token::Kind::rparen
+                                  ? std::string("')' without a matching '('")
+                                  : fmt::format("expected 'and', 'or' or the end, not '{}'", peek().text));
+    }
+    out_.root_ = root;
+    return true;
+  }
+
+ private:
+  bool fail(std::size_t pos, std::string message) {
+    error_.position = pos;
+    error_.message = std::move(message);
+    return false;
+  }
+
+  bool lex() {
+    std::size_t i = 0;
+    while (i < text_.size()) {
+      const char c = text_[i];
+      if (std::isspace(static_cast<unsigned char>(c)) != 0) {
+        ++i;
+        continue;
+      }
+      Token t;
+      t.pos = i;
+      auto two = [&](std::string_view s) { return text_.substr(i, 2) == s; };
+      if (c == '(' || c == ')') {
+        t.kind = c == '(' ? Token::Kind::lparen : Token::Kind::rparen;
+        t.text = text_.substr(i, 1);
+        ++i;
+      } else if (two("==") || two("!=") || two("<=") || two(">=") || two("&&") || two("||")) {
+        t.text = text_.substr(i, 2);
+        i += 2;
+        if (t.text == "&&")
+          t.kind = Token::Kind::and_;
+        else if (t.text == "||")
+          t.kind = Token::Kind::or_;
+        else {
+          t.kind = Token::Kind::op;
+          t.op = t.text == "==" ? Op::eq : t.text == "!=" ? Op::ne : t.text == "<=" ? Op::le : Op::ge;
+        }
+      } else if (c == '=' || c == '<' || c == '>') {
+        t.kind = Token::Kind::op;
+        t.op = c == '=' ? Op::eq : c == '<' ? Op::lt : Op::gt;
+        t.text = text_.substr(i, 1);
+        ++i;
+      } else if (c == '!') {
+        t.kind = Token::Kind::not_;
+        t.text = text_.substr(i, 1);
+        ++i;
+      } else if (word_char(c)) {
+        std::size_t j = i;
+        while (j < text_.size() && word_char(text_[j])) ++j;
+        t.text = text_.substr(i, j - i);
+        i = j;
+        const std::string w = lower(t.text);
+        if (w == "and")
+          t.kind = Token::Kind::and_;
+        else if (w == "or")
+          t.kind = Token::Kind::or_;
+        else if (w == "not")
+          t.kind = Token::Kind::not_;
+        else if (w == "eq" || w == "ne" || w == "lt" || w == "le" || w == "gt" || w == "ge") {
+          t.kind = Token::Kind::op;
+          t.op = w == "eq"   ? Op::eq
+                 : w == "ne" ? Op::ne
+                 : w == "lt" ? Op::lt
+                 : w == "le" ? Op::le
+                 : w == "gt" ? Op::gt
+                             : Op::ge;
+        } else {
+          t.kind = Token::Kind::word;
+        }
+      } else {
+        return fail(i, fmt::format("unexpected character '{}'", c));
+      }
+      tokens_.push_back(t);
+    }
+    Token end;
+    end.pos = text_.size();
+    tokens_.push_back(end);
+    return true;
+  }
+
+  const Token& peek() const { return tokens_[at_]; }
+  const Token& take() { return tokens_[at_++]; }
+
+  std::uint32_t add(Node n) {
+    out_.nodes_.push_back(n);
+    return static_cast<std::uint32_t>(out_.nodes_.size() - 1);
+  }
+
+  bool parse_or(std::uint32_t& out) {
+    if (!parse_and(out)) return false;
+    while (peek().kind == Token::Kind::or_) {
+      take();
+      std::uint32_t rhs = 0;
+      if (!parse_and(rhs)) return false;
+      Node n;
+      n.type = Node::Type::or_;
+      n.left = out;
+      n.right = rhs;
+      out = add(n);
+    }
+    return true;
+  }
+
+  bool parse_and(std::uint32_t& out) {
+    if (!parse_unary(out)) return false;
+    while (peek().kind == Token::Kind::and_) {
+      take();
+      std::uint32_t rhs = 0;
+      if (!parse_unary(rhs)) return false;
+      Node n;
+      n.type = Node::Type::and_;
+      n.left = out;
+      n.right = rhs;
+      out = add(n);
+    }
+    return true;
+  }
+
+  bool parse_unary(std::uint32_t& out) {
+    if (peek().kind == Token::Kind::not_) {
+      take();
+      std::uint32_t inner = 0;
+      if (!parse_unary(inner)) return false;
+      Node n;
+      n.type = Node::Type::not_;
+      n.left = inner;
+      out = add(n);
+      return true;
+    }
+    return parse_primary(out);
+  }
+
+  bool parse_primary(std::uint32_t& out) {
+    const Token& t = take();
+    switch (t.kind) {
+      case Token::Kind::lparen: {
+        if (!parse_or(out)) return false;
+        if (peek().kind != Token::Kind::rparen) {
+          return fail(peek().pos, fmt::format("expected ')' to close the '(' at {}", t.pos + 1));
+        }
+        take();
+        return true;
+      }
+      case Token::Kind::word: return parse_test(t, out);
+      case Token::Kind::end: return fail(t.pos, "expected a protocol or field name");
+      default: return fail(t.pos, fmt::format("expected a protocol or field name, not '{}'", t.text));
+    }
+  }
+
+  bool parse_test(const Token& name, std::uint32_t& out) {
+    const std::string w = lower(name.text);
+    const NameEntry* entry = nullptr;
+    for (const auto& e : kNames) {
+      if (e.name == w) entry = &e;
+    }
+    if (entry == nullptr) {
+      return fail(name.pos, fmt::format("unknown name '{}' (press ? for the list)", name.text));
+    }
+    Node n;
+    n.field = entry->field;
+    if (peek().kind != Token::Kind::op) {
+      out = add(n);
+      return true;
+    }
+    const Token& op = take();
+    if (presence_only(n.field)) {
+      return fail(op.pos, fmt::format("'{}' is a protocol test and takes no value", name.text));
+    }
+    n.op = op.op;
+    const Token& value = take();
+    if (value.kind != Token::Kind::word) {
+      return fail(value.pos, fmt::format("expected a value after '{}'", op.text));
+    }
+    const bool ordered = n.op != Op::eq && n.op != Op::ne;
+    if (is_address(n.field)) {
+      if (ordered)
+        return fail(op.pos, "addresses take == or != (a prefix such as 192.0.2.0/24 matches every address in it)");
+      if (auto p = dissect::IpPrefix::parse(value.text)) {
+        n.prefix = *p;
+      } else if (auto a = dissect::IpAddr::parse(value.text)) {
+        n.prefix.addr = *a;
+        n.prefix.length = static_cast<std::uint8_t>(a->size() * 8);
+      } else {
+        return fail(value.pos, fmt::format("'{}' is not an IPv4 or IPv6 address or prefix", value.text));
+      }
+    } else if (is_named(n.field)) {
+      if (ordered) return fail(op.pos, fmt::format("'{}' takes == or !=", name.text));
+      if (!parse_name_value(n, value)) return false;
+    } else {
+      auto v = parse_number(value.text);
+      if (!v)
+        return fail(value.pos, fmt::format("'{}' takes a number (decimal or 0x hex), not '{}'", name.text, value.text));
+      n.number = *v;
+    }
+    out = add(n);
+    return true;
+  }
+
+  bool parse_name_value(Node& n, const Token& value) {
+    const std::string v = lower(value.text);
+    if (n.field == Field::verdict) {
+      for (std::uint8_t i = 0; i < ipsec::kVerdictCount; ++i) {
+        if (ipsec::verdict_name(static_cast<ipsec::Verdict>(i)) == v) {
+          n.number = i;
+          return true;
+        }
+      }
+      return fail(value.pos, fmt::format("'{}' is not a verdict: {}", value.text, kVerdictList));
+    }
+    if (n.field == Field::proto) {
+      if (auto num = parse_number(v); num && *num < 256) {
+        n.number = *num;
+        return true;
+      }
+      for (unsigned p = 0; p < 256; ++p) {
+        const char* pn = dissect::ip_protocol_name(static_cast<std::uint8_t>(p));
+        if (pn != nullptr && lower(pn) == v) {
+          n.number = p;
+          return true;
+        }
+      }
+      if (v == "icmpv6") {
+        n.number = dissect::proto::icmpv6;
+        return true;
+      }
+      return fail(value.pos, fmt::format("'{}' is not an IP protocol name or number", value.text));
+    }
+    // IKE exchange types: a set, since "informational" names both the IKEv1
+    // and the IKEv2 exchange.
+    std::uint64_t mask = 0;
+    if (auto num = parse_number(v); num && *num < 64) mask = std::uint64_t{1} << *num;
+    if (v == "main" || v == "main-mode" || v == "identity-protection") mask |= std::uint64_t{1} << 2;
+    if (v == "aggressive" || v == "aggressive-mode") mask |= std::uint64_t{1} << 4;
+    if (v == "quick" || v == "quick-mode") mask |= std::uint64_t{1} << 32;
+    for (unsigned x = 0; x < 64; ++x) {
+      const char* en = dissect::ike::exchange_name(static_cast<std::uint8_t>(x));
+      if (en == nullptr) continue;
+      std::string name = lower(en);
+      std::replace(name.begin(), name.end(), ' ', '-');
+      if (name == v) mask |= std::uint64_t{1} << x;
+    }
+    if (mask == 0) {
+      return fail(value.pos, fmt::format("'{}' is not an IKE exchange: IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, "
+                                         "INFORMATIONAL, main, aggressive, quick, or a number",
+                                         value.text));
+    }
+    n.number = mask;
+    return true;
+  }
+
+  std::string_view text_;
+  DisplayFilter& out_;
+  FilterError& error_;
+  std::vector<Token> tokens_;
+  std::size_t at_ = 0;
+};
+
+std::optional<DisplayFilter> DisplayFilter::parse(std::string_view text, FilterError& error) {
+  DisplayFilter f;
+  f.text_ = std::string(text);
+  FilterParser p(text, f, error);
+  if (!p.run()) return std::nullopt;
+  return f;
+}
+
+const std::vector<std::string_view>& DisplayFilter::field_names() {
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> v;
+    for (const auto& e : kNames) v.push_back(e.name);
+    return v;
+  }();
+  return names;
+}
+
+namespace {
+
+template <typename T>
+bool compare(T a, Op op, T b) noexcept {
+  switch (op) {
+    case Op::eq: return a == b;
+    case Op::ne: return a != b;
+    case Op::lt: return a < b;
+    case Op::le: return a <= b;
+    case Op::gt: return a > b;
+    case Op::ge: return a >= b;
+    case Op::present: return true;
+  }
+  return false;
+}
+
+bool ports_valid(std::uint8_t l4) noexcept {
+  return l4 == dissect::proto::tcp || l4 == dissect::proto::udp || l4 == dissect::proto::sctp;
+}
+
+// A field with a value in the outer and maybe the inner packet: `!=` means
+// "present, and no layer has the value"; the other operators "some layer".
+template <typename Pred>
+bool any_layer(bool outer_present, bool inner_present, Op op, Pred equal_or_cmp) noexcept {
+  if (!outer_present && !inner_present) return false;
+  if (op == Op::present) return true;
+  if (op == Op::ne) {
+    return !((outer_present && equal_or_cmp(0, Op::eq)) || (inner_present && equal_or_cmp(1, Op::eq)));
+  }
+  return (outer_present && equal_or_cmp(0, op)) || (inner_present && equal_or_cmp(1, op));
+}
+
+}  // namespace
+
+bool DisplayFilter::matches(const Row& row, std::uint64_t number, const AddressTable& addresses) const noexcept {
+  if (nodes_.empty()) return true;
+  return eval(root_, row, number, addresses);
+}
+
+bool DisplayFilter::eval(std::uint32_t index, const Row& row, std::uint64_t number,
+                         const AddressTable& addresses) const noexcept {
+  const Node& n = nodes_[index];
+  switch (n.type) {
+    case Node::Type::and_: return eval(n.left, row, number, addresses) && eval(n.right, row, number, addresses);
+    case Node::Type::or_: return eval(n.left, row, number, addresses) || eval(n.right, row, number, addresses);
+    case Node::Type::not_: return !eval(n.left, row, number, addresses);
+    case Node::Type::test: break;
+  }
+  const bool inner = (row.flags & row_flag::decrypted) != 0;
+  auto l4_is = [&](std::uint8_t p) { return row.l4 == p || (inner && row.inner_l4 == p); };
+  auto addr_test = [&](std::size_t slot_src, std::size_t slot_dst) {
+    const bool outer_present = row.addr[0] != 0;
+    const bool inner_present = row.addr[2] != 0;
+    return any_layer(outer_present, inner_present, n.op, [&](int layer, Op) {
+      const std::size_t base = layer == 0 ? 0 : 2;
+      const std::uint32_t a = row.addr[base + slot_src];
+      const std::uint32_t b = slot_dst < 2 ? row.addr[base + slot_dst] : 0;
+      return (a != 0 && n.prefix.contains(addresses.at(a))) || (b != 0 && n.prefix.contains(addresses.at(b)));
+    });
+  };
+  auto port_test = [&](bool src, bool dst) {
+    const bool outer_present = ports_valid(row.l4);
+    const bool inner_present = inner && ports_valid(row.inner_l4);
+    return any_layer(outer_present, inner_present, n.op, [&](int layer, Op op) {
+      const std::size_t base = layer == 0 ? 0 : 2;
+      return (src && compare<std::uint64_t>(row.port[base], op, n.number)) ||
+             (dst && compare<std::uint64_t>(row.port[base + 1], op, n.number));
+    });
+  };
+  switch (n.field) {
+    case Field::esp: return row.kind == FrameKind::esp;
+    case Field::ah: return row.kind == FrameKind::ah;
+    case Field::ipsec: return row.kind == FrameKind::esp || row.kind == FrameKind::ah;
+    case Field::ike: return row.kind == FrameKind::ike;
+    case Field::ikev1: return row.kind == FrameKind::ike && (row.flags & row_flag::ike_v2) == 0;
+    case Field::ikev2: return row.kind == FrameKind::ike && (row.flags & row_flag::ike_v2) != 0;
+    case Field::nat_keepalive: return row.kind == FrameKind::nat_keepalive;
+    case Field::ip: return (row.flags & (row_flag::ipv4 | row_flag::ipv6)) != 0;
+    case Field::ipv4: return (row.flags & row_flag::ipv4) != 0;
+    case Field::ipv6: return (row.flags & row_flag::ipv6) != 0;
+    case Field::tcp: return l4_is(dissect::proto::tcp);
+    case Field::udp: return l4_is(dissect::proto::udp);
+    case Field::icmp: return l4_is(dissect::proto::icmp);
+    case Field::icmpv6: return l4_is(dissect::proto::icmpv6);
+    case Field::cleartext: return row.kind == FrameKind::cleartext;
+    case Field::decrypted: return inner;
+    case Field::malformed:
+      return row.kind == FrameKind::malformed || row.verdict == static_cast<std::uint8_t>(ipsec::Verdict::malformed);
+    case Field::src: return addr_test(0, 2);
+    case Field::dst: return addr_test(1, 2);
+    case Field::addr: return addr_test(0, 1);
+    case Field::port: return port_test(true, true);
+    case Field::sport: return port_test(true, false);
+    case Field::dport: return port_test(false, true);
+    case Field::spi: return (row.flags & row_flag::has_spi) != 0 && compare<std::uint64_t>(row.spi, n.op, n.number);
+    case Field::seq: return (row.flags & row_flag::has_seq) != 0 && compare<std::uint64_t>(row.seq, n.op, n.number);
+    case Field::verdict: return row.verdict != kNoVerdict && compare<std::uint64_t>(row.verdict, n.op, n.number);
+    case Field::exchange: {
+      if (row.kind != FrameKind::ike) return false;
+      if (n.op == Op::present) return true;
+      const bool in = row.exchange < 64 && ((n.number >> row.exchange) & 1U) != 0;
+      return n.op == Op::eq ? in : !in;
+    }
+    case Field::frame: return compare<std::uint64_t>(number, n.op, n.number);
+    case Field::len: return compare<std::uint64_t>(row.orig_len, n.op, n.number);
+    case Field::negotiation:
+      return row.negotiation >= 0 &&
+             compare<std::uint64_t>(static_cast<std::uint64_t>(row.negotiation) + 1, n.op, n.number);
+    case Field::proto:
+      if ((row.flags & (row_flag::ipv4 | row_flag::ipv6)) == 0) return false;
+      if (n.op == Op::present) return true;
+      return n.op == Op::eq ? l4_is(static_cast<std::uint8_t>(n.number)) : !l4_is(static_cast<std::uint8_t>(n.number));
+  }
+  return false;
+}
+
+}  // namespace ipsentry::tui

@@ -1,0 +1,283 @@
+#include "ipsentry/tui/model.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "ipsentry/dissect/summary.hpp"
+
+namespace ipsentry::tui {
+
+using ipsec::Verdict;
+
+namespace {
+
+constexpr std::size_t kChunkBytes = std::size_t{4} << 20;
+
+std::vector<filters::SaConfig> clone_all(const std::vector<filters::SaConfig>& sas) {
+  std::vector<filters::SaConfig> out;
+  out.reserve(sas.size());
+  for (const auto& sa : sas) out.push_back(sa.clone());
+  return out;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Model::Model(const std::filesystem::path& capture, filters::Config config)
+    : name_(capture.string()),
+      file_(std::make_unique<capture::FileSource>(capture)),
+      sad_(clone_all(config.sas)),
+      analyzer_(std::move(config.ike_sas)),
+      verifier_(sad_, true),
+      size_(file_->size()),
+      detail_sad_(std::move(config.sas)) {
+  start();
+}
+
+Model::Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config)
+    : live_(std::make_unique<capture::LiveSource>(live)),
+      limits_(limits),
+      sad_(clone_all(config.sas)),
+      analyzer_(std::move(config.ike_sas)),
+      verifier_(sad_, true),
+      detail_sad_(std::move(config.sas)) {
+  name_ = fmt::format("live: {}{}", live_->device(), live_->filter().empty() ? "" : " (" + live_->filter() + ")");
+  start();
+}
+
+void Model::start() {
+  verifier_.set_summaries(false);  // the info column is built for the rows on screen only
+  detail_ = std::make_unique<capture::Verifier>(detail_sad_, true);
+  thread_ = std::thread([this] {
+    if (file_)
+      index_file();
+    else
+      index_live();
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      analyzer_.finish();
+    }
+    done_.store(true, std::memory_order_release);
+  });
+}
+
+Model::~Model() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+void Model::stop() { stop_.store(true); }
+
+void Model::index_file() {
+  dissect::Frame frame;
+  bool more = true;
+  while (more && !stop_.load(std::memory_order_relaxed)) {
+    // A batch under one lock: the UI waits at most this long for it.
+    std::lock_guard<std::mutex> g(mutex_);
+    for (int i = 0; i < 512; ++i) {
+      if (!file_->next(frame)) {
+        more = false;
+        break;
+      }
+      index_one(frame);
+    }
+    offset_.store(file_->offset(), std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> g(mutex_);
+  error_ = file_->error();
+  stop_reason_ = stop_.load() ? "stopped" : "";
+}
+
+const std::uint8_t* Model::store(dissect::Bytes data) {
+  if (chunks_.empty() || chunk_used_ + data.size() > chunk_size_) {
+    chunk_size_ = std::max(kChunkBytes, data.size());
+    chunks_.push_back(std::make_unique<std::uint8_t[]>(chunk_size_));
+    chunk_used_ = 0;
+  }
+  std::uint8_t* at = chunks_.back().get() + chunk_used_;
+  if (!data.empty()) std::memcpy(at, data.data(), data.size());
+  chunk_used_ += data.size();
+  stored_ += data.size();
+  return at;
+}
+
+void Model::index_live() {
+  live_start_ns_ = now_ns();
+  std::uint64_t number = 0;
+  std::string why;
+  while (why.empty()) {
+    if (stop_.load(std::memory_order_relaxed)) {
+      why = "stopped by the user";
+      break;
+    }
+    const int n = live_->poll(100, [&](const dissect::Frame& f) {
+      if (stored_ + f.data.size() > limits_.memory_bytes) {
+        why = fmt::format("the {} MB memory buffer is full (-b)", limits_.memory_bytes >> 20);
+        return false;
+      }
+      dissect::Frame copy = f;
+      copy.data = dissect::Bytes(store(f.data), f.data.size());
+      copy.number = ++number;
+      std::lock_guard<std::mutex> g(mutex_);
+      index_one(copy);
+      if (limits_.max_frames != 0 && number >= limits_.max_frames) {
+        why = fmt::format("{} frames captured (--count)", number);
+        return false;
+      }
+      return !stop_.load(std::memory_order_relaxed);
+    });
+    if (n < 0) why = "the capture ended";
+    if (limits_.duration_ns != 0 && now_ns() - live_start_ns_ >= limits_.duration_ns) why = "time limit reached (-L)";
+  }
+  std::lock_guard<std::mutex> g(mutex_);
+  stop_reason_ = why;
+}
+
+void Model::index_one(const dissect::Frame& frame) {
+  capture::FrameResult result;
+  verifier_.process(frame, result);
+  const ike::MessageRecord* m = nullptr;
+  if (result.ike || analyzer_.watching_clear()) m = analyzer_.observe(frame, verifier_.outer());
+  if (live_) {
+    // SAs negotiated during the capture verify the ESP that follows them.
+    while (learned_ < analyzer_.learned_count()) {
+      filters::SaConfig sa = analyzer_.learned_sa(learned_++);
+      new_sas_.push_back(sa.clone());
+      sad_.add(std::move(sa));
+    }
+  }
+  dissect::Packet inner;
+  const bool have_inner = !result.decrypted.empty();
+  if (have_inner) dissect::dissect_ip(result.decrypted, inner);
+  Row& row = rows_.append();
+  fill_row(row, frame, verifier_.outer(), result, have_inner ? &inner : nullptr, m, addresses_);
+  rows_.publish();
+}
+
+std::string Model::status() const {
+  const std::size_t n = rows_.size();
+  std::lock_guard<std::mutex> g(mutex_);
+  std::string s;
+  if (file_) {
+    if (!done()) {
+      s = fmt::format("indexing {:.0f}% ({} frames)", size_ ? 100.0 * static_cast<double>(offset_.load()) / size_ : 0.0,
+                      n);
+    } else {
+      s = fmt::format("{} frames", n);
+    }
+  } else {
+    const capture::LiveStats st = live_->stats();
+    s = fmt::format("{} {} frames, {} MB kept, kernel dropped {}", done() ? "captured" : "capturing:", n, stored_ >> 20,
+                    st.dropped + st.if_dropped);
+    if (done() && !stop_reason_.empty()) s += "; stopped: " + stop_reason_;
+  }
+  if (!error_.empty()) s += "; capture damaged: " + error_ + " (frames after it not read)";
+  return s;
+}
+
+Statistics Model::statistics() const {
+  std::lock_guard<std::mutex> g(mutex_);
+  Statistics s;
+  s.totals = verifier_.engine().counters();
+  s.frames = verifier_.frames();
+  s.ike = analyzer_.statistics();
+  s.monitor = capture::monitor_rows(s.totals, sad_);
+  s.main_mode = capture::ike_rows(s.ike);
+  return s;
+}
+
+dissect::Frame Model::frame(std::uint64_t number) const {
+  const Row& r = rows_[number - 1];
+  dissect::Frame f;
+  f.number = number;
+  f.ts_ns = r.ts_ns;
+  f.linktype = r.linktype;
+  f.orig_len = r.orig_len;
+  f.data = dissect::Bytes(r.data, r.caplen);
+  return f;
+}
+
+void Model::reopen(std::uint64_t number, capture::FrameResult& out) {
+  {
+    std::lock_guard<std::mutex> g(mutex_);
+    for (auto& sa : new_sas_) detail_sad_.add(std::move(sa));
+    new_sas_.clear();
+  }
+  const Row& row = rows_[number - 1];
+  // Opened out of order, so the replay window must not judge: the verdict
+  // shown is the one of the capture-order pass, kept in the row.
+  for (std::size_t i = 0; i < detail_sad_.size(); ++i) {
+    auto& sa = detail_sad_.at(i);
+    sa.replay = ipsec::ReplayWindow(0, sa.config().esn, row.seq);
+  }
+  detail_->process(frame(number), out);
+  if (row.verdict != kNoVerdict && row.fail_layer < out.layer_count) {
+    capture::LayerRecord& l = out.layers[row.fail_layer];
+    if (static_cast<std::uint8_t>(l.verdict) != row.verdict) {
+      l.verdict = static_cast<Verdict>(row.verdict);
+      l.reason = static_cast<ipsec::Reason>(row.reason);
+    }
+  }
+}
+
+const std::string& Model::info(std::uint64_t number) {
+  auto it = info_cache_.find(number);
+  if (it != info_cache_.end()) return it->second;
+  if (info_cache_.size() > 20000) info_cache_.clear();
+  const Row& row = rows_[number - 1];
+  std::string text;
+  if (row.kind == FrameKind::esp || row.kind == FrameKind::ah) {
+    capture::FrameResult r;
+    reopen(number, r);
+    for (std::size_t i = 0; i < r.layer_count; ++i) {
+      const capture::LayerRecord& l = r.layers[i];
+      if (i != 0) text += " | ";
+      text += capture::layer_details(l);
+      if (l.verdict != Verdict::ok && l.inner.size != 0 && l.reason != ipsec::Reason::icv_unchecked) {
+        text += fmt::format(" — carries {}", l.inner.view());
+      }
+    }
+  } else if (row.kind == FrameKind::ike) {
+    std::lock_guard<std::mutex> g(mutex_);
+    const ike::MessageRecord* m = analyzer_.record(number);
+    text = m != nullptr ? m->summary : "IKE (not analysed)";
+  } else {
+    dissect::Packet p;
+    dissect::dissect_frame(frame(number), p);
+    if (p.ip.version != 0 || p.malformed != nullptr) {
+      dissect::SummaryText t;
+      dissect::summarize(p, false, t);
+      text = std::string(t.view());
+      if (p.malformed != nullptr) text += fmt::format(" [malformed: {}]", p.malformed);
+    } else {
+      text = fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);
+    }
+  }
+  return info_cache_.emplace(number, std::move(text)).first->second;
+}
+
+void Model::tree(std::uint64_t number, dissect::Tree& out) {
+  const dissect::Frame f = frame(number);
+  capture::FrameResult r;
+  reopen(number, r);
+  dissect::Packet p;
+  dissect::dissect_frame(f, p);
+  dissect::build_frame_tree(f, p, out);
+  std::lock_guard<std::mutex> g(mutex_);
+  analyzer_.add_decrypted(number, out);
+  capture::add_verification(out, r, detail_sad_);
+}
+
+std::vector<std::uint8_t> Model::decrypted(std::uint64_t number) {
+  capture::FrameResult r;
+  reopen(number, r);
+  return {r.decrypted.begin(), r.decrypted.end()};
+}
+
+}  // namespace ipsentry::tui

@@ -1,0 +1,263 @@
+#include "ipsentry/tui/screen_text.hpp"
+
+#include <fmt/format.h>
+
+#include "ipsentry/capture/frame_text.hpp"
+
+namespace ipsentry::tui {
+
+using ipsec::Verdict;
+using nlohmann::json;
+
+namespace {
+
+std::uint64_t u64(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return 0;
+  return j[key].get<std::uint64_t>();
+}
+
+std::string str(const json& j, const char* key, const char* fallback = "-") {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return fallback;
+  return j[key].get<std::string>();
+}
+
+std::string lifetime_text(std::optional<std::uint64_t> seconds, std::optional<std::uint64_t> bytes,
+                          std::optional<std::uint64_t> packets) {
+  std::string s;
+  auto add = [&](std::string part) { s += (s.empty() ? "" : ", ") + part; };
+  if (seconds) add(fmt::format("{} s", *seconds));
+  if (bytes) add(fmt::format("{} bytes", *bytes));
+  if (packets) add(fmt::format("{} packets", *packets));
+  return s.empty() ? "unlimited" : s;
+}
+
+}  // namespace
+
+std::vector<SaLine> sa_lines_from_sad(const ipsec::Sad& sad) {
+  std::vector<SaLine> out;
+  for (std::size_t i = 0; i < sad.size(); ++i) {
+    const auto& sa = sad.at(i);
+    const auto& c = sa.config();
+    const auto& k = sa.counters;
+    SaLine l;
+    l.name = sa.name();
+    l.spi = c.spi ? fmt::format("0x{:08x}", *c.spi) : "any";
+    l.direction = filters::to_string(c.direction);
+    l.peers = fmt::format("{} → {}", c.src ? c.src->str() : "any", c.dst ? c.dst->str() : "any");
+    l.protocol = filters::to_string(c.protocol);
+    l.mode = filters::to_string(c.mode);
+    l.algorithms = capture::sa_algorithms(c);
+    for (std::size_t v = 0; v < k.verdicts.size(); ++v) {
+      l.packets += k.verdicts[v];
+      if (v != static_cast<std::size_t>(Verdict::ok)) l.errors += k.verdicts[v];
+    }
+    l.bytes = k.received.bytes;
+    l.replay = sa.replay.size() == 0 ? fmt::format("top {}, no window", sa.replay.top())
+                                     : fmt::format("top {}, {}/{} in window", sa.replay.top(),
+                                                   sa.replay.received_in_window(), sa.replay.size());
+    // What a capture shows of the SA's lifetime: its configured limits
+    // less what the capture saw it carry.
+    const auto& lt = c.lifetime;
+    const std::uint64_t age = k.last_ts_ns > k.first_ts_ns ? (k.last_ts_ns - k.first_ts_ns) / 1'000'000'000 : 0;
+    auto left = [](std::uint64_t limit, std::uint64_t used) -> std::optional<std::uint64_t> {
+      if (limit == 0) return std::nullopt;
+      return limit > used ? limit - used : 0;
+    };
+    l.lifetime = lifetime_text(left(lt.seconds, age), left(lt.bytes, k.received.bytes), left(lt.packets, l.packets));
+    l.state = sa.unsupported() ? "unsupported" : l.packets != 0 ? "active" : "idle";
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::vector<SaLine> sa_lines_from_snapshot(const json& snap) {
+  std::vector<SaLine> out;
+  if (!snap.is_object() || !snap.contains("sas") || !snap["sas"].is_array()) return out;
+  for (const auto& s : snap["sas"]) {
+    SaLine l;
+    l.name = str(s, "name");
+    l.spi = s.contains("spi") && s["spi"].is_number() ? fmt::format("0x{:08x}", s["spi"].get<std::uint32_t>()) : "any";
+    l.direction = str(s, "direction");
+    l.peers = fmt::format("{} → {}", str(s, "src"), str(s, "dst"));
+    l.protocol = str(s, "protocol");
+    l.mode = str(s, "mode");
+    l.algorithms = l.protocol == "ah" ? str(s, "integrity") : str(s, "encryption") + "/" + str(s, "integrity");
+    const json empty = json::object();
+    const json& sent = s.contains("sent") ? s["sent"] : empty;
+    const json& recv = s.contains("received") ? s["received"] : empty;
+    const bool outbound = l.direction == "outbound";
+    l.packets = outbound ? u64(sent, "packets") : u64(recv, "packets");
+    l.bytes = outbound ? u64(sent, "bytes") : u64(recv, "bytes");
+    if (s.contains("verdicts") && s["verdicts"].is_object()) {
+      for (const auto& [k, v] : s["verdicts"].items()) {
+        if (k != "ok" && v.is_number()) l.errors += v.get<std::uint64_t>();
+      }
+    }
+    const json& rp = s.contains("replay") ? s["replay"] : empty;
+    l.replay = outbound ? fmt::format("sent up to {}", u64(s, "last_sent_seq"))
+                        : fmt::format("top {}, {}/{} in window", u64(rp, "highest_seq"), u64(rp, "received_in_window"),
+                                      u64(rp, "window"));
+    const json& lt = s.contains("lifetime_left") ? s["lifetime_left"] : empty;
+    auto opt = [&](const char* key) -> std::optional<std::uint64_t> {
+      if (!lt.contains(key) || !lt[key].is_number()) return std::nullopt;
+      return lt[key].get<std::uint64_t>();
+    };
+    l.lifetime = lifetime_text(opt("seconds"), opt("bytes"), opt("packets"));
+    l.state = str(s, "state");
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::vector<std::string> sa_table(const std::vector<SaLine>& lines) {
+  std::size_t nw = 4, pw = 5, aw = 10;
+  for (const auto& l : lines) {
+    nw = std::max(nw, l.name.size());
+    pw = std::max(pw, l.peers.size() - 2);  // "→" is 3 bytes and one column (fmt pads by width)
+    aw = std::max(aw, l.algorithms.size());
+  }
+  constexpr const char* kFmt = "{:<{}} {:<10} {:<8} {:<{}} {:<5} {:<9} {:<{}} {:>9} {:>12} {:>7} {:<26} {:<12} {}";
+  std::vector<std::string> out;
+  out.push_back(fmt::format(kFmt, "Name", nw, "SPI", "Dir", "Peers", pw, "Proto", "Mode", "Algorithms", aw, "Packets",
+                            "Bytes", "Errors", "Replay", "State", "Lifetime left"));
+  for (const auto& l : lines) {
+    out.push_back(fmt::format(kFmt, l.name, nw, l.spi, l.direction, l.peers, pw, l.protocol, l.mode, l.algorithms, aw,
+                              l.packets, l.bytes, l.errors, l.replay, l.state, l.lifetime));
+  }
+  return out;
+}
+
+std::vector<StatSection> stat_sections_from_model(const Statistics& s) {
+  std::vector<StatSection> out;
+  StatSection qm{"IP Security Monitor — Quick Mode (from the capture: the receive side)", {}};
+  for (const auto& r : s.monitor) qm.rows.emplace_back(r.name, fmt::format("{}", r.value));
+  out.push_back(std::move(qm));
+  StatSection mm{"IP Security Monitor — Main Mode (IKE)", {}};
+  for (const auto& r : s.main_mode) mm.rows.emplace_back(r.name, fmt::format("{}", r.value));
+  out.push_back(std::move(mm));
+  StatSection v{"Verdicts of the IPsec packets", {}};
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < s.totals.verdicts.size(); ++i) {
+    total += s.totals.verdicts[i];
+    v.rows.emplace_back(std::string(ipsec::verdict_name(static_cast<Verdict>(i))),
+                        fmt::format("{}", s.totals.verdicts[i]));
+  }
+  v.rows.insert(v.rows.begin(), {"IPsec packets", fmt::format("{}", total)});
+  out.push_back(std::move(v));
+  const auto& f = s.frames;
+  out.push_back({"Frames",
+                 {{"Total", fmt::format("{}", f.frames)},
+                  {"Bytes", fmt::format("{}", f.bytes)},
+                  {"IPsec", fmt::format("{}", f.ipsec_frames)},
+                  {"IKE", fmt::format("{}", f.ike_frames)},
+                  {"NAT keepalive", fmt::format("{}", f.nat_keepalives)},
+                  {"Other IP", fmt::format("{}", f.other_ip)},
+                  {"Non-IP", fmt::format("{}", f.non_ip)},
+                  {"Malformed", fmt::format("{}", f.malformed)}}});
+  return out;
+}
+
+std::vector<StatSection> stat_sections_from_snapshot(const json& snap) {
+  std::vector<StatSection> out;
+  if (!snap.is_object() || !snap.contains("quick_mode")) return out;
+  const json& q = snap["quick_mode"];
+  const json empty = json::object();
+  const json& sent = q.contains("sent") ? q["sent"] : empty;
+  const json& recv = q.contains("received") ? q["received"] : empty;
+  auto n = [](std::uint64_t v) { return fmt::format("{}", v); };
+  out.push_back({"IP Security Monitor — Quick Mode (enforcement)",
+                 {{"Active Security Associations", n(u64(q, "active_security_associations"))},
+                  {"Key Additions", n(u64(q, "key_additions"))},
+                  {"Key Deletions", n(u64(q, "key_deletions"))},
+                  {"Active Tunnels", n(u64(q, "active_tunnels"))},
+                  {"Bad SPI Packets", n(u64(q, "bad_spi_packets"))},
+                  {"Packets Not Decrypted", n(u64(q, "packets_not_decrypted"))},
+                  {"Packets Not Authenticated", n(u64(q, "packets_not_authenticated"))},
+                  {"Packets With Replay Detection", n(u64(q, "packets_with_replay_detection"))},
+                  {"Confidential Bytes Sent", n(u64(sent, "confidential_bytes"))},
+                  {"Confidential Bytes Received", n(u64(recv, "confidential_bytes"))},
+                  {"Authenticated Bytes Sent", n(u64(sent, "authenticated_bytes"))},
+                  {"Authenticated Bytes Received", n(u64(recv, "authenticated_bytes"))},
+                  {"Transport Bytes Sent", n(u64(sent, "transport_bytes"))},
+                  {"Transport Bytes Received", n(u64(recv, "transport_bytes"))},
+                  {"Bytes Sent In Tunnels", n(u64(sent, "tunnel_bytes"))},
+                  {"Bytes Received In Tunnels", n(u64(recv, "tunnel_bytes"))}}});
+  out.push_back({"IP Security Monitor — Main Mode (IKE)", {{"(enforcement uses manual keys: no IKE)", ""}}});
+  StatSection p{"Enforcement outcomes (packets)", {}};
+  if (snap.contains("packets") && snap["packets"].is_object()) {
+    for (const auto& [k, v] : snap["packets"].items()) {
+      if (v.is_number()) p.rows.emplace_back(k, n(v.get<std::uint64_t>()));
+    }
+  }
+  p.rows.emplace_back("ICMP errors sent (path MTU)", n(u64(snap, "icmp_sent")));
+  out.push_back(std::move(p));
+  StatSection e{"Enforcement", {}};
+  e.rows.emplace_back("Configuration", str(snap, "config"));
+  e.rows.emplace_back("Uptime (s)", n(u64(snap, "uptime_seconds")));
+  e.rows.emplace_back("Fail open", snap.value("fail_open", false) ? "yes" : "no (fail-closed)");
+  e.rows.emplace_back("Reloads", n(u64(snap, "reloads")));
+  if (snap.contains("queues") && snap["queues"].is_array()) {
+    for (const auto& qu : snap["queues"]) {
+      e.rows.emplace_back(fmt::format("Queue {} packets / verdict errors", u64(qu, "queue")),
+                          fmt::format("{} / {}", u64(qu, "packets"), u64(qu, "verdict_errors")));
+    }
+  }
+  out.push_back(std::move(e));
+  return out;
+}
+
+std::vector<std::string> help_text() {
+  std::vector<std::string> h{
+      "",
+      "Screens",
+      "  1            packet list with the detail tree and the bytes",
+      "  2            SA monitor: one row per SA (packets, bytes, errors, replay window, lifetime)",
+      "  3            statistics: the IP Security Monitor's Quick Mode and Main Mode tables",
+      "  4            IKE negotiations; Enter lists the packets of the selected one",
+      "  ? or F1      this help (Esc or ? goes back)",
+      "  q            quit (Ctrl-C too)",
+      "",
+      "Moving",
+      "  Up Down PgUp PgDn Home End   move in the focused pane (End follows a live capture)",
+      "  Left Right   list: scroll sideways; tree: collapse / expand",
+      "  Tab          next pane (list, tree, bytes); Shift-Tab the previous one",
+      "  Enter        list: to the tree; tree: expand or collapse the node",
+      "  e            tree: expand every node, or back to the default view",
+      "  z            zoom the focused pane to the whole screen and back",
+      "",
+      "Packets",
+      "  /            display filter (applied on Enter; errors shown as you type; empty clears)",
+      "  f n N        find the next frame matching an expression; next; previous",
+      "  g            go to a frame number",
+      "  t            time column: relative, absolute (UTC), delta",
+      "  d            bytes pane: the frame or the decrypted inner packet",
+      "  w            save the displayed frames to a pcap",
+      "  W            save the decrypted inner packets of the displayed frames (raw IP pcap)",
+      "  p or Space   pause or resume the list (a live capture keeps capturing)",
+      "  s            stop a live capture",
+      "",
+      "SA monitor and statistics",
+      "  + -          refresh more / less often (1 s steps); r types the interval",
+      "",
+      "Display filter",
+      "  protocols    esp ah ipsec ike ikev1 ikev2 nat-keepalive ip ipv4 ipv6 tcp udp icmp icmpv6",
+      "               cleartext decrypted malformed",
+      "  fields       src dst addr (address or prefix)   port sport dport   spi seq   len frame",
+      "               verdict (ok icv-fail decrypt-fail replay unknown-spi malformed unverifiable unsupported)",
+      "               ike.exchange (IKE_SA_INIT IKE_AUTH CREATE_CHILD_SA INFORMATIONAL main aggressive quick)",
+      "               ike.negotiation (number on screen 4)   proto (name or number)",
+      "  operators    == != < <= > >=  and or not ( )   (also && || !)",
+      "  examples     esp and verdict != ok",
+      "               (src == 192.0.2.0/25 or dst == 2001:db8::/32) and not icmp",
+      "               spi == 0xc0ffee01 and seq >= 100",
+      "  Addresses, ports and protocols match the outer and the decrypted inner packet.",
+      "  A comparison with a field the frame does not have is false: verdict != ok lists",
+      "  the IPsec and IKE frames that failed, never cleartext.",
+      "",
+      "Colours: green ok, red failed (ICV, decryption, malformed), magenta replay,",
+      "yellow unknown SPI / unverifiable, cyan IKE, plain cleartext, blue non-IP.",
+  };
+  return h;
+}
+
+}  // namespace ipsentry::tui
