@@ -39,7 +39,7 @@ char g_restore[128];
 std::size_t g_restore_len = 0;
 volatile sig_atomic_t g_quit = 0;
 
-void on_quit_signal(int) { g_quit = 1; }
+void on_quit_signal(int sig) { g_quit = sig; }
 
 void on_crash_signal(int sig) {
   if (g_restore_len != 0) {
@@ -174,7 +174,7 @@ class App {
     Terminal term;
     refresh_data();
     for (;;) {
-      if (g_quit != 0) break;
+      if (g_quit != 0) return 128 + g_quit;
       tick();
       draw();
       const int ch = getch();
@@ -566,7 +566,13 @@ class App {
         const std::size_t r = row_at(i);
         const Row& row = rows[r];
         if (decrypted) {
+          // As `verify -w`: only what verified (a replayed packet decrypts,
+          // but it is not traffic the receiver would accept).
           if (row.kind != FrameKind::esp && row.kind != FrameKind::ah) continue;
+          if (row.verdict != static_cast<std::uint8_t>(ipsec::Verdict::ok)) {
+            ++skipped;
+            continue;
+          }
           const std::vector<std::uint8_t> inner = model_->decrypted(r + 1);
           if (inner.empty()) {
             ++skipped;
@@ -585,7 +591,7 @@ class App {
       w.close();
       message(fmt::format("wrote {} {}frames to {}{}", written, decrypted ? "decrypted " : "", input_,
                           skipped != 0 ? fmt::format(" ({} skipped: {})", skipped,
-                                                     decrypted ? "not decrypted" : "another link type")
+                                                     decrypted ? "not verified" : "another link type")
                                        : ""),
               false);
     } catch (const std::exception& e) {
@@ -756,6 +762,9 @@ class App {
     if (sel_ < top_) top_ = sel_;
     if (sel_ >= top_ + static_cast<std::size_t>(list_rows_)) top_ = sel_ - list_rows_ + 1;
     if (follow_ && n > static_cast<std::size_t>(list_rows_)) top_ = n - list_rows_;
+    // Keep the pane full when it grew (a resize) or the list shrank.
+    if (top_ + static_cast<std::size_t>(list_rows_) > n)
+      top_ = n > static_cast<std::size_t>(list_rows_) ? n - list_rows_ : 0;
     const auto& rows = model_->rows();
     const std::size_t end = std::min(n, top_ + static_cast<std::size_t>(list_rows_));
     // Columns sized for what is on screen.

@@ -278,11 +278,18 @@ class FilterParser {
     }
     Node n;
     n.field = entry->field;
-    if (peek().kind != Token::Kind::op) {
+    // tcpdump habit: "host 192.0.2.1", "port 500" mean ==.
+    const bool implicit_eq = !presence_only(n.field) && peek().kind == Token::Kind::word;
+    if (peek().kind != Token::Kind::op && !implicit_eq) {
       out = add(n);
       return true;
     }
-    const Token& op = take();
+    Token eq;
+    eq.kind = Token::Kind::op;
+    eq.op = Op::eq;
+    eq.text = "==";
+    eq.pos = peek().pos;
+    const Token& op = implicit_eq ? eq : take();
     if (presence_only(n.field)) {
       return fail(op.pos, fmt::format("'{}' is a protocol test and takes no value", name.text));
     }

@@ -81,7 +81,9 @@ std::vector<SaLine> sa_lines_from_snapshot(const json& snap) {
     l.peers = fmt::format("{} → {}", str(s, "src"), str(s, "dst"));
     l.protocol = str(s, "protocol");
     l.mode = str(s, "mode");
-    l.algorithms = l.protocol == "ah" ? str(s, "integrity") : str(s, "encryption") + "/" + str(s, "integrity");
+    l.algorithms = l.protocol == "ah"              ? str(s, "integrity")
+                   : str(s, "integrity") == "none" ? str(s, "encryption")
+                                                   : str(s, "encryption") + "/" + str(s, "integrity");
     const json empty = json::object();
     const json& sent = s.contains("sent") ? s["sent"] : empty;
     const json& recv = s.contains("received") ? s["received"] : empty;

@@ -1,0 +1,529 @@
+#!/usr/bin/python3
+"""`ipsentry tui` driven through tmux (send-keys, capture-pane), as a user
+would: the packet list's verdicts, the decrypted tree, the hex highlight of
+the SPI, the display filter, the statistics against `ipsentry verify
+--json`, the IKE screen, saving, resizing, the terminal restored after
+Ctrl-C and a crash, then (as root) a live capture between two network
+namespaces and the SA monitor attached to a running enforcement.
+
+Documentation addresses only; every namespace and tmux server is removed
+at the end, whatever happened."""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from netns import VethPair, remove_namespace, sh  # noqa: E402
+
+IPSENTRY = None
+SOCKET = f"ipsentry-tui-test-{os.getpid()}"
+FAILED = []
+SAMPLES = os.path.join(ROOT, "samples")
+FAULTS = os.path.join(SAMPLES, "esp-tunnel-faults.pcap")
+TUNNEL_CFG = os.path.join(SAMPLES, "esp-tunnel.yaml")
+PEERS = os.path.join(ROOT, "tests", "corpus", "peers")
+IKE_PCAP = os.path.join(PEERS, "wireshark", "ikev2-decrypt-aes256cbc.pcapng")
+IKE_KEYS = os.path.join(PEERS, "wireshark", "ikev2_decryption_table.tmpl")
+
+
+def check(ok, what):
+    print(("ok     " if ok else "FAILED ") + what, flush=True)
+    if not ok:
+        FAILED.append(what)
+    return ok
+
+
+def tmux(*args, check_rc=True):
+    r = subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError(f"tmux {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+class Tui:
+    """One `ipsentry tui` in its own tmux window of a given size. The command
+    runs under sh so that the terminal state after ipsentry exits can be
+    read back (stty -a)."""
+
+    count = 0
+
+    def __init__(self, args, width=200, height=50, tmp=None, prefix=""):
+        Tui.count += 1
+        self.name = f"w{Tui.count}"
+        self.stty = os.path.join(tmp, f"{self.name}.stty")
+        self.rc = os.path.join(tmp, f"{self.name}.rc")
+        cmd = " ".join(f"'{a}'" for a in [IPSENTRY, "tui", *args])
+        # The shell ignores SIGINT so that it outlives a Ctrl-C meant for
+        # ipsentry (which installs its own handler) and can report on it.
+        shell = (f"trap '' INT; {prefix}{cmd} 2>{tmp}/{self.name}.err; echo $? > {self.rc}; "
+                 f"stty -a > {self.stty}; sleep 600")
+        tmux("new-window", "-d", "-t", "main", "-n", self.name, "env", "LANG=C.UTF-8", "TERM=screen-256color",
+             "sh", "-c", shell)
+        self.resize(width, height)
+
+    def resize(self, width, height):
+        tmux("resize-window", "-t", f"main:{self.name}", "-x", str(width), "-y", str(height))
+
+    def keys(self, *keys, literal=False):
+        tmux("send-keys", "-t", f"main:{self.name}", *(["-l"] if literal else []), *keys)
+        time.sleep(0.15)
+
+    def type(self, text):
+        self.keys(text, literal=True)
+
+    def screen(self, escapes=False):
+        return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", f"main:{self.name}")
+
+    def wait_for(self, pred, timeout=10.0):
+        end = time.time() + timeout
+        s = self.screen()
+        while time.time() < end:
+            s = self.screen()
+            if pred(s):
+                return s
+            time.sleep(0.05)
+        return s
+
+    def pid(self):
+        out = tmux("list-panes", "-t", f"main:{self.name}", "-F", "#{pane_pid}").split()
+        shell = int(out[0])
+        kids = subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True).stdout.split()
+        return [int(k) for k in kids]
+
+    def exit_code(self, timeout=5.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            if os.path.exists(self.stty) and os.path.getsize(self.stty) > 0:
+                return int(open(self.rc).read().strip() or -1)
+            time.sleep(0.05)
+        return None
+
+    def terminal_restored(self):
+        text = open(self.stty).read() if os.path.exists(self.stty) else ""
+        words = text.split()
+        return "icanon" in words and "echo" in words
+
+    def close(self):
+        tmux("kill-window", "-t", f"main:{self.name}", check_rc=False)
+
+
+def list_rows(screen):
+    """(frame, verdict) of the packet list's rows."""
+    rows = {}
+    for line in screen.splitlines()[2:]:
+        if line.startswith("─"):
+            break
+        m = re.match(r"^\s*(\d+) \S+\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", line)
+        if m:
+            rows[int(m.group(1))] = m.group(5)
+    return rows
+
+
+def verify_json(*args):
+    r = subprocess.run([IPSENTRY, "verify", "--json", *args], capture_output=True, text=True)
+    return json.loads(r.stdout)
+
+
+# ---------------------------------------------------------------------------
+
+
+def scenario_offline(tmp):
+    print("# offline: the tampered sample")
+    ref = verify_json(FAULTS, "-c", TUNNEL_CFG)
+    expected = {p["frame"]: p["verdict"] for p in ref["packets"]}
+    t = Tui([FAULTS, "-c", TUNNEL_CFG], 200, 50, tmp)
+    s = t.wait_for(lambda s: len(list_rows(s)) == len(expected))
+    rows = list_rows(s)
+    check(rows == expected, f"the list shows the verdicts verify gives, frame by frame ({rows})")
+    check(" 11 of 11 frames" in s, "the status line counts the frames")
+
+    # Frame 1: the tree shows the decrypted inner ICMP under the ESP node.
+    t.keys("Home")
+    s = t.wait_for(lambda s: "Decrypted inner packet" in s)
+    tree = s[s.index("─ Frame 1"):]
+    check("Verdict: ok — ICV verified (SA gw1-to-gw2" in tree, "the tree gives the verdict and the SA under ESP")
+    check("Decrypted inner packet (ESP SPI 0xc0ffee01, 76 bytes)" in tree and
+          "Internet Control Message Protocol, echo request" in tree and
+          "Internet Protocol Version 4, 192.0.2.10 → 192.0.2.130" in tree,
+          "the tree shows the decrypted inner IPv4 / ICMP echo request")
+
+    # The SPI node selected: its four bytes are highlighted in the hex pane.
+    t.keys("Tab")
+    for _ in range(40):
+        sel = [l for l in t.screen(escapes=True).splitlines() if "\x1b[1;7m" in l and "SPI: 0x" in l]
+        if sel:
+            break
+        t.keys("Down")
+    check(bool(sel), "the SPI node can be selected in the tree")
+    s = t.screen()
+    check("selected: 0x0022-0x0025 (4 bytes)" in s, "the hex pane names the SPI's bytes (offset 0x22, 4 bytes)")
+    marked = []
+    for line in t.screen(escapes=True).splitlines():
+        if re.match(r"^[0-9a-f]{4}  ", line):
+            marked += re.findall(r"\x1b\[1;7m([0-9a-f]{2})\x1b", line)
+    check("".join(marked) == "c0ffee01", f"exactly the SPI bytes are highlighted ({''.join(marked)})")
+
+    # Decrypted bytes.
+    t.keys("d")
+    s = t.wait_for(lambda s: "Decrypted inner packet (76 bytes)" in s)
+    check("─ Decrypted inner packet (76 bytes)" in s and "0000  45 00 00 4c" in s,
+          "d shows the decrypted inner packet's bytes (an IPv4 header, 76 bytes)")
+    t.keys("d")
+
+    # The display filter: errors inline, then exactly the failed frames.
+    t.keys("Escape")
+    t.keys("/")
+    t.type("verdict == fine")
+    s = t.wait_for(lambda s: "is not a verdict" in s)
+    check("at 12: 'fine' is not a verdict: ok, icv-fail" in s, "a bad filter shows its error inline as it is typed")
+    t.keys("Enter")
+    s = t.screen()
+    check(" 11 of 11 frames" in s, "Enter does not apply a filter with an error")
+    t.keys("C-u")
+    t.type("verdict != ok")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "4 of 11 frames" in s)
+    failed = sorted(f for f, v in expected.items() if v != "ok")
+    check(sorted(list_rows(s)) == failed, f"'verdict != ok' lists exactly the failed frames {failed}")
+    save = os.path.join(tmp, "failed.pcap")
+    t.keys("w")
+    t.keys("C-u")
+    t.type(save)
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "wrote" in s)
+    n = subprocess.run(["tshark", "-r", save, "-T", "fields", "-e", "esp.sequence"], capture_output=True,
+                       text=True).stdout.split()
+    check("wrote 4 frames" in s and n == ["4", "2", "4", "5"],
+          f"w saves the displayed frames; tshark reads them back ({n})")
+    t.keys("/")
+    t.keys("C-u")
+    t.keys("Enter")
+    t.wait_for(lambda s: " 11 of 11 frames" in s)
+
+    # Decrypted frames saved: the same packets verify -w writes.
+    dec = os.path.join(tmp, "decrypted.pcap")
+    ref_dec = os.path.join(tmp, "verify-decrypted.pcap")
+    subprocess.run([IPSENTRY, "verify", FAULTS, "-c", TUNNEL_CFG, "-q", "-w", ref_dec], capture_output=True)
+    t.keys("W")
+    t.keys("C-u")
+    t.type(dec)
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "wrote" in s)
+    fields = ["-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.seq", "-e", "tcp.srcport"]
+    ours = subprocess.run(["tshark", "-r", dec, *fields], capture_output=True, text=True).stdout
+    theirs = subprocess.run(["tshark", "-r", ref_dec, *fields], capture_output=True, text=True).stdout
+    check("wrote 7 decrypted frames" in s and ours == theirs and ours.count("\n") == 7,
+          "W saves the decrypted packets: the same 7 as 'verify -w' (tshark)")
+
+    # Go to, find.
+    t.keys("g")
+    t.type("9")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "─ Frame 9" in s)
+    check("─ Frame 9" in s, "g 9 selects frame 9")
+    t.keys("Home")
+    t.keys("f")
+    t.type("spi == 0xdeadbeef")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "─ Frame 9" in s)
+    check("─ Frame 9" in s, "find 'spi == 0xdeadbeef' goes to frame 9")
+
+    # Statistics screen = verify --json.
+    t.keys("3")
+    s = t.wait_for(lambda s: "Quick Mode" in s)
+    def value(name):
+        m = re.search(r"^  " + re.escape(name) + r"\s+(\d+)\s*$", s, re.M)
+        return int(m.group(1)) if m else None
+    mon = ref["statistics"]["ip_security_monitor"]
+    pairs = [("Active Security Associations", mon["active_security_associations"]),
+             ("Bad SPI Packets", mon["bad_spi_packets"]),
+             ("Packets Not Decrypted", mon["packets_not_decrypted"]),
+             ("Packets Not Authenticated", mon["packets_not_authenticated"]),
+             ("Packets With Replay Detection", mon["packets_with_replay_detection"]),
+             ("Confidential Bytes Received", mon["confidential_bytes_received"]),
+             ("Authenticated Bytes Received", mon["authenticated_bytes_received"]),
+             ("Transport Bytes Received", mon["transport_bytes_received"]),
+             ("Bytes Received In Tunnels", mon["bytes_received_in_tunnels"]),
+             ("IPsec packets", ref["statistics"]["ipsec_packets"]),
+             ("Total", ref["statistics"]["frames"]["total"]),
+             ("Bytes", ref["statistics"]["frames"]["bytes"])]
+    pairs += [(k, v) for k, v in ref["statistics"]["verdicts"].items()]
+    bad = [(k, value(k), v) for k, v in pairs if value(k) != v]
+    check(not bad, f"the statistics screen shows the numbers of verify --json ({len(pairs)} rows; differ: {bad})")
+
+    # SA monitor.
+    t.keys("2")
+    s = t.wait_for(lambda s: "gw1-to-gw2" in s)
+    sas = {sa["name"]: sa for sa in ref["security_associations"]}
+    ok = True
+    for name, sa in sas.items():
+        line = next((l for l in s.splitlines() if l.startswith(name + " ")), "")
+        total = sum(sa["verdicts"].values())
+        errors = total - sa["verdicts"]["ok"]
+        nums = re.findall(r"\s(\d+)\s+(\d+)\s+(\d+)\s+top (\d+)", line)
+        ok = ok and bool(nums) and nums[0][0] == str(total) and nums[0][1] == str(sa["received"]["bytes"]) and \
+            nums[0][2] == str(errors) and nums[0][3] == str(sa["highest_seq"])
+    check(ok, "the SA monitor shows each SA's packets, bytes, errors and replay top as verify --json")
+
+    # Help, resize, quit.
+    t.keys("?")
+    s = t.wait_for(lambda s: "Display filter" in s)
+    check("Display filter" in s and "verdict != ok" in s, "? shows the keys and the filter language")
+    t.keys("Escape")
+    t.keys("1")
+    t.resize(80, 24)
+    s = t.wait_for(lambda s: len(s.splitlines()) == 24 and "─ Frame" in s)
+    lines = s.splitlines()
+    check(len(lines) == 24 and lines[0].startswith(" ipsentry") and "frames" in lines[22] and
+          max(len(l) for l in lines) <= 80, "after a resize to 80×24 every pane is redrawn to fit")
+    t.resize(200, 50)
+    s = t.wait_for(lambda s: len(list_rows(s)) == 11)
+    check(len(list_rows(s)) == 11, "and back at 200×50 the list shows every frame again")
+    t.keys("q")
+    check(t.exit_code() == 0 and t.terminal_restored(), "q exits 0 and the terminal is back in canonical mode")
+    t.close()
+
+
+def scenario_ike(tmp):
+    print("# IKE negotiations")
+    if not os.path.exists(IKE_PCAP):
+        check(False, f"the peer corpus capture {IKE_PCAP} is missing")
+        return
+    ref = verify_json(IKE_PCAP, "--keys-from", "wireshark-ikev2", IKE_KEYS)
+    t = Tui([IKE_PCAP, "--keys-from", "wireshark-ikev2", IKE_KEYS], 200, 50, tmp)
+    t.wait_for(lambda s: "4 of 4 frames" in s)
+    t.keys("4")
+    s = t.wait_for(lambda s: "established" in s)
+    negs = ref["ike"]["negotiations"]
+    rows = [l for l in s.splitlines() if re.match(r"^\s+\d+ v\d ", l)]
+    same = len(rows) == len(negs) and all(n["exchange"] in r and n["outcome"] in r and
+                                          (n["proposal"] or "") in r for r, n in zip(rows, negs))
+    check(same, f"one row per negotiation with exchange, outcome and proposal as verify --json ({len(rows)})")
+    t.keys("Down")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "negotiation 2" in s)
+    frames = sorted(list_rows(s))
+    check(frames == sorted(negs[1]["frames"]), f"Enter drills down to the negotiation's packets ({frames})")
+    t.keys("Home")
+    t.keys("Tab")
+    s = t.wait_for(lambda s: "IKEv2 IKE_AUTH request" in s)
+    check("IDi" in s or "Identification" in s, "the tree shows the decrypted IKE payloads")
+    t.keys("C-c")
+    check(t.exit_code() is not None and t.terminal_restored(), "Ctrl-C ends the TUI and restores the terminal")
+    t.close()
+
+
+def scenario_crash_and_errors(tmp):
+    print("# crash signal, errors")
+    t = Tui([FAULTS, "-c", TUNNEL_CFG], 80, 24, tmp)
+    t.wait_for(lambda s: "11 frames" in s)
+    pids = t.pid()
+    for p in pids:
+        os.kill(p, signal.SIGSEGV)
+    rc = t.exit_code()
+    check(rc is not None and rc >= 128 and t.terminal_restored(),
+          f"after SIGSEGV (exit {rc}) the terminal is restored (stty shows icanon echo)")
+    t.close()
+    r = subprocess.run([IPSENTRY, "tui", FAULTS], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    check(r.returncode == 2 and "needs a terminal" in r.stderr, "without a terminal: exit 2 and a clear message")
+    for args, words in (([os.path.join(tmp, "missing.pcap")], "missing.pcap"),
+                        ([FAULTS, "-i", "lo"], "give one of"),
+                        ([FAULTS, "-Y", "verdict ="], "display filter"),
+                        ([FAULTS, "--attach"], "give one of")):
+        t = Tui(args, 120, 20, tmp)
+        rc = t.exit_code()
+        err = open(os.path.join(tmp, f"{t.name}.err")).read()
+        check(rc == 2 and words in err, f"tui {' '.join(os.path.basename(a) for a in args)}: exit 2, '{err.strip()}'")
+        t.close()
+
+
+# ---------------------------------------------------------------------------
+# Root only: live capture and attaching to enforcement.
+
+def scenario_live(tmp):
+    print("# live capture between two namespaces")
+    pair = VethPair("tuil")
+    try:
+        pair.create("192.0.2.1/24", "192.0.2.2/24")
+        tunnel = os.path.join(SAMPLES, "esp-tunnel.pcap")
+        ref = verify_json(tunnel, "-c", TUNNEL_CFG)
+        n = len({p["frame"] for p in ref["packets"]})
+        t = Tui(["-i", pair.if_rx, "-c", TUNNEL_CFG, "--ipsec-only"], 200, 50, tmp,
+                prefix=f"ip netns exec {pair.ns_rx} ")
+        s = t.wait_for(lambda s: "capturing:" in s)
+        check("following" in s, "a live session starts following new frames")
+        replay = ["ip", "netns", "exec", pair.ns_tx, "tcpreplay", "-q", "-i", pair.if_tx, "--pps", "200", tunnel]
+        sh(*replay)
+        s = t.wait_for(lambda s: f"{n} of {n} frames" in s)
+        rows = list_rows(s)
+        check(len(rows) == n and all(v == "ok" for v in rows.values()),
+              f"the {n} ESP frames sent onto the link appear live, all ok ({len(rows)})")
+        t.keys("p")
+        sh(*replay)
+        s = t.wait_for(lambda s: f"{n} of {2 * n} frames" in s, 5)
+        check(f"{n} of {2 * n} frames" in s and "PAUSED" in s and max(list_rows(s)) == n,
+              "paused, the list holds still while capturing goes on")
+        t.keys("p")
+        s = t.wait_for(lambda s: f"{2 * n} of {2 * n} frames" in s)
+        rows = list_rows(s)
+        replays = sum(1 for v in rows.values() if v == "replay")
+        check(f"{2 * n} of {2 * n} frames" in s and max(rows) == 2 * n,
+              f"resumed, the list catches up and follows to frame {2 * n}")
+        t.keys("3")
+        s = t.wait_for(lambda s: "Replay Detection" in s)
+        m = re.search(r"Packets With Replay Detection\s+(\d+)", s)
+        check(m is not None and int(m.group(1)) == n, f"the same packets sent again are counted as replays ({m and m.group(1)})")
+        del replays
+        t.keys("q")
+        check(t.exit_code() == 0, "q ends the live session")
+        t.close()
+        t = Tui(["-i", "nosuchif0"], 120, 20, tmp)
+        err = open(os.path.join(tmp, f"{t.name}.err")).read() if t.exit_code() is not None else ""
+        check("nosuchif0" in err, f"an unknown interface is named in the error ({err.strip()})")
+        t.close()
+    finally:
+        pair.remove()
+
+
+GCM_AB = "00112233445566778899aabbccddeeff01020304"
+GCM_BA = "ffeeddccbbaa99887766554433221100a1a2a3a4"
+
+
+def esp_config(path, me, peer, spi_out, key_out, spi_in, key_in):
+    open(path, "w").write(f"""interfaces: {{ local: [{me}] }}
+policies:
+  - {{ name: p, from: me, to: {peer}, mirrored: true, action: protect,
+      ipsec: {{ protocol: esp, mode: transport }}, sas: [out, in] }}
+sas:
+  - {{ name: out, spi: {spi_out}, direction: outbound, src: {me}, dst: {peer}, protocol: esp,
+      encryption: aes-gcm-16, enc_key: "0x{key_out}" }}
+  - {{ name: in, spi: {spi_in}, direction: inbound, src: {peer}, dst: {me}, protocol: esp,
+      encryption: aes-gcm-16, enc_key: "0x{key_in}" }}
+""")
+    return path
+
+
+def scenario_attach(tmp):
+    print("# attached to a running enforcement")
+    pair = VethPair("tuie")
+    procs = []
+    try:
+        pair.create("192.0.2.1/24", "192.0.2.2/24")
+        ca = esp_config(os.path.join(tmp, "a.yaml"), "192.0.2.1", "192.0.2.2", "0x1001", GCM_AB, "0x1002", GCM_BA)
+        cb = esp_config(os.path.join(tmp, "b.yaml"), "192.0.2.2", "192.0.2.1", "0x1002", GCM_BA, "0x1001", GCM_AB)
+        socks = []
+        for ns, cfg, name in ((pair.ns_tx, ca, "a"), (pair.ns_rx, cb, "b")):
+            sock = os.path.join(tmp, f"{name}.sock")
+            socks.append(sock)
+            procs.append(subprocess.Popen(["ip", "netns", "exec", ns, IPSENTRY, "enforce", "-c", cfg, "--socket",
+                                           sock, "--state-dir", os.path.join(tmp, f"{name}-state")],
+                                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, f"{name}.log"), "w")))
+        for sock in socks:
+            for _ in range(100):
+                if subprocess.run([IPSENTRY, "stats", "--socket", sock], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.05)
+        r = subprocess.run(["ip", "netns", "exec", pair.ns_tx, "ping", "-n", "-c", "4", "-i", "0.2", "-W", "1",
+                            "192.0.2.2"], capture_output=True, text=True)
+        check(" 4 received" in r.stdout, "enforcement on both hosts: 4/4 pings through ESP")
+        t = Tui(["--attach", "--socket", socks[0], "--refresh", "1"], 200, 50, tmp)
+        s = t.wait_for(lambda s: re.search(r"^out .* (\d+)\s+\d+\s+\d+ sent up to", s, re.M) is not None)
+        snap = json.loads(subprocess.run([IPSENTRY, "stats", "--json", "--socket", socks[0]], capture_output=True,
+                                         text=True).stdout)
+        by_name = {sa["name"]: sa for sa in snap["sas"]}
+        line_out = next((l for l in s.splitlines() if l.startswith("out ")), "")
+        line_in = next((l for l in s.splitlines() if l.startswith("in ")), "")
+        m_out = re.search(r"(\d+)\s+(\d+)\s+(\d+) sent up to (\d+)", line_out)
+        m_in = re.search(r"(\d+)\s+(\d+)\s+(\d+) top (\d+)", line_in)
+        check(m_out is not None and int(m_out.group(1)) == by_name["out"]["sent"]["packets"] == 4 and
+              int(m_out.group(4)) == by_name["out"]["last_sent_seq"],
+              f"the SA monitor shows the outbound SA as 'ipsentry stats' does: {line_out.strip()}")
+        check(m_in is not None and int(m_in.group(1)) == by_name["in"]["received"]["packets"] == 4 and
+              int(m_in.group(4)) == by_name["in"]["replay"]["highest_seq"],
+              f"and the inbound SA with its replay window: {line_in.strip()}")
+        subprocess.run(["ip", "netns", "exec", pair.ns_tx, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1",
+                        "192.0.2.2"], capture_output=True)
+        s = t.wait_for(lambda s: re.search(r"^out .*\s6\s+\d+\s+\d+ sent up to 6", s, re.M) is not None, 5)
+        check(re.search(r"^out .*\s6\s+\d+\s+\d+ sent up to 6", s, re.M) is not None,
+              "it refreshes on the interval: two more pings show as 6 packets")
+        t.keys("3")
+        s = t.wait_for(lambda s: "Quick Mode (enforcement)" in s)
+        m = re.search(r"Active Security Associations\s+(\d+)", s)
+        check(m is not None and int(m.group(1)) == snap["quick_mode"]["active_security_associations"],
+              "the statistics screen shows the enforcement's Quick Mode table")
+        t.keys("q")
+        check(t.exit_code() == 0 and t.terminal_restored(), "q leaves the attached TUI; the enforcement goes on")
+        t.close()
+        procs[0].send_signal(signal.SIGTERM)
+        procs[0].wait(timeout=10)
+        t = Tui(["--attach", "--socket", socks[0]], 120, 20, tmp)
+        rc = t.exit_code()
+        err = open(os.path.join(tmp, f"{t.name}.err")).read()
+        check(rc == 2 and "no enforcement is running" in err, f"--attach with nothing running: exit 2, '{err.strip()}'")
+        t.close()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        pair.remove()
+
+
+def main():
+    global IPSENTRY
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ipsentry", required=True)
+    args = ap.parse_args()
+    IPSENTRY = os.path.abspath(args.ipsentry)
+    if shutil.which("tmux") is None:
+        print("tmux is not installed")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="ipsentry-tui-")
+    # A window that outlives the tests' own, so the server stays up.
+    tmux("new-session", "-d", "-s", "main", "-n", "keep", "-x", "200", "-y", "50", "sleep", "3600")
+    only = os.environ.get("ONLY", "")
+    try:
+        for name, fn, root in (("offline", scenario_offline, False), ("ike", scenario_ike, False),
+                               ("crash", scenario_crash_and_errors, False), ("live", scenario_live, True),
+                               ("attach", scenario_attach, True)):
+            if only and only != name:
+                continue
+            if root and os.geteuid() != 0:
+                print(f"# {name}: skipped (needs root for network namespaces)")
+                continue
+            fn(tmp)
+        reports = []
+        for f in sorted(os.listdir(tmp)):
+            if f.endswith(".err") or f.endswith(".log"):
+                text = open(os.path.join(tmp, f), errors="replace").read()
+                if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
+                    reports.append(f"{f}:\n{text[-2000:]}")
+        check(not reports, "no sanitizer report from any ipsentry run" + ("\n" + "\n".join(reports) if reports else ""))
+    finally:
+        tmux("kill-server", check_rc=False)
+        for ns in ("tuiltx", "tuilrx", "tuietx", "tuierx"):
+            remove_namespace(ns)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if FAILED:
+        print(f"\n{len(FAILED)} check(s) failed:")
+        for f in FAILED:
+            print("  " + f)
+        return 1
+    print("\nall TUI checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

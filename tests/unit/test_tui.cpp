@@ -1,0 +1,180 @@
+// The TUI's model and display filter, without a terminal: the filter
+// language (errors with their positions, and what matches on a sample whose
+// verdicts `ipsentry verify` establishes), the frame index, the details
+// built on demand, and the SA monitor built from an enforcement snapshot.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "ipsentry/filters/config.hpp"
+#include "ipsentry/tui/display_filter.hpp"
+#include "ipsentry/tui/model.hpp"
+#include "ipsentry/tui/screen_text.hpp"
+
+namespace {
+
+using ipsentry::tui::DisplayFilter;
+using ipsentry::tui::FilterError;
+using ipsentry::tui::Model;
+
+std::string error_of(const std::string& text, std::size_t* pos = nullptr) {
+  FilterError e;
+  auto f = DisplayFilter::parse(text, e);
+  if (f) return "";
+  if (pos != nullptr) *pos = e.position;
+  return e.message;
+}
+
+TEST(DisplayFilterParse, AcceptsTheLanguage) {
+  for (const char* ok :
+       {"", "esp", "esp and verdict != ok", "(src == 192.0.2.0/25 or dst == 2001:db8::/32) and not icmp",
+        "spi == 0xc0ffee01 && seq >= 100", "!ike || ike.exchange == IKE_AUTH", "exchange == quick",
+        "verdict eq icv-fail", "port == 4500 and udp", "frame > 10 and len <= 1500", "ike.negotiation == 2",
+        "proto == esp or proto == 51", "host fe80::2aa:ff:fe53:a92c"}) {
+    EXPECT_EQ(error_of(ok), "") << ok;
+  }
+}
+
+TEST(DisplayFilterParse, ErrorsNameTheProblemAndWhere) {
+  std::size_t pos = 0;
+  EXPECT_NE(error_of("esp and bogus", &pos).find("unknown name 'bogus'"), std::string::npos);
+  EXPECT_EQ(pos, 8u);
+  EXPECT_NE(error_of("verdict == fine", &pos).find("'fine' is not a verdict: ok, icv-fail"), std::string::npos);
+  EXPECT_EQ(pos, 11u);
+  EXPECT_NE(error_of("spi ==", &pos).find("expected a value after '=='"), std::string::npos);
+  EXPECT_NE(error_of("(esp or ah", &pos).find("expected ')'"), std::string::npos);
+  EXPECT_NE(error_of("esp)", &pos).find("')' without a matching '('"), std::string::npos);
+  EXPECT_NE(error_of("src < 192.0.2.1").find("addresses take == or !="), std::string::npos);
+  EXPECT_NE(error_of("src == 192.0.2.300").find("not an IPv4 or IPv6 address"), std::string::npos);
+  EXPECT_NE(error_of("esp == 1").find("takes no value"), std::string::npos);
+  EXPECT_NE(error_of("seq == many").find("takes a number"), std::string::npos);
+  EXPECT_NE(error_of("exchange == tea").find("not an IKE exchange"), std::string::npos);
+  EXPECT_NE(error_of("esp and").find("expected a protocol or field name"), std::string::npos);
+  EXPECT_NE(error_of("esp # x").find("unexpected character '#'"), std::string::npos);
+}
+
+std::string source(const std::string& rel) {
+  const char* dir = std::getenv("IPSENTRY_SOURCE_DIR");
+  return std::string(dir != nullptr ? dir : ".") + "/" + rel;
+}
+
+class FaultsModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = std::make_unique<Model>(source("samples/esp-tunnel-faults.pcap"),
+                                     ipsentry::filters::load_config(source("samples/esp-tunnel.yaml")));
+    for (int i = 0; i < 500 && !model_->done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(model_->done());
+  }
+
+  std::vector<std::uint64_t> matching(const std::string& text) {
+    FilterError e;
+    auto f = DisplayFilter::parse(text, e);
+    EXPECT_TRUE(f.has_value()) << text << ": " << e.message;
+    std::vector<std::uint64_t> out;
+    if (!f) return out;
+    for (std::size_t i = 0; i < model_->rows().size(); ++i) {
+      if (f->matches(model_->rows()[i], i + 1, model_->addresses())) out.push_back(i + 1);
+    }
+    return out;
+  }
+
+  std::unique_ptr<Model> model_;
+};
+
+using V = std::vector<std::uint64_t>;
+
+// The sample's verdicts, as `ipsentry verify` prints them: 1-6 and 11 ok,
+// 7 icv-fail, 8 replay (of seq 2), 9 unknown SPI 0xdeadbeef, 10 truncated.
+TEST_F(FaultsModel, FilterSelectsByVerdict) {
+  ASSERT_EQ(model_->rows().size(), 11u);
+  EXPECT_EQ(matching("verdict != ok"), (V{7, 8, 9, 10}));
+  EXPECT_EQ(matching("verdict == ok"), (V{1, 2, 3, 4, 5, 6, 11}));
+  EXPECT_EQ(matching("not verdict == ok"), (V{7, 8, 9, 10}));
+  EXPECT_EQ(matching("verdict == replay or verdict == unknown-spi"), (V{8, 9}));
+  EXPECT_EQ(matching("malformed"), (V{10}));
+}
+
+TEST_F(FaultsModel, FilterSeesOuterAndDecryptedFields) {
+  EXPECT_EQ(matching("spi == 0xc0ffee02 and seq >= 3"), (V{6, 11}));
+  EXPECT_EQ(matching("spi == 0xdeadbeef or (seq == 5 and verdict != ok)"), (V{9, 10}));
+  // Inner addresses are known only for the frames that were opened.
+  EXPECT_EQ(matching("src == 192.0.2.10"), (V{1, 3, 5}));
+  EXPECT_EQ(matching("addr == 192.0.2.128/25 and decrypted"), (V{1, 2, 3, 4, 5, 6, 11}));
+  EXPECT_EQ(matching("dst == 198.51.100.1").size(), 6u);
+  EXPECT_EQ(matching("tcp"), (V{11}));
+  EXPECT_EQ(matching("port == 80"), (V{11}));
+  EXPECT_EQ(matching("icmp and not verdict != ok"), (V{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(matching("ike or ah or cleartext"), V{});
+  EXPECT_EQ(matching("frame > 9"), (V{10, 11}));
+  EXPECT_EQ(matching("src != 203.0.113.1 and esp"), (V{2, 4, 6, 9, 11}));
+}
+
+TEST_F(FaultsModel, DetailsAndStatisticsMatchVerify) {
+  EXPECT_NE(model_->info(7).find("expected ea87edb764a74062384816b9e94694e4, got f9744f8408fd20679798defabc74180f"),
+            std::string::npos);
+  EXPECT_NE(model_->info(8).find("sequence number already received"), std::string::npos);
+  EXPECT_NE(model_->info(1).find("192.0.2.10 → 192.0.2.130 ICMP echo request"), std::string::npos);
+
+  ipsentry::dissect::Tree tree;
+  model_->tree(1, tree);
+  const std::string text = ipsentry::dissect::render_tree(tree.root);
+  EXPECT_NE(text.find("Verdict: ok"), std::string::npos);
+  EXPECT_NE(text.find("Decrypted inner packet"), std::string::npos);
+  EXPECT_NE(text.find("Internet Control Message Protocol, echo request"), std::string::npos);
+  ASSERT_EQ(tree.buffers.size(), 1u);
+  EXPECT_EQ(tree.buffers[0].size(), 76u);
+  // Opening a frame again, out of order, does not change its verdict.
+  model_->tree(8, tree);
+  EXPECT_NE(ipsentry::dissect::render_tree(tree.root).find("Verdict: replay"), std::string::npos);
+  model_->tree(8, tree);
+  EXPECT_NE(ipsentry::dissect::render_tree(tree.root).find("Verdict: replay"), std::string::npos);
+
+  const auto s = model_->statistics();
+  EXPECT_EQ(s.totals.verdicts[0], 7u);
+  EXPECT_EQ(s.totals.bad_spi_packets, 1u);
+  EXPECT_EQ(s.totals.packets_not_authenticated, 1u);
+  EXPECT_EQ(s.totals.packets_with_replay_detection, 1u);
+  EXPECT_EQ(s.frames.frames, 11u);
+}
+
+TEST(ScreenText, SaMonitorFromAnEnforcementSnapshot) {
+  const auto snap = nlohmann::json::parse(R"({
+    "sas": [{"name": "a-to-b", "spi": 4096, "protocol": "esp", "direction": "outbound", "src": "192.0.2.1",
+             "dst": "192.0.2.2", "mode": "transport", "encryption": "aes-gcm-16", "integrity": "none",
+             "state": "active", "sent": {"packets": 12, "bytes": 1200}, "received": {"packets": 0, "bytes": 0},
+             "verdicts": {"ok": 0, "icv-fail": 0}, "last_sent_seq": 12,
+             "replay": {"window": 64, "highest_seq": 0, "received_in_window": 0},
+             "lifetime_left": {"seconds": 3590, "bytes": null, "packets": null}},
+            {"name": "b-to-a", "spi": 4097, "protocol": "esp", "direction": "inbound", "src": "192.0.2.2",
+             "dst": "192.0.2.1", "mode": "transport", "encryption": "aes-gcm-16", "integrity": "none",
+             "state": "active", "sent": {"packets": 0, "bytes": 0}, "received": {"packets": 9, "bytes": 900},
+             "verdicts": {"ok": 9, "icv-fail": 2, "replay": 1}, "last_sent_seq": 0,
+             "replay": {"window": 64, "highest_seq": 9, "received_in_window": 9},
+             "lifetime_left": {"seconds": null, "bytes": null, "packets": null}}],
+    "quick_mode": {"active_security_associations": 2, "bad_spi_packets": 3,
+                   "sent": {"confidential_bytes": 1000}, "received": {"confidential_bytes": 800}}})");
+  const auto lines = ipsentry::tui::sa_lines_from_snapshot(snap);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].spi, "0x00001000");
+  EXPECT_EQ(lines[0].packets, 12u);
+  EXPECT_EQ(lines[0].replay, "sent up to 12");
+  EXPECT_EQ(lines[0].lifetime, "3590 s");
+  EXPECT_EQ(lines[1].packets, 9u);
+  EXPECT_EQ(lines[1].errors, 3u);
+  EXPECT_EQ(lines[1].replay, "top 9, 9/64 in window");
+  EXPECT_EQ(lines[1].lifetime, "unlimited");
+  const auto sections = ipsentry::tui::stat_sections_from_snapshot(snap);
+  ASSERT_FALSE(sections.empty());
+  bool found = false;
+  for (const auto& [name, value] : sections[0].rows) {
+    if (name == "Bad SPI Packets") found = value == "3";
+  }
+  EXPECT_TRUE(found);
+  // A snapshot without the expected shape gives empty tables, not a crash.
+  EXPECT_TRUE(ipsentry::tui::sa_lines_from_snapshot(nlohmann::json::parse(R"({"sas": 3})")).empty());
+  EXPECT_TRUE(ipsentry::tui::stat_sections_from_snapshot(nlohmann::json::parse("[]")).empty());
+}
+
+}  // namespace
