@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 IPSENTRY   := $(BUILD)/cli/ipsentry
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce fuzz samples format tidy clean
+.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce bench-tui fuzz samples format tidy clean
 
 all: build
 
@@ -35,6 +35,9 @@ demo: build
 	$(IPSENTRY) verify samples/seed-ah.pcap -c samples/seed-ah.yaml
 	@echo
 	-$(IPSENTRY) verify samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml
+	@echo
+	@echo "Browse the same capture in the terminal UI (q quits, ? lists the keys):"
+	@echo "  $(IPSENTRY) tui samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml"
 
 # The tests in the release and the ASan+UBSan builds, then every fuzz target
 # for FUZZ_SMOKE_SECONDS (`make fuzz` runs them longer).
@@ -54,6 +57,9 @@ bench: build
 # Live capture between two namespaces against tcpdump (root, tcpreplay).
 bench-enforce: build
 	/usr/bin/python3 bench/enforce_bench.py $(IPSENTRY) $(BUILD)/bench/nfq_accept
+
+bench-tui: build
+	/usr/bin/python3 bench/tui_bench.py $(IPSENTRY)
 
 bench-capture: build
 	/usr/bin/python3 bench/capture_bench.py $(IPSENTRY)

@@ -133,6 +133,12 @@ void Model::index_live() {
       return !stop_.load(std::memory_order_relaxed);
     });
     if (n < 0) why = "the capture ended";
+    {
+      // libpcap's counters are read (and reset in the kernel) here only:
+      // pcap_stats is not safe against a concurrent dispatch.
+      std::lock_guard<std::mutex> g(mutex_);
+      live_stats_ = live_->stats();
+    }
     if (limits_.duration_ns != 0 && now_ns() - live_start_ns_ >= limits_.duration_ns) why = "time limit reached (-L)";
   }
   std::lock_guard<std::mutex> g(mutex_);
@@ -172,7 +178,7 @@ std::string Model::status() const {
       s = fmt::format("{} frames", n);
     }
   } else {
-    const capture::LiveStats st = live_->stats();
+    const capture::LiveStats& st = live_stats_;
     s = fmt::format("{} {} frames, {} MB kept, kernel dropped {}", done() ? "captured" : "capturing:", n, stored_ >> 20,
                     st.dropped + st.if_dropped);
     if (done() && !stop_reason_.empty()) s += "; stopped: " + stop_reason_;

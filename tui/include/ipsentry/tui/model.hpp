@@ -113,7 +113,8 @@ class Model {
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
   std::atomic<std::uint64_t> offset_{0};
-  std::string stop_reason_;  // under mutex_
+  capture::LiveStats live_stats_;  // under mutex_
+  std::string stop_reason_;        // under mutex_
   std::string error_;        // under mutex_
   std::uint64_t size_ = 0;
   std::thread thread_;

@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Measures `ipsentry tui` on a large capture, the way a user meets it: the
+time from starting the command to the first screen of frames, to the end
+of indexing, to a display filter applied over every frame, and how long a
+key takes to show its effect while scrolling; plus the resident memory.
+
+The capture is bench/gen_capture.py's (ESP tunnel, AES-GCM, four SAs,
+random sizes 64-1400), made once and kept in build/bench-data.
+
+Usage: tui_bench.py IPSENTRY [FRAMES]   (default 1,000,000)
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOCK = f"ipsentry-tui-bench-{os.getpid()}"
+
+
+def tmux(*a):
+    return subprocess.run(["tmux", "-L", SOCK, *a], capture_output=True, text=True).stdout
+
+
+def screen():
+    return tmux("capture-pane", "-p", "-t", "b")
+
+
+def wait(pred, timeout=120.0, step=0.002):
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        s = screen()
+        if pred(s):
+            return time.perf_counter(), s
+        time.sleep(step)
+    raise SystemExit(f"timed out; screen:\n{screen()}")
+
+
+def rss_kb(name):
+    out = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True).stdout.split()
+    for pid in out:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+    return 0
+
+
+def main():
+    ipsentry = os.path.abspath(sys.argv[1])
+    frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    data = os.path.join(os.path.dirname(ipsentry), "..", "bench-data")
+    os.makedirs(data, exist_ok=True)
+    base = os.path.join(data, f"gcm-{frames}")
+    if not os.path.exists(base + ".pcap.meta"):
+        print(f"generating {frames} frames (once) ...", flush=True)
+        subprocess.run(["/usr/bin/python3", os.path.join(HERE, "gen_capture.py"), "gcm", str(frames), base + ".pcap",
+                        base + ".yaml", base + ".esp_sa"], check=True)
+    size = os.path.getsize(base + ".pcap")
+    print(f"capture: {frames} frames, {size / 1e6:.0f} MB ({base}.pcap)")
+    tmux("new-session", "-d", "-s", "keep", "sleep", "3600")
+    try:
+        t0 = time.perf_counter()
+        tmux("new-session", "-d", "-s", "b", "-x", "200", "-y", "50", "env", "LANG=C.UTF-8", ipsentry, "tui",
+             base + ".pcap", "-c", base + ".yaml")
+        t_first, s = wait(lambda s: re.search(r"^\s+1 0\.000000 ", s, re.M) is not None)
+        print(f"first screen (frame 1 listed):      {(t_first - t0) * 1000:8.0f} ms")
+        t_done, s = wait(lambda s: f"│ {frames} frames" in s, 600)
+        print(f"indexing done ({frames} frames):   {(t_done - t0) * 1000:8.0f} ms")
+        print(f"resident memory after indexing:     {rss_kb(base + '.pcap') / 1024:8.0f} MB")
+
+        def timed_keys(keys, pred, literal=False):
+            t = time.perf_counter()
+            tmux("send-keys", "-t", "b", *(["-l"] if literal else []), *keys)
+            t2, s2 = wait(pred, 120, 0.001)
+            return (t2 - t) * 1000, s2
+
+        ms, s = timed_keys(["End"], lambda s: re.search(rf"^\s*{frames} ", s, re.M) is not None)
+        print(f"End (to frame {frames}):           {ms:8.1f} ms")
+        worst = 0.0
+        for i in range(20):
+            before = s
+            ms, s = timed_keys(["PPage"], lambda x, b=before: x != b)
+            worst = max(worst, ms)
+        print(f"PgUp, worst of 20:                  {worst:8.1f} ms")
+        tmux("send-keys", "-t", "b", "/")
+        tmux("send-keys", "-t", "b", "-l", "spi == 0xb0000002 and seq > 200000 and len < 200")
+        time.sleep(0.3)
+        ms, s = timed_keys(["Enter"], lambda s: "frames match (" in s)
+        m = re.search(r"(\d+) of (\d+) frames match \(([\d.]+) ms\)", s)
+        print(f"filter over every frame (wall):     {ms:8.1f} ms  ({m.group(1)} of {m.group(2)} match; "
+              f"{m.group(3)} ms inside)")
+        tmux("send-keys", "-t", "b", "/")
+        tmux("send-keys", "-t", "b", "-l", "verdict != ok")
+        time.sleep(0.3)
+        ms, s = timed_keys(["Enter"], lambda s: "filter: verdict != ok (" in s)
+        m = re.search(r"(\d+) of (\d+) frames match \(([\d.]+) ms\)", s)
+        print(f"filter 'verdict != ok' (wall):      {ms:8.1f} ms  ({m.group(1) if m else '?'} match; "
+              f"{m.group(3) if m else '?'} ms inside)")
+        tmux("send-keys", "-t", "b", "q")
+    finally:
+        tmux("kill-server")
+
+
+if __name__ == "__main__":
+    main()
