@@ -38,15 +38,19 @@ def wait(pred, timeout=120.0, step=0.002):
 
 
 def rss_kb(name):
-    out = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True).stdout.split()
+    """(anonymous, file-backed) resident kB: the index and heap, and the
+    pages of the mapped capture that have been read."""
+    out = subprocess.run(["pgrep", "-f", "ipsentry tui " + name], capture_output=True, text=True).stdout.split()
     for pid in out:
         try:
+            vals = {}
             for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    vals[line.split(":")[0]] = int(line.split()[1])
+            return vals.get("RssAnon", 0), vals.get("RssFile", 0)
         except OSError:
             pass
-    return 0
+    return 0, 0
 
 
 def main():
@@ -70,7 +74,9 @@ def main():
         print(f"first screen (frame 1 listed):      {(t_first - t0) * 1000:8.0f} ms")
         t_done, s = wait(lambda s: f"│ {frames} frames" in s, 600)
         print(f"indexing done ({frames} frames):   {(t_done - t0) * 1000:8.0f} ms")
-        print(f"resident memory after indexing:     {rss_kb(base + '.pcap') / 1024:8.0f} MB")
+        anon, mapped = rss_kb(base + ".pcap")
+        print(f"resident after indexing:            {anon / 1024:8.0f} MB anonymous (index, heap), "
+              f"{mapped / 1024:.0f} MB of the mapped file")
 
         def timed_keys(keys, pred, literal=False):
             t = time.perf_counter()
@@ -94,6 +100,7 @@ def main():
         print(f"filter over every frame (wall):     {ms:8.1f} ms  ({m.group(1)} of {m.group(2)} match; "
               f"{m.group(3)} ms inside)")
         tmux("send-keys", "-t", "b", "/")
+        tmux("send-keys", "-t", "b", "C-u")
         tmux("send-keys", "-t", "b", "-l", "verdict != ok")
         time.sleep(0.3)
         ms, s = timed_keys(["Enter"], lambda s: "filter: verdict != ok (" in s)

@@ -158,6 +158,7 @@ def scenario_offline(tmp):
 
     # The SPI node selected: its four bytes are highlighted in the hex pane.
     t.keys("Tab")
+    t.keys("Home")
     for _ in range(40):
         sel = [l for l in t.screen(escapes=True).splitlines() if "\x1b[1;7m" in l and "SPI: 0x" in l]
         if sel:

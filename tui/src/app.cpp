@@ -56,7 +56,7 @@ void add_restore(const char* cap) {
   if (s == nullptr || s == reinterpret_cast<const char*>(-1)) return;
   const std::size_t n = std::strlen(s);
   if (g_restore_len + n >= sizeof g_restore) return;
-  std::memcpy(g_restore + g_restore_len, s, n);
+  std::memcpy(g_restore + g_restore_len, s, n);  // NOLINT(bugprone-not-null-terminated-result): written by length
   g_restore_len += n;
 }
 
@@ -140,6 +140,17 @@ void put(int y, int x, int width, std::string_view text, attr_t attr = A_NORMAL,
     for (; used < width; ++used) addch(' ');
   }
   attrset(A_NORMAL);
+}
+
+// The byte offset of display column `cols` in UTF-8 text (one column per
+// code point, which holds for the text ipsentry writes).
+std::size_t byte_offset(std::string_view text, std::size_t cols) {
+  std::size_t i = 0;
+  for (std::size_t col = 0; col < cols && i < text.size(); ++col) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    i += c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+  }
+  return std::min(i, text.size());
 }
 
 // ------------------------------------------------------------ the app
@@ -684,6 +695,13 @@ class App {
     }
     if (!message_.empty()) {
       put(y, 0, COLS, message_, message_error_ ? color(Terminal::kError) : A_BOLD);
+    } else if (screen_ == Screen::packets && tree_sel_ < flat_.size() &&
+               flat_[tree_sel_].node->text.size() + static_cast<std::size_t>(flat_[tree_sel_].depth) * 2 + 2 >
+                   static_cast<std::size_t>(COLS)) {
+      // A tree line cut at the edge: the bar shows the rest of it.
+      const std::string& text = flat_[tree_sel_].node->text;
+      const std::size_t shown = static_cast<std::size_t>(std::max(0, COLS - flat_[tree_sel_].depth * 2 - 3));
+      put(y, 0, COLS, "…" + text.substr(byte_offset(text, shown)), A_BOLD);
     } else {
       put(y, 0, COLS, "q quit  ? help  Tab pane  / filter  f find  g go to  t time  d decrypted  w save  1-4 screens",
           A_DIM);
@@ -802,12 +820,7 @@ class App {
   std::string shifted(const std::string& s) const {
     // Horizontal scrolling by display columns (the text is mostly ASCII;
     // multi-byte characters count as one column).
-    std::size_t i = 0;
-    for (int col = 0; col < hscroll_ && i < s.size(); ++col) {
-      const auto c = static_cast<unsigned char>(s[i]);
-      i += c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-    }
-    return i < s.size() ? s.substr(i) : std::string();
+    return s.substr(byte_offset(s, static_cast<std::size_t>(hscroll_)));
   }
 
   static std::string proto_text(const Row& r) {
@@ -863,9 +876,21 @@ class App {
     if (number != 0) model_->tree(number, tree_);
     const std::string keep = tree_sel_ < flat_.size() ? flat_[tree_sel_].path : "";
     flatten();
+    // The node the user chose stays selected from frame to frame (the SPI,
+    // say); otherwise the verdict, the first thing to read.
     tree_sel_ = 0;
-    for (std::size_t i = 0; i < flat_.size(); ++i) {
-      if (flat_[i].path == keep) tree_sel_ = i;
+    bool kept = false;
+    for (std::size_t i = 0; i < flat_.size() && keep != "0"; ++i) {
+      if (flat_[i].path == keep) {
+        tree_sel_ = i;
+        kept = true;
+      }
+    }
+    for (std::size_t i = 0; i < flat_.size() && !kept; ++i) {
+      if (flat_[i].node->text.rfind("Verdict", 0) == 0) {
+        tree_sel_ = i;
+        break;
+      }
     }
     hex_top_ = kAutoScroll;
   }

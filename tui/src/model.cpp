@@ -87,6 +87,9 @@ void Model::index_file() {
       }
       index_one(frame);
     }
+    // The index keeps no bytes: pages read so far may go, and come back
+    // from the file when a frame is shown.
+    file_->release_before(frame.file_offset);
     offset_.store(file_->offset(), std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> g(mutex_);

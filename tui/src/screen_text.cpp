@@ -24,7 +24,7 @@ std::string str(const json& j, const char* key, const char* fallback = "-") {
 std::string lifetime_text(std::optional<std::uint64_t> seconds, std::optional<std::uint64_t> bytes,
                           std::optional<std::uint64_t> packets) {
   std::string s;
-  auto add = [&](std::string part) { s += (s.empty() ? "" : ", ") + part; };
+  auto add = [&](const std::string& part) { s += (s.empty() ? "" : ", ") + part; };
   if (seconds) add(fmt::format("{} s", *seconds));
   if (bytes) add(fmt::format("{} bytes", *bytes));
   if (packets) add(fmt::format("{} packets", *packets));

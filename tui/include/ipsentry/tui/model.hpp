@@ -115,7 +115,7 @@ class Model {
   std::atomic<std::uint64_t> offset_{0};
   capture::LiveStats live_stats_;  // under mutex_
   std::string stop_reason_;        // under mutex_
-  std::string error_;        // under mutex_
+  std::string error_;              // under mutex_
   std::uint64_t size_ = 0;
   std::thread thread_;
 
