@@ -128,6 +128,17 @@ std::string choose_device(const std::string& interface, unsigned index) {
   throw capture::CaptureError("no interface is up; choose one with -i NAME or -n INDEX (see 'ipsentry interfaces')");
 }
 
+capture::LiveOptions live_options(const LiveArgs& a) {
+  capture::LiveOptions lo;
+  lo.snaplen = a.snaplen;
+  lo.kernel_buffer_mb = a.kernel_buffer_mb;
+  lo.promiscuous = a.promiscuous;
+  const std::string user = a.filter_file.empty() ? a.filter : read_filter_file(a.filter_file);
+  if (!a.ipsec_only) lo.filter = user;
+  else lo.filter = user.empty() ? std::string(kIpsecFilter) : fmt::format("({}) and ({})", kIpsecFilter, user);
+  return lo;
+}
+
 std::string read_filter_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw capture::CaptureError(fmt::format("cannot read the filter file '{}'", path));
@@ -198,7 +209,7 @@ int run_capture(const CaptureOptions& o) {
   capture::SessionOptions so;
   so.buffer_bytes = std::size_t{o.buffer_mb} << 20;
   so.spill_dir = o.temp_dir;
-  so.max_frames = o.count;
+  so.max_frames = o.source.count;
   try {
     if (!o.trigger.empty()) so.trigger = capture::Trigger::parse(o.trigger);
     if (!o.stop_on.empty()) so.stop_on = capture::parse_stop_on(o.stop_on);
@@ -211,10 +222,10 @@ int run_capture(const CaptureOptions& o) {
   if (o.after_given && o.after_time >= 0) return usage_error("give --after N or --after-time S, not both");
   so.after_frames = o.after;
   so.after_ns = o.after_time >= 0 ? static_cast<std::int64_t>(std::llround(o.after_time * 1e9)) : -1;
-  if (!o.duration.empty()) {
-    const double secs = parse_duration(o.duration);
+  if (!o.source.duration.empty()) {
+    const double secs = parse_duration(o.source.duration);
     if (secs <= 0)
-      return usage_error(fmt::format("-L '{}' is not a duration: use HH:MM:SS, MM:SS or seconds", o.duration));
+      return usage_error(fmt::format("-L '{}' is not a duration: use HH:MM:SS, MM:SS or seconds", o.source.duration));
     so.duration_ns = static_cast<std::int64_t>(secs * 1e9);
   }
   if (!o.temp_dir.empty() && !std::filesystem::is_directory(o.temp_dir)) {
@@ -222,16 +233,8 @@ int run_capture(const CaptureOptions& o) {
   }
 
   capture::LiveOptions lo;
-  lo.snaplen = o.snaplen;
-  lo.kernel_buffer_mb = o.kernel_buffer_mb;
-  lo.promiscuous = o.promiscuous;
   try {
-    std::string user = o.filter_file.empty() ? o.filter : read_filter_file(o.filter_file);
-    if (o.ipsec_only) {
-      lo.filter = user.empty() ? std::string(kIpsecFilter) : fmt::format("({}) and ({})", kIpsecFilter, user);
-    } else {
-      lo.filter = user;
-    }
+    lo = live_options(o.source);
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());
   }
@@ -262,7 +265,7 @@ int run_capture(const CaptureOptions& o) {
   // --- open ------------------------------------------------------------------
   std::unique_ptr<capture::LiveSource> source;
   try {
-    lo.device = choose_device(o.interface, o.index);
+    lo.device = choose_device(o.source.interface, o.source.index);
     source = std::make_unique<capture::LiveSource>(lo);
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());

@@ -7,33 +7,40 @@
 #include <vector>
 
 #include "common.hpp"
+#include "ipsentry/capture/live_source.hpp"
 
 namespace ipsentry::cli {
 
+/// What `capture` and `tui -i` share: the interface, what to capture and
+/// for how long.
+struct LiveArgs {
+  std::string interface;    // -i
+  unsigned index = 0;       // -n (1-based), 0: not given
+  std::string filter;       // -f
+  std::string filter_file;  // -F
+  bool ipsec_only = false;
+  std::uint32_t snaplen = 262144;
+  unsigned kernel_buffer_mb = 16;
+  bool promiscuous = true;
+  std::string duration;     // -L HH:MM:SS
+  std::uint64_t count = 0;  // --count
+};
+
 struct CaptureOptions {
-  std::string interface;             // -i
-  unsigned index = 0;                // -n (1-based), 0: not given
+  LiveArgs source;                   // -i -n -f -F --ipsec-only -s -B --no-promiscuous -L --count
   unsigned buffer_mb = 1;            // -b
   std::vector<std::string> trigger;  // -t words
   std::string stop_on;               // --stop-on list
   std::uint64_t after = 0;           // --after N
   bool after_given = false;
-  double after_time = -1;   // --after-time S
-  std::string duration;     // -L HH:MM:SS
-  std::uint64_t count = 0;  // --count
-  std::uint32_t snaplen = 262144;
-  std::string filter;       // -f
-  std::string filter_file;  // -F
-  bool ipsec_only = false;
-  std::string output;  // -o
+  double after_time = -1;  // --after-time S
+  std::string output;      // -o
   bool pcap = false;
   bool embed_keys = false;
   std::string temp_dir;
   KeySources keys;
   bool live = false;
   bool status = true;
-  unsigned kernel_buffer_mb = 16;
-  bool promiscuous = true;
 };
 
 int run_capture(const CaptureOptions& options);
@@ -41,6 +48,11 @@ int run_interfaces();
 
 /// The capture filter of --ipsec-only.
 inline constexpr const char* kIpsecFilter = "esp or ah or udp port 500 or udp port 4500";
+
+/// libpcap options from the arguments, the filter composed of -f / -F and
+/// --ipsec-only; the device is left to choose_device(). Throws
+/// capture::CaptureError (an unreadable filter file).
+[[nodiscard]] capture::LiveOptions live_options(const LiveArgs& a);
 
 /// The device of -i NAME or -n INDEX, else the first interface that is up
 /// and not a loopback. Throws capture::CaptureError.

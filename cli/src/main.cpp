@@ -31,6 +31,26 @@ void add_key_options(CLI::App* cmd, KeySources& keys, std::vector<std::string>& 
       ->type_name("FORMAT FILE");
 }
 
+/// The options `capture` and `tui` share for a live capture.
+void add_live_options(CLI::App* cmd, LiveArgs& live) {
+  auto* iface = cmd->add_option("-i,--interface", live.interface, "device to capture on, or 'any'");
+  cmd->add_option("-n,--index", live.index, "device by its number in 'ipsentry interfaces'")
+      ->check(CLI::Range(1u, 100000u))
+      ->excludes(iface);
+  cmd->add_option("-L,--duration", live.duration, "stop after this long: HH:MM:SS, MM:SS or seconds");
+  cmd->add_option("--count", live.count, "stop after this many frames")->check(CLI::PositiveNumber);
+  cmd->add_option("-s,--snaplen", live.snaplen, "bytes kept of each frame (default 262144)")
+      ->check(CLI::Range(64u, 262144u));
+  auto* filt = cmd->add_option("-f,--filter", live.filter, "capture filter, a BPF expression (tcpdump syntax)");
+  cmd->add_option("-F,--filter-file", live.filter_file, "read the capture filter from a file")
+      ->check(CLI::ExistingFile)
+      ->excludes(filt);
+  cmd->add_flag("--ipsec-only", live.ipsec_only, "capture only ESP, AH, IKE and NAT-T (combined with -f by 'and')");
+  cmd->add_option("-B,--kernel-buffer", live.kernel_buffer_mb, "kernel capture ring in MB (default 16)")
+      ->check(CLI::Range(1u, 4096u));
+  cmd->add_flag("!--no-promiscuous", live.promiscuous, "do not put the interface into promiscuous mode");
+}
+
 void collect_imports(const std::vector<std::string>& keys_from, KeySources& keys) {
   for (std::size_t i = 0; i + 1 < keys_from.size(); i += 2) keys.imports.emplace_back(keys_from[i], keys_from[i + 1]);
 }
@@ -89,10 +109,7 @@ int main(int argc, char** argv) {
       "overwrite the oldest frames until stopped). Without -t the capture stops when the buffer is full.\n"
       "Exit status: 0 captured (and everything verified), 1 some IPsec packet or IKE message did not verify,\n"
       "2 usage, configuration, privilege or device errors.");
-  auto* cap_if = c->add_option("-i,--interface", cap.interface, "device to capture on, or 'any'");
-  c->add_option("-n,--index", cap.index, "device by its number in 'ipsentry interfaces'")
-      ->check(CLI::Range(1u, 100000u))
-      ->excludes(cap_if);
+  add_live_options(c, cap.source);
   c->add_option("-b,--buffer", cap.buffer_mb, "capture buffer in MB, 1 to 1000 (default 1)")
       ->check(CLI::Range(1u, 1000u));
   c->add_option("-t,--trigger", cap.trigger,
@@ -107,15 +124,6 @@ int main(int argc, char** argv) {
       c->add_option("--after-time", cap.after_time, "with --stop-on: keep capturing S seconds after the event")
           ->check(CLI::NonNegativeNumber);
   after->excludes(after_time);
-  c->add_option("-L,--duration", cap.duration, "stop after this long: HH:MM:SS, MM:SS or seconds");
-  c->add_option("--count", cap.count, "stop after this many frames")->check(CLI::PositiveNumber);
-  c->add_option("-s,--snaplen", cap.snaplen, "bytes kept of each frame (default 262144)")
-      ->check(CLI::Range(64u, 262144u));
-  auto* filt = c->add_option("-f,--filter", cap.filter, "capture filter, a BPF expression (tcpdump syntax)");
-  c->add_option("-F,--filter-file", cap.filter_file, "read the capture filter from a file")
-      ->check(CLI::ExistingFile)
-      ->excludes(filt);
-  c->add_flag("--ipsec-only", cap.ipsec_only, "capture only ESP, AH, IKE and NAT-T (combined with -f by 'and')");
   c->add_option("-o,--output", cap.output, "capture file to write (default ipsentry-DATE-TIME.pcapng)");
   c->add_flag("--pcap", cap.pcap, "write classic pcap instead of pcapng (no verdict comments)");
   c->add_flag("--embed-keys", cap.embed_keys,
@@ -125,9 +133,6 @@ int main(int argc, char** argv) {
   add_key_options(c, cap.keys, cap_keys_from);
   c->add_flag("--live", cap.live, "print each IPsec packet and IKE message as it is verified");
   c->add_flag("!--no-status", cap.status, "no status line on stderr");
-  c->add_option("-B,--kernel-buffer", cap.kernel_buffer_mb, "kernel capture ring in MB (default 16)")
-      ->check(CLI::Range(1u, 4096u));
-  c->add_flag("!--no-promiscuous", cap.promiscuous, "do not put the interface into promiscuous mode");
 
   auto* cfg_cmd = app.add_subcommand("config", "check a configuration, or import one from other formats");
   cfg_cmd->require_subcommand(1);
@@ -184,30 +189,15 @@ int main(int argc, char** argv) {
   auto* tu = app.add_subcommand("tui", "browse a capture, watch an interface or attach to enforcement in a terminal UI");
   tu->footer(
       "  ipsentry tui CAPTURE [-c CONFIG]     a capture file (indexed in the background)\n"
-      "  ipsentry tui -i IFACE [-c CONFIG]    live: the capture options below apply\n"
+      "  ipsentry tui -i IFACE [-c CONFIG]    live: the capture options above apply\n"
       "  ipsentry tui --attach [--socket P]   the SA monitor and statistics of a running enforcement\n"
       "Press ? inside for every key and the display filter language.");
   tu->add_option("capture", tui_opt.capture, "pcap or pcapng file (may be gzip-compressed)");
   add_key_options(tu, tui_opt.keys, tui_keys_from);
-  auto* tu_if = tu->add_option("-i,--interface", tui_opt.interface, "live: device to capture on, or 'any'");
-  tu->add_option("-n,--index", tui_opt.index, "live: device by its number in 'ipsentry interfaces'")
-      ->check(CLI::Range(1u, 100000u))
-      ->excludes(tu_if);
-  auto* tu_filt = tu->add_option("-f,--filter", tui_opt.filter, "live: capture filter (BPF, tcpdump syntax)");
-  tu->add_option("-F,--filter-file", tui_opt.filter_file, "live: read the capture filter from a file")
-      ->check(CLI::ExistingFile)
-      ->excludes(tu_filt);
-  tu->add_flag("--ipsec-only", tui_opt.ipsec_only, "live: capture only ESP, AH, IKE and NAT-T");
-  tu->add_option("-s,--snaplen", tui_opt.snaplen, "live: bytes kept of each frame (default 262144)")
-      ->check(CLI::Range(64u, 262144u));
-  tu->add_option("-B,--kernel-buffer", tui_opt.kernel_buffer_mb, "live: kernel capture ring in MB (default 16)")
-      ->check(CLI::Range(1u, 4096u));
-  tu->add_flag("!--no-promiscuous", tui_opt.promiscuous, "live: do not put the interface into promiscuous mode");
+  add_live_options(tu, tui_opt.source);
   tu->add_option("-b,--buffer", tui_opt.memory_mb,
-                 "live: MB of frames kept for browsing; the capture stops when full (default 256)")
+                 "live: MB of frames kept for browsing; capturing stops when full (default 256)")
       ->check(CLI::Range(1u, 65536u));
-  tu->add_option("-L,--duration", tui_opt.duration, "live: stop capturing after HH:MM:SS, MM:SS or seconds");
-  tu->add_option("--count", tui_opt.count, "live: stop capturing after this many frames")->check(CLI::PositiveNumber);
   tu->add_flag("--attach", tui_opt.attach, "attach to the running enforcement's statistics socket");
   tu->add_option("--socket", tui_opt.socket, "with --attach: the statistics socket (default /run/ipsentry/enforce.sock)");
   tu->add_option("--refresh", tui_opt.refresh, "SA monitor and statistics refresh interval in seconds (default 15)")

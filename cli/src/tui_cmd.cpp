@@ -17,7 +17,7 @@ int run_tui(const TuiOptions& o) {
     fmt::print(stderr, "ipsentry: error: {}\n", msg);
     return kExitUsage;
   };
-  const bool live = !o.interface.empty() || o.index != 0;
+  const bool live = !o.source.interface.empty() || o.source.index != 0;
   const int sources = (o.capture.empty() ? 0 : 1) + (live ? 1 : 0) + (o.attach ? 1 : 0);
   if (sources != 1) {
     return usage_error("give one of: a capture file, -i IFACE / -n INDEX (live), or --attach (enforcement)");
@@ -61,22 +61,16 @@ int run_tui(const TuiOptions& o) {
   app.warnings = cfg.warnings;
   try {
     if (live) {
-      capture::LiveOptions lo;
-      lo.snaplen = o.snaplen;
-      lo.kernel_buffer_mb = o.kernel_buffer_mb;
-      lo.promiscuous = o.promiscuous;
-      std::string user = o.filter_file.empty() ? o.filter : read_filter_file(o.filter_file);
-      lo.filter = !o.ipsec_only  ? user
-                  : user.empty() ? std::string(kIpsecFilter)
-                                 : fmt::format("({}) and ({})", kIpsecFilter, user);
-      lo.device = choose_device(o.interface, o.index);
+      capture::LiveOptions lo = live_options(o.source);
+      lo.device = choose_device(o.source.interface, o.source.index);
       tui::LiveLimits limits;
       limits.memory_bytes = std::size_t{o.memory_mb} << 20;
-      limits.max_frames = o.count;
-      if (!o.duration.empty()) {
-        const double secs = parse_duration(o.duration);
+      limits.max_frames = o.source.count;
+      if (!o.source.duration.empty()) {
+        const double secs = parse_duration(o.source.duration);
         if (secs <= 0) {
-          return usage_error(fmt::format("-L '{}' is not a duration: use HH:MM:SS, MM:SS or seconds", o.duration));
+          return usage_error(
+              fmt::format("-L '{}' is not a duration: use HH:MM:SS, MM:SS or seconds", o.source.duration));
         }
         limits.duration_ns = static_cast<std::int64_t>(secs * 1e9);
       }
