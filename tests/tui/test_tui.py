@@ -309,11 +309,16 @@ def scenario_ike(tmp):
     same = len(rows) == len(negs) and all(n["exchange"] in r and n["outcome"] in r and
                                           (n["proposal"] or "") in r for r, n in zip(rows, negs))
     check(same, f"one row per negotiation with exchange, outcome and proposal as verify --json ({len(rows)})")
-    t.keys("Down")
-    t.keys("Enter")
-    s = t.wait_for(lambda s: "negotiation 2" in s)
-    frames = sorted(list_rows(s))
-    check(frames == sorted(negs[1]["frames"]), f"Enter drills down to the negotiation's packets ({frames})")
+    for i in range(len(negs)):
+        t.keys("4")
+        t.keys("Home")
+        for _ in range(i):
+            t.keys("Down")
+        t.keys("Enter")
+        s = t.wait_for(lambda s, i=i: f"negotiation {i + 1} " in s)
+        frames = sorted(list_rows(s))
+        check(frames == sorted(negs[i]["frames"]),
+              f"Enter on negotiation {i + 1} ({negs[i]['exchange']}) lists its packets {frames}")
     t.keys("Home")
     t.keys("Tab")
     s = t.wait_for(lambda s: "IKEv2 IKE_AUTH request" in s)

@@ -30,8 +30,8 @@ TEST(DisplayFilterParse, AcceptsTheLanguage) {
   for (const char* ok :
        {"", "esp", "esp and verdict != ok", "(src == 192.0.2.0/25 or dst == 2001:db8::/32) and not icmp",
         "spi == 0xc0ffee01 && seq >= 100", "!ike || ike.exchange == IKE_AUTH", "exchange == quick",
-        "verdict eq icv-fail", "port == 4500 and udp", "frame > 10 and len <= 1500", "ike.negotiation == 2",
-        "proto == esp or proto == 51", "host fe80::2aa:ff:fe53:a92c"}) {
+        "verdict eq icv-fail", "port == 4500 and udp", "frame > 10 and len <= 1500", "frame in {1, 3 7-9}",
+        "spi in {0x100 0x200-0x2ff}", "proto == esp or proto == 51", "host fe80::2aa:ff:fe53:a92c"}) {
     EXPECT_EQ(error_of(ok), "") << ok;
   }
 }
@@ -52,6 +52,10 @@ TEST(DisplayFilterParse, ErrorsNameTheProblemAndWhere) {
   EXPECT_NE(error_of("exchange == tea").find("not an IKE exchange"), std::string::npos);
   EXPECT_NE(error_of("esp and").find("expected a protocol or field name"), std::string::npos);
   EXPECT_NE(error_of("esp # x").find("unexpected character '#'"), std::string::npos);
+  EXPECT_NE(error_of("frame in {1 9-3}").find("not a number or a range"), std::string::npos);
+  EXPECT_NE(error_of("frame in {}").find("the set is empty"), std::string::npos);
+  EXPECT_NE(error_of("frame in {1 2").find("expected a number or '}'"), std::string::npos);
+  EXPECT_NE(error_of("src in {1}").find("takes frame, spi, seq or len"), std::string::npos);
 }
 
 std::string source(const std::string& rel) {
@@ -108,6 +112,8 @@ TEST_F(FaultsModel, FilterSeesOuterAndDecryptedFields) {
   EXPECT_EQ(matching("icmp and not verdict != ok"), (V{1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(matching("ike or ah or cleartext"), V{});
   EXPECT_EQ(matching("frame > 9"), (V{10, 11}));
+  EXPECT_EQ(matching("frame in {2, 9-10 4 3-4}"), (V{2, 3, 4, 9, 10}));
+  EXPECT_EQ(matching("seq in {4} and not frame in {7}"), (V{9}));
   EXPECT_EQ(matching("src != 203.0.113.1 and esp"), (V{2, 4, 6, 9, 11}));
 }
 

@@ -444,7 +444,16 @@ class App {
     if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
       if (model_ == nullptr || ike_count_ == 0) return;
       FilterError e;
-      auto f = DisplayFilter::parse(fmt::format("ike.negotiation == {}", ike_sel_ + 1), e);
+      // The negotiation's own frame list: the IKE_AUTH exchange belongs to
+      // the IKE SA and to the first CHILD SA alike.
+      std::string frames;
+      {
+        auto lock = model_->lock();
+        const auto& negs = model_->analyzer().negotiations();
+        if (ike_sel_ >= negs.size()) return;
+        for (const auto f : negs[ike_sel_].frames) frames += fmt::format("{}{}", frames.empty() ? "" : " ", f);
+      }
+      auto f = DisplayFilter::parse(fmt::format("frame in {{{}}}", frames), e);
       if (f) {
         apply_filter(std::move(*f));
         select_frame(0, false);

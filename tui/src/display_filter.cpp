@@ -62,7 +62,6 @@ constexpr NameEntry kNames[] = {
     {"exchange", Field::exchange},
     {"frame", Field::frame},
     {"len", Field::len},
-    {"ike.negotiation", Field::negotiation},
     {"proto", Field::proto},
 };
 
@@ -77,7 +76,7 @@ std::string lower(std::string_view s) {
 }
 
 struct Token {
-  enum class Kind { word, op, lparen, rparen, and_, or_, not_, end } kind = Kind::end;
+  enum class Kind { word, op, lparen, rparen, lbrace, rbrace, and_, or_, not_, end } kind = Kind::end;
   std::string_view text;
   std::size_t pos = 0;
   Op op = Op::eq;
@@ -140,8 +139,15 @@ class FilterParser {
       Token t;
       t.pos = i;
       auto two = [&](std::string_view s) { return text_.substr(i, 2) == s; };
-      if (c == '(' || c == ')') {
-        t.kind = c == '(' ? Token::Kind::lparen : Token::Kind::rparen;
+      if (c == ',') {
+        ++i;  // a separator in `in {1, 2}`, like a space
+        continue;
+      }
+      if (c == '(' || c == ')' || c == '{' || c == '}') {
+        t.kind = c == '('   ? Token::Kind::lparen
+                 : c == ')' ? Token::Kind::rparen
+                 : c == '{' ? Token::Kind::lbrace
+                            : Token::Kind::rbrace;
         t.text = text_.substr(i, 1);
         ++i;
       } else if (two("==") || two("!=") || two("<=") || two(">=") || two("&&") || two("||")) {
@@ -176,7 +182,10 @@ class FilterParser {
           t.kind = Token::Kind::or_;
         else if (w == "not")
           t.kind = Token::Kind::not_;
-        else if (w == "eq" || w == "ne" || w == "lt" || w == "le" || w == "gt" || w == "ge") {
+        else if (w == "in") {
+          t.kind = Token::Kind::op;
+          t.op = Op::in;
+        } else if (w == "eq" || w == "ne" || w == "lt" || w == "le" || w == "gt" || w == "ge") {
           t.kind = Token::Kind::op;
           t.op = w == "eq"   ? Op::eq
                  : w == "ne" ? Op::ne
@@ -294,6 +303,7 @@ class FilterParser {
       return fail(op.pos, fmt::format("'{}' is a protocol test and takes no value", name.text));
     }
     n.op = op.op;
+    if (n.op == Op::in) return parse_set(name, n, out);
     const Token& value = take();
     if (value.kind != Token::Kind::word) {
       return fail(value.pos, fmt::format("expected a value after '{}'", op.text));
@@ -319,6 +329,42 @@ class FilterParser {
         return fail(value.pos, fmt::format("'{}' takes a number (decimal or 0x hex), not '{}'", name.text, value.text));
       n.number = *v;
     }
+    out = add(n);
+    return true;
+  }
+
+  // `frame in {1 3 7-9}`: numbers and inclusive ranges.
+  bool parse_set(const Token& name, Node& n, std::uint32_t& out) {
+    if (n.field != Field::frame && n.field != Field::spi && n.field != Field::seq && n.field != Field::len) {
+      return fail(name.pos,
+                  fmt::format("'in {{...}}' takes frame, spi, seq or len; combine '{}' tests with 'or'", name.text));
+    }
+    const Token& open = take();
+    if (open.kind != Token::Kind::lbrace) return fail(open.pos, "expected '{' after 'in'");
+    while (peek().kind == Token::Kind::word) {
+      const Token& v = take();
+      const std::size_t dash = v.text.find('-', 1);
+      auto lo = parse_number(v.text.substr(0, dash));
+      auto hi = dash == std::string_view::npos ? lo : parse_number(v.text.substr(dash + 1));
+      if (!lo || !hi || *hi < *lo) {
+        return fail(v.pos, fmt::format("'{}' is not a number or a range such as 7-9", v.text));
+      }
+      n.ranges.emplace_back(*lo, *hi);
+    }
+    if (peek().kind != Token::Kind::rbrace) return fail(peek().pos, "expected a number or '}'");
+    take();
+    if (n.ranges.empty()) return fail(open.pos, "the set is empty");
+    // Sorted and merged, so a lookup is one binary search.
+    std::sort(n.ranges.begin(), n.ranges.end());
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> merged;
+    for (const auto& r : n.ranges) {
+      if (!merged.empty() && r.first <= merged.back().second + 1) {
+        merged.back().second = std::max(merged.back().second, r.second);
+      } else {
+        merged.push_back(r);
+      }
+    }
+    n.ranges = std::move(merged);
     out = add(n);
     return true;
   }
@@ -401,9 +447,15 @@ const std::vector<std::string_view>& DisplayFilter::field_names() {
 
 namespace {
 
+bool in_ranges(std::uint64_t v, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& r) noexcept {
+  auto it = std::upper_bound(r.begin(), r.end(), v, [](std::uint64_t x, const auto& p) { return x < p.first; });
+  return it != r.begin() && v <= std::prev(it)->second;
+}
+
 template <typename T>
 bool compare(T a, Op op, T b) noexcept {
   switch (op) {
+    case Op::in: return false;  // value_test() handles sets
     case Op::eq: return a == b;
     case Op::ne: return a != b;
     case Op::lt: return a < b;
@@ -413,6 +465,10 @@ bool compare(T a, Op op, T b) noexcept {
     case Op::present: return true;
   }
   return false;
+}
+
+bool value_test(std::uint64_t v, const Node& n) noexcept {
+  return n.op == Op::in ? in_ranges(v, n.ranges) : compare<std::uint64_t>(v, n.op, n.number);
 }
 
 bool ports_valid(std::uint8_t l4) noexcept {
@@ -493,8 +549,8 @@ bool DisplayFilter::eval(std::uint32_t index, const Row& row, std::uint64_t numb
     case Field::port: return port_test(true, true);
     case Field::sport: return port_test(true, false);
     case Field::dport: return port_test(false, true);
-    case Field::spi: return (row.flags & row_flag::has_spi) != 0 && compare<std::uint64_t>(row.spi, n.op, n.number);
-    case Field::seq: return (row.flags & row_flag::has_seq) != 0 && compare<std::uint64_t>(row.seq, n.op, n.number);
+    case Field::spi: return (row.flags & row_flag::has_spi) != 0 && value_test(row.spi, n);
+    case Field::seq: return (row.flags & row_flag::has_seq) != 0 && value_test(row.seq, n);
     case Field::verdict: return row.verdict != kNoVerdict && compare<std::uint64_t>(row.verdict, n.op, n.number);
     case Field::exchange: {
       if (row.kind != FrameKind::ike) return false;
@@ -502,11 +558,8 @@ bool DisplayFilter::eval(std::uint32_t index, const Row& row, std::uint64_t numb
       const bool in = row.exchange < 64 && ((n.number >> row.exchange) & 1U) != 0;
       return n.op == Op::eq ? in : !in;
     }
-    case Field::frame: return compare<std::uint64_t>(number, n.op, n.number);
-    case Field::len: return compare<std::uint64_t>(row.orig_len, n.op, n.number);
-    case Field::negotiation:
-      return row.negotiation >= 0 &&
-             compare<std::uint64_t>(static_cast<std::uint64_t>(row.negotiation) + 1, n.op, n.number);
+    case Field::frame: return value_test(number, n);
+    case Field::len: return value_test(row.orig_len, n);
     case Field::proto:
       if ((row.flags & (row_flag::ipv4 | row_flag::ipv6)) == 0) return false;
       if (n.op == Op::present) return true;

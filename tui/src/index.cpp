@@ -81,7 +81,6 @@ void fill_row(Row& row, const dissect::Frame& frame, const dissect::Packet& p, c
     row.exchange = ike->header.exchange;
     if (ike->header.v2()) row.flags |= row_flag::ike_v2;
     row.verdict = ike_verdict(*ike);
-    row.negotiation = ike->negotiation;
   } else if (r.ike) {
     row.kind = FrameKind::ike;
   } else if (r.nat_keepalive) {

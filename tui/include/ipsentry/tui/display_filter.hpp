@@ -4,6 +4,7 @@
 //   (src == 192.0.2.0/25 or dst == 2001:db8::/32) and not icmp
 //   spi == 0xc0ffee01 and seq >= 100
 //   ike.exchange == IKE_AUTH or ike.exchange == quick
+//   frame in {1 3 7-9}
 //
 // A bare name tests for presence (a protocol, or a field the frame has).
 // Address, port and protocol tests look at the outer packet and at the
@@ -39,7 +40,7 @@ class DisplayFilter {
   [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
   [[nodiscard]] const std::string& text() const noexcept { return text_; }
 
-  enum class Op : std::uint8_t { present, eq, ne, lt, le, gt, ge };
+  enum class Op : std::uint8_t { present, eq, ne, lt, le, gt, ge, in };
   enum class Field : std::uint8_t {
     // Presence-only names.
     esp,
@@ -72,7 +73,6 @@ class DisplayFilter {
     exchange,
     frame,
     len,
-    negotiation,
     proto
   };
 
@@ -82,7 +82,8 @@ class DisplayFilter {
     Op op = Op::present;
     std::uint64_t number = 0;
     dissect::IpPrefix prefix;
-    std::uint32_t left = 0;  // child node indexes
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // `in`: sorted, inclusive
+    std::uint32_t left = 0;                                       // child node indexes
     std::uint32_t right = 0;
   };
 

@@ -47,7 +47,6 @@ struct Row {
   // inner packet's when one was decrypted.
   std::array<std::uint32_t, 4> addr{};
   std::uint32_t spi = 0;
-  std::int32_t negotiation = -1;        // IKE negotiation of this message
   std::array<std::uint16_t, 4> port{};  // sport, dport, inner sport, inner dport
   std::uint16_t linktype = 0;
   std::uint8_t l4 = 0;        // outer upper-layer protocol
