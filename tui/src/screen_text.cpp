@@ -112,19 +112,20 @@ std::vector<SaLine> sa_lines_from_snapshot(const json& snap) {
 }
 
 std::vector<std::string> sa_table(const std::vector<SaLine>& lines) {
-  std::size_t nw = 4, pw = 5, aw = 10;
+  std::size_t nw = 4, aw = 10;
   for (const auto& l : lines) {
     nw = std::max(nw, l.name.size());
-    pw = std::max(pw, l.peers.size() - 2);  // "→" is 3 bytes and one column (fmt pads by width)
     aw = std::max(aw, l.algorithms.size());
   }
-  constexpr const char* kFmt = "{:<{}} {:<10} {:<8} {:<{}} {:<5} {:<9} {:<{}} {:>9} {:>12} {:>7} {:<26} {:<12} {}";
+  // The counters come right after the SA's name, so an 80-column terminal
+  // shows what changes on each refresh; the fixed facts follow.
+  constexpr const char* kFmt = "{:<{}} {:<10} {:<8} {:>9} {:>12} {:>7} {:<26} {:<12} {:<14} {:<5} {:<9} {:<{}} {}";
   std::vector<std::string> out;
-  out.push_back(fmt::format(kFmt, "Name", nw, "SPI", "Dir", "Peers", pw, "Proto", "Mode", "Algorithms", aw, "Packets",
-                            "Bytes", "Errors", "Replay", "State", "Lifetime left"));
+  out.push_back(fmt::format(kFmt, "Name", nw, "SPI", "Dir", "Packets", "Bytes", "Errors", "Replay", "State",
+                            "Lifetime left", "Proto", "Mode", "Algorithms", aw, "Peers"));
   for (const auto& l : lines) {
-    out.push_back(fmt::format(kFmt, l.name, nw, l.spi, l.direction, l.peers, pw, l.protocol, l.mode, l.algorithms, aw,
-                              l.packets, l.bytes, l.errors, l.replay, l.state, l.lifetime));
+    out.push_back(fmt::format(kFmt, l.name, nw, l.spi, l.direction, l.packets, l.bytes, l.errors, l.replay, l.state,
+                              l.lifetime, l.protocol, l.mode, l.algorithms, aw, l.peers));
   }
   return out;
 }
