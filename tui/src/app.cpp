@@ -1073,9 +1073,10 @@ class App {
   }
 
   void draw_ike() {
-    std::vector<std::string> lines{fmt::format("{:>4} {:<4} {:<16} {:<44} {:<12} {:>9} {:>6}  {}", "#", "Ver",
-                                               "Exchange", "Initiator → Responder", "Outcome", "Seconds", "Frames",
-                                               "Chosen proposal / reason")};
+    // Outcome first after the exchange, so 80 columns show how it ended.
+    constexpr const char* kFmt = "{:>3} {:<3} {:<16} {:<12} {:>8} {:>6}  {:<33} {}";
+    std::vector<std::string> lines{fmt::format(kFmt, "#", "Ver", "Exchange", "Outcome", "Seconds", "Frames",
+                                               "Initiator → Responder", "Chosen proposal / reason")};
     std::vector<attr_t> attrs;
     if (model_ != nullptr) {
       auto lock = model_->lock();
@@ -1085,10 +1086,9 @@ class App {
       for (const auto& n : negs) {
         std::string what = n.proposal;
         if (!n.reason.empty()) what += (what.empty() ? "" : "; ") + n.reason;
-        lines.push_back(fmt::format("{:>4} {:<4} {:<16} {:<44} {:<12} {:>9.3f} {:>6}  {}", ++i,
-                                    fmt::format("v{}", n.version), n.kind,
-                                    n.initiator.str() + " → " + n.responder.str(), ike::to_string(n.outcome),
-                                    n.duration(), n.frames.size(), what));
+        lines.push_back(fmt::format(kFmt, ++i, fmt::format("v{}", n.version), n.kind, ike::to_string(n.outcome),
+                                    fmt::format("{:.3f}", n.duration()), n.frames.size(),
+                                    n.initiator.str() + " → " + n.responder.str(), what));
         attrs.push_back(n.outcome == ike::Outcome::established ? color(Terminal::kOk)
                         : n.outcome == ike::Outcome::failed    ? color(Terminal::kFail)
                                                                : color(Terminal::kUnknown));
