@@ -112,6 +112,21 @@ class Tui:
         words = text.split()
         return "icanon" in words and "echo" in words
 
+    def dump(self, name):
+        """With DUMP_DIR set, keeps the screen as text at this size and at
+        80x24 (for the record of what each screen looks like)."""
+        out = os.environ.get("DUMP_DIR")
+        if not out:
+            return
+        size = tmux("display-message", "-p", "-t", f"main:{self.name}", "#{window_width} #{window_height}").split()
+        for w, h in ((int(size[0]), int(size[1])), (80, 24)):
+            self.resize(w, h)
+            time.sleep(0.5)
+            with open(os.path.join(out, f"{name}-{w}x{h}.txt"), "w") as f:
+                f.write("\n".join(l.rstrip() for l in self.screen().splitlines()) + "\n")
+        self.resize(int(size[0]), int(size[1]))
+        time.sleep(0.3)
+
     def close(self):
         tmux("kill-window", "-t", f"main:{self.name}", check_rc=False)
 
@@ -371,6 +386,7 @@ def scenario_live(tmp):
         sh(*replay)
         s = t.wait_for(lambda s: f"{n} of {n} frames" in s)
         rows = list_rows(s)
+        t.dump("live-packets")
         check(len(rows) == n and all(v == "ok" for v in rows.values()),
               f"the {n} ESP frames sent onto the link appear live, all ok ({len(rows)})")
         t.keys("p")
@@ -450,6 +466,7 @@ def scenario_attach(tmp):
         line_in = next((l for l in s.splitlines() if l.startswith("in ")), "")
         m_out = re.search(r"(\d+)\s+(\d+)\s+(\d+) sent up to (\d+)", line_out)
         m_in = re.search(r"(\d+)\s+(\d+)\s+(\d+) top (\d+)", line_in)
+        t.dump("attach-sas")
         check(m_out is not None and int(m_out.group(1)) == by_name["out"]["sent"]["packets"] == 4 and
               int(m_out.group(4)) == by_name["out"]["last_sent_seq"],
               f"the SA monitor shows the outbound SA as 'ipsentry stats' does: {line_out.strip()}")
@@ -464,6 +481,7 @@ def scenario_attach(tmp):
         t.keys("3")
         s = t.wait_for(lambda s: "Quick Mode (enforcement)" in s)
         m = re.search(r"Active Security Associations\s+(\d+)", s)
+        t.dump("attach-stats")
         check(m is not None and int(m.group(1)) == snap["quick_mode"]["active_security_associations"],
               "the statistics screen shows the enforcement's Quick Mode table")
         t.keys("q")
