@@ -278,10 +278,7 @@ void Session::verify_one(RecordHeader& r, FrameResult& res) {
 
 void Session::learn_sas() {
   for (; learned_added_ < analyzer_.learned_count(); ++learned_added_) {
-    filters::SaConfig sa = analyzer_.learned_sa(learned_added_);
-    bool configured = false;
-    for (std::size_t i = 0; i < sad_.size() && !configured; ++i) configured = sad_.at(i).config().covers(sa);
-    if (!configured) sad_.add(std::move(sa));
+    sad_.add_learned(analyzer_.learned_sa(learned_added_));
   }
 }
 

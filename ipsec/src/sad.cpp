@@ -60,6 +60,13 @@ SecurityAssociation& Sad::add(filters::SaConfig sa) {
   return *sas_.back();
 }
 
+SecurityAssociation* Sad::add_learned(filters::SaConfig sa) {
+  for (const auto& s : sas_) {
+    if (s->config().covers(sa)) return nullptr;
+  }
+  return &add(std::move(sa));
+}
+
 SecurityAssociation* Sad::lookup(std::uint32_t spi, filters::IpsecProtocol protocol, const dissect::IpAddr& dst,
                                  const dissect::IpAddr& src) noexcept {
   auto matches = [&](const SecurityAssociation* s) {

@@ -155,10 +155,11 @@ void Model::index_one(const dissect::Frame& frame) {
   if (result.ike || analyzer_.watching_clear()) m = analyzer_.observe(frame, verifier_.outer());
   if (live_) {
     // SAs negotiated during the capture verify the ESP that follows them.
-    while (learned_ < analyzer_.learned_count()) {
-      filters::SaConfig sa = analyzer_.learned_sa(learned_++);
-      new_sas_.push_back(sa.clone());
-      sad_.add(std::move(sa));
+    // A configured SA for the same SPI wins, as in `ipsentry capture`.
+    for (; learned_ < analyzer_.learned_count(); ++learned_) {
+      if (const ipsec::SecurityAssociation* sa = sad_.add_learned(analyzer_.learned_sa(learned_))) {
+        new_sas_.push_back(sa->config().clone());
+      }
     }
   }
   dissect::Packet inner;

@@ -77,6 +77,10 @@ class Sad {
   /// IKE negotiation). Not safe against concurrent lookups: only the thread
   /// that does the lookups may add.
   SecurityAssociation& add(filters::SaConfig sa);
+  /// add() for an SA learned from IKE, unless a configured SA already
+  /// covers its SPI and destination (the configured one wins). Returns the
+  /// new SA, or nullptr when it was covered.
+  SecurityAssociation* add_learned(filters::SaConfig sa);
   [[nodiscard]] std::size_t size() const noexcept { return sas_.size(); }
   [[nodiscard]] SecurityAssociation& at(std::size_t i) noexcept { return *sas_[i]; }
   [[nodiscard]] const SecurityAssociation& at(std::size_t i) const noexcept { return *sas_[i]; }
