@@ -2,18 +2,22 @@
 
 #include <fmt/format.h>
 
+#include "ipsentry/dissect/summary.hpp"
+
 namespace ipsentry::capture {
 
 using ipsec::Verdict;
 
-std::string hex_bytes(const std::uint8_t* p, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(n * 2);
-  for (std::size_t i = 0; i < n; ++i) {
-    s += kHex[p[i] >> 4];
-    s += kHex[p[i] & 15];
+std::string hex_bytes(const std::uint8_t* p, std::size_t n) { return dissect::hex_string(dissect::Bytes(p, n), n); }
+
+std::string frame_summary(const dissect::Packet& p) {
+  if (p.ip.version == 0 && p.malformed == nullptr) {
+    return fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);
   }
+  dissect::SummaryText t;
+  dissect::summarize(p, false, t);
+  std::string s(t.view());
+  if (p.malformed != nullptr) s += fmt::format(" [malformed: {}]", p.malformed);
   return s;
 }
 

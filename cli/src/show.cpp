@@ -7,7 +7,6 @@
 #include "ipsentry/capture/file_source.hpp"
 #include "ipsentry/capture/frame_text.hpp"
 #include "ipsentry/capture/verifier.hpp"
-#include "ipsentry/dissect/summary.hpp"
 #include "ipsentry/dissect/tree.hpp"
 #include "ipsentry/ike/analyzer.hpp"
 #include "ipsentry/ipsec/sad.hpp"
@@ -73,13 +72,8 @@ int run_show(const ShowOptions& opt) {
       for (std::size_t i = 0; i < result.layer_count; ++i) {
         line += (i ? " | " : "") + layer_text(result.layers[i], sad);
       }
-    } else if (p.ip.version != 0 || p.malformed != nullptr) {
-      dissect::SummaryText t;
-      dissect::summarize(p, false, t);
-      line = std::string(t.view());
-      if (p.malformed != nullptr) line += fmt::format(" [malformed: {}]", p.malformed);
     } else {
-      line = fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);
+      line = capture::frame_summary(p);
     }
     std::string addrs = p.ip.version != 0 ? p.ip.src.str() + " → " + p.ip.dst.str() : "";
     fmt::print("{:>6} {:>11.6f} {:<33} {}\n", frame.number, rel, addrs, line);

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstring>
 
-#include "ipsentry/dissect/summary.hpp"
 
 namespace ipsentry::tui {
 
@@ -260,14 +259,7 @@ const std::string& Model::info(std::uint64_t number) {
   } else {
     dissect::Packet p;
     dissect::dissect_frame(frame(number), p);
-    if (p.ip.version != 0 || p.malformed != nullptr) {
-      dissect::SummaryText t;
-      dissect::summarize(p, false, t);
-      text = std::string(t.view());
-      if (p.malformed != nullptr) text += fmt::format(" [malformed: {}]", p.malformed);
-    } else {
-      text = fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);
-    }
+    text = capture::frame_summary(p);
   }
   return info_cache_.emplace(number, std::move(text)).first->second;
 }

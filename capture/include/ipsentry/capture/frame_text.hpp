@@ -24,6 +24,10 @@ namespace ipsentry::capture {
 /// not ("authentication tag mismatch: expected ..., got ...").
 [[nodiscard]] std::string layer_details(const LayerRecord& l);
 
+/// One line for a frame that is neither IPsec nor IKE: its upper layer,
+/// with the reason when it does not parse, or its ethertype when not IP.
+[[nodiscard]] std::string frame_summary(const dissect::Packet& p);
+
 /// Adds the verification of a frame to its dissection tree: under each IPsec
 /// header node, the verdict with its reason and SA, then the decrypted inner
 /// packet (its own buffer in the tree) with its layers.
