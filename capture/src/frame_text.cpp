@@ -63,7 +63,8 @@ void add_verification(dissect::Tree& tree, const FrameResult& r, const ipsec::Sa
       text +=
           fmt::format(" (SA {}, {}, {})", sa.name(), filters::to_string(sa.config().mode), sa_algorithms(sa.config()));
     }
-    at->add_here(std::move(text), at->offset, 0);
+    at->add_here(std::move(text), at->offset, 0).role =
+        l.verdict == Verdict::ok ? dissect::NodeRole::verdict_ok : dissect::NodeRole::verdict_failed;
     if (l.verdict == Verdict::ok && l.next_header != 0) {
       at->add_here(
           fmt::format("Next header: {} ({}), pad length {}",
@@ -79,6 +80,7 @@ void add_verification(dissect::Tree& tree, const FrameResult& r, const ipsec::Sa
                                          last.spi, r.decrypted.size()),
                              0, static_cast<std::uint32_t>(r.decrypted.size()));
   n.buffer = buf;
+  n.role = dissect::NodeRole::decrypted_packet;
   dissect::Packet inner;
   dissect::dissect_ip(tree.buffers.back(), inner);
   dissect::add_packet_layers(inner, n, buf);

@@ -662,6 +662,7 @@ void add_message(Bytes msg, std::uint32_t base, Node& parent) {
       v2 ? fmt::format("IKEv2 {} {}", ex != nullptr ? ex : "exchange", h.response_v2() ? "response" : "request")
          : fmt::format("ISAKMP (IKEv1) {}", ex != nullptr ? ex : "exchange");
   Node& n = parent.add_here(title, base, std::min<std::uint32_t>(h.length, static_cast<std::uint32_t>(msg.size())));
+  n.role = NodeRole::ike_message;
   n.add_here(fmt::format("{}: {:016x}", v2 ? "Initiator SPI" : "Initiator cookie", h.spi_i), base, 8);
   n.add_here(fmt::format("{}: {:016x}", v2 ? "Responder SPI" : "Responder cookie", h.spi_r), base + 8, 8);
   n.add_here(fmt::format("Next payload: {}", name_or(payload_name(h.next_payload), h.next_payload)), base + 16, 1);

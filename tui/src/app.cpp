@@ -114,6 +114,12 @@ class Terminal {
 
 attr_t color(short pair) { return has_colors() ? COLOR_PAIR(pair) : A_NORMAL; }
 
+// Bytes of the UTF-8 sequence that starts with `lead`.
+std::size_t utf8_length(char lead) noexcept {
+  const auto c = static_cast<unsigned char>(lead);
+  return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
 // Writes `text` at (y, x) in at most `width` columns (UTF-8 aware), padded
 // with spaces to `width` when `pad`.
 void put(int y, int x, int width, std::string_view text, attr_t attr = A_NORMAL, bool pad = true) {
@@ -123,14 +129,7 @@ void put(int y, int x, int width, std::string_view text, attr_t attr = A_NORMAL,
   int used = 0;
   std::size_t i = 0;
   while (i < text.size() && used < width) {
-    std::size_t len = 1;
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0xf0)
-      len = 4;
-    else if (c >= 0xe0)
-      len = 3;
-    else if (c >= 0xc0)
-      len = 2;
+    const std::size_t len = utf8_length(text[i]);
     if (i + len > text.size()) break;
     addnstr(text.data() + i, static_cast<int>(len));
     i += len;
@@ -146,10 +145,7 @@ void put(int y, int x, int width, std::string_view text, attr_t attr = A_NORMAL,
 // code point, which holds for the text ipsentry writes).
 std::size_t byte_offset(std::string_view text, std::size_t cols) {
   std::size_t i = 0;
-  for (std::size_t col = 0; col < cols && i < text.size(); ++col) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    i += c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-  }
+  for (std::size_t col = 0; col < cols && i < text.size(); ++col) i += utf8_length(text[i]);
   return std::min(i, text.size());
 }
 
@@ -896,7 +892,7 @@ class App {
       }
     }
     for (std::size_t i = 0; i < flat_.size() && !kept; ++i) {
-      if (flat_[i].node->text.rfind("Verdict", 0) == 0) {
+      if (is_verdict(*flat_[i].node)) {
         tree_sel_ = i;
         break;
       }
@@ -916,8 +912,12 @@ class App {
   // inner packet and the IKE message.
   static bool open_by_default(const dissect::Node& n, int depth) {
     if (depth == 0) return true;
-    return n.role == dissect::NodeRole::ipsec_header || n.text.rfind("Decrypted", 0) == 0 ||
-           n.text.rfind("IKEv2 ", 0) == 0 || n.text.rfind("ISAKMP", 0) == 0;
+    return n.role == dissect::NodeRole::ipsec_header || n.role == dissect::NodeRole::decrypted_packet ||
+           n.role == dissect::NodeRole::ike_message;
+  }
+
+  static bool is_verdict(const dissect::Node& n) {
+    return n.role == dissect::NodeRole::verdict_ok || n.role == dissect::NodeRole::verdict_failed;
   }
 
   [[nodiscard]] bool collapsed(const FlatNode& f) const {
@@ -952,12 +952,8 @@ class App {
       const char* mark = f.node->children.empty() ? "  " : collapsed(f) ? "+ " : "- ";
       std::string line = std::string(static_cast<std::size_t>(f.depth) * 2, ' ') + mark + f.node->text;
       attr_t a = A_NORMAL;
-      if (f.node->text.rfind("Verdict", 0) == 0) {
-        a = f.node->text.rfind("Verdict: ok", 0) == 0 || f.node->text.rfind("Verdict (layer", 0) == 0
-                ? color(Terminal::kOk)
-                : color(Terminal::kFail) | A_BOLD;
-        if (f.node->text.find(": ok") == std::string::npos) a = color(Terminal::kFail) | A_BOLD;
-      }
+      if (f.node->role == dissect::NodeRole::verdict_ok) a = color(Terminal::kOk);
+      if (f.node->role == dissect::NodeRole::verdict_failed) a = color(Terminal::kFail) | A_BOLD;
       if (idx == tree_sel_) a |= A_REVERSE | (focus_ == Pane::tree ? A_BOLD : A_NORMAL);
       put(y + 1 + i, 0, COLS, line, a);
     }

@@ -436,15 +436,6 @@ std::optional<DisplayFilter> DisplayFilter::parse(std::string_view text, FilterE
   return f;
 }
 
-const std::vector<std::string_view>& DisplayFilter::field_names() {
-  static const std::vector<std::string_view> names = [] {
-    std::vector<std::string_view> v;
-    for (const auto& e : kNames) v.push_back(e.name);
-    return v;
-  }();
-  return names;
-}
-
 namespace {
 
 bool in_ranges(std::uint64_t v, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& r) noexcept {

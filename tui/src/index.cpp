@@ -50,7 +50,6 @@ void fill_row(Row& row, const dissect::Frame& frame, const dissect::Packet& p, c
   if (r.ipsec) {
     const capture::LayerRecord& outer = r.layers[0];
     row.kind = outer.protocol == filters::IpsecProtocol::ah ? FrameKind::ah : FrameKind::esp;
-    row.layers = r.layer_count;
     if (outer.has_spi) row.flags |= row_flag::has_spi;
     if (outer.has_seq) row.flags |= row_flag::has_seq;
     if (outer.udp_encap) row.flags |= row_flag::udp_encap;

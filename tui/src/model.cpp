@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstring>
 
-
 namespace ipsentry::tui {
 
 using ipsec::Verdict;
@@ -110,7 +109,7 @@ const std::uint8_t* Model::store(dissect::Bytes data) {
 }
 
 void Model::index_live() {
-  live_start_ns_ = now_ns();
+  const std::int64_t start_ns = now_ns();
   std::uint64_t number = 0;
   std::string why;
   while (why.empty()) {
@@ -141,7 +140,7 @@ void Model::index_live() {
       std::lock_guard<std::mutex> g(mutex_);
       live_stats_ = live_->stats();
     }
-    if (limits_.duration_ns != 0 && now_ns() - live_start_ns_ >= limits_.duration_ns) why = "time limit reached (-L)";
+    if (limits_.duration_ns != 0 && now_ns() - start_ns >= limits_.duration_ns) why = "time limit reached (-L)";
   }
   std::lock_guard<std::mutex> g(mutex_);
   stop_reason_ = why;
@@ -195,9 +194,8 @@ Statistics Model::statistics() const {
   Statistics s;
   s.totals = verifier_.engine().counters();
   s.frames = verifier_.frames();
-  s.ike = analyzer_.statistics();
   s.monitor = capture::monitor_rows(s.totals, sad_);
-  s.main_mode = capture::ike_rows(s.ike);
+  s.main_mode = capture::ike_rows(analyzer_.statistics());
   return s;
 }
 

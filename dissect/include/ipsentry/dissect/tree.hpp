@@ -16,7 +16,16 @@
 namespace ipsentry::dissect {
 
 /// What a node stands for, where a front end needs more than its text.
-enum class NodeRole : std::uint8_t { none, ipsec_header, spi, sequence };
+enum class NodeRole : std::uint8_t {
+  none,
+  ipsec_header,
+  spi,
+  sequence,
+  verdict_ok,  // an IPsec layer's verdict
+  verdict_failed,
+  decrypted_packet,  // the inner packet of an IPsec layer
+  ike_message,
+};
 
 struct Node {
   std::string text;

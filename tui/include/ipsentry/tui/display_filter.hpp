@@ -87,9 +87,6 @@ class DisplayFilter {
     std::uint32_t right = 0;
   };
 
-  /// The names the parser knows, for the help screen.
-  static const std::vector<std::string_view>& field_names();
-
  private:
   [[nodiscard]] bool eval(std::uint32_t node, const Row& row, std::uint64_t number,
                           const AddressTable& addresses) const noexcept;

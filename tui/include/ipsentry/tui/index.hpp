@@ -56,7 +56,6 @@ struct Row {
   std::uint8_t reason = 0;            // ipsec::Reason of that layer
   std::uint8_t flags = 0;
   std::uint8_t exchange = 0;    // IKE exchange type
-  std::uint8_t layers = 0;      // IPsec layers
   std::uint8_t fail_layer = 0;  // the layer `verdict` belongs to
 };
 

@@ -36,7 +36,6 @@ struct LiveLimits {
 struct Statistics {
   ipsec::GlobalCounters totals;
   capture::FrameCounters frames;
-  ike::Statistics ike;
   std::vector<capture::StatRow> monitor;
   std::vector<capture::StatRow> main_mode;
 };
@@ -108,7 +107,6 @@ class Model {
   std::size_t chunk_used_ = 0;
   std::size_t chunk_size_ = 0;
   std::size_t stored_ = 0;
-  std::int64_t live_start_ns_ = 0;
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
