@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "ipsentry/enforce/snapshot.hpp"
 
 namespace ipsentry::cli {
 
@@ -151,28 +152,12 @@ std::string num(const json& v) {
 }
 
 void print_stats(const json& j) {
-  const auto& q = j.at("quick_mode");
   fmt::print("IP Security Monitor: enforcement of {} (up {} s, {} queue(s), {})\n\n", j.at("config").get<std::string>(),
              j.at("uptime_seconds").get<std::int64_t>(), j.at("queues").size(),
              j.at("fail_open").get<bool>() ? "fail-open" : "fail-closed");
   auto row = [](const char* name, const json& v) { fmt::print("  {:<36}{:>16}\n", name, num(v)); };
   fmt::print("Quick Mode\n");
-  row("Active Security Associations", q.at("active_security_associations"));
-  row("Key Additions", q.at("key_additions"));
-  row("Key Deletions", q.at("key_deletions"));
-  row("Active Tunnels", q.at("active_tunnels"));
-  row("Bad SPI Packets", q.at("bad_spi_packets"));
-  row("Packets Not Decrypted", q.at("packets_not_decrypted"));
-  row("Packets Not Authenticated", q.at("packets_not_authenticated"));
-  row("Packets With Replay Detection", q.at("packets_with_replay_detection"));
-  row("Confidential Bytes Sent", q.at("sent").at("confidential_bytes"));
-  row("Confidential Bytes Received", q.at("received").at("confidential_bytes"));
-  row("Authenticated Bytes Sent", q.at("sent").at("authenticated_bytes"));
-  row("Authenticated Bytes Received", q.at("received").at("authenticated_bytes"));
-  row("Transport Bytes Sent", q.at("sent").at("transport_bytes"));
-  row("Transport Bytes Received", q.at("received").at("transport_bytes"));
-  row("Bytes Sent In Tunnels", q.at("sent").at("tunnel_bytes"));
-  row("Bytes Received In Tunnels", q.at("received").at("tunnel_bytes"));
+  for (const auto& r : enforce::quick_mode_rows(j)) row(r.name, r.value);
   const auto& p = j.at("packets");
   fmt::print("\nEnforcement (packets)\n");
   row("Protected and sent", p.at("protected"));

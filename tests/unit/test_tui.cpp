@@ -159,8 +159,13 @@ TEST(ScreenText, SaMonitorFromAnEnforcementSnapshot) {
              "verdicts": {"ok": 9, "icv-fail": 2, "replay": 1}, "last_sent_seq": 0,
              "replay": {"window": 64, "highest_seq": 9, "received_in_window": 9},
              "lifetime_left": {"seconds": null, "bytes": null, "packets": null}}],
-    "quick_mode": {"active_security_associations": 2, "bad_spi_packets": 3,
-                   "sent": {"confidential_bytes": 1000}, "received": {"confidential_bytes": 800}}})");
+    "quick_mode": {"active_security_associations": 2, "key_additions": 2, "key_deletions": 0, "active_tunnels": 0,
+                   "bad_spi_packets": 3, "packets_not_decrypted": 0, "packets_not_authenticated": 2,
+                   "packets_with_replay_detection": 1,
+                   "sent": {"confidential_bytes": 1000, "authenticated_bytes": 1000, "transport_bytes": 1000,
+                            "tunnel_bytes": 0},
+                   "received": {"confidential_bytes": 800, "authenticated_bytes": 800, "transport_bytes": 800,
+                                "tunnel_bytes": 0}}})");
   const auto lines = ipsentry::tui::sa_lines_from_snapshot(snap);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0].spi, "0x00001000");
@@ -181,6 +186,10 @@ TEST(ScreenText, SaMonitorFromAnEnforcementSnapshot) {
   // A snapshot without the expected shape gives empty tables, not a crash.
   EXPECT_TRUE(ipsentry::tui::sa_lines_from_snapshot(nlohmann::json::parse(R"({"sas": 3})")).empty());
   EXPECT_TRUE(ipsentry::tui::stat_sections_from_snapshot(nlohmann::json::parse("[]")).empty());
+  // Another version's Quick Mode object is reported, not shown as zeros.
+  EXPECT_THROW((void)ipsentry::tui::stat_sections_from_snapshot(
+                   nlohmann::json::parse(R"({"quick_mode": {"active_security_associations": 2}})")),
+               nlohmann::json::exception);
 }
 
 }  // namespace

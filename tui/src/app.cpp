@@ -626,15 +626,22 @@ class App {
     last_refresh_ = Clock::now();
     updated_ = std::time(nullptr);
     if (model_ == nullptr) {
+      // What cannot be fetched or read leaves the last tables on screen,
+      // with the reason in the status line.
       try {
-        snapshot_ = json::parse(enforce::fetch_stats(opt_.attach_socket));
-        if (snapshot_.contains("error")) throw std::runtime_error(snapshot_["error"].get<std::string>());
+        const json snapshot = json::parse(enforce::fetch_stats(opt_.attach_socket));
+        if (snapshot.contains("error")) throw std::runtime_error(snapshot["error"].get<std::string>());
+        try {
+          stat_sections_ = stat_sections_from_snapshot(snapshot);
+        } catch (const json::exception& e) {
+          throw std::runtime_error(
+              fmt::format("the enforcement sent statistics this version cannot read: {}", e.what()));
+        }
+        sa_lines_ = sa_lines_from_snapshot(snapshot);
         attach_error_.clear();
       } catch (const std::exception& e) {
         attach_error_ = e.what();
       }
-      sa_lines_ = sa_lines_from_snapshot(snapshot_);
-      stat_sections_ = stat_sections_from_snapshot(snapshot_);
     } else {
       auto lock = model_->lock();
       sa_lines_ = sa_lines_from_sad(model_->sad());
@@ -1152,7 +1159,6 @@ class App {
   double refresh_;
   Clock::time_point last_refresh_{};
   std::time_t updated_ = 0;
-  json snapshot_;
   std::string attach_error_;
   std::vector<SaLine> sa_lines_;
   std::vector<StatSection> stat_sections_;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "ipsentry/capture/frame_text.hpp"
+#include "ipsentry/enforce/snapshot.hpp"
 
 namespace ipsentry::tui {
 
@@ -163,28 +164,10 @@ std::vector<StatSection> stat_sections_from_model(const Statistics& s) {
 std::vector<StatSection> stat_sections_from_snapshot(const json& snap) {
   std::vector<StatSection> out;
   if (!snap.is_object() || !snap.contains("quick_mode")) return out;
-  const json& q = snap["quick_mode"];
-  const json empty = json::object();
-  const json& sent = q.contains("sent") ? q["sent"] : empty;
-  const json& recv = q.contains("received") ? q["received"] : empty;
   auto n = [](std::uint64_t v) { return fmt::format("{}", v); };
-  out.push_back({"IP Security Monitor — Quick Mode (enforcement)",
-                 {{"Active Security Associations", n(u64(q, "active_security_associations"))},
-                  {"Key Additions", n(u64(q, "key_additions"))},
-                  {"Key Deletions", n(u64(q, "key_deletions"))},
-                  {"Active Tunnels", n(u64(q, "active_tunnels"))},
-                  {"Bad SPI Packets", n(u64(q, "bad_spi_packets"))},
-                  {"Packets Not Decrypted", n(u64(q, "packets_not_decrypted"))},
-                  {"Packets Not Authenticated", n(u64(q, "packets_not_authenticated"))},
-                  {"Packets With Replay Detection", n(u64(q, "packets_with_replay_detection"))},
-                  {"Confidential Bytes Sent", n(u64(sent, "confidential_bytes"))},
-                  {"Confidential Bytes Received", n(u64(recv, "confidential_bytes"))},
-                  {"Authenticated Bytes Sent", n(u64(sent, "authenticated_bytes"))},
-                  {"Authenticated Bytes Received", n(u64(recv, "authenticated_bytes"))},
-                  {"Transport Bytes Sent", n(u64(sent, "transport_bytes"))},
-                  {"Transport Bytes Received", n(u64(recv, "transport_bytes"))},
-                  {"Bytes Sent In Tunnels", n(u64(sent, "tunnel_bytes"))},
-                  {"Bytes Received In Tunnels", n(u64(recv, "tunnel_bytes"))}}});
+  StatSection qm{"IP Security Monitor — Quick Mode (enforcement)", {}};
+  for (const auto& r : enforce::quick_mode_rows(snap)) qm.rows.emplace_back(r.name, n(r.value));
+  out.push_back(std::move(qm));
   out.push_back({"IP Security Monitor — Main Mode (IKE)", {{"(enforcement uses manual keys: no IKE)", ""}}});
   StatSection p{"Enforcement outcomes (packets)", {}};
   if (snap.contains("packets") && snap["packets"].is_object()) {

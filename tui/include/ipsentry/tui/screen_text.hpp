@@ -41,6 +41,8 @@ struct StatSection {
 [[nodiscard]] std::vector<std::string> sa_table(const std::vector<SaLine>& lines);
 
 [[nodiscard]] std::vector<StatSection> stat_sections_from_model(const Statistics& s);
+/// Empty without a "quick_mode" object; throws nlohmann::json::exception
+/// when it is there but incomplete (another version's snapshot).
 [[nodiscard]] std::vector<StatSection> stat_sections_from_snapshot(const nlohmann::json& snapshot);
 
 [[nodiscard]] std::vector<std::string> help_text();
