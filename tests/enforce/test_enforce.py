@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from netns import remove_namespace, sh  # noqa: E402
+from ipsec_configs import GCM_AB, GCM_BA, esp_config  # noqa: E402
 
 TAG = f"ipse{os.getpid() % 10000}"
 IPSENTRY = None
@@ -31,8 +32,6 @@ FAILS = []
 NAMESPACES = []
 PROCS = []
 
-GCM_AB = "00112233445566778899aabbccddeeff01020304"
-GCM_BA = "ffeeddccbbaa99887766554433221100a1a2a3a4"
 
 
 def check(ok, what):
@@ -299,37 +298,6 @@ def scenario_seed(tmp):
 # ESP transport, AES-GCM, IPv4
 
 A, B = "192.0.2.1", "192.0.2.2"
-
-
-def esp_config(path, me, peer, spi_out, key_out, spi_in, key_in, extra_out=""):
-    open(path, "w").write(f"""interfaces: {{ local: [{me}] }}
-policies:
-  - name: {me}-{peer}
-    from: me
-    to: {peer}
-    mirrored: true
-    action: protect
-    ipsec: {{ protocol: esp, mode: transport }}
-    sas: [out, in]
-sas:
-  - name: out
-    spi: {spi_out}
-    direction: outbound
-    src: {me}
-    dst: {peer}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{key_out}
-{extra_out}  - name: in
-    spi: {spi_in}
-    direction: inbound
-    src: {peer}
-    dst: {me}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{key_in}
-""")
-    return path
 
 
 def pair_v4():

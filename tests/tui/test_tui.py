@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from netns import VethPair, remove_namespace, sh  # noqa: E402
+from ipsec_configs import GCM_AB, GCM_BA, esp_config  # noqa: E402
 
 IPSENTRY = None
 SOCKET = f"ipsentry-tui-test-{os.getpid()}"
@@ -414,24 +415,6 @@ def scenario_live(tmp):
         t.close()
     finally:
         pair.remove()
-
-
-GCM_AB = "00112233445566778899aabbccddeeff01020304"
-GCM_BA = "ffeeddccbbaa99887766554433221100a1a2a3a4"
-
-
-def esp_config(path, me, peer, spi_out, key_out, spi_in, key_in):
-    open(path, "w").write(f"""interfaces: {{ local: [{me}] }}
-policies:
-  - {{ name: p, from: me, to: {peer}, mirrored: true, action: protect,
-      ipsec: {{ protocol: esp, mode: transport }}, sas: [out, in] }}
-sas:
-  - {{ name: out, spi: {spi_out}, direction: outbound, src: {me}, dst: {peer}, protocol: esp,
-      encryption: aes-gcm-16, enc_key: "0x{key_out}" }}
-  - {{ name: in, spi: {spi_in}, direction: inbound, src: {peer}, dst: {me}, protocol: esp,
-      encryption: aes-gcm-16, enc_key: "0x{key_in}" }}
-""")
-    return path
 
 
 def scenario_attach(tmp):
