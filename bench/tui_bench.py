@@ -60,16 +60,22 @@ def rss_kb(name):
     return 0, 0
 
 
-def main():
-    ipsentry = os.path.abspath(sys.argv[1])
-    frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-    data = os.path.join(os.path.dirname(ipsentry), "..", "bench-data")
-    os.makedirs(data, exist_ok=True)
+def ensure_capture(data, frames):
+    """bench/gen_capture.py's capture of `frames` frames, made once."""
     base = os.path.join(data, f"gcm-{frames}")
     if not os.path.exists(base + ".pcap.meta"):
         print(f"generating {frames} frames (once) ...", flush=True)
         subprocess.run(["/usr/bin/python3", os.path.join(HERE, "gen_capture.py"), "gcm", str(frames), base + ".pcap",
                         base + ".yaml", base + ".esp_sa"], check=True)
+    return base
+
+
+def main():
+    ipsentry = os.path.abspath(sys.argv[1])
+    frames = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    data = os.path.join(os.path.dirname(ipsentry), "..", "bench-data")
+    os.makedirs(data, exist_ok=True)
+    base = ensure_capture(data, frames)
     size = os.path.getsize(base + ".pcap")
     print(f"capture: {frames} frames, {size / 1e6:.0f} MB ({base}.pcap)")
     tmux("new-session", "-d", "-s", "keep", "sleep", "3600")
@@ -99,31 +105,26 @@ def main():
             ms, s = timed_keys(["PPage"], lambda x, b=before: x != b)
             worst = max(worst, ms)
         print(f"PgUp, worst of 20:                  {worst:8.1f} ms")
-        tmux("send-keys", "-t", "b", "/")
-        tmux("send-keys", "-t", "b", "-l", "spi == 0xb0000002 and seq > 200000 and len < 200")
-        time.sleep(0.3)
-        ms, s = timed_keys(["Enter"], lambda s: "frames match (" in s)
-        m = re.search(r"(\d+) of (\d+) frames match \(([\d.]+) ms\)", s)
-        print(f"filter over every frame (wall):     {ms:8.1f} ms  ({m.group(1)} of {m.group(2)} match; "
-              f"{m.group(3)} ms inside)")
-        tmux("send-keys", "-t", "b", "/")
-        tmux("send-keys", "-t", "b", "C-u")
-        tmux("send-keys", "-t", "b", "-l", "verdict != ok")
-        time.sleep(0.3)
-        ms, s = timed_keys(["Enter"], lambda s: "filter: verdict != ok (" in s)
-        m = re.search(r"(\d+) of (\d+) frames match \(([\d.]+) ms\)", s)
-        print(f"filter 'verdict != ok' (wall):      {ms:8.1f} ms  ({m.group(1) if m else '?'} match; "
-              f"{m.group(3) if m else '?'} ms inside)")
+        def filter_step(expr):
+            tmux("send-keys", "-t", "b", "/")
+            tmux("send-keys", "-t", "b", "C-u")
+            tmux("send-keys", "-t", "b", "-l", expr)
+            time.sleep(0.3)
+            ms, s = timed_keys(["Enter"], lambda s: f"filter: {expr} (" in s)
+            m = re.search(r"(\d+) of (\d+) frames match \(([\d.]+) ms\)", s)
+            print(f"filter '{expr}' over every frame: {ms:.1f} ms wall  "
+                  f"({m.group(1) if m else '?'} of {m.group(2) if m else '?'} match; "
+                  f"{m.group(3) if m else '?'} ms inside)")
+
+        filter_step("spi == 0xb0000002 and seq > 200000 and len < 200")
+        filter_step("verdict != ok")
         tmux("send-keys", "-t", "b", "q")
     finally:
         tmux("kill-server")
 
 
 def live(ipsentry, data):
-    base = os.path.join(data, "gcm-100000")
-    if not os.path.exists(base + ".pcap.meta"):
-        subprocess.run(["/usr/bin/python3", os.path.join(HERE, "gen_capture.py"), "gcm", "100000", base + ".pcap",
-                        base + ".yaml", base + ".esp_sa"], check=True)
+    base = ensure_capture(data, 100000)
     pair = VethPair("tuib")
     tmux("new-session", "-d", "-s", "keep", "sleep", "3600")
     try:
