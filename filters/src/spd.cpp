@@ -223,6 +223,16 @@ Direction Spd::sa_direction(const SaConfig& sa) const noexcept {
   return sa.dst && local_.contains(*sa.dst) ? Direction::inbound : Direction::outbound;
 }
 
+SaMode Spd::sa_mode(const SaConfig& sa) const noexcept {
+  if (sa.mode != SaMode::unspecified || config_ == nullptr) return sa.mode;
+  for (const PolicyConfig& p : config_->policies) {
+    if (p.action == PolicyAction::protect && std::find(p.sas.begin(), p.sas.end(), sa.name) != p.sas.end()) {
+      return p.mode;
+    }
+  }
+  return SaMode::unspecified;
+}
+
 Spd::Spd(const Config& config, LocalAddresses local) : config_(&config), local_(std::move(local)) {
   if (config.default_exemptions) entries_ = default_exemptions(local_);
   for (std::size_t i = 0; i < config.policies.size(); ++i) {

@@ -150,6 +150,19 @@ TEST(Spd, FirstMatchMirroredAndExemptions) {
   EXPECT_NE(spd.describe().find("cleartext: require"), std::string::npos);
 }
 
+TEST(Spd, AnSaWithoutAModeIsUsedInItsPolicysMode) {
+  filters::Config cfg =
+      filters::parse_config(host_config("192.0.2.1", "192.0.2.2", "0x1001", kKeyAB, "0x1002", kKeyBA), "t.yaml", ".");
+  filters::Spd spd(cfg, filters::LocalAddresses{{ip("192.0.2.1")}, {}});
+  ASSERT_EQ(cfg.sas[0].mode, filters::SaMode::unspecified);
+  EXPECT_EQ(spd.sa_mode(cfg.sas[0]), filters::SaMode::transport);
+  filters::SaConfig unused = cfg.sas[1].clone();
+  unused.name = "unused";
+  EXPECT_EQ(spd.sa_mode(unused), filters::SaMode::unspecified);
+  unused.mode = filters::SaMode::tunnel;
+  EXPECT_EQ(spd.sa_mode(unused), filters::SaMode::tunnel);
+}
+
 TEST(Spd, RefusesPoliciesTheirSasCannotCarry) {
   std::string yaml = host_config("192.0.2.1", "192.0.2.2", "0x1001", kKeyAB, "0x1002", kKeyBA);
   // A tunnel policy over transport SAs.

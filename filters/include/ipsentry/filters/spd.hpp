@@ -82,6 +82,9 @@ class Spd {
   /// The sense an SA of `config` is used in: its direction, or when none
   /// is given, inbound if its destination is one of ours.
   [[nodiscard]] Direction sa_direction(const SaConfig& sa) const noexcept;
+  /// The mode an SA of `config` is used in: its own, or when none is given,
+  /// that of the first protect policy listing it (unspecified if none does).
+  [[nodiscard]] SaMode sa_mode(const SaConfig& sa) const noexcept;
 
   /// The effective, ordered policy as a table (no keys).
   [[nodiscard]] std::string describe() const;
