@@ -1078,13 +1078,19 @@ void Analyzer::add_decrypted(std::uint64_t frame, dissect::Tree& tree) const {
   dissect::Node& msg = tree.root.children.back();
   if (r->status == DecryptStatus::cleartext) return;
   std::string head = fmt::format("Decryption: {}{}{}", to_string(r->status), r->detail.empty() ? "" : " — ", r->detail);
+  // Like an ESP layer's verdict, so a front end can lead the eye to it.
+  const dissect::NodeRole role = r->status == DecryptStatus::decrypted ? dissect::NodeRole::verdict_ok
+                                 : r->status == DecryptStatus::icv_mismatch || r->status == DecryptStatus::failed
+                                     ? dissect::NodeRole::verdict_failed
+                                     : dissect::NodeRole::none;
   if (r->status != DecryptStatus::decrypted && r->status != DecryptStatus::icv_mismatch) {
-    msg.add_here(head, msg.offset, 0);
+    msg.add_here(head, msg.offset, 0).role = role;
     return;
   }
   const std::uint16_t buf = tree.add_buffer(r->plaintext);
   dissect::Node& n = msg.add(head, 0, static_cast<std::uint32_t>(r->plaintext.size()));
   n.buffer = buf;
+  n.role = role;
   dissect::ike::add_chain(r->plaintext, r->first_inner, r->header.v2(), 0, n);
 }
 

@@ -84,13 +84,19 @@ class Tui:
     def screen(self, escapes=False):
         return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", f"main:{self.name}")
 
-    def wait_for(self, pred, timeout=10.0):
+    def wait_for(self, pred, timeout=10.0, escapes=False):
+        """The screen once `pred` holds for it and still holds a moment
+        later: tmux may show a redraw half-written (the terminal receives
+        it in pieces), so one matching capture is not yet the screen."""
         end = time.time() + timeout
-        s = self.screen()
+        s = self.screen(escapes)
         while time.time() < end:
-            s = self.screen()
+            s = self.screen(escapes)
             if pred(s):
-                return s
+                time.sleep(0.08)
+                s = self.screen(escapes)
+                if pred(s):
+                    return s
             time.sleep(0.05)
         return s
 
@@ -157,10 +163,11 @@ def scenario_offline(tmp):
     ref = verify_json(FAULTS, "-c", TUNNEL_CFG)
     expected = {p["frame"]: p["verdict"] for p in ref["packets"]}
     t = Tui([FAULTS, "-c", TUNNEL_CFG], 200, 50, tmp)
-    s = t.wait_for(lambda s: len(list_rows(s)) == len(expected))
+    s = t.wait_for(lambda s: len(list_rows(s)) == len(expected) and " 11 of 11 frames" in s)
     rows = list_rows(s)
     check(rows == expected, f"the list shows the verdicts verify gives, frame by frame ({rows})")
     check(" 11 of 11 frames" in s, "the status line counts the frames")
+    t.dump("offline-packets")
 
     # Frame 1: the tree shows the decrypted inner ICMP under the ESP node.
     t.keys("Home")
@@ -181,13 +188,18 @@ def scenario_offline(tmp):
             break
         t.keys("Down")
     check(bool(sel), "the SPI node can be selected in the tree")
-    s = t.screen()
+    s = t.wait_for(lambda s: "selected: 0x0022-0x0025 (4 bytes)" in s, 3)
     check("selected: 0x0022-0x0025 (4 bytes)" in s, "the hex pane names the SPI's bytes (offset 0x22, 4 bytes)")
-    marked = []
-    for line in t.screen(escapes=True).splitlines():
-        if re.match(r"^[0-9a-f]{4}  ", line):
-            marked += re.findall(r"\x1b\[1;7m([0-9a-f]{2})\x1b", line)
-    check("".join(marked) == "c0ffee01", f"exactly the SPI bytes are highlighted ({''.join(marked)})")
+
+    def marked(screen):
+        found = []
+        for line in screen.splitlines():
+            if re.match(r"^[0-9a-f]{4}  ", line):
+                found += re.findall(r"\x1b\[1;7m([0-9a-f]{2})\x1b", line)
+        return "".join(found)
+    s = t.wait_for(lambda s: marked(s) == "c0ffee01", 3, escapes=True)
+    check(marked(s) == "c0ffee01", f"exactly the SPI bytes are highlighted ({marked(s)})")
+    t.dump("offline-packets-spi")
 
     # Decrypted bytes.
     t.keys("d")
@@ -203,14 +215,15 @@ def scenario_offline(tmp):
     s = t.wait_for(lambda s: "is not a verdict" in s)
     check("at 12: 'fine' is not a verdict: ok, icv-fail" in s, "a bad filter shows its error inline as it is typed")
     t.keys("Enter")
-    s = t.screen()
-    check(" 11 of 11 frames" in s, "Enter does not apply a filter with an error")
+    s = t.wait_for(lambda s: " 11 of 11 frames" in s and "is not a verdict" in s, 3)
+    check(" 11 of 11 frames" in s and "is not a verdict" in s, "Enter does not apply a filter with an error")
     t.keys("C-u")
     t.type("verdict != ok")
     t.keys("Enter")
     s = t.wait_for(lambda s: "4 of 11 frames" in s)
     failed = sorted(f for f, v in expected.items() if v != "ok")
     check(sorted(list_rows(s)) == failed, f"'verdict != ok' lists exactly the failed frames {failed}")
+    t.dump("offline-filter")
     save = os.path.join(tmp, "failed.pcap")
     t.keys("w")
     t.keys("C-u")
@@ -276,6 +289,7 @@ def scenario_offline(tmp):
     pairs += [(k, v) for k, v in ref["statistics"]["verdicts"].items()]
     bad = [(k, value(k), v) for k, v in pairs if value(k) != v]
     check(not bad, f"the statistics screen shows the numbers of verify --json ({len(pairs)} rows; differ: {bad})")
+    t.dump("offline-stats")
 
     # SA monitor.
     t.keys("2")
@@ -290,11 +304,13 @@ def scenario_offline(tmp):
         ok = ok and bool(nums) and nums[0][0] == str(total) and nums[0][1] == str(sa["received"]["bytes"]) and \
             nums[0][2] == str(errors) and nums[0][3] == str(sa["highest_seq"])
     check(ok, "the SA monitor shows each SA's packets, bytes, errors and replay top as verify --json")
+    t.dump("offline-sas")
 
     # Help, resize, quit.
     t.keys("?")
     s = t.wait_for(lambda s: "Display filter" in s)
     check("Display filter" in s and "verdict != ok" in s, "? shows the keys and the filter language")
+    t.dump("help")
     t.keys("Escape")
     t.keys("1")
     t.resize(80, 24)
@@ -325,6 +341,7 @@ def scenario_ike(tmp):
     same = len(rows) == len(negs) and all(n["exchange"] in r and n["outcome"] in r and
                                           (n["proposal"] or "") in r for r, n in zip(rows, negs))
     check(same, f"one row per negotiation with exchange, outcome and proposal as verify --json ({len(rows)})")
+    t.dump("ike-negotiations")
     for i in range(len(negs)):
         t.keys("4")
         t.keys("Home")
@@ -337,8 +354,20 @@ def scenario_ike(tmp):
               f"Enter on negotiation {i + 1} ({negs[i]['exchange']}) lists its packets {frames}")
     t.keys("Home")
     t.keys("Tab")
-    s = t.wait_for(lambda s: "IKEv2 IKE_AUTH request" in s)
-    check("IDi" in s or "Identification" in s, "the tree shows the decrypted IKE payloads")
+    def tree_pane(s):
+        """The tree pane's lines: from its title to the bytes pane's."""
+        lines = s.splitlines()
+        start = next((i for i, l in enumerate(lines) if l.startswith("─ Frame 3")), None)
+        if start is None:
+            return ""
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("─ ")), len(lines))
+        return "\n".join(lines[start:end])
+    s = t.wait_for(lambda s: "Identification - Initiator payload" in tree_pane(s))
+    tree = tree_pane(s)
+    check("- Decryption: decrypted" in tree and "Identification - Initiator payload: ID_IPV4_ADDR (1) 192.168.1.2"
+          in tree and "Authentication payload" in tree,
+          "the tree opens at the IKE message with its decrypted payloads in view")
+    t.dump("ike-tree")
     t.keys("C-c")
     check(t.exit_code() is not None and t.terminal_restored(), "Ctrl-C ends the TUI and restores the terminal")
     t.close()

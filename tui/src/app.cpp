@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <clocale>
 #include <cstring>
@@ -147,6 +148,13 @@ std::size_t byte_offset(std::string_view text, std::size_t cols) {
   std::size_t i = 0;
   for (std::size_t col = 0; col < cols && i < text.size(); ++col) i += utf8_length(text[i]);
   return std::min(i, text.size());
+}
+
+// Display columns of UTF-8 text (one per code point, as byte_offset).
+std::size_t columns(std::string_view text) {
+  std::size_t cols = 0;
+  for (std::size_t i = 0; i < text.size(); i += utf8_length(text[i])) ++cols;
+  return cols;
 }
 
 // ------------------------------------------------------------ the app
@@ -336,8 +344,15 @@ class App {
 
   void table_key(int ch, std::size_t& sel, std::size_t n) {
     move_in(ch, sel, n, static_cast<std::size_t>(std::max(1, LINES - 6)));
-    if (ch == KEY_LEFT) hscroll_ = std::max(0, hscroll_ - 8);
-    if (ch == KEY_RIGHT) hscroll_ += 8;
+    scroll_sideways(ch);
+  }
+
+  // Each screen keeps its own sideways offset, and Right stops where the
+  // widest line drawn last time ends, so the screen never scrolls to blank.
+  void scroll_sideways(int ch) {
+    int& h = hscroll_[static_cast<std::size_t>(screen_)];
+    if (ch == KEY_LEFT) h = std::max(0, h - 8);
+    if (ch == KEY_RIGHT) h = std::min(h + 8, std::max(0, static_cast<int>(widest_) - COLS + 8));
   }
 
   void packets_key(int ch) {
@@ -384,8 +399,7 @@ class App {
         focus_ = Pane::tree;
         return;
       }
-      if (ch == KEY_LEFT) hscroll_ = std::max(0, hscroll_ - 8);
-      if (ch == KEY_RIGHT) hscroll_ += 8;
+      scroll_sideways(ch);
       const std::size_t before = sel_;
       move_in(ch, sel_, count(), static_cast<std::size_t>(std::max(1, list_rows_)));
       if (ch == KEY_END && model_->live())
@@ -654,6 +668,7 @@ class App {
 
   void draw() {
     erase();
+    widest_ = 0;
     curs_set(0);
     draw_title();
     switch (screen_) {
@@ -829,10 +844,11 @@ class App {
     }
   }
 
-  std::string shifted(const std::string& s) const {
+  std::string shifted(const std::string& s) {
     // Horizontal scrolling by display columns (the text is mostly ASCII;
     // multi-byte characters count as one column).
-    return s.substr(byte_offset(s, static_cast<std::size_t>(hscroll_)));
+    widest_ = std::max(widest_, columns(s));
+    return s.substr(byte_offset(s, static_cast<std::size_t>(hscroll_[static_cast<std::size_t>(screen_)])));
   }
 
   static std::string proto_text(const Row& r) {
@@ -904,6 +920,17 @@ class App {
         break;
       }
     }
+    // The pane starts at the IPsec or IKE header that holds the selected
+    // node when that leaves room below it for what follows (the decrypted
+    // layers); otherwise one line above the selected node.
+    tree_top_ = tree_sel_ == 0 ? 0 : tree_sel_ - 1;
+    for (std::size_t i = tree_sel_ + 1; i-- > 0 && !flat_.empty();) {
+      const dissect::NodeRole r = flat_[i].node->role;
+      if (r == dissect::NodeRole::ipsec_header || r == dissect::NodeRole::ike_message) {
+        if (tree_sel_ - i <= static_cast<std::size_t>(std::max(1, tree_rows_)) / 3) tree_top_ = i;
+        break;
+      }
+    }
     hex_top_ = kAutoScroll;
   }
 
@@ -919,8 +946,9 @@ class App {
   // inner packet and the IKE message.
   static bool open_by_default(const dissect::Node& n, int depth) {
     if (depth == 0) return true;
+    // An IKE message's verdict holds its decrypted payloads.
     return n.role == dissect::NodeRole::ipsec_header || n.role == dissect::NodeRole::decrypted_packet ||
-           n.role == dissect::NodeRole::ike_message;
+           n.role == dissect::NodeRole::ike_message || is_verdict(n);
   }
 
   static bool is_verdict(const dissect::Node& n) {
@@ -950,6 +978,9 @@ class App {
     const std::string title = detail_frame_ != 0 ? fmt::format("─ Frame {} ", detail_frame_) : "─ ";
     put(y, 0, COLS, title + std::string(), focus_ == Pane::tree ? A_BOLD | A_REVERSE : A_BOLD);
     if (flat_.empty()) return;
+    // No empty rows at the bottom while lines above are hidden.
+    if (flat_.size() < tree_top_ + static_cast<std::size_t>(tree_rows_))
+      tree_top_ = flat_.size() > static_cast<std::size_t>(tree_rows_) ? flat_.size() - tree_rows_ : 0;
     if (tree_sel_ < tree_top_) tree_top_ = tree_sel_;
     if (tree_sel_ >= tree_top_ + static_cast<std::size_t>(tree_rows_)) tree_top_ = tree_sel_ - tree_rows_ + 1;
     for (int i = 0; i < tree_rows_; ++i) {
@@ -982,8 +1013,12 @@ class App {
       hl_from = node->offset;
       hl_to = std::min<std::size_t>(bytes.size(), std::size_t{node->offset} + node->length);
     }
-    std::string title =
-        fmt::format("─ {} ({} bytes)", buffer == 0 ? "Frame bytes" : "Decrypted inner packet", bytes.size());
+    const bool ike = detail_frame_ != 0 && model_->rows()[detail_frame_ - 1].kind == FrameKind::ike;
+    std::string title = fmt::format("─ {} ({} bytes)",
+                                    buffer == 0 ? "Frame bytes"
+                                    : ike       ? "Decrypted IKE payloads"
+                                                : "Decrypted inner packet",
+                                    bytes.size());
     if (hl_to > hl_from)
       title += fmt::format(" │ selected: 0x{:04x}-0x{:04x} ({} bytes)", hl_from, hl_to - 1, hl_to - hl_from);
     if (buffer == 0 && !tree_.buffers.empty()) title += " │ d: decrypted";
@@ -1122,7 +1157,8 @@ class App {
   Pane focus_ = Pane::list;
   int time_ = 0;
   bool zoom_ = false;
-  int hscroll_ = 0;
+  std::array<int, 5> hscroll_{};  // by Screen
+  std::size_t widest_ = 0;        // display columns of the widest line drawn
 
   bool filtered_ = false;
   DisplayFilter filter_;

@@ -73,6 +73,7 @@ Model::~Model() {
 void Model::stop() { stop_.store(true); }
 
 void Model::index_file() {
+  const auto t0 = std::chrono::steady_clock::now();
   dissect::Frame frame;
   bool more = true;
   while (more && !stop_.load(std::memory_order_relaxed)) {
@@ -93,6 +94,7 @@ void Model::index_file() {
   std::lock_guard<std::mutex> g(mutex_);
   error_ = file_->error();
   stop_reason_ = stop_.load() ? "stopped" : "";
+  index_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 const std::uint8_t* Model::store(dissect::Bytes data) {
@@ -177,7 +179,7 @@ std::string Model::status() const {
       s = fmt::format("indexing {:.0f}% ({} frames)", size_ ? 100.0 * static_cast<double>(offset_.load()) / size_ : 0.0,
                       n);
     } else {
-      s = fmt::format("{} frames", n);
+      s = fmt::format("{} frames, verified in {:.2f} s", n, index_seconds_);
     }
   } else {
     const capture::LiveStats& st = live_stats_;

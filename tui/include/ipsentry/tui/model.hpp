@@ -114,6 +114,7 @@ class Model {
   capture::LiveStats live_stats_;  // under mutex_
   std::string stop_reason_;        // under mutex_
   std::string error_;              // under mutex_
+  double index_seconds_ = 0;       // under mutex_: how long a file took to index
   std::uint64_t size_ = 0;
   std::thread thread_;
 
