@@ -187,6 +187,13 @@ def main():
                 if os.path.exists(os.path.join(dirs[side], "charon.vici")):
                     break
                 time.sleep(0.1)
+            # Without them charon still negotiates, then cannot install the
+            # AES-GCM CHILD_SA and answers NO_PROPOSAL_CHOSEN: say why here.
+            logtext = open(os.path.join(dirs[side], "charon.log")).read()
+            missing = re.findall(r"plugin '(\w+)': failed to load", logtext)
+            if missing:
+                raise RuntimeError(f"charon could not load its plugins {missing} "
+                                   "(scripts/install-deps.sh installs libstrongswan-standard-plugins)")
             r = swanctl(side, dirs[side], "--load-all", "--file", os.path.join(dirs[side], "swanctl.conf"))
             if r.returncode != 0:
                 raise RuntimeError(f"swanctl --load-all: {r.stdout} {r.stderr}")
