@@ -65,6 +65,7 @@ def conf(side, tmp):
   filelog {{
     log {{
       path = {d}/charon.log
+      flush_line = yes
       default = 1
       ike = 4
       chd = 4
