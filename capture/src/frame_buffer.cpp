@@ -142,7 +142,6 @@ RecordHeader* FrameBuffer::append(std::int64_t ts_ns, dissect::Bytes data, std::
   head_off_ = pos + need;
   used_ += need;
   ++count_;
-  appended_bytes_ += need;
   head_seq_.store(seq + 1, std::memory_order_release);
   return r;
 }

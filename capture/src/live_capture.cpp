@@ -27,6 +27,39 @@ std::uint32_t event_bit(ipsec::Verdict v) noexcept {
 
 }  // namespace
 
+FrameEvent stop_event(const FrameResult& res, const ike::MessageRecord* m, const ike::Analyzer& analyzer,
+                      std::uint32_t stop_on) {
+  FrameEvent ev;
+  if (stop_on == 0) return ev;
+  for (std::size_t i = 0; i < res.layer_count; ++i) {
+    const LayerRecord& l = res.layers[i];
+    const std::uint32_t bit = event_bit(l.verdict) & stop_on;
+    if (bit != 0 && ev.bits == 0) {
+      ev.detail = fmt::format("{} on {} SPI 0x{:08x}", ipsec::verdict_name(l.verdict),
+                              l.protocol == filters::IpsecProtocol::ah ? "AH" : "ESP", l.spi);
+    }
+    ev.bits |= bit;
+  }
+  if ((stop_on & kStopMalformed) != 0 && res.malformed != nullptr && ev.bits == 0) {
+    ev.bits |= kStopMalformed;
+    ev.detail = fmt::format("malformed frame ({})", res.malformed);
+  }
+  if (m != nullptr && (stop_on & kStopIkeFail) != 0 && ev.bits == 0) {
+    const bool bad_message = m->malformed != nullptr || m->status == ike::DecryptStatus::icv_mismatch ||
+                             m->status == ike::DecryptStatus::failed;
+    const ike::Negotiation* n =
+        m->negotiation >= 0 ? &analyzer.negotiations()[static_cast<std::size_t>(m->negotiation)] : nullptr;
+    const bool failed = n != nullptr && n->outcome == ike::Outcome::failed;
+    if (bad_message || failed) {
+      ev.bits |= kStopIkeFail;
+      ev.detail =
+          failed ? fmt::format("IKE negotiation failed: {}", n->reason)
+                 : fmt::format("IKE message {}", m->malformed != nullptr ? m->malformed : ike::to_string(m->status));
+    }
+  }
+  return ev;
+}
+
 const char* describe(StopReason r) noexcept {
   switch (r) {
     case StopReason::running: return "still running";
@@ -47,7 +80,8 @@ Session::Session(LiveSource& source, SessionOptions options, ipsec::Sad& sad, ik
       opt_(std::move(options)),
       sad_(sad),
       analyzer_(analyzer),
-      buffer_(opt_.buffer_bytes, opt_.spill_dir) {}
+      buffer_(opt_.buffer_bytes, opt_.spill_dir),
+      watch_(opt_.trigger) {}
 
 Session::~Session() {
   done_.store(true);
@@ -56,16 +90,14 @@ Session::~Session() {
 
 bool Session::beyond_cut(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
   const std::uint64_t e = event_seq_.load(std::memory_order_acquire);
-  if (e == 0) return false;
-  if (opt_.after_ns >= 0) return seq > e && ts_ns > event_ts_.load(std::memory_order_relaxed) + opt_.after_ns;
-  return seq > e + opt_.after_frames;
+  return e != 0 &&
+         AfterEvent{opt_.after_frames, opt_.after_ns}.beyond(seq, ts_ns, e, event_ts_.load(std::memory_order_relaxed));
 }
 
 bool Session::window_complete(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
   const std::uint64_t e = event_seq_.load(std::memory_order_acquire);
-  if (e == 0) return false;
-  if (opt_.after_ns >= 0) return ts_ns > event_ts_.load(std::memory_order_relaxed) + opt_.after_ns;
-  return seq >= e + opt_.after_frames;
+  return e != 0 && AfterEvent{opt_.after_frames, opt_.after_ns}.complete(seq, ts_ns, e,
+                                                                         event_ts_.load(std::memory_order_relaxed));
 }
 
 void Session::stop(StopReason r) noexcept {
@@ -96,41 +128,14 @@ bool Session::captured(const dissect::Frame& f) {
   last_ = r;
   ++frames_;
   bytes_ += f.orig_len;
-  const auto level_reached = [&] {
-    return buffer_.used() * 100 >= static_cast<std::uint64_t>(t.percent) * buffer_.capacity();
-  };
-  switch (t.kind) {
-    case Trigger::Kind::none:
-    case Trigger::Kind::circular: break;
-    case Trigger::Kind::buffer:
-      if (level_reached()) {
-        fire(*r);
-        stop(StopReason::trigger);
-      }
+  switch (watch_.stored(f.data, buffer_.used(), buffer_.capacity(), r->size)) {
+    case TriggerWatch::Step::none: break;
+    case TriggerWatch::Step::fire: fire(*r); break;
+    case TriggerWatch::Step::fire_and_stop:
+      fire(*r);
+      stop(StopReason::trigger);
       break;
-    case Trigger::Kind::pattern:
-      if (t.matches(f.data)) {
-        fire(*r);
-        stop(StopReason::trigger);
-      }
-      break;
-    case Trigger::Kind::buffer_then_pattern:
-      level_reached_ = level_reached_ || level_reached();
-      if (level_reached_ && t.matches(f.data)) {
-        fire(*r);
-        stop(StopReason::trigger);
-      }
-      break;
-    case Trigger::Kind::pattern_then_buffer:
-      if (trigger_seq_ == 0) {
-        if (t.matches(f.data)) {
-          fire(*r);
-          buffer_.mark();
-        }
-      } else if (buffer_.bytes_since_mark() * 100 >= static_cast<std::uint64_t>(t.percent) * buffer_.capacity()) {
-        stop(StopReason::trigger);
-      }
-      break;
+    case TriggerWatch::Step::stop: stop(StopReason::trigger); break;
   }
   if (window_complete(r->seq, r->ts_ns)) stop(StopReason::ipsec_event);
   if (opt_.max_frames != 0 && frames_ >= opt_.max_frames) stop(StopReason::frame_limit);
@@ -217,16 +222,8 @@ void Session::verify_one(RecordHeader& r, FrameResult& res) {
   n.verified = 1;
   n.layers = static_cast<std::uint8_t>(std::min<std::size_t>(res.layer_count, Annotation::kLayers));
   n.more_layers = static_cast<std::uint8_t>(res.layer_count - n.layers);
-  std::uint32_t events = 0;
-  std::string why;
   for (std::size_t i = 0; i < res.layer_count; ++i) {
     const LayerRecord& l = res.layers[i];
-    const std::uint32_t bit = event_bit(l.verdict) & opt_.stop_on;
-    if (bit != 0 && events == 0) {
-      why = fmt::format("{} on {} SPI 0x{:08x}", ipsec::verdict_name(l.verdict),
-                        l.protocol == filters::IpsecProtocol::ah ? "AH" : "ESP", l.spi);
-    }
-    events |= bit;
     verdicts_[static_cast<std::size_t>(l.verdict)].store(
         verdicts_[static_cast<std::size_t>(l.verdict)].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (i >= Annotation::kLayers) continue;
@@ -237,38 +234,20 @@ void Session::verify_one(RecordHeader& r, FrameResult& res) {
     n.seq[i] = static_cast<std::uint32_t>(l.seq);
     n.sa[i] = static_cast<std::int16_t>(l.sa >= 0 && l.sa <= 32767 ? l.sa : -1);
   }
-  if ((opt_.stop_on & kStopMalformed) != 0 && res.malformed != nullptr && events == 0) {
-    events |= kStopMalformed;
-    why = fmt::format("malformed frame ({})", res.malformed);
-  }
-
   const ike::MessageRecord* m = nullptr;
   if (res.ike || analyzer_.watching_clear()) m = analyzer_.observe(f, verifier_->outer());
   if (m != nullptr) {
     n.ike = 1;
     ike_messages_.store(ike_messages_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (analyzer_.learned_count() > learned_added_) learn_sas();
-    if ((opt_.stop_on & kStopIkeFail) != 0 && events == 0) {
-      const bool bad_message = m->malformed != nullptr || m->status == ike::DecryptStatus::icv_mismatch ||
-                               m->status == ike::DecryptStatus::failed;
-      const bool failed =
-          m->negotiation >= 0 &&
-          analyzer_.negotiations()[static_cast<std::size_t>(m->negotiation)].outcome == ike::Outcome::failed;
-      if (bad_message || failed) {
-        events |= kStopIkeFail;
-        why = failed
-                  ? fmt::format("IKE negotiation failed: {}",
-                                analyzer_.negotiations()[static_cast<std::size_t>(m->negotiation)].reason)
-                  : fmt::format("IKE message {}", m->malformed != nullptr ? m->malformed : ike::to_string(m->status));
-      }
-    }
   }
-  if (events != 0 && event_seq_.load(std::memory_order_relaxed) == 0) {
+  FrameEvent ev = stop_event(res, m, analyzer_, opt_.stop_on);
+  if (ev.bits != 0 && event_seq_.load(std::memory_order_relaxed) == 0) {
     n.event = 1;
     // Protect the frame before anyone can learn of the event, and before
     // our claim on it ends.
     buffer_.protect_from(r.seq);
-    event_detail_ = why;
+    event_detail_ = std::move(ev.detail);
     event_ts_.store(r.ts_ns, std::memory_order_relaxed);
     event_seq_.store(r.seq, std::memory_order_release);
   }

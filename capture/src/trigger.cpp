@@ -162,4 +162,27 @@ std::string stop_on_names(std::uint32_t bits) {
   return out;
 }
 
+TriggerWatch::Step TriggerWatch::stored(dissect::Bytes frame, std::size_t used, std::size_t capacity,
+                                        std::size_t size) noexcept {
+  const auto level = [&] { return used * 100 >= static_cast<std::uint64_t>(t_.percent) * capacity; };
+  const auto fire = [&](Step s) {
+    fired_ = true;
+    return s;
+  };
+  switch (t_.kind) {
+    case Trigger::Kind::none:
+    case Trigger::Kind::circular: return Step::none;
+    case Trigger::Kind::buffer: return !fired_ && level() ? fire(Step::fire_and_stop) : Step::none;
+    case Trigger::Kind::pattern: return !fired_ && t_.matches(frame) ? fire(Step::fire_and_stop) : Step::none;
+    case Trigger::Kind::buffer_then_pattern:
+      level_reached_ = level_reached_ || level();
+      return !fired_ && level_reached_ && t_.matches(frame) ? fire(Step::fire_and_stop) : Step::none;
+    case Trigger::Kind::pattern_then_buffer:
+      if (!fired_) return t_.matches(frame) ? fire(Step::fire) : Step::none;
+      since_fire_ += size;
+      return since_fire_ * 100 >= static_cast<std::uint64_t>(t_.percent) * capacity ? Step::stop : Step::none;
+  }
+  return Step::none;
+}
+
 }  // namespace ipsentry::capture

@@ -210,6 +210,56 @@ TEST(Trigger, RejectsBadSpecsWithTheReason) {
   EXPECT_EQ(capture::stop_on_names(capture::kStopReplay | capture::kStopMalformed), "replay,malformed");
 }
 
+TEST(TriggerWatch, FiresAndStopsAsNetcapDoes) {
+  using Step = capture::TriggerWatch::Step;
+  std::vector<std::uint8_t> plain(40, 0), marked(40, 0);
+  marked[0x17] = 0x3a;
+  // P: the first matching frame fires and stops; nothing before it does.
+  capture::TriggerWatch p(capture::Trigger::parse({"P", "0x17", "0x3a"}));
+  EXPECT_EQ(p.stored(plain, 100, 1000, 100), Step::none);
+  EXPECT_EQ(p.stored(marked, 200, 1000, 100), Step::fire_and_stop);
+  EXPECT_TRUE(p.fired());
+  // B 50: fires on the frame that brings the fill to half.
+  capture::TriggerWatch b(capture::Trigger::parse({"B", "50"}));
+  EXPECT_EQ(b.stored(plain, 499, 1000, 100), Step::none);
+  EXPECT_EQ(b.stored(plain, 500, 1000, 1), Step::fire_and_stop);
+  // BP 50: a pattern before the level does not count; the level once
+  // reached stays reached (a circular buffer's fill can drop again).
+  capture::TriggerWatch bp(capture::Trigger::parse({"BP", "50", "0x17", "3a"}));
+  EXPECT_EQ(bp.stored(marked, 100, 1000, 100), Step::none);
+  EXPECT_EQ(bp.stored(plain, 600, 1000, 100), Step::none);
+  EXPECT_EQ(bp.stored(marked, 300, 1000, 100), Step::fire_and_stop);
+  // PB 25: the pattern fires, then 25 % of the capacity stored after it
+  // (not counting the trigger frame) stops.
+  capture::TriggerWatch pb(capture::Trigger::parse({"PB", "25", "0x17", "3a"}));
+  EXPECT_EQ(pb.stored(plain, 100, 1000, 100), Step::none);
+  EXPECT_EQ(pb.stored(marked, 200, 1000, 100), Step::fire);
+  EXPECT_EQ(pb.stored(marked, 300, 1000, 100), Step::none);  // a second match is just a frame
+  EXPECT_EQ(pb.stored(plain, 449, 1000, 149), Step::none);
+  EXPECT_EQ(pb.stored(plain, 450, 1000, 1), Step::stop);
+  // N and no trigger never fire.
+  capture::TriggerWatch n(capture::Trigger::parse({"N"}));
+  EXPECT_EQ(n.stored(marked, 1000, 1000, 100), Step::none);
+  EXPECT_FALSE(n.fired());
+}
+
+TEST(AfterEvent, FramesOrTimeAfterTheEvent) {
+  const capture::AfterEvent frames{3, -1};
+  EXPECT_FALSE(frames.complete(12, 0, 10, 0));
+  EXPECT_TRUE(frames.complete(13, 0, 10, 0));
+  EXPECT_FALSE(frames.beyond(13, 0, 10, 0));
+  EXPECT_TRUE(frames.beyond(14, 0, 10, 0));
+  const capture::AfterEvent none{0, -1};  // --stop-on alone: the event frame ends it
+  EXPECT_TRUE(none.complete(10, 0, 10, 0));
+  EXPECT_TRUE(none.beyond(11, 0, 10, 0));
+  const capture::AfterEvent time{0, 2'000'000'000};
+  EXPECT_FALSE(time.complete(50, 2'999'999'999, 10, 1'000'000'000));
+  EXPECT_TRUE(time.complete(51, 3'000'000'001, 10, 1'000'000'000));
+  EXPECT_FALSE(time.beyond(50, 3'000'000'000, 10, 1'000'000'000));
+  EXPECT_TRUE(time.beyond(51, 3'000'000'001, 10, 1'000'000'000));
+  EXPECT_FALSE(time.beyond(9, 9'000'000'000, 10, 1'000'000'000));  // before the event: never cut
+}
+
 TEST(PcapngWriter, RoundTripsFramesCommentsSecretsAndStatistics) {
   auto path = temp_path("w.pcapng");
   {

@@ -89,9 +89,6 @@ class FrameBuffer {
   [[nodiscard]] std::uint64_t too_large() const noexcept { return too_large_; }
   /// Sequence number the next frame gets.
   [[nodiscard]] std::uint64_t next_seq() const noexcept { return head_seq_.load(std::memory_order_relaxed); }
-  /// Remembers the current point, for "PB": how much has filled since.
-  void mark() noexcept { mark_bytes_ = appended_bytes_; }
-  [[nodiscard]] std::uint64_t bytes_since_mark() const noexcept { return appended_bytes_ - mark_bytes_; }
 
   // --- any thread -------------------------------------------------------
   /// Records from `seq` on are never overwritten (a trigger fired there).
@@ -137,8 +134,6 @@ class FrameBuffer {
   std::uint64_t count_ = 0;
   std::uint64_t evicted_ = 0;
   std::uint64_t too_large_ = 0;
-  std::uint64_t appended_bytes_ = 0;
-  std::uint64_t mark_bytes_ = 0;
   // Shared.
   alignas(64) std::atomic<std::uint64_t> head_seq_{1};
   alignas(64) mutable std::atomic<bool> lock_{false};

@@ -29,6 +29,17 @@
 
 namespace ipsentry::capture {
 
+/// What a verified frame means for --stop-on: the StopOn bits it raises
+/// (its IPsec layers' verdicts; else a malformed frame; else an IKE message
+/// that is malformed or does not decrypt, or a failed negotiation) and a
+/// description of the first.
+struct FrameEvent {
+  std::uint32_t bits = 0;
+  std::string detail;
+};
+[[nodiscard]] FrameEvent stop_event(const FrameResult& res, const ike::MessageRecord* m, const ike::Analyzer& analyzer,
+                                    std::uint32_t stop_on);
+
 struct SessionOptions {
   std::size_t buffer_bytes = std::size_t{1} << 20;
   std::filesystem::path spill_dir;
@@ -135,7 +146,7 @@ class Session {
   std::uint64_t frames_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t trigger_seq_ = 0;
-  bool level_reached_ = false;  // BP: the buffer reached the level once
+  TriggerWatch watch_;
   RecordHeader* last_ = nullptr;
   std::int64_t start_ns_ = 0;
   std::int64_t end_ns_ = 0;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ipsentry/dissect/wire.hpp"
@@ -42,6 +43,49 @@ struct Trigger {
   [[nodiscard]] bool matches(dissect::Bytes frame) const noexcept;
   /// "P: 0x3a at offset 0x17" and the like.
   [[nodiscard]] std::string describe() const;
+};
+
+/// A trigger followed over the frames of one capture, as they are stored:
+/// the state machine `capture` and `tui -i` share. `used` and `capacity`
+/// are the buffer's fill after the frame went in, `size` what the frame
+/// took of it.
+class TriggerWatch {
+ public:
+  enum class Step : std::uint8_t {
+    none,
+    fire,           // this frame is the trigger frame; go on (PB)
+    fire_and_stop,  // this frame is the trigger frame; stop
+    stop,           // PB: enough has filled since the trigger frame
+  };
+  explicit TriggerWatch(Trigger t) : t_(std::move(t)) {}
+  Step stored(dissect::Bytes frame, std::size_t used, std::size_t capacity, std::size_t size) noexcept;
+  [[nodiscard]] bool fired() const noexcept { return fired_; }
+  [[nodiscard]] const Trigger& trigger() const noexcept { return t_; }
+
+ private:
+  Trigger t_;
+  bool level_reached_ = false;  // BP: the buffer reached the level once
+  bool fired_ = false;
+  std::uint64_t since_fire_ = 0;  // PB: bytes stored after the trigger frame
+};
+
+/// --after N / --after-time S: what a capture keeps after a --stop-on event.
+struct AfterEvent {
+  std::uint64_t frames = 0;  // --after N
+  std::int64_t ns = -1;      // --after-time S; >= 0 selects it
+  /// Whether frame `seq` at `ts_ns` lies past the window that follows the
+  /// event frame `event_seq` at `event_ts`.
+  [[nodiscard]] bool beyond(std::uint64_t seq, std::int64_t ts_ns, std::uint64_t event_seq,
+                            std::int64_t event_ts) const noexcept {
+    if (ns >= 0) return seq > event_seq && ts_ns > event_ts + ns;
+    return seq > event_seq + frames;
+  }
+  /// Whether frame `seq` at `ts_ns` completes that window.
+  [[nodiscard]] bool complete(std::uint64_t seq, std::int64_t ts_ns, std::uint64_t event_seq,
+                              std::int64_t event_ts) const noexcept {
+    if (ns >= 0) return ts_ns > event_ts + ns;
+    return seq >= event_seq + frames;
+  }
 };
 
 /// IPsec events for --stop-on, as bits.
