@@ -90,14 +90,12 @@ Session::~Session() {
 
 bool Session::beyond_cut(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
   const std::uint64_t e = event_seq_.load(std::memory_order_acquire);
-  return e != 0 &&
-         AfterEvent{opt_.after_frames, opt_.after_ns}.beyond(seq, ts_ns, e, event_ts_.load(std::memory_order_relaxed));
+  return e != 0 && opt_.after.beyond(seq, ts_ns, e, event_ts_.load(std::memory_order_relaxed));
 }
 
 bool Session::window_complete(std::uint64_t seq, std::int64_t ts_ns) const noexcept {
   const std::uint64_t e = event_seq_.load(std::memory_order_acquire);
-  return e != 0 && AfterEvent{opt_.after_frames, opt_.after_ns}.complete(seq, ts_ns, e,
-                                                                         event_ts_.load(std::memory_order_relaxed));
+  return e != 0 && opt_.after.complete(seq, ts_ns, e, event_ts_.load(std::memory_order_relaxed));
 }
 
 void Session::stop(StopReason r) noexcept {
@@ -168,10 +166,10 @@ void Session::run(const std::atomic<bool>& interrupt, const std::function<void(c
       // on the wall clock, and --after N is checked here too in case the
       // verifier reported the event after the last of them arrived.
       if (event_seen == Clock::time_point{}) event_seen = now;
-      if (opt_.after_ns >= 0 && now - event_seen >= std::chrono::nanoseconds(opt_.after_ns)) {
+      if (opt_.after.ns >= 0 && now - event_seen >= std::chrono::nanoseconds(opt_.after.ns)) {
         stop(StopReason::ipsec_event);
       }
-      if (opt_.after_ns < 0 && last_ != nullptr && window_complete(last_->seq, last_->ts_ns)) {
+      if (opt_.after.ns < 0 && last_ != nullptr && window_complete(last_->seq, last_->ts_ns)) {
         stop(StopReason::ipsec_event);
       }
     }

@@ -72,7 +72,6 @@ std::string verdict_summary(const std::array<std::uint64_t, ipsec::kVerdictCount
   return s;
 }
 
-
 /// The status line on stderr, and the --live lines on stdout, without one
 /// tearing the other.
 class Console {
@@ -134,8 +133,10 @@ capture::LiveOptions live_options(const LiveArgs& a) {
   lo.kernel_buffer_mb = a.kernel_buffer_mb;
   lo.promiscuous = a.promiscuous;
   const std::string user = a.filter_file.empty() ? a.filter : read_filter_file(a.filter_file);
-  if (!a.ipsec_only) lo.filter = user;
-  else lo.filter = user.empty() ? std::string(kIpsecFilter) : fmt::format("({}) and ({})", kIpsecFilter, user);
+  if (!a.ipsec_only)
+    lo.filter = user;
+  else
+    lo.filter = user.empty() ? std::string(kIpsecFilter) : fmt::format("({}) and ({})", kIpsecFilter, user);
   return lo;
 }
 
@@ -200,6 +201,29 @@ int run_interfaces() {
   return kExitOk;
 }
 
+void warn_keyless_stop_on(std::uint32_t stop_on, bool have_keys, std::vector<std::string>& warnings) {
+  if (stop_on != 0 && !have_keys &&
+      (stop_on & (capture::kStopIcvFail | capture::kStopDecryptFail | capture::kStopReplay)) != 0) {
+    warnings.emplace_back(
+        "--stop-on icv-fail, decrypt-fail and replay need the SAs' keys (-c CONFIG): without them no packet gets "
+        "that far");
+  }
+}
+
+Triggers parse_triggers(const TriggerArgs& a) {
+  Triggers t;
+  if (!a.trigger.empty()) t.trigger = capture::Trigger::parse(a.trigger);
+  if (!a.stop_on.empty()) t.stop_on = capture::parse_stop_on(a.stop_on);
+  if ((a.after_given || a.after_time >= 0) && t.stop_on == 0) {
+    throw capture::TriggerError(
+        "--after and --after-time say how long to go on after a --stop-on event; give --stop-on too");
+  }
+  if (a.after_given && a.after_time >= 0) throw capture::TriggerError("give --after N or --after-time S, not both");
+  t.after.frames = a.after;
+  t.after.ns = a.after_time >= 0 ? static_cast<std::int64_t>(std::llround(a.after_time * 1e9)) : -1;
+  return t;
+}
+
 int run_capture(const CaptureOptions& o) {
   auto usage_error = [](const std::string& msg) {
     fmt::print(stderr, "ipsentry: error: {}\n", msg);
@@ -211,17 +235,13 @@ int run_capture(const CaptureOptions& o) {
   so.spill_dir = o.temp_dir;
   so.max_frames = o.source.count;
   try {
-    if (!o.trigger.empty()) so.trigger = capture::Trigger::parse(o.trigger);
-    if (!o.stop_on.empty()) so.stop_on = capture::parse_stop_on(o.stop_on);
+    const Triggers t = parse_triggers(o.triggers);
+    so.trigger = t.trigger;
+    so.stop_on = t.stop_on;
+    so.after = t.after;
   } catch (const capture::TriggerError& e) {
     return usage_error(e.what());
   }
-  if ((o.after_given || o.after_time >= 0) && so.stop_on == 0) {
-    return usage_error("--after and --after-time say how long to go on after a --stop-on event; give --stop-on too");
-  }
-  if (o.after_given && o.after_time >= 0) return usage_error("give --after N or --after-time S, not both");
-  so.after_frames = o.after;
-  so.after_ns = o.after_time >= 0 ? static_cast<std::int64_t>(std::llround(o.after_time * 1e9)) : -1;
   if (!o.source.duration.empty()) {
     const double secs = parse_duration(o.source.duration);
     if (secs <= 0)
@@ -250,12 +270,7 @@ int run_capture(const CaptureOptions& o) {
   }
   const bool have_keys = !cfg.sas.empty() || !cfg.ike_sas.empty();
   so.verify = have_keys || so.stop_on != 0 || o.live;
-  if (so.stop_on != 0 && !have_keys &&
-      (so.stop_on & (capture::kStopIcvFail | capture::kStopDecryptFail | capture::kStopReplay)) != 0) {
-    cfg.warnings.emplace_back(
-        "--stop-on icv-fail, decrypt-fail and replay need the SAs' keys (-c CONFIG): without them no packet gets "
-        "that far");
-  }
+  warn_keyless_stop_on(so.stop_on, have_keys, cfg.warnings);
   if (o.embed_keys && cfg.sas.empty() && cfg.ike_sas.empty()) {
     return usage_error("--embed-keys needs SAs to embed (-c CONFIG or --keys-from)");
   }

@@ -8,6 +8,7 @@
 
 #include "common.hpp"
 #include "ipsentry/capture/live_source.hpp"
+#include "ipsentry/capture/trigger.hpp"
 
 namespace ipsentry::cli {
 
@@ -26,14 +27,32 @@ struct LiveArgs {
   std::uint64_t count = 0;  // --count
 };
 
-struct CaptureOptions {
-  LiveArgs source;                   // -i -n -f -F --ipsec-only -s -B --no-promiscuous -L --count
-  unsigned buffer_mb = 1;            // -b
+/// What `capture` and `tui -i` share: when to stop, Netcap's way and on
+/// IPsec events.
+struct TriggerArgs {
   std::vector<std::string> trigger;  // -t words
   std::string stop_on;               // --stop-on list
   std::uint64_t after = 0;           // --after N
   bool after_given = false;
   double after_time = -1;  // --after-time S
+};
+
+struct Triggers {
+  capture::Trigger trigger;
+  std::uint32_t stop_on = 0;  // capture::StopOn bits
+  capture::AfterEvent after;
+};
+
+/// Checks and converts the trigger arguments. Throws capture::TriggerError
+/// naming the problem.
+[[nodiscard]] Triggers parse_triggers(const TriggerArgs& a);
+/// Adds the warning that ICV, decryption and replay events need keys.
+void warn_keyless_stop_on(std::uint32_t stop_on, bool have_keys, std::vector<std::string>& warnings);
+
+struct CaptureOptions {
+  LiveArgs source;         // -i -n -f -F --ipsec-only -s -B --no-promiscuous -L --count
+  unsigned buffer_mb = 1;  // -b
+  TriggerArgs triggers;    // -t --stop-on --after --after-time
   std::string output;      // -o
   bool pcap = false;
   bool embed_keys = false;

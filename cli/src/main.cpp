@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "capture.hpp"
@@ -49,6 +50,25 @@ void add_live_options(CLI::App* cmd, LiveArgs& live) {
   cmd->add_option("-B,--kernel-buffer", live.kernel_buffer_mb, "kernel capture ring in MB (default 16)")
       ->check(CLI::Range(1u, 4096u));
   cmd->add_flag("!--no-promiscuous", live.promiscuous, "do not put the interface into promiscuous mode");
+}
+
+/// When to stop: the options `capture` and `tui` share.
+void add_trigger_options(CLI::App* cmd, TriggerArgs& t, const char* buffer) {
+  cmd->add_option("-t,--trigger", t.trigger,
+                  fmt::format("trigger: B PCT | P OFFSET PATTERN | BP PCT OFFSET PATTERN | PB PCT OFFSET PATTERN{} "
+                              "(PCT: of the {})",
+                              std::string_view(buffer) == "capture buffer" ? " | N" : "", buffer))
+      ->expected(1, 4)
+      ->type_name("KIND [ARGS]");
+  cmd->add_option(
+      "--stop-on", t.stop_on,
+      "stop on IPsec events: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail (comma-separated)");
+  auto* after = cmd->add_option("--after", t.after, "with --stop-on: keep N more frames after the event (default 0)")
+                    ->each([&t](const std::string&) { t.after_given = true; });
+  auto* after_time =
+      cmd->add_option("--after-time", t.after_time, "with --stop-on: keep capturing S seconds after the event")
+          ->check(CLI::NonNegativeNumber);
+  after->excludes(after_time);
 }
 
 void collect_imports(const std::vector<std::string>& keys_from, KeySources& keys) {
@@ -112,18 +132,7 @@ int main(int argc, char** argv) {
   add_live_options(c, cap.source);
   c->add_option("-b,--buffer", cap.buffer_mb, "capture buffer in MB, 1 to 1000 (default 1)")
       ->check(CLI::Range(1u, 1000u));
-  c->add_option("-t,--trigger", cap.trigger,
-                "trigger: B PCT | P OFFSET PATTERN | BP PCT OFFSET PATTERN | PB PCT OFFSET PATTERN | N")
-      ->expected(1, 4)
-      ->type_name("KIND [ARGS]");
-  c->add_option(
-      "--stop-on", cap.stop_on,
-      "stop on IPsec events: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail (comma-separated)");
-  auto* after = c->add_option("--after", cap.after, "with --stop-on: keep N more frames after the event (default 0)");
-  auto* after_time =
-      c->add_option("--after-time", cap.after_time, "with --stop-on: keep capturing S seconds after the event")
-          ->check(CLI::NonNegativeNumber);
-  after->excludes(after_time);
+  add_trigger_options(c, cap.triggers, "capture buffer");
   c->add_option("-o,--output", cap.output, "capture file to write (default ipsentry-DATE-TIME.pcapng)");
   c->add_flag("--pcap", cap.pcap, "write classic pcap instead of pcapng (no verdict comments)");
   c->add_flag("--embed-keys", cap.embed_keys,
@@ -186,20 +195,25 @@ int main(int argc, char** argv) {
 
   TuiOptions tui_opt;
   std::vector<std::string> tui_keys_from;
-  auto* tu = app.add_subcommand("tui", "browse a capture, watch an interface or attach to enforcement in a terminal UI");
+  auto* tu =
+      app.add_subcommand("tui", "browse a capture, watch an interface or attach to enforcement in a terminal UI");
   tu->footer(
       "  ipsentry tui CAPTURE [-c CONFIG]     a capture file (indexed in the background)\n"
-      "  ipsentry tui -i IFACE [-c CONFIG]    live: the capture options above apply\n"
+      "  ipsentry tui -i IFACE [-c CONFIG]    live: the capture options above apply; -t and --stop-on stop\n"
+      "                                       the capture (nothing is overwritten: -t N is 'capture' only)\n"
       "  ipsentry tui --attach [--socket P]   the SA monitor and statistics of a running enforcement\n"
       "Press ? inside for every key and the display filter language.");
   tu->add_option("capture", tui_opt.capture, "pcap or pcapng file (may be gzip-compressed)");
   add_key_options(tu, tui_opt.keys, tui_keys_from);
   add_live_options(tu, tui_opt.source);
   tu->add_option("-b,--buffer", tui_opt.memory_mb,
-                 "live: MB of frames kept for browsing; capturing stops when full (default 256)")
+                 "live: MB kept for browsing (frames and 72 bytes of index each); capturing stops when full "
+                 "(default 256)")
       ->check(CLI::Range(1u, 65536u));
+  add_trigger_options(tu, tui_opt.triggers, "-b buffer");
   tu->add_flag("--attach", tui_opt.attach, "attach to the running enforcement's statistics socket");
-  tu->add_option("--socket", tui_opt.socket, "with --attach: the statistics socket (default /run/ipsentry/enforce.sock)");
+  tu->add_option("--socket", tui_opt.socket,
+                 "with --attach: the statistics socket (default /run/ipsentry/enforce.sock)");
   tu->add_option("--refresh", tui_opt.refresh, "SA monitor and statistics refresh interval in seconds (default 15)")
       ->check(CLI::Range(1.0, 3600.0));
   tu->add_option("-Y,--display-filter", tui_opt.display_filter, "start with this display filter");
@@ -224,7 +238,6 @@ int main(int argc, char** argv) {
   if (*ifs) return run_interfaces();
   if (*c) {
     collect_imports(cap_keys_from, cap.keys);
-    cap.after_given = after->count() != 0;
     return run_capture(cap);
   }
   if (*en) {

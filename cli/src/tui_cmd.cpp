@@ -22,6 +22,22 @@ int run_tui(const TuiOptions& o) {
   if (sources != 1) {
     return usage_error("give one of: a capture file, -i IFACE / -n INDEX (live), or --attach (enforcement)");
   }
+  const TriggerArgs& ta = o.triggers;
+  const bool triggers_given = !ta.trigger.empty() || !ta.stop_on.empty() || ta.after_given || ta.after_time >= 0;
+  if (triggers_given && !live) {
+    return usage_error("-t, --stop-on, --after and --after-time stop a live capture: give -i IFACE");
+  }
+  Triggers triggers;
+  try {
+    triggers = parse_triggers(ta);
+  } catch (const capture::TriggerError& e) {
+    return usage_error(e.what());
+  }
+  if (triggers.trigger.kind == capture::Trigger::Kind::circular) {
+    return usage_error(
+        "-t N (circular) overwrites frames, and the TUI keeps every frame it lists; capture with 'ipsentry capture "
+        "-t N -o FILE' and open FILE, or stop on a trigger here (B, P, BP, PB, --stop-on)");
+  }
   if (isatty(STDIN_FILENO) != 1 || isatty(STDOUT_FILENO) != 1) {
     return usage_error("the TUI needs a terminal; 'ipsentry verify' and 'ipsentry show' write text");
   }
@@ -58,6 +74,7 @@ int run_tui(const TuiOptions& o) {
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());
   }
+  if (live) warn_keyless_stop_on(triggers.stop_on, !cfg.sas.empty() || !cfg.ike_sas.empty(), cfg.warnings);
   app.warnings = cfg.warnings;
   try {
     if (live) {
@@ -66,6 +83,9 @@ int run_tui(const TuiOptions& o) {
       tui::LiveLimits limits;
       limits.memory_bytes = std::size_t{o.memory_mb} << 20;
       limits.max_frames = o.source.count;
+      limits.trigger = triggers.trigger;
+      limits.stop_on = triggers.stop_on;
+      limits.after = triggers.after;
       if (!o.source.duration.empty()) {
         const double secs = parse_duration(o.source.duration);
         if (secs <= 0) {

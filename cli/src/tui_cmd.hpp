@@ -17,6 +17,7 @@ struct TuiOptions {
   KeySources keys;
   LiveArgs source;           // -i -n -f -F --ipsec-only -s -B --no-promiscuous -L --count
   unsigned memory_mb = 256;  // -b: frame bytes kept in a live session
+  TriggerArgs triggers;      // -t --stop-on --after --after-time (live)
   double refresh = 15;
   std::string display_filter;  // -Y
 };

@@ -446,6 +446,67 @@ def scenario_live(tmp):
         pair.remove()
 
 
+def scenario_live_triggers(tmp):
+    print("# live triggers: --stop-on and -t")
+    pair = VethPair("tuit")
+    try:
+        pair.create("192.0.2.1/24", "192.0.2.2/24")
+        replay = ["ip", "netns", "exec", pair.ns_tx, "tcpreplay", "-q", "-i", pair.if_tx, "--pps", "50", FAULTS]
+        ref = verify_json(FAULTS, "-c", TUNNEL_CFG)
+        icv = next(p["frame"] for p in ref["packets"] if p["verdict"] == "icv-fail")
+
+        # --stop-on icv-fail --after 2: the capture ends two frames after the
+        # first ICV failure, which is marked and selected.
+        t = Tui(["-i", pair.if_rx, "-c", TUNNEL_CFG, "--ipsec-only", "--stop-on", "icv-fail", "--after", "2"],
+                200, 50, tmp, prefix=f"ip netns exec {pair.ns_rx} ")
+        t.wait_for(lambda s: "capturing:" in s)
+        sh(*replay)
+        s = t.wait_for(lambda s: "stopped:" in s and f"─ Frame {icv}" in s)
+        rows = list_rows(s)
+        marked = [l for l in s.splitlines() if "▶ trigger" in l]
+        check(sorted(rows) == list(range(1, icv + 3)) and rows[icv] == "icv-fail",
+              f"--stop-on icv-fail --after 2: the list ends 2 frames after the failure (frames 1-{max(rows or [0])})")
+        check(len(marked) == 1 and re.match(rf"^\s*{icv} ", marked[0]) is not None,
+              f"the failing frame {icv} is marked as the trigger in the list")
+        check(f"stopped: frame {icv}: icv-fail on ESP SPI 0xc0ffee01 (--stop-on icv-fail), then 2 frames" in s,
+              "the status line says what stopped the capture")
+        check(f"Capture trigger: frame {icv}: icv-fail on ESP SPI 0xc0ffee01" in s,
+              f"the trigger frame is selected and its tree says why ({icv})")
+        t.dump("live-stop-on")
+        t.keys("/")
+        t.type("trigger")
+        t.keys("Enter")
+        s = t.wait_for(lambda s: "1 of " in s)
+        check(sorted(list_rows(s)) == [icv], "the display filter 'trigger' finds the trigger frame")
+        t.keys("q")
+        t.close()
+
+        # -t P: the first frame with SPI 0xc0ffee02 (offset 0x22 behind
+        # Ethernet and IPv4) fires and stops.
+        t = Tui(["-i", pair.if_rx, "-c", TUNNEL_CFG, "--ipsec-only", "-t", "P", "0x22", "c0ffee02"], 200, 50, tmp,
+                prefix=f"ip netns exec {pair.ns_rx} ")
+        t.wait_for(lambda s: "capturing:" in s)
+        sh(*replay)
+        s = t.wait_for(lambda s: "stopped:" in s)
+        check(sorted(list_rows(s)) == [1, 2] and "stopped: frame 2: the trigger fired (P: 0xc0ffee02 at offset 0x22)"
+              in s, "-t P 0x22 c0ffee02 stops on frame 2, the first reply")
+        t.keys("q")
+        t.close()
+
+        for args, words in ((["-i", pair.if_rx, "-t", "N"], "-t N (circular)"),
+                            ([FAULTS, "--stop-on", "icv-fail"], "stop a live capture: give -i IFACE"),
+                            (["-i", pair.if_rx, "--after", "3"], "give --stop-on too"),
+                            (["-i", pair.if_rx, "-t", "P", "0x22", "abc"], "even number of hexadecimal digits")):
+            t = Tui(args, 120, 20, tmp, prefix=f"ip netns exec {pair.ns_rx} ")
+            rc = t.exit_code()
+            err = open(os.path.join(tmp, f"{t.name}.err")).read()
+            check(rc == 2 and words in err, f"tui {' '.join(args[2:] if args[0] == '-i' else args[1:])}: exit 2, "
+                  f"'{err.strip()}'")
+            t.close()
+    finally:
+        pair.remove()
+
+
 def scenario_attach(tmp):
     print("# attached to a running enforcement")
     pair = VethPair("tuie")
@@ -533,6 +594,7 @@ def main():
     try:
         for name, fn, root in (("offline", scenario_offline, False), ("ike", scenario_ike, False),
                                ("crash", scenario_crash_and_errors, False), ("live", scenario_live, True),
+                               ("triggers", scenario_live_triggers, True),
                                ("attach", scenario_attach, True)):
             if only and only != name:
                 continue
@@ -549,7 +611,7 @@ def main():
         check(not reports, "no sanitizer report from any ipsentry run" + ("\n" + "\n".join(reports) if reports else ""))
     finally:
         tmux("kill-server", check_rc=False)
-        for ns in ("tuiltx", "tuilrx", "tuietx", "tuierx"):
+        for ns in ("tuiltx", "tuilrx", "tuittx", "tuitrx", "tuietx", "tuierx"):
             remove_namespace(ns)
         shutil.rmtree(tmp, ignore_errors=True)
     if FAILED:

@@ -115,6 +115,21 @@ TEST_F(FaultsModel, FilterSeesOuterAndDecryptedFields) {
   EXPECT_EQ(matching("frame in {2, 9-10 4 3-4}"), (V{2, 3, 4, 9, 10}));
   EXPECT_EQ(matching("seq in {4} and not frame in {7}"), (V{9}));
   EXPECT_EQ(matching("src != 203.0.113.1 and esp"), (V{2, 4, 6, 9, 11}));
+  // A file has no live trigger.
+  EXPECT_EQ(matching("trigger"), V{});
+  EXPECT_EQ(model_->trigger_frame(), 0u);
+}
+
+TEST(DisplayFilterMatch, TriggerIsTheMarkedRow) {
+  FilterError e;
+  auto f = DisplayFilter::parse("trigger and esp", e);
+  ASSERT_TRUE(f.has_value());
+  ipsentry::tui::AddressTable addresses;
+  ipsentry::tui::Row row;
+  row.kind = ipsentry::tui::FrameKind::esp;
+  EXPECT_FALSE(f->matches(row, 1, addresses));
+  row.flags |= ipsentry::tui::row_flag::trigger;
+  EXPECT_TRUE(f->matches(row, 1, addresses));
 }
 
 TEST_F(FaultsModel, DetailsAndStatisticsMatchVerify) {

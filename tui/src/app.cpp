@@ -174,7 +174,9 @@ class App {
   explicit App(AppOptions o) : opt_(std::move(o)), model_(opt_.model.get()), refresh_(opt_.refresh_seconds) {
     if (model_ == nullptr) screen_ = Screen::sas;
     follow_ = model_ != nullptr && model_->live();
-    if (!opt_.warnings.empty()) message(opt_.warnings.front(), false);
+    std::string warnings;
+    for (const auto& w : opt_.warnings) warnings += (warnings.empty() ? "warning: " : "; ") + w;
+    if (!warnings.empty()) message(warnings, false);
     if (!opt_.initial_filter.empty()) {
       FilterError e;
       if (auto f = DisplayFilter::parse(opt_.initial_filter, e)) {
@@ -258,9 +260,29 @@ class App {
     if (model_ != nullptr) {
       extend_filter();
       if (follow_ && count() != 0) sel_ = count() - 1;
+      watch_trigger();
     }
     if (screen_ == Screen::sas || screen_ == Screen::stats || screen_ == Screen::ike) {
       if (Clock::now() - last_refresh_ >= std::chrono::duration<double>(refresh_)) refresh_data();
+    }
+  }
+
+  // A live trigger: say so when it fires; when the capture it stopped has
+  // ended, put a list that was following on the trigger frame.
+  void watch_trigger() {
+    const std::uint64_t t = model_->trigger_frame();
+    if (t == 0 || trigger_state_ == 2) return;
+    if (trigger_state_ == 0) {
+      trigger_state_ = 1;
+      message(model_->trigger_text() + (model_->done() ? "" : " — capturing on"), false);
+    }
+    if (!model_->done()) return;
+    trigger_state_ = 2;
+    if (follow_ && !paused_) {
+      follow_ = false;
+      if (select_frame(t, false)) {
+        message(fmt::format("{} — selected; End goes to the last frame", model_->trigger_text()), false);
+      }
     }
   }
 
@@ -833,12 +855,13 @@ class App {
     for (std::size_t pos = top_; pos < end; ++pos) {
       const std::size_t ri = row_at(pos);
       const Row& r = rows[ri];
-      const std::string line =
-          fmt::format("{:>{}} {:<{}} {:<{}} {:<{}} {:<7} {:<12} {:<10} {:>10} {}", ri + 1, nw, time_text(r, pos), tw,
-                      address(r.addr[0]), aw, address(r.addr[1]), aw, proto_text(r), verdict_text(r),
-                      (r.flags & row_flag::has_spi) != 0 ? fmt::format("0x{:08x}", r.spi) : "",
-                      (r.flags & row_flag::has_seq) != 0 ? fmt::format("{}", r.seq) : "", model_->info(ri + 1));
-      attr_t a = row_color(r);
+      const std::string line = fmt::format(
+          "{:>{}} {:<{}} {:<{}} {:<{}} {:<7} {:<12} {:<10} {:>10} {}", ri + 1, nw, time_text(r, pos), tw,
+          address(r.addr[0]), aw, address(r.addr[1]), aw, proto_text(r), verdict_text(r),
+          (r.flags & row_flag::has_spi) != 0 ? fmt::format("0x{:08x}", r.spi) : "",
+          (r.flags & row_flag::has_seq) != 0 ? fmt::format("{}", r.seq) : "",
+          (r.flags & row_flag::trigger) != 0 ? "▶ trigger │ " + model_->info(ri + 1) : model_->info(ri + 1));
+      attr_t a = (r.flags & row_flag::trigger) != 0 ? color(Terminal::kMark) | A_BOLD : row_color(r);
       if (pos == sel_) a |= A_REVERSE | (focus_ == Pane::list ? A_BOLD : A_NORMAL);
       put(y + 1 + static_cast<int>(pos - top_), 0, COLS, shifted(line), a);
     }
@@ -992,6 +1015,7 @@ class App {
       attr_t a = A_NORMAL;
       if (f.node->role == dissect::NodeRole::verdict_ok) a = color(Terminal::kOk);
       if (f.node->role == dissect::NodeRole::verdict_failed) a = color(Terminal::kFail) | A_BOLD;
+      if (f.node->role == dissect::NodeRole::attention) a = color(Terminal::kMark) | A_BOLD;
       if (idx == tree_sel_) a |= A_REVERSE | (focus_ == Pane::tree ? A_BOLD : A_NORMAL);
       put(y + 1 + i, 0, COLS, line, a);
     }
@@ -1157,6 +1181,7 @@ class App {
   Pane focus_ = Pane::list;
   int time_ = 0;
   bool zoom_ = false;
+  int trigger_state_ = 0;         // 0: none seen, 1: fired, 2: the capture it stopped has ended
   std::array<int, 5> hscroll_{};  // by Screen
   std::size_t widest_ = 0;        // display columns of the widest line drawn
 

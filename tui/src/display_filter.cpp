@@ -42,6 +42,7 @@ constexpr NameEntry kNames[] = {
     {"icmpv6", Field::icmpv6},
     {"cleartext", Field::cleartext},
     {"decrypted", Field::decrypted},
+    {"trigger", Field::trigger},
     {"malformed", Field::malformed},
     {"src", Field::src},
     {"ip.src", Field::src},
@@ -532,6 +533,7 @@ bool DisplayFilter::eval(std::uint32_t index, const Row& row, std::uint64_t numb
     case Field::icmpv6: return l4_is(dissect::proto::icmpv6);
     case Field::cleartext: return row.kind == FrameKind::cleartext;
     case Field::decrypted: return inner;
+    case Field::trigger: return (row.flags & row_flag::trigger) != 0;
     case Field::malformed:
       return row.kind == FrameKind::malformed || row.verdict == static_cast<std::uint8_t>(ipsec::Verdict::malformed);
     case Field::src: return addr_test(0, 2);

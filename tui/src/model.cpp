@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "ipsentry/capture/live_capture.hpp"
+
 namespace ipsentry::tui {
 
 using ipsec::Verdict;
@@ -46,6 +48,7 @@ Model::Model(const capture::LiveOptions& live, const LiveLimits& limits, filters
       verifier_(sad_, true),
       detail_sad_(std::move(config.sas)) {
   name_ = fmt::format("live: {}{}", live_->device(), live_->filter().empty() ? "" : " (" + live_->filter() + ")");
+  watch_ = capture::TriggerWatch(limits_.trigger);
   start();
 }
 
@@ -80,11 +83,18 @@ void Model::index_file() {
     // A batch under one lock: the UI waits at most this long for it.
     std::lock_guard<std::mutex> g(mutex_);
     for (int i = 0; i < 512; ++i) {
+      if (rows_.size() == ChunkedLog<Row>::kCapacity) {
+        error_ = fmt::format("the list holds at most {} frames", ChunkedLog<Row>::kCapacity);
+        more = false;
+        break;
+      }
       if (!file_->next(frame)) {
         more = false;
         break;
       }
-      index_one(frame);
+      const ike::MessageRecord* m = nullptr;
+      index_one(frame, m);
+      rows_.publish();
     }
     // The index keeps no bytes: pages read so far may go, and come back
     // from the file when a frame is shown.
@@ -92,7 +102,7 @@ void Model::index_file() {
     offset_.store(file_->offset(), std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> g(mutex_);
-  error_ = file_->error();
+  if (error_.empty()) error_ = file_->error();
   stop_reason_ = stop_.load() ? "stopped" : "";
   index_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -114,28 +124,51 @@ void Model::index_live() {
   const std::int64_t start_ns = now_ns();
   std::uint64_t number = 0;
   std::string why;
+  const bool armed = limits_.trigger.kind != capture::Trigger::Kind::none || limits_.stop_on != 0;
+  std::chrono::steady_clock::time_point event_seen{};
   while (why.empty()) {
     if (stop_.load(std::memory_order_relaxed)) {
       why = "stopped by the user";
       break;
     }
     const int n = live_->poll(100, [&](const dissect::Frame& f) {
-      if (stored_ + f.data.size() > limits_.memory_bytes) {
-        why = fmt::format("the {} MB memory buffer is full (-b)", limits_.memory_bytes >> 20);
+      // The limit covers the index too, so memory stays within -b
+      // whatever the frame sizes.
+      if (stored_ + (number + 1) * sizeof(Row) + f.data.size() > limits_.memory_bytes) {
+        why = fmt::format("the {} MB buffer is full (-b){}", limits_.memory_bytes >> 20,
+                          armed && trigger_frame_.load() == 0 ? " before the trigger fired" : "");
+        return false;
+      }
+      if (rows_.size() == ChunkedLog<Row>::kCapacity) {
+        why = fmt::format("the list holds at most {} frames", ChunkedLog<Row>::kCapacity);
+        return false;
+      }
+      // --after-time: a frame past the window after the event is not kept.
+      if (event_frame_ != 0 && limits_.after.beyond(number + 1, f.ts_ns, event_frame_, event_ts_)) {
+        why = event_stop_reason();
         return false;
       }
       dissect::Frame copy = f;
       copy.data = dissect::Bytes(store(f.data), f.data.size());
       copy.number = ++number;
       std::lock_guard<std::mutex> g(mutex_);
-      index_one(copy);
-      if (limits_.max_frames != 0 && number >= limits_.max_frames) {
+      const ike::MessageRecord* m = nullptr;
+      Row& row = index_one(copy, m);
+      if (armed) why = check_triggers(copy, row, m);
+      rows_.publish();
+      if (why.empty() && limits_.max_frames != 0 && number >= limits_.max_frames) {
         why = fmt::format("{} frames captured (--count)", number);
-        return false;
       }
-      return !stop_.load(std::memory_order_relaxed);
+      return why.empty() && !stop_.load(std::memory_order_relaxed);
     });
-    if (n < 0) why = "the capture ended";
+    if (n < 0 && why.empty()) why = "the capture ended";
+    // --after-time also ends on the wall clock: the frames after the event
+    // may never come.
+    if (event_frame_ != 0 && limits_.after.ns >= 0 && why.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (event_seen == std::chrono::steady_clock::time_point{}) event_seen = now;
+      if (now - event_seen >= std::chrono::nanoseconds(limits_.after.ns)) why = event_stop_reason();
+    }
     {
       // libpcap's counters are read (and reset in the kernel) here only:
       // pcap_stats is not safe against a concurrent dispatch.
@@ -148,10 +181,51 @@ void Model::index_live() {
   stop_reason_ = why;
 }
 
-void Model::index_one(const dissect::Frame& frame) {
-  capture::FrameResult result;
+std::string Model::event_stop_reason() const {
+  return fmt::format("{} (--stop-on {}){}", event_text_, capture::stop_on_names(limits_.stop_on),
+                     limits_.after.ns >= 0  ? fmt::format(", then {:g} s", static_cast<double>(limits_.after.ns) / 1e9)
+                     : limits_.after.frames ? fmt::format(", then {} frames", limits_.after.frames)
+                                            : "");
+}
+
+std::string Model::check_triggers(const dissect::Frame& frame, Row& row, const ike::MessageRecord* ike) {
+  const std::size_t used = stored_ + frame.number * sizeof(Row);
+  const auto step = watch_.stored(frame.data, used, limits_.memory_bytes, frame.data.size() + sizeof(Row));
+  auto mark = [&](const std::string& what) {
+    row.flags |= row_flag::trigger;
+    if (trigger_frame_.load(std::memory_order_relaxed) == 0) {
+      trigger_text_ = what;
+      trigger_frame_.store(frame.number, std::memory_order_release);
+    }
+  };
+  if (step == capture::TriggerWatch::Step::fire || step == capture::TriggerWatch::Step::fire_and_stop) {
+    trigger_stop_ = fmt::format("frame {}: the trigger fired ({})", frame.number, limits_.trigger.describe());
+    mark(trigger_stop_);
+  }
+  if (event_frame_ == 0) {
+    capture::FrameEvent ev = capture::stop_event(result_, ike, analyzer_, limits_.stop_on);
+    if (ev.bits != 0) {
+      event_text_ = fmt::format("frame {}: {}", frame.number, ev.detail);
+      mark(event_text_);
+      event_frame_ = frame.number;
+      event_ts_ = frame.ts_ns;
+    }
+  }
+  if (step == capture::TriggerWatch::Step::fire_and_stop) return trigger_stop_;
+  if (step == capture::TriggerWatch::Step::stop) {
+    return fmt::format("{}; {}% of the buffer has filled since", trigger_stop_, limits_.trigger.percent);
+  }
+  if (event_frame_ != 0 && limits_.after.ns < 0 &&
+      limits_.after.complete(frame.number, frame.ts_ns, event_frame_, event_ts_)) {
+    return event_stop_reason();
+  }
+  return "";
+}
+
+Row& Model::index_one(const dissect::Frame& frame, const ike::MessageRecord*& m) {
+  capture::FrameResult& result = result_;
   verifier_.process(frame, result);
-  const ike::MessageRecord* m = nullptr;
+  m = nullptr;
   if (result.ike || analyzer_.watching_clear()) m = analyzer_.observe(frame, verifier_.outer());
   if (live_) {
     // SAs negotiated during the capture verify the ESP that follows them.
@@ -167,7 +241,7 @@ void Model::index_one(const dissect::Frame& frame) {
   if (have_inner) dissect::dissect_ip(result.decrypted, inner);
   Row& row = rows_.append();
   fill_row(row, frame, verifier_.outer(), result, have_inner ? &inner : nullptr, m, addresses_);
-  rows_.publish();
+  return row;
 }
 
 std::string Model::status() const {
@@ -274,6 +348,13 @@ void Model::tree(std::uint64_t number, dissect::Tree& out) {
   std::lock_guard<std::mutex> g(mutex_);
   analyzer_.add_decrypted(number, out);
   capture::add_verification(out, r, detail_sad_);
+  if ((rows_[number - 1].flags & row_flag::trigger) != 0) {
+    dissect::Node n;
+    n.text = number == trigger_frame() ? "Capture trigger: " + trigger_text_
+                                       : "Capture trigger: a second trigger fired here (-t and --stop-on)";
+    n.role = dissect::NodeRole::attention;
+    out.root.children.insert(out.root.children.begin(), std::move(n));
+  }
 }
 
 std::vector<std::uint8_t> Model::decrypted(std::uint64_t number) {

@@ -227,7 +227,7 @@ std::vector<std::string> help_text() {
       "",
       "Display filter",
       "  protocols    esp ah ipsec ike ikev1 ikev2 nat-keepalive ip ipv4 ipv6 tcp udp icmp icmpv6",
-      "               cleartext decrypted malformed",
+      "               cleartext decrypted malformed trigger (the frame a live trigger fired on)",
       "  fields       src dst addr (address or prefix)   port sport dport   spi seq   len frame",
       "               verdict (ok icv-fail decrypt-fail replay unknown-spi malformed unverifiable unsupported)",
       "               ike.exchange (IKE_SA_INIT IKE_AUTH CREATE_CHILD_SA INFORMATIONAL main aggressive quick)",

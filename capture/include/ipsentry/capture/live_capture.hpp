@@ -44,11 +44,10 @@ struct SessionOptions {
   std::size_t buffer_bytes = std::size_t{1} << 20;
   std::filesystem::path spill_dir;
   Trigger trigger;
-  std::uint32_t stop_on = 0;       // StopOn bits
-  std::uint64_t after_frames = 0;  // frames kept after a --stop-on event
-  std::int64_t after_ns = -1;      // or time after it (>= 0 selects time)
-  std::int64_t duration_ns = 0;    // -L; 0: none
-  std::uint64_t max_frames = 0;    // 0: none
+  std::uint32_t stop_on = 0;     // StopOn bits
+  AfterEvent after;              // what is kept after a --stop-on event
+  std::int64_t duration_ns = 0;  // -L; 0: none
+  std::uint64_t max_frames = 0;  // 0: none
   bool verify = false;
 };
 

@@ -25,6 +25,7 @@ enum class NodeRole : std::uint8_t {
   verdict_failed,
   decrypted_packet,  // the inner packet of an IPsec layer
   ike_message,
+  attention,  // a line to catch the eye that is not a verdict (a capture trigger)
 };
 
 struct Node {

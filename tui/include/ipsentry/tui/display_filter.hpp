@@ -59,6 +59,7 @@ class DisplayFilter {
     icmpv6,
     cleartext,
     decrypted,
+    trigger,
     malformed,
     // Fields with values.
     src,

@@ -35,6 +35,7 @@ inline constexpr std::uint8_t ipv4 = 8;
 inline constexpr std::uint8_t ipv6 = 16;
 inline constexpr std::uint8_t ike_v2 = 32;
 inline constexpr std::uint8_t decrypted = 64;  // the inner packet was opened
+inline constexpr std::uint8_t trigger = 128;   // a live capture's trigger or --stop-on event fired on it
 }  // namespace row_flag
 
 struct Row {
@@ -64,6 +65,7 @@ template <typename T, std::size_t ChunkBits = 16>
 class ChunkedLog {
  public:
   static constexpr std::size_t kChunk = std::size_t{1} << ChunkBits;
+  static constexpr std::size_t kCapacity = kChunk * 4096;
   /// Readers: how many entries are complete.
   [[nodiscard]] std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
   [[nodiscard]] const T& operator[](std::size_t i) const noexcept { return chunks_[i >> ChunkBits][i & (kChunk - 1)]; }
@@ -82,7 +84,7 @@ class ChunkedLog {
 
  private:
   // Fixed directory, so readers never see it reallocated: 4096 chunks of 65536 rows.
-  std::array<std::unique_ptr<T[]>, 4096> chunks_{};
+  std::array<std::unique_ptr<T[]>, kCapacity / kChunk> chunks_{};
   std::size_t count_ = 0;
   std::atomic<std::size_t> size_{0};
 };

@@ -17,6 +17,7 @@
 #include "ipsentry/capture/file_source.hpp"
 #include "ipsentry/capture/frame_text.hpp"
 #include "ipsentry/capture/live_source.hpp"
+#include "ipsentry/capture/trigger.hpp"
 #include "ipsentry/capture/verifier.hpp"
 #include "ipsentry/dissect/tree.hpp"
 #include "ipsentry/filters/config.hpp"
@@ -26,10 +27,17 @@
 
 namespace ipsentry::tui {
 
+/// When a live session stops. Nothing is overwritten: what is listed can
+/// always be opened, so the memory limit ends the capture, and trigger
+/// levels (B, BP, PB) are fractions of it. A trigger or --stop-on event
+/// marks its frame (row_flag::trigger).
 struct LiveLimits {
-  std::size_t memory_bytes = std::size_t{256} << 20;  // frame bytes kept for browsing
+  std::size_t memory_bytes = std::size_t{256} << 20;  // frame bytes and their index rows
   std::int64_t duration_ns = 0;                       // 0: until stopped
   std::uint64_t max_frames = 0;                       // 0: no limit
+  capture::Trigger trigger;                           // none, B, P, BP, PB (not N: nothing is overwritten)
+  std::uint32_t stop_on = 0;                          // capture::StopOn bits
+  capture::AfterEvent after;                          // with stop_on
 };
 
 /// Counters for the statistics screen, copied under the model's lock.
@@ -61,6 +69,14 @@ class Model {
   [[nodiscard]] std::string name() const { return name_; }
   /// Stops a live capture (keeps what was captured).
   void stop();
+  /// The frame a live capture's trigger or first --stop-on event fired on
+  /// (0: none yet).
+  [[nodiscard]] std::uint64_t trigger_frame() const noexcept { return trigger_frame_.load(std::memory_order_acquire); }
+  /// What fired on trigger_frame().
+  [[nodiscard]] std::string trigger_text() const {
+    std::lock_guard<std::mutex> g(mutex_);
+    return trigger_text_;
+  }
 
   /// The model's lock guards the SAD, the analyzer and the counters while
   /// indexing runs.
@@ -84,7 +100,13 @@ class Model {
   void start();
   void index_file();
   void index_live();
-  void index_one(const dissect::Frame& frame);
+  /// Verifies a frame and fills its row; the caller publishes it.
+  Row& index_one(const dissect::Frame& frame, const ike::MessageRecord*& ike);
+  /// After a live frame was indexed (its row not yet published): the
+  /// trigger and --stop-on checks. Returns why the capture stops, or "".
+  std::string check_triggers(const dissect::Frame& frame, Row& row, const ike::MessageRecord* ike);
+  /// "frame 12: icv-fail on ESP SPI 0x… (--stop-on icv-fail), then 5 frames".
+  [[nodiscard]] std::string event_stop_reason() const;
   void reopen(std::uint64_t number, capture::FrameResult& out);
   const std::uint8_t* store(dissect::Bytes data);
 
@@ -107,6 +129,17 @@ class Model {
   std::size_t chunk_used_ = 0;
   std::size_t chunk_size_ = 0;
   std::size_t stored_ = 0;
+
+  capture::FrameResult result_;  // the indexing thread's
+
+  // Live triggers (indexing thread).
+  capture::TriggerWatch watch_{capture::Trigger{}};
+  std::uint64_t event_frame_ = 0;
+  std::int64_t event_ts_ = 0;
+  std::atomic<std::uint64_t> trigger_frame_{0};
+  std::string trigger_text_;  // under mutex_: what fired first, for the tree
+  std::string trigger_stop_;  // indexing thread: what the trigger (-t) said
+  std::string event_text_;    // indexing thread: the first --stop-on event
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> done_{false};
