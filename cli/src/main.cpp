@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,9 +76,7 @@ void collect_imports(const std::vector<std::string>& keys_from, KeySources& keys
   for (std::size_t i = 0; i + 1 < keys_from.size(); i += 2) keys.imports.emplace_back(keys_from[i], keys_from[i + 1]);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"ipsentry: IPsec capture, verification and enforcement"};
   app.set_version_flag("--version", std::string("ipsentry ") + kVersion);
   app.require_subcommand(1);
@@ -264,4 +263,17 @@ int main(int argc, char** argv) {
     return run_protect(protect);
   }
   return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The subcommands report their own errors; what escapes them still gets
+  // a message and the usage exit status rather than an abort.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+    return kExitUsage;
+  }
 }
