@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include "ipsentry/filters/config.hpp"
@@ -158,6 +159,33 @@ TEST_F(FaultsModel, DetailsAndStatisticsMatchVerify) {
   EXPECT_EQ(s.totals.packets_not_authenticated, 1u);
   EXPECT_EQ(s.totals.packets_with_replay_detection, 1u);
   EXPECT_EQ(s.frames.frames, 11u);
+}
+
+TEST(ScreenText, HelpWrapsToTheScreenUnderItsTextColumn) {
+  const auto out = ipsentry::tui::wrap_lines(
+      {"Keys", "  f n N        find the next frame matching an expression; next; previous — with more words"}, 40);
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[0], "Keys");
+  EXPECT_EQ(out[1], "  f n N        find the next frame");
+  EXPECT_EQ(out[2], "               matching an expression;");
+  EXPECT_EQ(out[3], "               next; previous — with");  // 15 + 21 columns: "more" would make 41
+  EXPECT_EQ(out[4], "               more words");
+  // Every help line fits 80 columns once wrapped, and no word is lost.
+  std::string before, after;
+  for (const auto& l : ipsentry::tui::help_text()) before += l + " ";
+  for (const auto& l : ipsentry::tui::wrap_lines(ipsentry::tui::help_text(), 80)) {
+    std::size_t cols = 0;
+    for (unsigned char c : l) cols += (c & 0xc0) != 0x80 ? 1 : 0;
+    EXPECT_LE(cols, 80u) << l;
+    after += l + " ";
+  }
+  auto words = [](const std::string& s) {
+    std::vector<std::string> w;
+    std::istringstream in(s);
+    for (std::string x; in >> x;) w.push_back(x);
+    return w;
+  };
+  EXPECT_EQ(words(before), words(after));
 }
 
 TEST(ScreenText, SaMonitorFromAnEnforcementSnapshot) {

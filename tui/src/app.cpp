@@ -1164,11 +1164,11 @@ class App {
   }
 
   void draw_help() {
-    const std::vector<std::string> lines = help_text();
+    const std::vector<std::string> lines = wrap_lines(help_text(), static_cast<std::size_t>(std::max(COLS, 1)));
     help_lines_ = lines.size();
     std::vector<std::string> with_header{"ipsentry tui — keys (Esc or ? returns)"};
     with_header.insert(with_header.end(), lines.begin(), lines.end());
-    draw_table(with_header, 1, help_top_, false, " ");
+    draw_table(with_header, 1, help_top_, false, " PgUp PgDn Home End scroll  │ Esc or ? returns");
   }
 
   static constexpr std::size_t kAutoScroll = static_cast<std::size_t>(-1);

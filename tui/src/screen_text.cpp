@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <string_view>
+
 #include "ipsentry/capture/frame_text.hpp"
 #include "ipsentry/enforce/snapshot.hpp"
 
@@ -245,6 +248,63 @@ std::vector<std::string> help_text() {
       "yellow unknown SPI / unverifiable, cyan IKE, plain cleartext, blue non-IP.",
   };
   return h;
+}
+
+std::vector<std::string> wrap_lines(const std::vector<std::string>& lines, std::size_t width) {
+  std::vector<std::string> out;
+  for (const std::string& line : lines) {
+    // One cell per code point.
+    std::vector<std::string_view> cells;
+    for (std::size_t i = 0; i < line.size();) {
+      const auto c = static_cast<unsigned char>(line[i]);
+      const std::size_t n = std::min(line.size() - i, std::size_t{c >= 0xf0   ? 4U
+                                                                  : c >= 0xe0 ? 3U
+                                                                  : c >= 0xc0 ? 2U
+                                                                              : 1U});
+      cells.emplace_back(line.data() + i, n);
+      i += n;
+    }
+    if (cells.size() <= width || width < 8) {
+      out.push_back(line);
+      continue;
+    }
+    std::size_t lead = 0;
+    while (lead < cells.size() && cells[lead] == " ") ++lead;
+    // The text column: after the first gap of two spaces that follows text.
+    std::size_t hang = lead + 2;
+    for (std::size_t k = lead + 2; k < cells.size() && k < width / 2; ++k) {
+      if (cells[k] != " " && cells[k - 1] == " " && cells[k - 2] == " ") {
+        hang = k;
+        break;
+      }
+    }
+    std::size_t start = 0;
+    std::size_t indent = 0;
+    while (start < cells.size()) {
+      const std::size_t room = width - indent;
+      std::size_t end = cells.size();
+      std::size_t next = end;
+      if (end - start > room) {
+        end = start + room;
+        next = end;
+        for (std::size_t b = start + room; b > start; --b) {
+          if (cells[b] == " ") {
+            end = b;
+            next = b + 1;
+            break;
+          }
+        }
+      }
+      std::string piece(indent, ' ');
+      for (std::size_t k = start; k < end; ++k) piece += cells[k];
+      while (!piece.empty() && piece.back() == ' ') piece.pop_back();
+      out.push_back(std::move(piece));
+      start = next;
+      while (start < cells.size() && cells[start] == " ") ++start;
+      indent = std::min(hang, width / 2);
+    }
+  }
+  return out;
 }
 
 }  // namespace ipsentry::tui

@@ -47,4 +47,10 @@ struct StatSection {
 
 [[nodiscard]] std::vector<std::string> help_text();
 
+/// Lines of at most `width` columns (one per code point): a longer line
+/// breaks at spaces, and what follows is indented to where its text starts
+/// after the key column ("  f n N        find …"), so a two-column text
+/// stays one at 80 columns. A word longer than the room is cut.
+[[nodiscard]] std::vector<std::string> wrap_lines(const std::vector<std::string>& lines, std::size_t width);
+
 }  // namespace ipsentry::tui
