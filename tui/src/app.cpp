@@ -115,12 +115,6 @@ class Terminal {
 
 attr_t color(short pair) { return has_colors() ? COLOR_PAIR(pair) : A_NORMAL; }
 
-// Bytes of the UTF-8 sequence that starts with `lead`.
-std::size_t utf8_length(char lead) noexcept {
-  const auto c = static_cast<unsigned char>(lead);
-  return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-}
-
 // Writes `text` at (y, x) in at most `width` columns (UTF-8 aware), padded
 // with spaces to `width` when `pad`.
 void put(int y, int x, int width, std::string_view text, attr_t attr = A_NORMAL, bool pad = true) {

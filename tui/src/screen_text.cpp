@@ -256,11 +256,7 @@ std::vector<std::string> wrap_lines(const std::vector<std::string>& lines, std::
     // One cell per code point.
     std::vector<std::string_view> cells;
     for (std::size_t i = 0; i < line.size();) {
-      const auto c = static_cast<unsigned char>(line[i]);
-      const std::size_t n = std::min(line.size() - i, std::size_t{c >= 0xf0   ? 4U
-                                                                  : c >= 0xe0 ? 3U
-                                                                  : c >= 0xc0 ? 2U
-                                                                              : 1U});
+      const std::size_t n = std::min(line.size() - i, utf8_length(line[i]));
       cells.emplace_back(line.data() + i, n);
       i += n;
     }

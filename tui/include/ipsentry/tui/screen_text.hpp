@@ -47,6 +47,13 @@ struct StatSection {
 
 [[nodiscard]] std::vector<std::string> help_text();
 
+/// Bytes of the UTF-8 sequence that starts with `lead` (the screens count
+/// one column per code point, which holds for the text ipsentry writes).
+[[nodiscard]] constexpr std::size_t utf8_length(char lead) noexcept {
+  const auto c = static_cast<unsigned char>(lead);
+  return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
 /// Lines of at most `width` columns (one per code point): a longer line
 /// breaks at spaces, and what follows is indented to where its text starts
 /// after the key column ("  f n N        find …"), so a two-column text
