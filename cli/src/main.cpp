@@ -4,7 +4,6 @@
 
 #include <exception>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "capture.hpp"
@@ -53,12 +52,13 @@ void add_live_options(CLI::App* cmd, LiveArgs& live) {
   cmd->add_flag("!--no-promiscuous", live.promiscuous, "do not put the interface into promiscuous mode");
 }
 
-/// When to stop: the options `capture` and `tui` share.
-void add_trigger_options(CLI::App* cmd, TriggerArgs& t, const char* buffer) {
+/// When to stop: the options `capture` and `tui` share. `buffer` names what
+/// the PCT levels are of; `circular` offers N.
+void add_trigger_options(CLI::App* cmd, TriggerArgs& t, const char* buffer, bool circular) {
   cmd->add_option("-t,--trigger", t.trigger,
                   fmt::format("trigger: B PCT | P OFFSET PATTERN | BP PCT OFFSET PATTERN | PB PCT OFFSET PATTERN{} "
                               "(PCT: of the {})",
-                              std::string_view(buffer) == "capture buffer" ? " | N" : "", buffer))
+                              circular ? " | N" : "", buffer))
       ->expected(1, 4)
       ->type_name("KIND [ARGS]");
   cmd->add_option(
@@ -131,7 +131,7 @@ int run(int argc, char** argv) {
   add_live_options(c, cap.source);
   c->add_option("-b,--buffer", cap.buffer_mb, "capture buffer in MB, 1 to 1000 (default 1)")
       ->check(CLI::Range(1u, 1000u));
-  add_trigger_options(c, cap.triggers, "capture buffer");
+  add_trigger_options(c, cap.triggers, "capture buffer", true);
   c->add_option("-o,--output", cap.output, "capture file to write (default ipsentry-DATE-TIME.pcapng)");
   c->add_flag("--pcap", cap.pcap, "write classic pcap instead of pcapng (no verdict comments)");
   c->add_flag("--embed-keys", cap.embed_keys,
@@ -209,7 +209,7 @@ int run(int argc, char** argv) {
                  "live: MB kept for browsing (frames and 72 bytes of index each); capturing stops when full "
                  "(default 256)")
       ->check(CLI::Range(1u, 65536u));
-  add_trigger_options(tu, tui_opt.triggers, "-b buffer");
+  add_trigger_options(tu, tui_opt.triggers, "-b buffer", false);
   tu->add_flag("--attach", tui_opt.attach, "attach to the running enforcement's statistics socket");
   tu->add_option("--socket", tui_opt.socket,
                  "with --attach: the statistics socket (default /run/ipsentry/enforce.sock)");
