@@ -134,7 +134,7 @@ void Model::index_live() {
     const int n = live_->poll(100, [&](const dissect::Frame& f) {
       // The limit covers the index too, so memory stays within -b
       // whatever the frame sizes.
-      if (stored_ + (number + 1) * sizeof(Row) + f.data.size() > limits_.memory_bytes) {
+      if (kept_bytes(number + 1) + f.data.size() > limits_.memory_bytes) {
         why = fmt::format("the {} MB buffer is full (-b){}", limits_.memory_bytes >> 20,
                           armed && trigger_frame_.load() == 0 ? " before the trigger fired" : "");
         return false;
@@ -189,8 +189,8 @@ std::string Model::event_stop_reason() const {
 }
 
 std::string Model::check_triggers(const dissect::Frame& frame, Row& row, const ike::MessageRecord* ike) {
-  const std::size_t used = stored_ + frame.number * sizeof(Row);
-  const auto step = watch_.stored(frame.data, used, limits_.memory_bytes, frame.data.size() + sizeof(Row));
+  const auto step =
+      watch_.stored(frame.data, kept_bytes(frame.number), limits_.memory_bytes, frame.data.size() + sizeof(Row));
   auto mark = [&](const std::string& what) {
     row.flags |= row_flag::trigger;
     if (trigger_frame_.load(std::memory_order_relaxed) == 0) {

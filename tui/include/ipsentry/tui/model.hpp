@@ -109,6 +109,9 @@ class Model {
   [[nodiscard]] std::string event_stop_reason() const;
   void reopen(std::uint64_t number, capture::FrameResult& out);
   const std::uint8_t* store(dissect::Bytes data);
+  /// What a live session holds against -b with `frames` frames indexed:
+  /// their bytes and their rows.
+  [[nodiscard]] std::size_t kept_bytes(std::uint64_t frames) const noexcept { return stored_ + frames * sizeof(Row); }
 
   std::string name_;
   std::unique_ptr<capture::FileSource> file_;
