@@ -557,7 +557,8 @@ std::string Enforcement::snapshot_json() {
     if (st == "active" || st == "soft-expired") ++active;
     // A tunnel is one peer gateway, whatever the number of SAs to it.
     const auto& peer = dir == filters::Direction::outbound ? c.dst : c.src;
-    if (state_->spd().sa_mode(c) == filters::SaMode::tunnel && peer && (st == "active" || st == "soft-expired")) {
+    const filters::SaMode mode = state_->spd().sa_mode(c);
+    if (mode == filters::SaMode::tunnel && peer && (st == "active" || st == "soft-expired")) {
       tunnels.insert(peer->str());
     }
     json verdicts;
@@ -574,7 +575,7 @@ std::string Enforcement::snapshot_json() {
                    {"direction", filters::to_string(dir)},
                    {"src", c.src ? c.src->str() : "any"},
                    {"dst", c.dst ? c.dst->str() : "any"},
-                   {"mode", filters::to_string(state_->spd().sa_mode(c))},
+                   {"mode", filters::to_string(mode)},
                    {"encryption", std::string(filters::cipher_info(c.cipher).name)},
                    {"integrity", std::string(filters::integrity_info(c.integrity).name)},
                    {"state", st},
