@@ -51,6 +51,16 @@ int run_config_check(const ConfigCheckOptions& o) {
                        ? std::string()
                        : fmt::format(" + {}", filters::integrity_info(sa.integrity).name),
                    sa.replay_window, lifetime_str(sa.lifetime));
+        if (sa.encap) {
+          const auto& e = *sa.encap;
+          const bool out = spd.sa_direction(sa) == filters::Direction::outbound;
+          fmt::print("  {:<20} in UDP (RFC 3948), ports {} -> {}{}\n", "", e.sport, e.dport,
+                     !out                       ? ""
+                     : e.keepalive_seconds == 0 ? "; the peer's NAT-mapped port is learned; no NAT keepalives"
+                                                : fmt::format("; the peer's NAT-mapped port is learned; NAT keepalive "
+                                                              "after {} s idle",
+                                                              e.keepalive_seconds));
+        }
       }
       fmt::print("\n");
     }

@@ -33,6 +33,7 @@ const char* event_name(enforce::EventKind k) {
     case EventKind::cleartext_dropped: return "cleartext-dropped";
     case EventKind::policy_mismatch: return "policy-mismatch";
     case EventKind::too_big: return "too-big";
+    case EventKind::nat_mapping: return "nat-mapping";
     case EventKind::count_: break;
   }
   return "error";
@@ -151,6 +152,36 @@ std::string num(const json& v) {
   return s;
 }
 
+// ESP in UDP (RFC 3948): where each outbound SA sends, as its peers' NATs
+// mapped them, and the keepalives that hold those mappings open.
+void print_nat(const json& j) {
+  bool header = false;
+  for (const auto& sa : j.at("sas")) {
+    const json& nat = sa.value("nat", json());
+    if (!nat.is_object() || !nat.contains("peers")) continue;
+    if (!header) {
+      fmt::print("\nNAT traversal (ESP in UDP, RFC 3948)\n");
+      fmt::print("  {:<14} {:<46} {:<24} {:>6} {}\n", "name", "peer (as its packets arrive) -> port", "learned",
+                 "moves", "keepalives");
+      header = true;
+    }
+    const auto every = nat.at("keepalive_seconds").get<std::uint32_t>();
+    const std::string keep =
+        every == 0 ? "off" : fmt::format("{} sent, every {} s idle", num(nat.at("keepalives_sent")), every);
+    if (nat.at("peers").empty()) {
+      fmt::print("  {:<14} {:<46} {:<24} {:>6} {}\n", sa.at("name").get<std::string>(),
+                 fmt::format("(none yet) -> {}", nat.at("dport").get<std::uint16_t>()), "-", "-", keep);
+    }
+    for (const auto& p : nat.at("peers")) {
+      const bool learned = p.at("learned").get<bool>();
+      fmt::print("  {:<14} {:<46} {:<24} {:>6} {}\n", sa.at("name").get<std::string>(),
+                 fmt::format("{} -> {}", p.at("address").get<std::string>(), p.at("port").get<std::uint16_t>()),
+                 learned ? fmt::format("{} s ago", num(p.at("learned_seconds_ago"))) : "no (configured port)",
+                 num(p.at("moves")), keep);
+    }
+  }
+}
+
 void print_stats(const json& j) {
   fmt::print("IP Security Monitor: enforcement of {} (up {} s, {} queue(s), {})\n\n", j.at("config").get<std::string>(),
              j.at("uptime_seconds").get<std::int64_t>(), j.at("queues").size(),
@@ -174,6 +205,7 @@ void print_stats(const json& j) {
   row("Too big (ICMP sent to the source)", p.at("too_big"));
   row("Protection failed", p.at("protect_failed"));
   row("Not IP or malformed", p.at("not_ip"));
+  row("NAT keepalives received (discarded)", p.at("nat_keepalive"));
   std::uint64_t verr = 0;
   std::uint64_t over = 0;
   for (const auto& qq : j.at("queues")) {
@@ -213,6 +245,7 @@ void print_stats(const json& j) {
                sa.at("src").get<std::string>() + " -> " + sa.at("dst").get<std::string>(), algs, num(t.at("packets")),
                num(t.at("bytes")), errors, replay, sa.at("state").get<std::string>(), life);
   }
+  print_nat(j);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipsentry/dissect/checksum.hpp"
+#include "ipsentry/enforce/natt.hpp"
 
 namespace ipsentry::enforce {
 
@@ -392,10 +393,12 @@ void Enforcement::worker_main(std::size_t i) {
 }
 
 void Enforcement::stats_main() {
+  KeepaliveSender keepalives;  // NAT keepalives (RFC 3948) ride on this thread's 100 ms tick
   while (!stop_.load()) {
     {
       std::shared_lock lock(state_mu_);
       save_state(*state_, false);
+      keepalives.tick(*state_, steady_ns());
     }
     pollfd p{stats_fd_, POLLIN, 0};
     if (poll(&p, 1, 100) <= 0) continue;
@@ -590,7 +593,8 @@ std::string Enforcement::snapshot_json() {
                    {"lifetime_left",
                     {{"seconds", left(c.lifetime.seconds, age)},
                      {"bytes", left(c.lifetime.bytes, traffic.bytes)},
-                     {"packets", left(c.lifetime.packets, traffic.packets)}}}});
+                     {"packets", left(c.lifetime.packets, traffic.packets)}}},
+                   {"nat", nat_json(c, dir, life, steady_ns())}});
   }
   j["sas"] = sas;
   j["quick_mode"] = {{"active_security_associations", active},
