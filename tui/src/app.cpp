@@ -144,13 +144,6 @@ std::size_t byte_offset(std::string_view text, std::size_t cols) {
   return std::min(i, text.size());
 }
 
-// Display columns of UTF-8 text (one per code point, as byte_offset).
-std::size_t columns(std::string_view text) {
-  std::size_t cols = 0;
-  for (std::size_t i = 0; i < text.size(); i += utf8_length(text[i])) ++cols;
-  return cols;
-}
-
 // ------------------------------------------------------------ the app
 
 enum class Screen { packets, sas, stats, ike, help };
@@ -864,7 +857,7 @@ class App {
   std::string shifted(const std::string& s) {
     // Horizontal scrolling by display columns (the text is mostly ASCII;
     // multi-byte characters count as one column).
-    widest_ = std::max(widest_, columns(s));
+    widest_ = std::max(widest_, display_width(s));
     return s.substr(byte_offset(s, static_cast<std::size_t>(hscroll_[static_cast<std::size_t>(screen_)])));
   }
 
