@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "ipsentry/capture/frame_text.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "version.hpp"
 
 namespace ipsentry::cli {
@@ -96,21 +98,33 @@ class TextReport final : public Report {
 
     if (sad.size() != 0) {
       fmt::print(out_, "\nSecurity associations\n");
-      fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", "name", "spi",
-                 "proto", "mode", "algorithms", "ok", "icv-fail", "decrypt", "replay", "other", "bytes");
+      using dissect::Align;
+      std::vector<std::vector<std::string>> rows;
       for (std::size_t i = 0; i < sad.size(); ++i) {
         const auto& sa = sad.at(i);
         const auto& c = sa.config();
         const auto& v = sa.counters.verdicts;
-        std::uint64_t other = v[static_cast<std::size_t>(Verdict::malformed)] +
-                              v[static_cast<std::size_t>(Verdict::unverifiable)] +
-                              v[static_cast<std::size_t>(Verdict::unsupported)];
-        fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", sa.name(),
-                   c.spi ? fmt::format("0x{:08x}", *c.spi) : "any", filters::to_string(c.protocol),
-                   filters::to_string(c.mode), capture::sa_algorithms(c), v[0], v[static_cast<std::size_t>(Verdict::icv_fail)],
-                   v[static_cast<std::size_t>(Verdict::decrypt_fail)], v[static_cast<std::size_t>(Verdict::replay)],
-                   other, sa.counters.received.bytes);
+        auto n = [&](Verdict x) { return fmt::format("{}", v[static_cast<std::size_t>(x)]); };
+        const std::uint64_t other = v[static_cast<std::size_t>(Verdict::malformed)] +
+                                    v[static_cast<std::size_t>(Verdict::unverifiable)] +
+                                    v[static_cast<std::size_t>(Verdict::unsupported)];
+        rows.push_back({sa.name(), c.spi ? fmt::format("0x{:08x}", *c.spi) : "any", filters::to_string(c.protocol),
+                        filters::to_string(c.mode), capture::sa_algorithms(c), n(Verdict::ok), n(Verdict::icv_fail),
+                        n(Verdict::decrypt_fail), n(Verdict::replay), fmt::format("{}", other),
+                        fmt::format("{}", sa.counters.received.bytes)});
       }
+      const std::vector<dissect::TableColumn> cols{{"name"},
+                                                   {"spi"},
+                                                   {"proto"},
+                                                   {"mode"},
+                                                   {"algorithms"},
+                                                   {"ok", Align::right},
+                                                   {"icv-fail", Align::right},
+                                                   {"decrypt", Align::right},
+                                                   {"replay", Align::right},
+                                                   {"other", Align::right},
+                                                   {"bytes", Align::right}};
+      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
     }
     print_ike(ike);
     fmt::print(out_, "\nFrames: {} total, {} IPsec, {} IKE, {} NAT keepalive, {} other IP, {} non-IP, {} malformed\n",
@@ -128,9 +142,7 @@ class TextReport final : public Report {
     for (const auto& r : capture::ike_rows(s)) fmt::print(out_, "  {:<36}{:>14}\n", r.name, r.value);
     if (!ike.negotiations().empty()) {
       fmt::print(out_, "\nIKE negotiations\n");
-      fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9}  {}\n", "#", "ver", "exchange", "initiator → responder",
-                 "outcome", "seconds", "chosen proposal / reason");
-      std::size_t i = 0;
+      std::vector<std::vector<std::string>> rows;
       for (const auto& n : ike.negotiations()) {
         std::string what = n.proposal;
         if (!n.reason.empty()) what += (what.empty() ? "" : "; ") + n.reason;
@@ -139,9 +151,15 @@ class TextReport final : public Report {
           for (const auto& c : n.child_spis) spis += (spis.empty() ? "" : ", ") + c;
           what += (what.empty() ? "" : "; ") + std::string("keys learned: ") + spis;
         }
-        fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9.3f}  {}\n", ++i, fmt::format("v{}", n.version), n.kind,
-                   n.initiator.str() + " → " + n.responder.str(), ike::to_string(n.outcome), n.duration(), what);
+        rows.push_back({fmt::format("{}", rows.size() + 1), fmt::format("v{}", n.version), n.kind,
+                        n.initiator.str() + " → " + n.responder.str(), ike::to_string(n.outcome),
+                        fmt::format("{:.3f}", n.duration()), what});
       }
+      using dissect::Align;
+      const std::vector<dissect::TableColumn> cols{{"#", Align::right},         {"ver"},     {"exchange"},
+                                                   {"initiator → responder"},   {"outcome"}, {"seconds", Align::right},
+                                                   {"chosen proposal / reason"}};
+      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
     }
     for (const auto& note : ike.notes()) fmt::print(out_, "  note: {}\n", note);
   }
@@ -292,8 +310,8 @@ class JsonReport final : public Report {
 
   void ike(const FrameResult&, const ike::MessageRecord&) override {}
 
-  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
-           const ipsec::Sad& sad, const ike::Analyzer& ike) override {
+  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr, const ipsec::Sad& sad,
+           const ike::Analyzer& ike) override {
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
     json stats{{"ipsec_packets", total},

@@ -19,8 +19,11 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from esp_ref import RefSA  # noqa: E402
+from ipsec_configs import wide_config  # noqa: E402
 from rawpcap import checksum, ipv4, write_pcap  # noqa: E402
+from table_check import columns_aligned, table_after  # noqa: E402
 
 FAILS = []
 CHECKS = [0]
@@ -234,6 +237,28 @@ def test_threads(ipsentry, tmp):
             check(results[j][k] == results[1][k], f"-j {j}: {name} differ from one thread")
 
 
+def test_column_alignment(ipsentry, tmp):
+    """Long IPv6 addresses, an SA without a mode (unspecified) and an ICMPv6
+    type range widen their column in verify's SA table and in config
+    check's SA and policy tables instead of pushing the rest out of line."""
+    cfg = wide_config(os.path.join(tmp, "v6.yaml"))
+    r = run([ipsentry, "verify", "samples/esp-tunnel.pcap", "-c", cfg, "-c", "samples/esp-tunnel.yaml",
+             "--no-progress"])
+    sas = table_after(r.stdout, "Security associations")
+    err = columns_aligned(sas, ["name", "spi", "proto", "mode", "algorithms", ">ok", ">icv-fail", ">bytes"])
+    check(err is None and any("unspecified" in l for l in sas), f"verify SA table: {err}")
+    r = run([ipsentry, "config", "check", cfg])
+    check(r.returncode == 0, f"config check v6.yaml: exit {r.returncode}: {r.stderr}")
+    if r.returncode == 0:
+        err = columns_aligned(table_after(r.stdout, "SAs (keys not shown):"),
+                              ["name", "spi", "proto", "src", "dst", "direction", "mode", "algorithms", "lifetime"])
+        check(err is None, f"config check SA table: {err}")
+        pol = table_after(r.stdout, "Effective policy, first match wins:")
+        err = columns_aligned([l for l in pol if "anything else" not in l],
+                              ["name", "source", "destination", "proto", "src port", "dst port", "action"])
+        check(err is None and any("icmpv6 type" in l for l in pol), f"config check policy table: {err}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ipsentry", required=True)
@@ -245,6 +270,7 @@ def main():
         test_bad_inputs(ipsentry, tmp)
         test_json_and_decrypted(ipsentry, tmp)
         test_threads(ipsentry, tmp)
+        test_column_alignment(ipsentry, tmp)
     print(f"{CHECKS[0]} checks, {len(FAILS)} failures")
     for f in FAILS:
         print("FAIL:", f)

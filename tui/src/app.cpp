@@ -18,6 +18,7 @@
 
 #include "ipsentry/capture/pcap_writer.hpp"
 #include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/enforce/runner.hpp"
 #include "ipsentry/tui/display_filter.hpp"
 #include "ipsentry/tui/screen_text.hpp"
@@ -1123,26 +1124,33 @@ class App {
 
   void draw_ike() {
     // Outcome first after the exchange, so 80 columns show how it ended.
-    constexpr const char* kFmt = "{:>3} {:<3} {:<16} {:<12} {:>8} {:>6}  {:<33} {}";
-    std::vector<std::string> lines{fmt::format(kFmt, "#", "Ver", "Exchange", "Outcome", "Seconds", "Frames",
-                                               "Initiator → Responder", "Chosen proposal / reason")};
+    using dissect::Align;
+    const std::vector<dissect::TableColumn> cols{{"#", Align::right},
+                                                 {"Ver"},
+                                                 {"Exchange"},
+                                                 {"Outcome"},
+                                                 {"Seconds", Align::right},
+                                                 {"Frames", Align::right},
+                                                 {"Initiator → Responder"},
+                                                 {"Chosen proposal / reason"}};
+    std::vector<std::vector<std::string>> rows;
     std::vector<attr_t> attrs;
     if (model_ != nullptr) {
       auto lock = model_->lock();
       const auto& negs = model_->analyzer().negotiations();
       ike_count_ = negs.size();
-      std::size_t i = 0;
       for (const auto& n : negs) {
         std::string what = n.proposal;
         if (!n.reason.empty()) what += (what.empty() ? "" : "; ") + n.reason;
-        lines.push_back(fmt::format(kFmt, ++i, fmt::format("v{}", n.version), n.kind, ike::to_string(n.outcome),
-                                    fmt::format("{:.3f}", n.duration()), n.frames.size(),
-                                    n.initiator.str() + " → " + n.responder.str(), what));
+        rows.push_back({fmt::format("{}", rows.size() + 1), fmt::format("v{}", n.version), n.kind,
+                        ike::to_string(n.outcome), fmt::format("{:.3f}", n.duration()),
+                        fmt::format("{}", n.frames.size()), n.initiator.str() + " → " + n.responder.str(), what});
         attrs.push_back(n.outcome == ike::Outcome::established ? color(Terminal::kOk)
                         : n.outcome == ike::Outcome::failed    ? color(Terminal::kFail)
                                                                : color(Terminal::kUnknown));
       }
     }
+    std::vector<std::string> lines = dissect::text_table(cols, rows, 2);
     if (ike_count_ == 0) {
       lines.emplace_back(model_ != nullptr ? "  no IKE negotiations in this capture"
                                            : "  enforcement uses manual keys: no IKE negotiations");

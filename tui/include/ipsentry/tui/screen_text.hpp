@@ -39,6 +39,7 @@ struct StatSection {
 [[nodiscard]] std::vector<SaLine> sa_lines_from_sad(const ipsec::Sad& sad);
 /// From `ipsentry stats --json` (the enforcement snapshot).
 [[nodiscard]] std::vector<SaLine> sa_lines_from_snapshot(const nlohmann::json& snapshot);
+/// The SA table of the TUI's SA monitor and of `ipsentry stats`: a title line, then one per SA.
 [[nodiscard]] std::vector<std::string> sa_table(const std::vector<SaLine>& lines);
 
 [[nodiscard]] std::vector<StatSection> stat_sections_from_model(const Statistics& s);
