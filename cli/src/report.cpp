@@ -21,7 +21,8 @@ bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike)
   for (std::size_t i = 1; i < totals.verdicts.size(); ++i) {
     if (totals.verdicts[i] != 0) return false;
   }
-  return ike.statistics().invalid_packets == 0;
+  return std::none_of(ike.records().begin(), ike.records().end(),
+                      [](const ike::MessageRecord& m) { return ike::failed(ike::verdict(m)); });
 }
 
 namespace {
@@ -76,12 +77,11 @@ class TextReport final : public Report {
     if (quiet_) return;
     std::string addrs = m.src.str() + " → " + m.dst.str();
     fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", f.number, time_text(f.ts_ns), addrs,
-               m.header.v2() ? "IKEv2" : "IKEv1", "-", "-", m.malformed ? "malformed" : ike::to_string(m.status),
-               m.summary);
+               m.header.v2() ? "IKEv2" : "IKEv1", "-", "-", ike::verdict_name(ike::verdict(m)), m.summary);
   }
 
-  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
-           const ipsec::Sad& sad, const ike::Analyzer& ike) override {
+  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr, const ipsec::Sad& sad,
+           const ike::Analyzer& ike) override {
     if (!quiet_) fmt::print(out_, "\n");
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
@@ -216,6 +216,7 @@ json ike_json(const ike::Analyzer& a, bool quiet) {
                     {"reason", n.reason.empty() ? json(nullptr) : json(n.reason)},
                     {"proposal", n.proposal.empty() ? json(nullptr) : json(n.proposal)},
                     {"authentication_failure", n.auth_failure},
+                    {"failed_with", n.failed_with < 0 ? json(nullptr) : json(n.failed_with)},
                     {"clear_traffic_after", n.clear_traffic_after},
                     {"retransmissions", n.retransmissions},
                     {"seconds", n.duration()},
@@ -232,6 +233,7 @@ json ike_json(const ike::Analyzer& a, bool quiet) {
                       {"version", m.header.major},
                       {"exchange", m.malformed && m.header.major == 0 ? json(nullptr) : json(m.header.exchange)},
                       {"message_id", m.header.message_id},
+                      {"verdict", ike::verdict_name(ike::verdict(m))},
                       {"status", ike::to_string(m.status)},
                       {"detail", m.detail.empty() ? json(nullptr) : json(m.detail)},
                       {"malformed", m.malformed ? json(m.malformed) : json(nullptr)},

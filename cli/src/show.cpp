@@ -67,7 +67,7 @@ int run_show(const ShowOptions& opt) {
     const double rel = static_cast<double>(frame.ts_ns - first_ts) / 1e9;
     std::string line;
     if (m != nullptr) {
-      line = m->summary;
+      line = fmt::format("{} {}", m->summary, ike::verdict_name(ike::verdict(*m)));
     } else if (result.layer_count != 0) {
       for (std::size_t i = 0; i < result.layer_count; ++i) {
         line += (i ? " | " : "") + layer_text(result.layers[i], sad);

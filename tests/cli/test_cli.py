@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from esp_ref import RefSA  # noqa: E402
+from ike_capture import failed_negotiations  # noqa: E402
 from ipsec_configs import wide_config  # noqa: E402
 from rawpcap import checksum, ipv4, write_pcap  # noqa: E402
 from table_check import columns_aligned, table_after  # noqa: E402
@@ -237,6 +238,29 @@ def test_threads(ipsentry, tmp):
             check(results[j][k] == results[1][k], f"-j {j}: {name} differ from one thread")
 
 
+def test_ike_vocabulary(ipsentry, tmp):
+    """One word for an IKE message in verify's text and JSON and in show: the
+    ESP verdicts plus ike-fail for the message that ended its negotiation;
+    a failed negotiation makes verify exit 1."""
+    cap = os.path.join(tmp, "ike-failed.pcap")
+    want = failed_negotiations(cap)
+    r = run([ipsentry, "verify", cap, "--no-progress"])
+    check(r.returncode == 1, f"verify of failed IKE negotiations: exit {r.returncode}, expected 1")
+    text = {}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) > 8 and f[0].isdigit() and f[5].startswith("IKEv"):
+            text[int(f[0])] = f[8]
+    check(text == want, f"verify text: IKE verdicts {text}, expected {want}")
+    d = json.loads(run([ipsentry, "verify", cap, "--json", "--no-progress"]).stdout)
+    js = {m["frame"]: m.get("verdict") for m in d["ike"]["messages"]}
+    check(js == want, f"verify --json: IKE verdicts {js}, expected {want}")
+    check(d["ike"]["statistics"]["negotiation_failures"] == 2, "two failed negotiations counted")
+    r = run([ipsentry, "show", cap])
+    shown = {int(l.split()[0]): l.split()[-1] for l in r.stdout.splitlines() if l.strip()}
+    check(shown == want, f"show: IKE verdicts {shown}, expected {want}")
+
+
 def test_column_alignment(ipsentry, tmp):
     """Long IPv6 addresses, an SA without a mode (unspecified) and an ICMPv6
     type range widen their column in verify's SA table and in config
@@ -270,6 +294,7 @@ def main():
         test_bad_inputs(ipsentry, tmp)
         test_json_and_decrypted(ipsentry, tmp)
         test_threads(ipsentry, tmp)
+        test_ike_vocabulary(ipsentry, tmp)
         test_column_alignment(ipsentry, tmp)
     print(f"{CHECKS[0]} checks, {len(FAILS)} failures")
     for f in FAILS:

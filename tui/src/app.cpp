@@ -877,6 +877,9 @@ class App {
   }
 
   static std::string verdict_text(const Row& r) {
+    if (r.kind == FrameKind::ike && r.verdict != kNoVerdict) {
+      return std::string(ike::verdict_name(static_cast<ike::MessageVerdict>(r.verdict)));
+    }
     if (r.verdict != kNoVerdict) return std::string(ipsec::verdict_name(static_cast<ipsec::Verdict>(r.verdict)));
     switch (r.kind) {
       case FrameKind::cleartext: return "cleartext";

@@ -8,6 +8,7 @@
 
 #include "ipsentry/dissect/ike.hpp"
 #include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/ike/analyzer.hpp"
 #include "ipsentry/ipsec/verdict.hpp"
 
 namespace ipsentry::tui {
@@ -100,7 +101,8 @@ std::optional<std::uint64_t> parse_number(std::string_view s) {
   return v;
 }
 
-const char* kVerdictList = "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported";
+const char* kVerdictList =
+    "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported, ike-fail";
 
 }  // namespace
 
@@ -378,6 +380,10 @@ class FilterParser {
           n.number = i;
           return true;
         }
+      }
+      if (ike::verdict_name(ike::MessageVerdict::ike_fail) == v) {
+        n.number = static_cast<std::uint8_t>(ike::MessageVerdict::ike_fail);
+        return true;
       }
       return fail(value.pos, fmt::format("'{}' is not a verdict: {}", value.text, kVerdictList));
     }
