@@ -280,6 +280,11 @@ class JsonReport final : public Report {
     if (quiet_) return;
     for (std::size_t i = 0; i < f.layer_count; ++i) {
       const LayerRecord& l = f.layers[i];
+      // The engine reads the mode from a packet it opened; one that failed
+      // still belongs to an SA whose mode may be configured.
+      const filters::SaMode mode = l.mode != filters::SaMode::unspecified || l.sa < 0
+                                       ? l.mode
+                                       : sad_.at(static_cast<std::size_t>(l.sa)).config().mode;
       json o{{"frame", f.number},
              {"layer", l.depth + 1},
              {"time", iso_time(f.ts_ns)},
@@ -296,14 +301,14 @@ class JsonReport final : public Report {
              {"description", ipsec::reason_description(l.reason)},
              {"detail", l.detail ? json(l.detail) : json(nullptr)},
              {"sa", l.sa >= 0 ? json(sad_.at(static_cast<std::size_t>(l.sa)).name()) : json(nullptr)},
-             {"mode", l.mode == filters::SaMode::unspecified ? json(nullptr) : json(filters::to_string(l.mode))},
+             {"mode", mode == filters::SaMode::unspecified ? json(nullptr) : json(filters::to_string(mode))},
              {"next_header", l.verdict == Verdict::ok || l.next_header != 0 ? json(l.next_header) : json(nullptr)},
              {"pad_length", l.pad_len},
              {"inner", l.inner.size != 0 ? json(std::string(l.inner.view())) : json(nullptr)}};
       if (l.icv.len != 0 && (l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch)) {
-        o["icv"] = {
-            {"received", capture::hex_bytes(l.icv.received.data(), l.icv.len)},
-            {"expected", l.icv.expected_known ? json(capture::hex_bytes(l.icv.expected.data(), l.icv.len)) : json(nullptr)}};
+        o["icv"] = {{"received", capture::hex_bytes(l.icv.received.data(), l.icv.len)},
+                    {"expected", l.icv.expected_known ? json(capture::hex_bytes(l.icv.expected.data(), l.icv.len))
+                                                      : json(nullptr)}};
       }
       fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
       first_ = false;
