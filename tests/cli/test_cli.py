@@ -261,6 +261,33 @@ def test_ike_vocabulary(ipsentry, tmp):
     check(shown == want, f"show: IKE verdicts {shown}, expected {want}")
 
 
+def test_show_odd_frames(ipsentry, tmp):
+    """show names what a frame lacks instead of inventing it: no SPI in a
+    one-byte ESP packet or a non-first fragment, no addresses in an IPv4
+    header that does not parse; and says a malformation once."""
+    frames = [ipv4("203.0.113.1", "198.51.100.1", 50, b"\x01")]
+    frag = bytearray(ipv4("203.0.113.1", "198.51.100.1", 50, b"\xc0\xff\xee\x01" + b"\x00" * 28, 0x77))
+    frag[6:8] = struct.pack("!H", 4)  # offset 32: a non-first fragment whose first bytes look like an SPI
+    frag[10:12] = b"\0\0"
+    frag[10:12] = struct.pack("!H", checksum(bytes(frag[:20])))
+    frames.append(bytes(frag))
+    bad = bytearray(ipv4("203.0.113.1", "198.51.100.1", 17, b"\0" * 16))
+    bad[0] = 0x44  # header length 16 bytes
+    frames.append(bytes(bad))
+    cap = os.path.join(tmp, "odd.pcap")
+    write_pcap(cap, frames)
+    lines = run([ipsentry, "show", cap]).stdout.splitlines()
+    check(len(lines) == 3, f"show odd.pcap: {len(lines)} lines")
+    if len(lines) != 3:
+        return
+    check("SPI 0x" not in lines[0] and "(no SPI)" in lines[0], f"one-byte ESP: {lines[0]}")
+    check("SPI 0x" not in lines[1] and "fragment id=0x77 offset=32" in lines[1], f"non-first fragment: {lines[1]}")
+    check(lines[2].count("IPv4 header length below 20 bytes") == 1 and "→" not in lines[2] and
+          "HOPOPT" not in lines[2], f"bad IPv4 header: {lines[2]}")
+    tree = run([ipsentry, "show", "-V", "-n", "1", cap]).stdout.split("\n", 1)[-1]  # below the one-line summary
+    check(tree.count("ESP header truncated") == 1, f"show -V says the malformation once:\n{tree}")
+
+
 def test_column_alignment(ipsentry, tmp):
     """Long IPv6 addresses, an SA without a mode (unspecified) and an ICMPv6
     type range widen their column in verify's SA table and in config
@@ -295,6 +322,7 @@ def main():
         test_json_and_decrypted(ipsentry, tmp)
         test_threads(ipsentry, tmp)
         test_ike_vocabulary(ipsentry, tmp)
+        test_show_odd_frames(ipsentry, tmp)
         test_column_alignment(ipsentry, tmp)
     print(f"{CHECKS[0]} checks, {len(FAILS)} failures")
     for f in FAILS:
