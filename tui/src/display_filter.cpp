@@ -8,6 +8,7 @@
 
 #include "ipsentry/dissect/ike.hpp"
 #include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/ike/analyzer.hpp"
 #include "ipsentry/ipsec/verdict.hpp"
 
@@ -200,7 +201,8 @@ class FilterParser {
           t.kind = Token::Kind::word;
         }
       } else {
-        return fail(i, fmt::format("unexpected character '{}'", c));
+        // The whole character, not the first byte of its UTF-8 sequence.
+        return fail(i, fmt::format("unexpected character '{}'", text_.substr(i, dissect::utf8_length(c))));
       }
       tokens_.push_back(t);
     }
