@@ -10,6 +10,7 @@
 
 #include "common.hpp"
 #include "ipsentry/enforce/snapshot.hpp"
+#include "ipsentry/tui/screen_text.hpp"
 
 namespace ipsentry::cli {
 
@@ -214,37 +215,9 @@ void print_stats(const json& j) {
   }
   row("Queue verdict errors", verr);
   row("Queue overruns", over);
+  // The table the TUI's SA monitor shows when attached, from the same code.
   fmt::print("\nSecurity associations\n");
-  fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}\n", "name", "spi", "dir",
-             "proto", "mode", "src -> dst", "algorithms", "packets", "bytes", "errors", "replay (top/win)",
-             "state, lifetime left");
-  for (const auto& sa : j.at("sas")) {
-    const bool out = sa.at("direction") == "outbound";
-    const auto& t = out ? sa.at("sent") : sa.at("received");
-    std::uint64_t errors = 0;
-    for (const auto& [k, v] : sa.at("verdicts").items()) {
-      if (k != "ok") errors += v.get<std::uint64_t>();
-    }
-    std::string life;
-    for (const char* k : {"seconds", "bytes", "packets"}) {
-      const auto& v = sa.at("lifetime_left").at(k);
-      if (!v.is_null()) life += fmt::format(" {} {}", num(v), k);
-    }
-    std::string algs = sa.at("encryption").get<std::string>();
-    if (sa.at("protocol") == "ah")
-      algs = sa.at("integrity").get<std::string>();
-    else if (sa.at("integrity") != "none")
-      algs += "+" + sa.at("integrity").get<std::string>();
-    const std::string replay =
-        out ? fmt::format("seq {}", num(sa.at("last_sent_seq")))
-            : fmt::format("{}/{}", num(sa.at("replay").at("highest_seq")), num(sa.at("replay").at("window")));
-    fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}{}\n",
-               sa.at("name").get<std::string>(),
-               sa.at("spi").is_null() ? "any" : fmt::format("0x{:08x}", sa.at("spi").get<std::uint32_t>()),
-               out ? "out" : "in", sa.at("protocol").get<std::string>(), sa.at("mode").get<std::string>(),
-               sa.at("src").get<std::string>() + " -> " + sa.at("dst").get<std::string>(), algs, num(t.at("packets")),
-               num(t.at("bytes")), errors, replay, sa.at("state").get<std::string>(), life);
-  }
+  for (const auto& line : tui::sa_table(tui::sa_lines_from_snapshot(j))) fmt::print("  {}\n", line);
   print_nat(j);
 }
 
