@@ -20,6 +20,7 @@ const char* to_string(PolicyAction a) noexcept {
     case PolicyAction::permit: return "permit";
     case PolicyAction::block: return "block";
     case PolicyAction::protect: return "protect";
+    case PolicyAction::negotiate: return "negotiate";
   }
   return "?";
 }

@@ -14,6 +14,10 @@
 
 namespace ipsentry::filters {
 
+/// The IPsec protocol of an SA, by its IP protocol number.
+enum class IpsecProtocol : std::uint8_t { esp = 50, ah = 51 };
+[[nodiscard]] const char* to_string(IpsecProtocol p) noexcept;
+
 enum class Cipher : std::uint8_t {
   null,
   des_cbc,

@@ -17,6 +17,7 @@
 
 #include "ipsentry/dissect/ip_address.hpp"
 #include "ipsentry/filters/algorithms.hpp"
+#include "ipsentry/filters/ike_proposal.hpp"
 #include "ipsentry/filters/secret.hpp"
 
 namespace ipsentry::filters {
@@ -46,11 +47,9 @@ struct Origin {
   [[nodiscard]] std::string str() const;
 };
 
-enum class IpsecProtocol : std::uint8_t { esp = 50, ah = 51 };
 enum class Direction : std::uint8_t { unspecified, inbound, outbound };
 enum class SaMode : std::uint8_t { unspecified, transport, tunnel };
 
-[[nodiscard]] const char* to_string(IpsecProtocol p) noexcept;
 [[nodiscard]] const char* to_string(Direction d) noexcept;
 [[nodiscard]] const char* to_string(SaMode m) noexcept;
 
@@ -119,7 +118,9 @@ struct PortRange {
   [[nodiscard]] bool any() const noexcept { return low == 0 && high == 65535; }
 };
 
-enum class PolicyAction : std::uint8_t { permit, block, protect };
+/// permit and block act on their own; protect uses the manual SAs listed in
+/// `sas`; negotiate gets its SAs from IKE with the profile named in `ike`.
+enum class PolicyAction : std::uint8_t { permit, block, protect, negotiate };
 enum class InboundCleartext : std::uint8_t { require, request, respond };
 enum class PolicyIpsec : std::uint8_t { esp, ah, ah_esp };
 
@@ -135,7 +136,8 @@ struct PolicyConfig {
   PolicyIpsec ipsec = PolicyIpsec::esp;
   SaMode mode = SaMode::transport;
   std::optional<dissect::IpAddr> peer;  // tunnel endpoint
-  std::vector<std::string> sas;         // names of the SAs this policy uses
+  std::vector<std::string> sas;         // names of the SAs this policy uses (protect)
+  std::string ike;                      // negotiate: the name of its IKE profile
   InboundCleartext inbound = InboundCleartext::require;
   Origin origin;
 };
@@ -168,12 +170,45 @@ struct IkeSaConfig {
   [[nodiscard]] std::string describe() const;
 };
 
+/// How a `negotiate` policy gets its keys: the seeds' authentication
+/// method, security methods and key lifetimes, for IKEv2 (RFC 7296).
+enum class IkeAuthMethod : std::uint8_t { psk, cert };
+
+struct IkeProfile {
+  std::string name;
+  std::uint8_t version = 2;
+  IkeAuthMethod method = IkeAuthMethod::psk;
+  SecretBytes psk;                        // method psk (psk: hex or text, or psk_file:)
+  std::filesystem::path cert;             // method cert: our certificate (PEM), then its chain
+  std::filesystem::path key;              //   its private key (PEM; RSA or ECDSA)
+  std::vector<std::filesystem::path> ca;  //   trust anchors for the peer's certificate
+  IkeIdentity local_id;                   // default: our address (psk), the certificate's subject (cert)
+  IkeIdentity remote_id;                  // default: any
+  std::optional<dissect::IpAddr> peer;    // nullopt: any (then it only responds)
+  std::vector<IkeProposal> proposals;
+  std::vector<ChildProposal> esp_proposals;
+  std::vector<ChildProposal> ah_proposals;
+  std::uint64_t ike_lifetime = 8 * 3600;  // seconds (the seeds' Main Mode default)
+  std::uint64_t child_lifetime = 900;     // seconds (the seeds' Quick Mode default: 15 min)
+  std::uint64_t child_lifetime_bytes = 2ull << 30;  // the seeds' 2 GB
+  std::uint64_t child_lifetime_packets = 0;         // 0: none
+  DhGroup pfs = DhGroup::none;
+  std::uint32_t dpd = 30;            // seconds of silence before a liveness check; 0: off
+  std::uint32_t soft_timeout = 300;  // request policies: how long a soft association lasts
+  Origin origin;
+
+  [[nodiscard]] IkeProfile clone() const;
+  /// Lines for `config check`: never the PSK or key contents.
+  [[nodiscard]] std::string describe() const;
+};
+
 struct Config {
   std::vector<dissect::IpAddr> local_addresses;
   bool default_exemptions = true;
   std::vector<PolicyConfig> policies;
   std::vector<SaConfig> sas;
   std::vector<IkeSaConfig> ike_sas;
+  std::vector<IkeProfile> ike_profiles;
   std::vector<std::string> warnings;  // deprecated algorithms, odd key lengths, ...
 
   /// Appends the SAs (and warnings) of another configuration, rejecting
@@ -181,6 +216,8 @@ struct Config {
   void merge(Config&& other);
   /// The SA named `name`, or nullptr.
   [[nodiscard]] const SaConfig* find_sa(std::string_view name) const noexcept;
+  /// The IKE profile named `name`, or nullptr.
+  [[nodiscard]] const IkeProfile* find_ike_profile(std::string_view name) const noexcept;
 };
 
 /// Loads a YAML configuration file. Throws ConfigError.
