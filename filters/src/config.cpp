@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "ipsentry/filters/key_hygiene.hpp"
+
 namespace ipsentry::filters {
 
 namespace fs = std::filesystem;
@@ -130,8 +132,8 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
       if (auto e = check_cipher_key(c, sa.enc_key.size())) err("enc_key", *e);
     } else if (!sa.enc_key.empty() && sa.enc_key.size() != 8 && sa.enc_key.size() != 16 && sa.enc_key.size() != 24 &&
                sa.enc_key.size() != 32) {
-      err("enc_key", fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes",
-                                 sa.enc_key.size()));
+      err("enc_key",
+          fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes", sa.enc_key.size()));
     }
     if (sa.cipher && cipher_info(*sa.cipher).deprecated) {
       warnings.push_back(fmt::format("{}: IKE SA {}: {} is deprecated (RFC 8247); accepted for old configurations",
@@ -165,8 +167,9 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
     const IntegrityInfo& ii = integrity_info(*sa.integrity);
     if (!ii.supported) err("integrity", fmt::format("{} cannot check IKEv2 messages", ii.name));
     if (!ii.checks) {
-      warnings.push_back(fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
-                                     o.str(), who, ii.icv_len));
+      warnings.push_back(
+          fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
+                      o.str(), who, ii.icv_len));
     } else if (!sa.sk_ai.empty()) {
       if (auto e = check_integrity_key(*sa.integrity, sa.sk_ai.size())) err("sk_ai", *e);
     }
@@ -287,6 +290,9 @@ namespace {
 struct Ctx {
   std::string file;
   fs::path base;
+  // Where keys were found, for the warning about files other users can read.
+  mutable bool inline_keys = false;
+  mutable std::vector<fs::path> key_files;
 };
 
 int line_of(const YAML::Node& n) { return n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
@@ -357,13 +363,16 @@ SecretBytes get_key(const Ctx& c, const YAML::Node& n, const std::string& field)
     fail(c, n, field, why);
   }
   cleanse(s.data(), s.size());
+  c.inline_keys = true;
   return k;
 }
 
 SecretBytes get_key_file(const Ctx& c, const YAML::Node& n, const std::string& field) {
   fs::path p = scalar(c, n, field);
   if (p.is_relative()) p = c.base / p;
-  return read_key_file(p, Origin{c.file, line_of(n), {}}, field);
+  SecretBytes k = read_key_file(p, Origin{c.file, line_of(n), {}}, field);
+  c.key_files.push_back(p);
+  return k;
 }
 
 std::optional<std::uint8_t> parse_protocol(std::string_view s) {
@@ -629,8 +638,8 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
   const std::string f = fmt::format("ike_sas[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("ike_sas[{}]", index), "each IKE SA must be a mapping of settings");
   check_keys(c, n, fmt::format("ike_sas[{}]", index),
-             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er",
-              "sk_ai", "sk_ar", "sk_d", "skeyid_d", "enc_key"});
+             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er", "sk_ai",
+              "sk_ar", "sk_d", "skeyid_d", "enc_key"});
   IkeSaConfig sa;
   sa.origin = Origin{c.file, line_of(n), {}};
   for (const auto& kv : n) {
@@ -658,8 +667,7 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
       std::string a = scalar(c, n[key], f + key);
       sa.prf = find_prf(a);
       if (!sa.prf) {
-        fail(c, n[key], f + key,
-             fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
+        fail(c, n[key], f + key, fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
       }
     }
   }
@@ -796,8 +804,10 @@ void Config::merge(Config&& other) {
   if (!other.default_exemptions) default_exemptions = false;
 }
 
-Config parse_config(const std::string& text, const std::string& name, const fs::path& base_dir) {
-  Ctx c{name, base_dir};
+namespace {
+
+Config parse_with(const std::string& text, const Ctx& c) {
+  const std::string& name = c.file;
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -858,7 +868,16 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
   } catch (const YAML::Exception& e) {
     throw ConfigError(name, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg);
   }
+  for (const auto& f : c.key_files) {
+    if (auto w = exposed_key_file(f)) cfg.warnings.push_back(*w);
+  }
   return cfg;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& name, const fs::path& base_dir) {
+  return parse_with(text, Ctx{name, base_dir, false, {}});
 }
 
 Config load_config(const fs::path& path) {
@@ -876,7 +895,12 @@ Config load_config(const fs::path& path) {
     std::string& t;
     ~Wipe() { cleanse(t.data(), t.size()); }
   } wipe{text};
-  return parse_config(text, path.string(), base);
+  const Ctx c{path.string(), base, false, {}};
+  Config cfg = parse_with(text, c);
+  if (c.inline_keys) {
+    if (auto w = exposed_key_file(path)) cfg.warnings.push_back(*w);
+  }
+  return cfg;
 }
 
 }  // namespace ipsentry::filters
