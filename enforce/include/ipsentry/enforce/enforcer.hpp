@@ -51,7 +51,7 @@ enum class Outcome : std::uint8_t {
   policy_mismatch,    // verified, but the inner packet does not belong on that SA
   sa_expired,         // hard lifetime reached
   seq_exhausted,      // the sequence number would wrap
-  seq_unrecorded,     // sequence number above what the state file records (writes fell behind)
+  seq_unrecorded,     // sequence number above what the state file records (writing it did not finish in time)
   too_big,            // would exceed the path MTU; ICMP sent to the source
   not_ip,             // not an IPv4/IPv6 packet, or malformed
   protect_failed,     // the transform failed (unsupported algorithm, OpenSSL error)
@@ -77,12 +77,6 @@ struct SaLife {
   std::atomic<bool> soft_reported{false};
   std::atomic<bool> hard_expired{false};
   std::atomic<bool> exhausted_reported{false};
-  /// Outbound: the highest sequence number recorded in the state file as
-  /// possibly used. Nothing above it is sent, so that a restart (even after
-  /// kill -9) resumes above every number already on the wire instead of
-  /// reusing them with the same key, which the peer would drop as replays.
-  std::atomic<std::uint64_t> seq_ceiling{~std::uint64_t{0}};
-  std::uint64_t saved_top = 0;  // inbound: the replay top last written
 };
 
 /// Events worth a log line (never with key material).
@@ -100,6 +94,9 @@ enum class EventKind : std::uint8_t {
   cleartext_dropped,
   policy_mismatch,
   too_big,
+  warning,          // a configuration or key-memory warning
+  rules_restored,   // someone changed our iptables rules; they were put back
+  socket_restored,  // someone removed the statistics socket; it was bound again
   count_
 };
 inline constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::count_);
@@ -166,6 +163,8 @@ class Worker {
 
   void set_events(EventSink sink) { events_ = std::move(sink); }
   void set_icmp_sender(IcmpSender sender) { icmp_ = std::move(sender); }
+  /// Keeps the SAs' sequence-number ceilings ahead of use (the state file).
+  void set_seq_recorder(ipsec::SeqRecorder* recorder) noexcept { engine_.set_recorder(recorder); }
 
   /// Counters, read under the worker's lock (process() runs under it too
   /// when the caller takes it).
