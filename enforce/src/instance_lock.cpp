@@ -90,9 +90,9 @@ std::optional<InstanceLock> InstanceLock::try_take(const fs::path& file, LockHol
   int rc;
   while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
   }
+  const int e = rc != 0 ? errno : 0;
   const LockHolder recorded = parse_record(read_all(fd));
   if (rc != 0) {
-    const int e = errno;
     ::close(fd);
     if (e != EWOULDBLOCK) {
       throw std::runtime_error(fmt::format("cannot lock {}: {}", file.string(), std::strerror(e)));

@@ -28,10 +28,9 @@ struct Hooked {
   const char* hook;
   const char* chain;
 };
-constexpr Hooked kChains[] = {{"raw", "PREROUTING", "IPSENTRY-IN"},
-                              {"mangle", "OUTPUT", "IPSENTRY-OUT"},
-                              {"mangle", "FORWARD", "IPSENTRY-FWD"},
-                              {"mangle", "INPUT", "IPSENTRY-MSSIN"}};
+constexpr Hooked kChains[] = {{"raw", "PREROUTING", "IPSENTRY-IN"},       {"mangle", "OUTPUT", "IPSENTRY-OUT"},
+                              {"mangle", "FORWARD", "IPSENTRY-FWD"},      {"mangle", "INPUT", "IPSENTRY-MSSIN"},
+                              {"filter", "OUTPUT", "IPSENTRY-GUARD-OUT"}, {"filter", "FORWARD", "IPSENTRY-GUARD-FWD"}};
 
 // The address part of a match, or false when the selector is of the other family.
 bool address_match(const AddressSelector& s, bool source, int family, std::string& out) {
@@ -82,10 +81,10 @@ std::string queue_target(const RuleOptions& o) {
 
 bool can_be_tcp(const SpdEntry& e) { return !e.protocol || *e.protocol == 6; }
 
-// The SPD for one direction of travel, in order.
-void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense,
-             const RuleOptions& o, std::uint16_t mss) {
-  const std::string queue = queue_target(o);
+// The SPD for one direction of travel, in order; what it does not permit
+// goes to `target` (the queue, or DROP in the backstop).
+void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense, std::uint16_t mss,
+             const std::string& queue) {
   for (const SpdEntry& e : spd.entries()) {
     if (e.action == PolicyAction::protect && e.sense != sense) continue;
     for (const std::string& m : entry_matches(e, family)) {
@@ -110,10 +109,13 @@ namespace {
 // The jump from a built-in chain as iptables-save prints it.
 std::string jump_line(const Hooked& c) { return fmt::format("-A {} -j {}", c.hook, c.chain); }
 
+constexpr std::size_t kChainCount = std::size(kChains);
+
 // How many of our exact jumps `saved` (iptables-save output) has per chain,
-// so that an install can delete them in the same transaction.
+// so that an install can delete them in the same transaction; then, from
+// index kChainCount on, whether each chain exists.
 std::vector<int> count_jumps(const std::string& saved) {
-  std::vector<int> n(std::size(kChains), 0);
+  std::vector<int> n(2 * kChainCount, 0);
   std::string table;
   std::size_t pos = 0;
   while (pos < saved.size()) {
@@ -122,8 +124,12 @@ std::vector<int> count_jumps(const std::string& saved) {
     const std::string_view line(saved.data() + pos, end - pos);
     pos = end + 1;
     if (!line.empty() && line[0] == '*') table = std::string(line.substr(1));
-    for (std::size_t i = 0; i < std::size(kChains); ++i) {
-      if (table == kChains[i].table && line == jump_line(kChains[i])) ++n[i];
+    for (std::size_t i = 0; i < kChainCount; ++i) {
+      if (table != kChains[i].table) continue;
+      if (line == jump_line(kChains[i])) ++n[i];
+      if (line.size() > 1 && line[0] == ':' && line.substr(1, line.find(' ') - 1) == kChains[i].chain) {
+        n[kChainCount + i] = 1;
+      }
     }
   }
   return n;
@@ -132,7 +138,7 @@ std::vector<int> count_jumps(const std::string& saved) {
 // The jumps: any existing ones deleted, then one at the head of each hook.
 std::string hook_lines(const char* table, const std::vector<int>* existing) {
   std::string r;
-  for (std::size_t i = 0; i < std::size(kChains); ++i) {
+  for (std::size_t i = 0; i < kChainCount; ++i) {
     if (std::strcmp(kChains[i].table, table) != 0) continue;
     const int n = existing != nullptr ? (*existing)[i] : 0;
     for (int k = 0; k < n; ++k) r += fmt::format("-D {} -j {}\n", kChains[i].hook, kChains[i].chain);
@@ -155,12 +161,12 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
   }
   // ESP in UDP (RFC 3948) to us; user space tells it from IKE on the same port.
   r += fmt::format("-A IPSENTRY-IN -p udp --dport 4500 -m addrtype --dst-type LOCAL{}\n", queue);
-  compile(r, "IPSENTRY-IN", spd, family, Sense::inbound, o, 0);
+  compile(r, "IPSENTRY-IN", spd, family, Sense::inbound, 0, queue);
   r += "COMMIT\n*mangle\n:IPSENTRY-OUT - [0:0]\n:IPSENTRY-FWD - [0:0]\n:IPSENTRY-MSSIN - [0:0]\n";
   if (with_hooks) r += hook_lines("mangle", existing);
   r += "-A IPSENTRY-OUT -o lo -j RETURN\n";
   r += fmt::format("-A IPSENTRY-OUT -m mark --mark 0x{0:x}/0x{0:x} -j RETURN\n", 0x2);
-  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, o, mss);
+  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, mss, queue);
   // Any conntrack match makes the kernel reassemble fragments before the
   // raw table, so fragmented ESP reaches the queue whole (NFQUEUE.md Q5 E).
   r += "-A IPSENTRY-FWD -m conntrack --ctstate INVALID\n";
@@ -172,7 +178,34 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
   }
   r += "-A IPSENTRY-FWD -m mark --mark 0x1/0x1 -j RETURN\n";
   r += "-A IPSENTRY-FWD -m mark --mark 0x2/0x2 -j RETURN\n";
-  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, o, mss);
+  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, mss, queue);
+  r += "COMMIT\n";
+  if (o.fail_open) {
+    // No backstop: leftovers of a fail-closed run would drop what the
+    // operator asked to let through.
+    std::string leftovers;
+    for (std::size_t i = 0; existing != nullptr && i < kChainCount; ++i) {
+      if (std::strcmp(kChains[i].table, "filter") != 0) continue;
+      for (int k = 0; k < (*existing)[i]; ++k) {
+        leftovers += fmt::format("-D {} -j {}\n", kChains[i].hook, kChains[i].chain);
+      }
+      if ((*existing)[kChainCount + i] != 0) leftovers += fmt::format("-F {0}\n-X {0}\n", kChains[i].chain);
+    }
+    if (!leftovers.empty()) r += "*filter\n" + leftovers + "COMMIT\n";
+    return r;
+  }
+  // The backstop: outbound traffic the SPD protects or blocks that did not
+  // pass through ipsentry's queue (someone removed the mangle chains, or
+  // flushed the table) is dropped here instead of leaving in the clear.
+  r += "*filter\n:IPSENTRY-GUARD-OUT - [0:0]\n:IPSENTRY-GUARD-FWD - [0:0]\n";
+  if (with_hooks) r += hook_lines("filter", existing);
+  for (const char* chain : {"IPSENTRY-GUARD-OUT", "IPSENTRY-GUARD-FWD"}) {
+    r += fmt::format("-A {} -o lo -j RETURN\n", chain);
+    for (std::uint32_t mark : {0x1u, 0x2u, 0x4u}) {
+      r += fmt::format("-A {0} -m mark --mark 0x{1:x}/0x{1:x} -j RETURN\n", chain, mark);
+    }
+    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP");
+  }
   r += "COMMIT\n";
   return r;
 }
@@ -328,7 +361,7 @@ std::vector<std::string> our_rules(const std::string& saved) {
       position.clear();
       continue;
     }
-    if (table != "raw" && table != "mangle") continue;
+    if (table != "raw" && table != "mangle" && table != "filter") continue;
     if (line.rfind(":IPSENTRY-", 0) == 0) {
       lines.push_back(fmt::format("{} chain {}", table, line.substr(1, line.find(' ') - 1)));
       continue;

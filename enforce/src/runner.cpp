@@ -277,32 +277,37 @@ void Enforcement::persist(State& s, std::vector<Track>& tracks, bool force, bool
     Track& t = tracks[i];
     const std::uint64_t ceiling = ceiling_of(sa, t.side).load();
     const bool unset = ceiling == ipsec::SecurityAssociation::kUnlimited;
-    std::uint64_t use;
+    std::uint64_t use = t.last_use;
+    std::optional<std::uint64_t> packets;  // unknown while a worker holds the SA
+    auto look = [&] {
+      use = use_of(sa, t.side);
+      packets = (t.side == SeqSide::sent ? sa.counters.sent : sa.counters.received).packets;
+    };
     if (settle || unset) {
       std::scoped_lock sl(sa.mutex);  // no worker uses the SA (stopped, or not yet installed)
-      use = use_of(sa, t.side);
+      look();
     } else if (sa.mutex.try_lock()) {
-      use = use_of(sa, t.side);
+      look();
       sa.mutex.unlock();
-    } else {
-      use = t.last_use;  // a worker holds it: what it reached is in `wanted`
     }
+    // What a worker reached or waits for, when it holds the SA.
     use = std::max(use, std::min(sa.wanted.load(), seq_limit(sa.config())));
-    // The reserve follows the rate: about policy.time of traffic, decaying
-    // slowly so that a pause does not leave a burst without room.
+    // The reserve follows the packet rate (not the sequence numbers, which
+    // a peer may make jump): about policy.time of traffic, decaying slowly
+    // so that a pause does not leave the next burst without room.
     const ReservePolicy& policy = t.side == SeqSide::sent ? kSentReserve : kAcceptedReserve;
-    const double dt = std::chrono::duration<double>(now - t.when).count();
     if (t.reserve == 0) {  // first look at this SA: no rate yet
       t.reserve = policy.minimum;
-      t.last_use = use;
+      t.last_packets = packets.value_or(0);
       t.when = now;
-    } else if (dt > 0.001 && use >= t.last_use) {
-      const double rate = static_cast<double>(use - t.last_use) / dt;
+    } else if (const double dt = std::chrono::duration<double>(now - t.when).count(); packets && dt > 0.01) {
+      const double rate = static_cast<double>(*packets - std::min(*packets, t.last_packets)) / dt;
       const auto want = static_cast<std::uint64_t>(rate * std::chrono::duration<double>(policy.time).count());
       t.reserve = std::clamp(std::max(want, t.reserve - t.reserve / 8), policy.minimum, kMaxReserve);
-      t.last_use = use;
+      t.last_packets = *packets;
       t.when = now;
     }
+    t.last_use = use;
     if (settle) {
       next[i] = use;
     } else if (unset || force || use + t.reserve / 2 >= ceiling) {
@@ -558,10 +563,13 @@ void Enforcement::worker_main(std::size_t i) {
       Verdict v;
       v.accept = d.accept;
       v.replacement = d.replacement;
-      if (d.set_mark != 0) {
+      // What leaves through OUTPUT or FORWARD carries the proof that it went
+      // through here: the backstop in the filter table drops the rest.
+      const std::uint32_t bits = d.set_mark | (out && d.accept ? kMarkPassed : 0);
+      if (bits != 0) {
         // The verdict replaces the whole mark: keep the other bits.
         v.set_mark = true;
-        v.mark = qp.mark | d.set_mark;
+        v.mark = qp.mark | bits;
       }
       return v;
     });
@@ -687,8 +695,11 @@ void Enforcement::guard_main() {
       drain(events);
     }
     if (changed || std::chrono::steady_clock::now() >= next) {
+      const auto failures = rules_restore_failures_.load();
       check_rules(changed ? "an nftables change notification" : "the periodic check");
-      next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      // A failed repair (someone's command still running) is tried again soon.
+      next = std::chrono::steady_clock::now() +
+             (rules_restore_failures_.load() != failures ? std::chrono::milliseconds(50) : std::chrono::seconds(1));
     }
   }
   if (events >= 0) close(events);
@@ -753,6 +764,7 @@ void Enforcement::reload() {
         taken[prev->index()] = true;
         const Track& was = tracks_[prev->index()];
         tracks[i].last_use = was.last_use;
+        tracks[i].last_packets = was.last_packets;
         tracks[i].when = was.when;
         tracks[i].reserve = was.reserve;
       }
@@ -765,6 +777,7 @@ void Enforcement::reload() {
         if (taken[j] || tracks_[j].side != tracks[i].side || !share_an_id(tracks[i].ids, tracks_[j].ids)) continue;
         carry(fresh->sad().at(i), fresh->life(i), state_->sad().at(j), state_->life(j));
         tracks[i].last_use = tracks_[j].last_use;
+        tracks[i].last_packets = tracks_[j].last_packets;
         tracks[i].when = tracks_[j].when;
         tracks[i].reserve = tracks_[j].reserve;
         renamed.push_back(fmt::format("{} (was {})", fresh->sad().at(i).name(), state_->sad().at(j).name()));

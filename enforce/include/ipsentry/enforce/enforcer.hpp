@@ -38,6 +38,7 @@ enum class Hook : std::uint8_t { prerouting = 0, input = 1, forward = 2, output 
 /// Marks ipsentry sets on packets (a bit each, OR-ed into the packet's mark).
 inline constexpr std::uint32_t kMarkDecapsulated = 0x1;  // inner packet of a verified SA
 inline constexpr std::uint32_t kMarkOwn = 0x2;           // sent by ipsentry itself (ICMP errors)
+inline constexpr std::uint32_t kMarkPassed = 0x4;        // outbound, accepted by ipsentry (protected or permitted)
 
 /// Why a packet was dropped or what was done with it; indexes Counters::by_reason.
 enum class Outcome : std::uint8_t {

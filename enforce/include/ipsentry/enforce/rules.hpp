@@ -9,15 +9,21 @@
 //   mangle FORWARD -> IPSENTRY-FWD   gateway traffic a policy protects or
 //                                    blocks (not re-routed: the route to the
 //                                    protected network must lead to the peer)
-//   mangle POSTROUTING / INPUT -> IPSENTRY-MSS / IPSENTRY-MSSIN
-//                                    TCP MSS clamped so that protected
+//   mangle INPUT   -> IPSENTRY-MSSIN TCP MSS clamped (with the rules in
+//                                    IPSENTRY-OUT/FWD) so that protected
 //                                    segments fit the MTU
+//   filter OUTPUT / FORWARD -> IPSENTRY-GUARD-OUT / IPSENTRY-GUARD-FWD
+//                                    the backstop: what the SPD protects or
+//                                    blocks and did not pass through the
+//                                    queue is dropped (someone removed the
+//                                    mangle chains, or flushed the table)
 //
 // Each chain is the SPD compiled in order: permit entries RETURN, so that
 // only what user space must decide on is queued. Decapsulated packets carry
-// mark bit 0x1 and ipsentry's own packets 0x2; both are passed over.
-// Without --fail-open the queue rules have no --queue-bypass: if ipsentry
-// is not running, matching traffic is dropped.
+// mark bit 0x1, ipsentry's own packets 0x2, and outbound packets ipsentry
+// accepted 0x4; they are passed over. Without --fail-open the queue rules
+// have no --queue-bypass: if ipsentry is not running, matching traffic is
+// dropped (with --fail-open there is no backstop either).
 #pragma once
 
 #include <cstdint>

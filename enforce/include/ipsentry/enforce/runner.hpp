@@ -61,8 +61,9 @@ struct ReservePolicy {
 inline constexpr ReservePolicy kSentReserve{std::chrono::milliseconds(1000), 1024};
 inline constexpr ReservePolicy kAcceptedReserve{std::chrono::milliseconds(500), 8};
 inline constexpr std::uint64_t kMaxReserve = 1u << 22;
-/// How long a worker whose SA reached its ceiling waits for the saver.
-inline constexpr std::chrono::milliseconds kCeilingWait{50};
+/// How long a worker whose SA reached its ceiling waits for the saver
+/// (a durable write takes ~15 ms here, more on a busy disk).
+inline constexpr std::chrono::milliseconds kCeilingWait{250};
 
 /// Whether this process may change netfilter rules and bind queues.
 [[nodiscard]] bool have_net_admin() noexcept;
@@ -107,6 +108,7 @@ class Enforcement {
     std::vector<std::string> ids;
     SeqSide side = SeqSide::sent;
     std::uint64_t last_use = 0;
+    std::uint64_t last_packets = 0;
     std::chrono::steady_clock::time_point when;
     std::uint64_t reserve = 0;
   };
