@@ -255,10 +255,16 @@ def scenario_queue_busy(tmp):
     holder.kill()
 
 
-def rename_config(path, new_name):
-    text = open(path).read().replace("- name: out\n", f"- name: {new_name}\n").replace("sas: [out, in]",
-                                                                                        f"sas: [{new_name}, in]")
+def edit(path, *pairs):
+    text = open(path).read()
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new)
     open(path, "w").write(text)
+
+
+def rename_config(path, old_name, new_name):
+    edit(path, (f"- name: {old_name}\n", f"- name: {new_name}\n"), (f"sas: [{old_name}, in]", f"sas: [{new_name}, in]"))
 
 
 def scenario_rename(tmp):
@@ -266,12 +272,12 @@ def scenario_rename(tmp):
     a, b, ca, cb, ea, eb = start_pair(tmp, "ren")
     cap = te.Capture(b, "eb", os.path.join(tmp, "rename.pcap"), "esp")
     n1, _ = te.ping(a, B, 5)
-    rename_config(ca, "out-renamed")
+    rename_config(ca, "out", "out-renamed")
     ea.proc.send_signal(signal.SIGHUP)
     time.sleep(0.5)
     n2, _ = te.ping(a, B, 5)
     # And back, the same key under its first name again.
-    rename_config(ca, "out")
+    rename_config(ca, "out-renamed", "out")
     ea.proc.send_signal(signal.SIGHUP)
     time.sleep(0.5)
     n3, _ = te.ping(a, B, 5)
@@ -286,6 +292,19 @@ def scenario_rename(tmp):
     check("has the same keys" in ea.log_text(), "the reload says the renamed SA kept its sequence numbers")
     s = eb.stats()
     check(s["quick_mode"]["packets_with_replay_detection"] == 0, "the peer saw no replay")
+    # A new key under the old name is a new SA: it starts at 1, on both sides.
+    new_key = "0f" * 20
+    for path in (ca, cb):
+        edit(path, (GCM_AB, new_key))
+    cap = te.Capture(b, "eb", os.path.join(tmp, "rekey.pcap"), "esp")
+    ea.proc.send_signal(signal.SIGHUP)
+    eb.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    n4, _ = te.ping(a, B, 3)
+    cap.stop()
+    seqs = esp_seqs(cap.path, "0x00001001")
+    check(n4 == 3 and seqs == [1, 2, 3],
+          f"a new key under the same name starts afresh, not above the old key's numbers ({seqs}, {n4}/3 pings)")
     ea.stop()
     eb.stop()
 
