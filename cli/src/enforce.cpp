@@ -222,6 +222,11 @@ void print_stats(const json& j) {
   }
   row("Queue verdict errors", verr);
   row("Queue overruns", over);
+  if (const auto g = j.find("guard"); g != j.end()) {
+    row("Rules put back (changed by others)", g->at("rules_restored"));
+    row("Statistics socket bound again", g->at("socket_restored"));
+    row("State file writes failed", g->at("state_write_failures"));
+  }
   fmt::print("\nSecurity associations\n");
   fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}\n", "name", "spi", "dir",
              "proto", "mode", "src -> dst", "algorithms", "packets", "bytes", "errors", "replay (top/win)",
