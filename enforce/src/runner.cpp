@@ -300,11 +300,15 @@ void Enforcement::persist(State& s, std::vector<Track>& tracks, bool force, bool
       t.reserve = policy.minimum;
       t.last_packets = packets.value_or(0);
       t.when = now;
-    } else if (const double dt = std::chrono::duration<double>(now - t.when).count(); packets && dt > 0.01) {
-      const double rate = static_cast<double>(*packets - std::min(*packets, t.last_packets)) / dt;
+    } else if (const double dt = std::chrono::duration<double>(now - t.when).count(); dt > 0.01) {
+      // While a worker holds the SA (it may be waiting at the ceiling), the
+      // sequence numbers it reached stand in for the packet count.
+      const std::uint64_t count =
+          packets ? *packets - std::min(*packets, t.last_packets) : use - std::min(use, t.last_use);
+      const double rate = static_cast<double>(count) / dt;
       const auto want = static_cast<std::uint64_t>(rate * std::chrono::duration<double>(policy.time).count());
       t.reserve = std::clamp(std::max(want, t.reserve - t.reserve / 8), policy.minimum, kMaxReserve);
-      t.last_packets = *packets;
+      if (packets) t.last_packets = *packets;
       t.when = now;
     }
     t.last_use = use;

@@ -73,15 +73,15 @@ class FakeRecorder : public ipsec::SeqRecorder {
   bool grant = false;
 };
 
+ipsec::Sad sad_of(const filters::SaConfig& cfg) {
+  std::vector<filters::SaConfig> v;
+  v.push_back(cfg.clone());
+  return ipsec::Sad(std::move(v));
+}
+
+// A sender's and a receiver's SAD with the same SA.
 struct Link {
-  explicit Link(const filters::SaConfig& cfg) {
-    std::vector<filters::SaConfig> a;
-    a.push_back(cfg.clone());
-    tx = ipsec::Sad(std::move(a));
-    std::vector<filters::SaConfig> b;
-    b.push_back(cfg.clone());
-    rx = ipsec::Sad(std::move(b));
-  }
+  explicit Link(const filters::SaConfig& cfg) : tx(sad_of(cfg)), rx(sad_of(cfg)) {}
   ipsec::OutboundResult send() { return sender.outbound(tx.at(0), clear); }
   ipsec::InboundResult receive(const std::vector<std::uint8_t>& wire) {
     dissect::dissect_ip(wire, pkt);
