@@ -312,9 +312,11 @@ void Enforcement::persist(State& s, std::vector<Track>& tracks, bool force, bool
       t.when = now;
     }
     t.last_use = use;
+    // Renewed when half the reserve is used; at the end of the sequence
+    // space there is nothing more to record.
     if (settle) {
       next[i] = use;
-    } else if (unset || force || use + t.reserve / 2 >= ceiling) {
+    } else if (unset || force || (ceiling < seq_limit(sa.config()) && use + t.reserve / 2 >= ceiling)) {
       next[i] = std::min(seq_limit(sa.config()), use + t.reserve);
       write = true;
     } else {
