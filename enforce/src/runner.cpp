@@ -198,10 +198,6 @@ bool share_an_id(const std::vector<std::string>& a, const std::vector<std::strin
                      [&](const std::string& x) { return std::find(b.begin(), b.end(), x) != b.end(); });
 }
 
-}  // namespace
-
-namespace {
-
 void raise_wanted(ipsec::SecurityAssociation& sa, std::uint64_t seq) noexcept {
   std::uint64_t w = sa.wanted.load(std::memory_order_relaxed);
   while (w < seq && !sa.wanted.compare_exchange_weak(w, seq)) {
@@ -259,7 +255,8 @@ void Enforcement::restore_state(State& s, const std::vector<Track>& tracks, cons
       // Everything up to the record may have been accepted before a crash:
       // it counts as seen, so captured packets cannot be replayed into it.
       ipsec::ReplayWindow w(sa.replay.size(), sa.replay.esn(), 0);
-      const std::uint64_t from = recorded > sa.replay.size() ? recorded - sa.replay.size() + 1 : 1;
+      const std::uint64_t span = std::max<std::uint64_t>(sa.replay.size(), 1);  // without a window: the top alone
+      const std::uint64_t from = recorded > span ? recorded - span + 1 : 1;
       for (std::uint64_t q = from; q <= recorded; ++q) w.commit(q);
       sa.replay = w;
     }
