@@ -507,7 +507,9 @@ void Enforcement::start() {
                     "(SIGTERM), or look at it with ipsentry stats --socket {}",
                     holder.describe(), holder.socket.empty() ? options_.socket : holder.socket));
   }
-  LockHolder me{static_cast<long>(getpid()), options_.socket, options_.config, options_.state_dir, netns_id()};
+  std::error_code ec;
+  LockHolder me{static_cast<long>(getpid()), fs::absolute(options_.socket, ec).string(),
+                fs::absolute(options_.config, ec).string(), fs::absolute(options_.state_dir, ec).string(), netns_id()};
   netns_lock_->record(me);
   secure_directory(options_.state_dir);
   state_lock_ = InstanceLock::try_take(fs::path(options_.state_dir) / "lock", holder);
