@@ -132,8 +132,8 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
       if (auto e = check_cipher_key(c, sa.enc_key.size())) err("enc_key", *e);
     } else if (!sa.enc_key.empty() && sa.enc_key.size() != 8 && sa.enc_key.size() != 16 && sa.enc_key.size() != 24 &&
                sa.enc_key.size() != 32) {
-      err("enc_key",
-          fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes", sa.enc_key.size()));
+      err("enc_key", fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes",
+                                 sa.enc_key.size()));
     }
     if (sa.cipher && cipher_info(*sa.cipher).deprecated) {
       warnings.push_back(fmt::format("{}: IKE SA {}: {} is deprecated (RFC 8247); accepted for old configurations",
@@ -167,9 +167,8 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
     const IntegrityInfo& ii = integrity_info(*sa.integrity);
     if (!ii.supported) err("integrity", fmt::format("{} cannot check IKEv2 messages", ii.name));
     if (!ii.checks) {
-      warnings.push_back(
-          fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
-                      o.str(), who, ii.icv_len));
+      warnings.push_back(fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
+                                     o.str(), who, ii.icv_len));
     } else if (!sa.sk_ai.empty()) {
       if (auto e = check_integrity_key(*sa.integrity, sa.sk_ai.size())) err("sk_ai", *e);
     }
@@ -638,8 +637,8 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
   const std::string f = fmt::format("ike_sas[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("ike_sas[{}]", index), "each IKE SA must be a mapping of settings");
   check_keys(c, n, fmt::format("ike_sas[{}]", index),
-             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er", "sk_ai",
-              "sk_ar", "sk_d", "skeyid_d", "enc_key"});
+             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er",
+              "sk_ai", "sk_ar", "sk_d", "skeyid_d", "enc_key"});
   IkeSaConfig sa;
   sa.origin = Origin{c.file, line_of(n), {}};
   for (const auto& kv : n) {
@@ -667,7 +666,8 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
       std::string a = scalar(c, n[key], f + key);
       sa.prf = find_prf(a);
       if (!sa.prf) {
-        fail(c, n[key], f + key, fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
+        fail(c, n[key], f + key,
+             fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
       }
     }
   }
