@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "ipsentry/dissect/summary.hpp"
 
 namespace ipsentry::capture {
@@ -15,10 +17,8 @@ std::string frame_summary(const dissect::Packet& p) {
     return fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);
   }
   dissect::SummaryText t;
-  dissect::summarize(p, false, t);
-  std::string s(t.view());
-  if (p.malformed != nullptr) s += fmt::format(" [malformed: {}]", p.malformed);
-  return s;
+  dissect::summarize(p, false, t);  // with the reason when it does not parse
+  return std::string(t.view());
 }
 
 const char* layer_label(const LayerRecord& l) noexcept {
@@ -48,6 +48,16 @@ std::string layer_details(const LayerRecord& l) {
 
 void add_verification(dissect::Tree& tree, const FrameResult& r, const ipsec::Sad& sad) {
   if (r.layer_count == 0) return;
+  for (std::size_t i = 0; i < r.layer_count; ++i) {
+    const LayerRecord& l = r.layers[i];
+    if (l.reason != ipsec::Reason::malformed_packet || l.detail == nullptr) continue;
+    // The verdict will say why the packet does not parse: the dissector's
+    // own note of it would say it a second time.
+    const std::string note = fmt::format("[malformed: {}]", l.detail);
+    auto& top = tree.root.children;
+    top.erase(std::remove_if(top.begin(), top.end(), [&](const dissect::Node& n) { return n.text == note; }),
+              top.end());
+  }
   // Nested layers are found in decrypted buffers the Verifier does not
   // keep, so every verdict goes under the outermost IPsec header.
   dissect::Node* at = dissect::find_role(tree.root, dissect::NodeRole::ipsec_header, 0);
@@ -65,6 +75,7 @@ void add_verification(dissect::Tree& tree, const FrameResult& r, const ipsec::Sa
     }
     at->add_here(std::move(text), at->offset, 0).role =
         l.verdict == Verdict::ok ? dissect::NodeRole::verdict_ok : dissect::NodeRole::verdict_failed;
+
     if (l.verdict == Verdict::ok && l.next_header != 0) {
       at->add_here(
           fmt::format("Next header: {} ({}), pad length {}",

@@ -45,16 +45,15 @@ FrameEvent stop_event(const FrameResult& res, const ike::MessageRecord* m, const
     ev.detail = fmt::format("malformed frame ({})", res.malformed);
   }
   if (m != nullptr && (stop_on & kStopIkeFail) != 0 && ev.bits == 0) {
-    const bool bad_message = m->malformed != nullptr || m->status == ike::DecryptStatus::icv_mismatch ||
-                             m->status == ike::DecryptStatus::failed;
+    const ike::MessageVerdict v = ike::verdict(*m);
     const ike::Negotiation* n =
         m->negotiation >= 0 ? &analyzer.negotiations()[static_cast<std::size_t>(m->negotiation)] : nullptr;
-    const bool failed = n != nullptr && n->outcome == ike::Outcome::failed;
-    if (bad_message || failed) {
+    if (ike::failed(v)) {
       ev.bits |= kStopIkeFail;
-      ev.detail =
-          failed ? fmt::format("IKE negotiation failed: {}", n->reason)
-                 : fmt::format("IKE message {}", m->malformed != nullptr ? m->malformed : ike::to_string(m->status));
+      ev.detail = v == ike::MessageVerdict::ike_fail && n != nullptr
+                      ? fmt::format("IKE negotiation failed: {}", n->reason)
+                      : fmt::format("IKE message {} ({})", ike::verdict_name(v),
+                                    m->malformed != nullptr ? m->malformed : ike::to_string(m->status));
     }
   }
   return ev;
@@ -305,8 +304,8 @@ std::vector<std::string> frame_comments(const RecordHeader& r, const Session& se
   }
   if (n.ike != 0) {
     if (const ike::MessageRecord* m = analyzer.record(r.seq)) {
-      out.push_back(fmt::format("ipsentry: {} {}: {}", m->header.v2() ? "IKEv2" : "IKEv1", m->summary,
-                                m->malformed != nullptr ? m->malformed : ike::to_string(m->status)));
+      // The summary names the IKE version; a malformed one is "ISAKMP [malformed: …]".
+      out.push_back(fmt::format("ipsentry: {}: {}", m->summary, ike::verdict_name(ike::verdict(*m))));
     }
   }
   if ((r.flags & RecordHeader::kTriggered) != 0) {

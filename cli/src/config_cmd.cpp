@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 
 #include "common.hpp"
+#include "ipsentry/capture/frame_text.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/filters/ipsec6.hpp"
 #include "ipsentry/filters/key_hygiene.hpp"
 #include "ipsentry/filters/spd.hpp"
@@ -47,14 +49,29 @@ int run_config_check(const ConfigCheckOptions& o) {
                cfg.policies.size(), cfg.policies.size() == 1 ? "y" : "ies");
     if (!cfg.sas.empty()) {
       fmt::print("SAs (keys not shown):\n");
+      std::vector<std::vector<std::string>> rows;
       for (const auto& sa : cfg.sas) {
-        fmt::print("  {:<20} {}, {} {}, {}{}, replay window {}, lifetime {}\n", sa.name, sa.describe(),
-                   to_string(spd.sa_direction(sa)), sa.mode == filters::SaMode::unspecified ? "" : to_string(sa.mode),
-                   filters::cipher_info(sa.cipher).name,
-                   sa.integrity == filters::Integrity::none
-                       ? std::string()
-                       : fmt::format(" + {}", filters::integrity_info(sa.integrity).name),
-                   sa.replay_window, lifetime_str(sa.lifetime));
+        rows.push_back({sa.name, sa.spi ? fmt::format("0x{:08x}", *sa.spi) : "any", to_string(sa.protocol),
+                        sa.src ? sa.src->str() : "any", sa.dst ? sa.dst->str() : "any", to_string(spd.sa_direction(sa)),
+                        to_string(spd.sa_mode(sa)), capture::sa_algorithms(sa), fmt::format("{}", sa.replay_window),
+                        lifetime_str(sa.lifetime)});
+      }
+      const std::vector<dissect::TableColumn> cols{
+          {"name"},    {"spi"},        {"proto"},
+          {"src"},     {"dst"},        {"direction"},
+          {"mode"},    {"algorithms"}, {"replay window", dissect::Align::right},
+          {"lifetime"}};
+      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print("{}\n", line);
+      for (const auto& sa : cfg.sas) {
+        if (!sa.encap) continue;
+        const auto& e = *sa.encap;
+        const bool out = spd.sa_direction(sa) == filters::Direction::outbound;
+        fmt::print("  {} is carried in UDP (RFC 3948), ports {} -> {}{}\n", sa.name, e.sport, e.dport,
+                   !out                       ? ""
+                   : e.keepalive_seconds == 0 ? "; the peer's NAT-mapped port is learned; no NAT keepalives"
+                                              : fmt::format("; the peer's NAT-mapped port is learned; NAT keepalive "
+                                                            "after {} s idle",
+                                                            e.keepalive_seconds));
       }
       fmt::print("\n");
     }

@@ -17,6 +17,7 @@
 #include "ipsentry/enforce/instance_lock.hpp"
 #include "ipsentry/enforce/snapshot.hpp"
 #include "ipsentry/filters/secret.hpp"
+#include "ipsentry/tui/screen_text.hpp"
 
 namespace ipsentry::cli {
 
@@ -43,6 +44,7 @@ const char* event_name(enforce::EventKind k) {
     case EventKind::warning: return "warning";
     case EventKind::rules_restored: return "rules-restored";
     case EventKind::socket_restored: return "socket-restored";
+    case EventKind::nat_mapping: return "nat-mapping";
     case EventKind::count_: break;
   }
   return "error";
@@ -191,6 +193,36 @@ std::string num(const json& v) {
   return s;
 }
 
+// ESP in UDP (RFC 3948): where each outbound SA sends, as its peers' NATs
+// mapped them, and the keepalives that hold those mappings open.
+void print_nat(const json& j) {
+  bool header = false;
+  for (const auto& sa : j.at("sas")) {
+    const json& nat = sa.value("nat", json());
+    if (!nat.is_object() || !nat.contains("peers")) continue;
+    if (!header) {
+      fmt::print("\nNAT traversal (ESP in UDP, RFC 3948)\n");
+      fmt::print("  {:<14} {:<46} {:<24} {:>6} {}\n", "name", "peer (as its packets arrive) -> port", "learned",
+                 "moves", "keepalives");
+      header = true;
+    }
+    const auto every = nat.at("keepalive_seconds").get<std::uint32_t>();
+    const std::string keep =
+        every == 0 ? "off" : fmt::format("{} sent, every {} s idle", num(nat.at("keepalives_sent")), every);
+    if (nat.at("peers").empty()) {
+      fmt::print("  {:<14} {:<46} {:<24} {:>6} {}\n", sa.at("name").get<std::string>(),
+                 fmt::format("(none yet) -> {}", nat.at("dport").get<std::uint16_t>()), "-", "-", keep);
+    }
+    for (const auto& p : nat.at("peers")) {
+      const bool learned = p.at("learned").get<bool>();
+      fmt::print("  {:<14} {:<46} {:<24} {:>6} {}\n", sa.at("name").get<std::string>(),
+                 fmt::format("{} -> {}", p.at("address").get<std::string>(), p.at("port").get<std::uint16_t>()),
+                 learned ? fmt::format("{} s ago", num(p.at("learned_seconds_ago"))) : "no (configured port)",
+                 num(p.at("moves")), keep);
+    }
+  }
+}
+
 void print_stats(const json& j) {
   fmt::print("IP Security Monitor: enforcement of {} (up {} s, {} queue(s), {})\n\n", j.at("config").get<std::string>(),
              j.at("uptime_seconds").get<std::int64_t>(), j.at("queues").size(),
@@ -214,6 +246,7 @@ void print_stats(const json& j) {
   row("Too big (ICMP sent to the source)", p.at("too_big"));
   row("Protection failed", p.at("protect_failed"));
   row("Not IP or malformed", p.at("not_ip"));
+  row("NAT keepalives received (discarded)", p.at("nat_keepalive"));
   std::uint64_t verr = 0;
   std::uint64_t over = 0;
   for (const auto& qq : j.at("queues")) {
@@ -227,37 +260,10 @@ void print_stats(const json& j) {
     row("Statistics socket bound again", g->at("socket_restored"));
     row("State file writes failed", g->at("state_write_failures"));
   }
+  // The table the TUI's SA monitor shows when attached, from the same code.
   fmt::print("\nSecurity associations\n");
-  fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}\n", "name", "spi", "dir",
-             "proto", "mode", "src -> dst", "algorithms", "packets", "bytes", "errors", "replay (top/win)",
-             "state, lifetime left");
-  for (const auto& sa : j.at("sas")) {
-    const bool out = sa.at("direction") == "outbound";
-    const auto& t = out ? sa.at("sent") : sa.at("received");
-    std::uint64_t errors = 0;
-    for (const auto& [k, v] : sa.at("verdicts").items()) {
-      if (k != "ok") errors += v.get<std::uint64_t>();
-    }
-    std::string life;
-    for (const char* k : {"seconds", "bytes", "packets"}) {
-      const auto& v = sa.at("lifetime_left").at(k);
-      if (!v.is_null()) life += fmt::format(" {} {}", num(v), k);
-    }
-    std::string algs = sa.at("encryption").get<std::string>();
-    if (sa.at("protocol") == "ah")
-      algs = sa.at("integrity").get<std::string>();
-    else if (sa.at("integrity") != "none")
-      algs += "+" + sa.at("integrity").get<std::string>();
-    const std::string replay =
-        out ? fmt::format("seq {}", num(sa.at("last_sent_seq")))
-            : fmt::format("{}/{}", num(sa.at("replay").at("highest_seq")), num(sa.at("replay").at("window")));
-    fmt::print("  {:<14} {:>10} {:<3} {:<5} {:<9} {:<36} {:<26} {:>10} {:>14} {:>7} {:<18} {}{}\n",
-               sa.at("name").get<std::string>(),
-               sa.at("spi").is_null() ? "any" : fmt::format("0x{:08x}", sa.at("spi").get<std::uint32_t>()),
-               out ? "out" : "in", sa.at("protocol").get<std::string>(), sa.at("mode").get<std::string>(),
-               sa.at("src").get<std::string>() + " -> " + sa.at("dst").get<std::string>(), algs, num(t.at("packets")),
-               num(t.at("bytes")), errors, replay, sa.at("state").get<std::string>(), life);
-  }
+  for (const auto& line : tui::sa_table(tui::sa_lines_from_snapshot(j))) fmt::print("  {}\n", line);
+  print_nat(j);
 }
 
 }  // namespace

@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "ipsentry/capture/frame_text.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "version.hpp"
 
 namespace ipsentry::cli {
@@ -19,7 +21,8 @@ bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike)
   for (std::size_t i = 1; i < totals.verdicts.size(); ++i) {
     if (totals.verdicts[i] != 0) return false;
   }
-  return ike.statistics().invalid_packets == 0;
+  return std::none_of(ike.records().begin(), ike.records().end(),
+                      [](const ike::MessageRecord& m) { return ike::failed(ike::verdict(m)); });
 }
 
 namespace {
@@ -74,12 +77,11 @@ class TextReport final : public Report {
     if (quiet_) return;
     std::string addrs = m.src.str() + " → " + m.dst.str();
     fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", f.number, time_text(f.ts_ns), addrs,
-               m.header.v2() ? "IKEv2" : "IKEv1", "-", "-", m.malformed ? "malformed" : ike::to_string(m.status),
-               m.summary);
+               m.header.v2() ? "IKEv2" : "IKEv1", "-", "-", ike::verdict_name(ike::verdict(m)), m.summary);
   }
 
-  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
-           const ipsec::Sad& sad, const ike::Analyzer& ike) override {
+  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr, const ipsec::Sad& sad,
+           const ike::Analyzer& ike) override {
     if (!quiet_) fmt::print(out_, "\n");
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
@@ -96,21 +98,33 @@ class TextReport final : public Report {
 
     if (sad.size() != 0) {
       fmt::print(out_, "\nSecurity associations\n");
-      fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", "name", "spi",
-                 "proto", "mode", "algorithms", "ok", "icv-fail", "decrypt", "replay", "other", "bytes");
+      using dissect::Align;
+      std::vector<std::vector<std::string>> rows;
       for (std::size_t i = 0; i < sad.size(); ++i) {
         const auto& sa = sad.at(i);
         const auto& c = sa.config();
         const auto& v = sa.counters.verdicts;
-        std::uint64_t other = v[static_cast<std::size_t>(Verdict::malformed)] +
-                              v[static_cast<std::size_t>(Verdict::unverifiable)] +
-                              v[static_cast<std::size_t>(Verdict::unsupported)];
-        fmt::print(out_, "  {:<28} {:<10} {:<5} {:<9} {:<34} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}\n", sa.name(),
-                   c.spi ? fmt::format("0x{:08x}", *c.spi) : "any", filters::to_string(c.protocol),
-                   filters::to_string(c.mode), capture::sa_algorithms(c), v[0], v[static_cast<std::size_t>(Verdict::icv_fail)],
-                   v[static_cast<std::size_t>(Verdict::decrypt_fail)], v[static_cast<std::size_t>(Verdict::replay)],
-                   other, sa.counters.received.bytes);
+        auto n = [&](Verdict x) { return fmt::format("{}", v[static_cast<std::size_t>(x)]); };
+        const std::uint64_t other = v[static_cast<std::size_t>(Verdict::malformed)] +
+                                    v[static_cast<std::size_t>(Verdict::unverifiable)] +
+                                    v[static_cast<std::size_t>(Verdict::unsupported)];
+        rows.push_back({sa.name(), c.spi ? fmt::format("0x{:08x}", *c.spi) : "any", filters::to_string(c.protocol),
+                        filters::to_string(c.mode), capture::sa_algorithms(c), n(Verdict::ok), n(Verdict::icv_fail),
+                        n(Verdict::decrypt_fail), n(Verdict::replay), fmt::format("{}", other),
+                        fmt::format("{}", sa.counters.received.bytes)});
       }
+      const std::vector<dissect::TableColumn> cols{{"name"},
+                                                   {"spi"},
+                                                   {"proto"},
+                                                   {"mode"},
+                                                   {"algorithms"},
+                                                   {"ok", Align::right},
+                                                   {"icv-fail", Align::right},
+                                                   {"decrypt", Align::right},
+                                                   {"replay", Align::right},
+                                                   {"other", Align::right},
+                                                   {"bytes", Align::right}};
+      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
     }
     print_ike(ike);
     fmt::print(out_, "\nFrames: {} total, {} IPsec, {} IKE, {} NAT keepalive, {} other IP, {} non-IP, {} malformed\n",
@@ -128,9 +142,7 @@ class TextReport final : public Report {
     for (const auto& r : capture::ike_rows(s)) fmt::print(out_, "  {:<36}{:>14}\n", r.name, r.value);
     if (!ike.negotiations().empty()) {
       fmt::print(out_, "\nIKE negotiations\n");
-      fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9}  {}\n", "#", "ver", "exchange", "initiator → responder",
-                 "outcome", "seconds", "chosen proposal / reason");
-      std::size_t i = 0;
+      std::vector<std::vector<std::string>> rows;
       for (const auto& n : ike.negotiations()) {
         std::string what = n.proposal;
         if (!n.reason.empty()) what += (what.empty() ? "" : "; ") + n.reason;
@@ -139,9 +151,15 @@ class TextReport final : public Report {
           for (const auto& c : n.child_spis) spis += (spis.empty() ? "" : ", ") + c;
           what += (what.empty() ? "" : "; ") + std::string("keys learned: ") + spis;
         }
-        fmt::print(out_, "  {:>3} {:<4} {:<16} {:<33} {:<11} {:>9.3f}  {}\n", ++i, fmt::format("v{}", n.version), n.kind,
-                   n.initiator.str() + " → " + n.responder.str(), ike::to_string(n.outcome), n.duration(), what);
+        rows.push_back({fmt::format("{}", rows.size() + 1), fmt::format("v{}", n.version), n.kind,
+                        n.initiator.str() + " → " + n.responder.str(), ike::to_string(n.outcome),
+                        fmt::format("{:.3f}", n.duration()), what});
       }
+      using dissect::Align;
+      const std::vector<dissect::TableColumn> cols{{"#", Align::right},         {"ver"},     {"exchange"},
+                                                   {"initiator → responder"},   {"outcome"}, {"seconds", Align::right},
+                                                   {"chosen proposal / reason"}};
+      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
     }
     for (const auto& note : ike.notes()) fmt::print(out_, "  note: {}\n", note);
   }
@@ -198,6 +216,7 @@ json ike_json(const ike::Analyzer& a, bool quiet) {
                     {"reason", n.reason.empty() ? json(nullptr) : json(n.reason)},
                     {"proposal", n.proposal.empty() ? json(nullptr) : json(n.proposal)},
                     {"authentication_failure", n.auth_failure},
+                    {"failed_with", n.failed_with < 0 ? json(nullptr) : json(n.failed_with)},
                     {"clear_traffic_after", n.clear_traffic_after},
                     {"retransmissions", n.retransmissions},
                     {"seconds", n.duration()},
@@ -214,6 +233,7 @@ json ike_json(const ike::Analyzer& a, bool quiet) {
                       {"version", m.header.major},
                       {"exchange", m.malformed && m.header.major == 0 ? json(nullptr) : json(m.header.exchange)},
                       {"message_id", m.header.message_id},
+                      {"verdict", ike::verdict_name(ike::verdict(m))},
                       {"status", ike::to_string(m.status)},
                       {"detail", m.detail.empty() ? json(nullptr) : json(m.detail)},
                       {"malformed", m.malformed ? json(m.malformed) : json(nullptr)},
@@ -260,6 +280,11 @@ class JsonReport final : public Report {
     if (quiet_) return;
     for (std::size_t i = 0; i < f.layer_count; ++i) {
       const LayerRecord& l = f.layers[i];
+      // The engine reads the mode from a packet it opened; one that failed
+      // still belongs to an SA whose mode may be configured.
+      const filters::SaMode mode = l.mode != filters::SaMode::unspecified || l.sa < 0
+                                       ? l.mode
+                                       : sad_.at(static_cast<std::size_t>(l.sa)).config().mode;
       json o{{"frame", f.number},
              {"layer", l.depth + 1},
              {"time", iso_time(f.ts_ns)},
@@ -276,14 +301,14 @@ class JsonReport final : public Report {
              {"description", ipsec::reason_description(l.reason)},
              {"detail", l.detail ? json(l.detail) : json(nullptr)},
              {"sa", l.sa >= 0 ? json(sad_.at(static_cast<std::size_t>(l.sa)).name()) : json(nullptr)},
-             {"mode", l.mode == filters::SaMode::unspecified ? json(nullptr) : json(filters::to_string(l.mode))},
+             {"mode", mode == filters::SaMode::unspecified ? json(nullptr) : json(filters::to_string(mode))},
              {"next_header", l.verdict == Verdict::ok || l.next_header != 0 ? json(l.next_header) : json(nullptr)},
              {"pad_length", l.pad_len},
              {"inner", l.inner.size != 0 ? json(std::string(l.inner.view())) : json(nullptr)}};
       if (l.icv.len != 0 && (l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch)) {
-        o["icv"] = {
-            {"received", capture::hex_bytes(l.icv.received.data(), l.icv.len)},
-            {"expected", l.icv.expected_known ? json(capture::hex_bytes(l.icv.expected.data(), l.icv.len)) : json(nullptr)}};
+        o["icv"] = {{"received", capture::hex_bytes(l.icv.received.data(), l.icv.len)},
+                    {"expected", l.icv.expected_known ? json(capture::hex_bytes(l.icv.expected.data(), l.icv.len))
+                                                      : json(nullptr)}};
       }
       fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
       first_ = false;
@@ -292,8 +317,8 @@ class JsonReport final : public Report {
 
   void ike(const FrameResult&, const ike::MessageRecord&) override {}
 
-  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr,
-           const ipsec::Sad& sad, const ike::Analyzer& ike) override {
+  void end(const RunInfo& info, const ipsec::GlobalCounters& g, const capture::FrameCounters& fr, const ipsec::Sad& sad,
+           const ike::Analyzer& ike) override {
     std::uint64_t total = 0;
     for (auto v : g.verdicts) total += v;
     json stats{{"ipsec_packets", total},

@@ -15,8 +15,17 @@ namespace ipsentry::cli {
 
 namespace {
 
-std::string layer_text(const capture::LayerRecord& l, const ipsec::Sad& sad) {
-  std::string s = fmt::format("{} {}SPI 0x{:08x}", filters::to_string(l.protocol), l.udp_encap ? "(UDP) " : "", l.spi);
+// `outer` is the frame's packet: a layer without an SPI is its non-first
+// fragment or a header cut too short to hold one, and says which.
+std::string layer_text(const capture::LayerRecord& l, const dissect::Packet& outer, const ipsec::Sad& sad) {
+  std::string s = fmt::format("{} {}", filters::to_string(l.protocol), l.udp_encap ? "(UDP) " : "");
+  if (l.has_spi) {
+    s += fmt::format("SPI 0x{:08x}", l.spi);
+  } else if (l.depth == 0 && outer.ip.fragment && !outer.ip.first_fragment) {
+    s += fmt::format("fragment id=0x{:x} offset={}", outer.ip.fragment_id, outer.ip.fragment_offset);
+  } else {
+    s += "(no SPI)";
+  }
   if (l.has_seq) s += fmt::format(" seq {}", l.seq);
   s += fmt::format(" {}", ipsec::verdict_name(l.verdict));
   if (l.verdict != ipsec::Verdict::ok) s += fmt::format(" ({})", capture::layer_details(l));
@@ -67,15 +76,16 @@ int run_show(const ShowOptions& opt) {
     const double rel = static_cast<double>(frame.ts_ns - first_ts) / 1e9;
     std::string line;
     if (m != nullptr) {
-      line = m->summary;
+      line = fmt::format("{} {}", m->summary, ike::verdict_name(ike::verdict(*m)));
     } else if (result.layer_count != 0) {
       for (std::size_t i = 0; i < result.layer_count; ++i) {
-        line += (i ? " | " : "") + layer_text(result.layers[i], sad);
+        line += (i ? " | " : "") + layer_text(result.layers[i], p, sad);
       }
     } else {
       line = capture::frame_summary(p);
     }
-    std::string addrs = p.ip.version != 0 ? p.ip.src.str() + " → " + p.ip.dst.str() : "";
+    // A header too broken to give its addresses gives none.
+    std::string addrs = p.ip.version != 0 && !p.ip.src.empty() ? p.ip.src.str() + " → " + p.ip.dst.str() : "";
     fmt::print("{:>6} {:>11.6f} {:<33} {}\n", frame.number, rel, addrs, line);
     if (opt.verbose) {
       dissect::Tree tree;

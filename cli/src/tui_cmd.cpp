@@ -41,6 +41,11 @@ int run_tui(const TuiOptions& o) {
   if (isatty(STDIN_FILENO) != 1 || isatty(STDOUT_FILENO) != 1) {
     return usage_error("the TUI needs a terminal; 'ipsentry verify' and 'ipsentry show' write text");
   }
+  try {
+    tui::check_terminal();  // before a capture is loaded for nothing
+  } catch (const std::runtime_error& e) {
+    return usage_error(e.what());
+  }
   if (!o.display_filter.empty()) {
     tui::FilterError e;
     if (!tui::DisplayFilter::parse(o.display_filter, e)) {
@@ -57,7 +62,11 @@ int run_tui(const TuiOptions& o) {
     } catch (const std::exception& e) {
       return usage_error(e.what());
     }
-    return tui::run(std::move(app));
+    try {
+      return tui::run(std::move(app));
+    } catch (const std::exception& e) {
+      return usage_error(e.what());
+    }
   }
 
   std::vector<std::string> described;

@@ -86,35 +86,22 @@ const char* icmp_type_name(std::uint8_t type, bool v6) noexcept {
   }
 }
 
-void summarize(const Packet& p, bool with_addresses, SummaryText& s) noexcept {
-  Out o(s);
-  if (p.network == Network::arp) {
-    o.put("ARP");
-    o.finish();
-    return;
-  }
-  if (p.ip.version == 0) {
-    o.put("{}", p.malformed ? p.malformed : "non-IP frame");
-    o.finish();
-    return;
-  }
-  if (with_addresses) {
-    char a[64];
-    char b[64];
-    p.ip.src.format(a, sizeof a);
-    p.ip.dst.format(b, sizeof b);
-    o.put("{} → {} ", a, b);
-  }
+namespace {
+
+// What the packet carries above IP, without addresses.
+void summarize_upper(const Packet& p, Out& o) {
   if (p.ip.fragment && !p.ip.first_fragment) {
-    o.put("IPv{} fragment id=0x{:x} offset={} ({})", p.ip.version, p.ip.fragment_id,
-          p.ip.fragment_offset, ip_protocol_name(p.ip.protocol) ? ip_protocol_name(p.ip.protocol) : "?");
-    o.finish();
+    o.put("IPv{} fragment id=0x{:x} offset={} ({})", p.ip.version, p.ip.fragment_id, p.ip.fragment_offset,
+          ip_protocol_name(p.ip.protocol) ? ip_protocol_name(p.ip.protocol) : "?");
     return;
   }
   if (p.ipsec.kind == IpsecKind::esp) {
-    o.put("ESP{} spi 0x{:08x}", p.ipsec.udp_encap ? " (UDP-encap)" : "", p.ipsec.spi);
+    if (p.ipsec.has_spi) {
+      o.put("ESP{} spi 0x{:08x}", p.ipsec.udp_encap ? " (UDP-encap)" : "", p.ipsec.spi);
+    } else {
+      o.put("ESP{} (no SPI)", p.ipsec.udp_encap ? " (UDP-encap)" : "");
+    }
     if (p.ipsec.has_seq) o.put(" seq {}", p.ipsec.seq);
-    o.finish();
     return;
   }
   if (p.ipsec.kind == IpsecKind::ah) {
@@ -124,7 +111,6 @@ void summarize(const Packet& p, bool with_addresses, SummaryText& s) noexcept {
       const char* n = ip_protocol_name(p.l4.protocol);
       if (n != nullptr) o.put(" / {}", n);
     }
-    o.finish();
     return;
   }
   const Transport& t = p.l4;
@@ -138,12 +124,8 @@ void summarize(const Packet& p, bool with_addresses, SummaryText& s) noexcept {
       o.put("UDP {} → {}", t.sport, t.dport);
       switch (p.encap) {
         case UdpEncap::ike:
-        case UdpEncap::ike_marker:
-          o.put(" ISAKMP");
-          break;
-        case UdpEncap::nat_keepalive:
-          o.put(" NAT-keepalive");
-          break;
+        case UdpEncap::ike_marker: o.put(" ISAKMP"); break;
+        case UdpEncap::nat_keepalive: o.put(" NAT-keepalive"); break;
         default:
           if (t.sport == 53 || t.dport == 53) o.put(" DNS");
           break;
@@ -194,9 +176,7 @@ void summarize(const Packet& p, bool with_addresses, SummaryText& s) noexcept {
       o.put("{}{}{}", v6 ? "OSPFv3" : "OSPF", n ? " " : "", n ? n : "");
       break;
     }
-    case proto::no_next:
-      o.put("no next header (dummy packet)");
-      break;
+    case proto::no_next: o.put("no next header (dummy packet)"); break;
     default: {
       const char* n = ip_protocol_name(t.protocol);
       if (n) {
@@ -207,6 +187,37 @@ void summarize(const Packet& p, bool with_addresses, SummaryText& s) noexcept {
       break;
     }
   }
+}
+
+}  // namespace
+
+void summarize(const Packet& p, bool with_addresses, SummaryText& s) noexcept {
+  Out o(s);
+  if (p.network == Network::arp) {
+    o.put("ARP");
+    o.finish();
+    return;
+  }
+  if (p.ip.version == 0) {
+    o.put("{}", p.malformed ? p.malformed : "non-IP frame");
+    o.finish();
+    return;
+  }
+  if (p.ip.src.empty()) {
+    // The IP header itself does not parse: no addresses, no upper layer.
+    o.put("IPv{} [malformed: {}]", p.ip.version, p.malformed != nullptr ? p.malformed : "no addresses");
+    o.finish();
+    return;
+  }
+  if (with_addresses) {
+    char a[64];
+    char b[64];
+    p.ip.src.format(a, sizeof a);
+    p.ip.dst.format(b, sizeof b);
+    o.put("{} → {} ", a, b);
+  }
+  summarize_upper(p, o);
+  // Said once, whatever the layer that did not parse.
   if (p.malformed) o.put(" [malformed: {}]", p.malformed);
   o.finish();
 }

@@ -33,6 +33,7 @@ const char* outcome_key(Outcome o) noexcept {
     case Outcome::too_big: return "too_big";
     case Outcome::not_ip: return "not_ip";
     case Outcome::protect_failed: return "protect_failed";
+    case Outcome::nat_keepalive: return "nat_keepalive";
     case Outcome::count_: break;
   }
   return "?";
@@ -91,6 +92,29 @@ State::State(filters::Config config, filters::LocalAddresses local)
     }
   }
   respond_peers_.resize(config_.policies.size());
+  pair_nat_sas();
+}
+
+void State::pair_nat_sas() {
+  // Which outbound ESP-in-UDP SA sends to the peer an inbound one hears from.
+  nat_learners_.resize(sad_.size());
+  auto share_policy = [&](const std::string& a, const std::string& b) {
+    return std::any_of(config_.policies.begin(), config_.policies.end(), [&](const filters::PolicyConfig& p) {
+      return std::find(p.sas.begin(), p.sas.end(), a) != p.sas.end() &&
+             std::find(p.sas.begin(), p.sas.end(), b) != p.sas.end();
+    });
+  };
+  for (std::size_t o = 0; o < sad_.size(); ++o) {
+    const filters::SaConfig& out = sad_.at(o).config();
+    if (!out.encap || spd_.sa_direction(out) != Direction::outbound) continue;
+    if (out.dst) life_[o]->nat.seed(*out.dst);
+    for (std::size_t i = 0; i < sad_.size(); ++i) {
+      const filters::SaConfig& in = sad_.at(i).config();
+      if (!in.encap || spd_.sa_direction(in) != Direction::inbound) continue;
+      const bool paired = in.src && out.dst ? *in.src == *out.dst : share_policy(in.name, out.name);
+      if (paired) nat_learners_[i].push_back(o);
+    }
+  }
 }
 
 std::vector<std::string> State::inherit(State& old) {
@@ -112,6 +136,10 @@ std::vector<std::string> State::inherit(State& old) {
     sa.send_ceiling = prev->send_ceiling.load();
     sa.accept_ceiling = prev->accept_ceiling.load();
     sa.record_at = prev->record_at.load();
+    // The peers' NAT mappings hold as long as the ports they were learned for.
+    if (sa.config().encap && prev->config().encap && *sa.config().encap == *prev->config().encap) {
+      now.nat.take_over(was.nat);
+    }
     kept.push_back(sa.name());
   }
   return kept;
@@ -267,6 +295,7 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
     if (sa == nullptr) continue;
     ipsec::OutboundOptions o;
     o.ts_ns = now_ns;
+    if (sa->config().encap) o.encap_dport = state.life(sa->index()).nat.port_for(target, steady_ns());
     ipsec::OutboundResult r = engine_.outbound(*sa, out, o);
     if (r.status == ipsec::OutboundStatus::seq_exhausted) {
       SaLife& life = state.life(sa->index());
@@ -297,10 +326,12 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
 
 Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns) noexcept {
   // IKE and NAT keepalives on UDP 4500 share the port with ESP-in-UDP (RFC
-  // 3948): only the ESP is IPsec to check; the rest is key management.
-  if (outer.encap == dissect::UdpEncap::ike_marker || outer.encap == dissect::UdpEncap::nat_keepalive) {
-    return done(Outcome::permitted, true);
-  }
+  // 3948): only the ESP is IPsec to check; IKE is key management. A
+  // keepalive only keeps the NAT's mapping open and "SHOULD be ignored"
+  // (section 2.3): passed on, it would meet a closed port and draw an ICMP
+  // error back through the NAT. It moves no mapping: nothing authenticates it.
+  if (outer.encap == dissect::UdpEncap::nat_keepalive) return done(Outcome::nat_keepalive, false);
+  if (outer.encap == dissect::UdpEncap::ike_marker) return done(Outcome::permitted, true);
   if (!outer.is_ipsec()) {
     // Cleartext arriving: what does the policy say about it?
     const filters::PacketSelector sel = filters::selector_of(outer);
@@ -317,6 +348,9 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   // Peel the IPsec layers (AH around ESP, or one of them).
   std::array<const SecurityAssociation*, ipsec::kMaxNesting> used{};
   std::size_t n_used = 0;
+  SecurityAssociation* outer_sa = nullptr;
+  bool outer_authenticated = false;  // the ICV (or AEAD tag) of the outermost layer verified
+  std::uint64_t outer_seq = 0;
   Packet layers[2];
   const Packet* cur = &outer;
   for (std::size_t depth = 0;; ++depth) {
@@ -338,6 +372,11 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
       return done(Outcome::ipsec_failed, false);
     }
     if (!usable(state, *r.sa, false)) return done(Outcome::sa_expired, false);
+    if (depth == 0) {
+      outer_sa = r.sa;
+      outer_authenticated = r.reason == ipsec::Reason::verified;
+      outer_seq = r.seq;
+    }
     used[n_used++] = r.sa;
     const Bytes inner = r.mode == filters::SaMode::tunnel ? r.payload : r.rebuilt;
     if (inner.empty()) return done(Outcome::policy_mismatch, false);  // e.g. a dummy packet (next header 59)
@@ -380,10 +419,38 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
     });
     return done(Outcome::policy_mismatch, false);
   }
+  if (outer.ipsec.udp_encap && outer_authenticated) learn_nat_mapping(state, *outer_sa, outer_seq, outer);
   Decision d = done(Outcome::decapsulated, true);
   d.replacement = cur->ip_bytes();
   d.set_mark = kMarkDecapsulated;
   return d;
+}
+
+void Worker::learn_nat_mapping(State& state, SecurityAssociation& sa, std::uint64_t seq, const Packet& outer) noexcept {
+  // RFC 7296 section 2.23: the mapping follows authenticated packets only,
+  // and only the newest: a delayed packet from an old mapping, or a copy an
+  // attacker resends from elsewhere before the original arrives late,
+  // must not move it back or away. Without a replay window a resent copy
+  // of the newest packet would pass as new, so such an SA teaches nothing.
+  {
+    std::scoped_lock lock(sa.mutex);
+    if (sa.replay.size() == 0 || seq != sa.replay.top()) return;
+  }
+  const std::int64_t now = steady_ns();
+  for (std::size_t o : state.nat_learners(sa.index())) {
+    const SecurityAssociation& out = state.sad().at(o);
+    const std::uint16_t was = state.life(o).nat.learn(outer.ip.src, outer.l4.sport, now);
+    const std::uint16_t configured = out.config().encap->dport;
+    if (was == outer.l4.sport || (was == 0 && outer.l4.sport == configured)) continue;
+    event(EventKind::nat_mapping, [&] {
+      if (was == 0) {
+        return fmt::format("SA {}: {} arrives from port {} (a NAT mapped it), not {}: sending there", out.name(),
+                           outer.ip.src.str(), outer.l4.sport, configured);
+      }
+      return fmt::format("SA {}: {}'s NAT mapping moved from port {} to {} (authenticated packet on SA {})", out.name(),
+                         outer.ip.src.str(), was, outer.l4.sport, sa.name());
+    });
+  }
 }
 
 }  // namespace ipsentry::enforce

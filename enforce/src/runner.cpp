@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipsentry/dissect/checksum.hpp"
+#include "ipsentry/enforce/natt.hpp"
 #include "ipsentry/filters/key_hygiene.hpp"
 
 namespace ipsentry::enforce {
@@ -585,9 +586,14 @@ void Enforcement::worker_main(std::size_t i) {
 }
 
 void Enforcement::stats_main() {
+  KeepaliveSender keepalives;  // NAT keepalives (RFC 3948) ride on this thread's 100 ms tick
   auto next_check = std::chrono::steady_clock::now();
   bool replaced_reported = false;
   while (!stop_.load()) {
+    {
+      std::shared_lock lock(state_mu_);
+      keepalives.tick(*state_, steady_ns());
+    }
     // Someone may remove the socket file (a careless --cleanup, rm): stats
     // and the TUI would then say nothing runs while this enforcement does.
     if (const auto now = std::chrono::steady_clock::now(); now >= next_check) {
@@ -982,7 +988,8 @@ std::string Enforcement::snapshot_json() {
                    {"lifetime_left",
                     {{"seconds", left(c.lifetime.seconds, age)},
                      {"bytes", left(c.lifetime.bytes, traffic.bytes)},
-                     {"packets", left(c.lifetime.packets, traffic.packets)}}}});
+                     {"packets", left(c.lifetime.packets, traffic.packets)}}},
+                   {"nat", nat_json(c, dir, life, steady_ns())}});
   }
   j["sas"] = sas;
   j["quick_mode"] = {{"active_security_associations", active},

@@ -132,8 +132,8 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
       if (auto e = check_cipher_key(c, sa.enc_key.size())) err("enc_key", *e);
     } else if (!sa.enc_key.empty() && sa.enc_key.size() != 8 && sa.enc_key.size() != 16 && sa.enc_key.size() != 24 &&
                sa.enc_key.size() != 32) {
-      err("enc_key", fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes",
-                                 sa.enc_key.size()));
+      err("enc_key",
+          fmt::format("a phase 1 encryption key is 8, 16, 24 or 32 bytes; this one is {} bytes", sa.enc_key.size()));
     }
     if (sa.cipher && cipher_info(*sa.cipher).deprecated) {
       warnings.push_back(fmt::format("{}: IKE SA {}: {} is deprecated (RFC 8247); accepted for old configurations",
@@ -167,8 +167,9 @@ void validate_ike_sa(const IkeSaConfig& sa, const std::string& f, std::vector<st
     const IntegrityInfo& ii = integrity_info(*sa.integrity);
     if (!ii.supported) err("integrity", fmt::format("{} cannot check IKEv2 messages", ii.name));
     if (!ii.checks) {
-      warnings.push_back(fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
-                                     o.str(), who, ii.icv_len));
+      warnings.push_back(
+          fmt::format("{}: IKE SA {}: no integrity key: the {}-byte ICVs of its messages are skipped, not checked",
+                      o.str(), who, ii.icv_len));
     } else if (!sa.sk_ai.empty()) {
       if (auto e = check_integrity_key(*sa.integrity, sa.sk_ai.size())) err("sk_ai", *e);
     }
@@ -580,16 +581,36 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
     const YAML::Node& e = n["encap"];
     UdpEncapConfig ec;
     if (e.IsScalar()) {
-      if (e.Scalar() != "udp") fail(c, e, f + "encap", "encap must be 'udp' or a mapping {sport, dport}");
+      if (e.Scalar() != "udp") fail(c, e, f + "encap", "encap must be 'udp' or a mapping {sport, dport, keepalive}");
     } else if (e.IsMap()) {
-      check_keys(c, e, f + "encap", {"type", "sport", "dport"});
+      check_keys(c, e, f + "encap", {"type", "sport", "dport", "keepalive"});
       if (e["type"] && scalar(c, e["type"], f + "encap.type") != "udp") {
         fail(c, e["type"], f + "encap.type", "only UDP encapsulation (RFC 3948) exists");
       }
-      if (e["sport"]) ec.sport = static_cast<std::uint16_t>(get_uint(c, e["sport"], f + "encap.sport", 65535));
-      if (e["dport"]) ec.dport = static_cast<std::uint16_t>(get_uint(c, e["dport"], f + "encap.dport", 65535));
+      auto port = [&](const char* key, std::uint16_t& out) {
+        if (!e[key]) return;
+        const std::string field = f + "encap." + key;
+        const auto v = get_uint(c, e[key], field, 65535);
+        if (v == 0) fail(c, e[key], field, "a UDP port is 1 to 65535");
+        out = static_cast<std::uint16_t>(v);
+      };
+      port("sport", ec.sport);
+      port("dport", ec.dport);
+      if (const YAML::Node& k = e["keepalive"]) {
+        const std::string field = f + "encap.keepalive";
+        // "off" as well as 0: YAML reads a bare off as a boolean word.
+        const std::string s = scalar(c, k, field);
+        std::uint32_t v = 0;
+        const auto [end, ec2] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (s == "off" || s == "false" || s == "no") {
+          v = 0;
+        } else if (ec2 != std::errc{} || end != s.data() + s.size() || s.empty() || v > 3600) {
+          fail(c, k, field, fmt::format("'{}' is not a number of seconds from 0 to 3600, or off", s));
+        }
+        ec.keepalive_seconds = v;
+      }
     } else {
-      fail(c, e, f + "encap", "encap must be 'udp' or a mapping {sport, dport}");
+      fail(c, e, f + "encap", "encap must be 'udp' or a mapping {sport, dport, keepalive}");
     }
     sa.encap = ec;
   }
@@ -637,8 +658,8 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
   const std::string f = fmt::format("ike_sas[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("ike_sas[{}]", index), "each IKE SA must be a mapping of settings");
   check_keys(c, n, fmt::format("ike_sas[{}]", index),
-             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er",
-              "sk_ai", "sk_ar", "sk_d", "skeyid_d", "enc_key"});
+             {"name", "version", "spi_i", "spi_r", "encryption", "integrity", "prf", "hash", "sk_ei", "sk_er", "sk_ai",
+              "sk_ar", "sk_d", "skeyid_d", "enc_key"});
   IkeSaConfig sa;
   sa.origin = Origin{c.file, line_of(n), {}};
   for (const auto& kv : n) {
@@ -666,8 +687,7 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
       std::string a = scalar(c, n[key], f + key);
       sa.prf = find_prf(a);
       if (!sa.prf) {
-        fail(c, n[key], f + key,
-             fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
+        fail(c, n[key], f + key, fmt::format("unknown {} '{}' (known: md5, sha1, sha256, sha384, sha512)", key, a));
       }
     }
   }

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "ipsentry/dissect/text_table.hpp"
+
 namespace ipsentry::filters {
 
 using dissect::IpAddr;
@@ -320,9 +322,7 @@ std::string Spd::describe() const {
   if (local_.addresses.empty()) out += " none";
   for (const auto& a : local_.addresses) out += " " + a.str();
   out += "\n\nEffective policy, first match wins:\n";
-  out += fmt::format("{:>3}  {:<28} {:<26} {:<26} {:<7} {:<11} {:<11} {}\n", "#", "name", "source", "destination",
-                     "proto", "src port", "dst port", "action");
-  std::size_t n = 0;
+  std::vector<std::vector<std::string>> rows;
   for (const auto& e : entries_) {
     std::string action = to_string(e.action);
     if (e.action == PolicyAction::protect) {
@@ -343,9 +343,18 @@ std::string Spd::describe() const {
     }
     std::string proto = protocol_str(e.protocol);
     if (e.icmp_types) proto += fmt::format(" type {}-{}", e.icmp_types->first, e.icmp_types->second);
-    out += fmt::format("{:>3}  {:<28} {:<26} {:<26} {:<7} {:<11} {:<11} {}\n", ++n, e.name, e.src.str(), e.dst.str(),
-                       proto, ports_str(e.sport), ports_str(e.dport), action);
+    rows.push_back({fmt::format("{}", rows.size() + 1), e.name, e.src.str(), e.dst.str(), proto, ports_str(e.sport),
+                    ports_str(e.dport), action});
   }
+  const std::vector<dissect::TableColumn> cols{{"#", dissect::Align::right},
+                                               {"name"},
+                                               {"source"},
+                                               {"destination"},
+                                               {"proto"},
+                                               {"src port"},
+                                               {"dst port"},
+                                               {"action"}};
+  for (const auto& line : dissect::text_table(cols, rows, 1)) out += line + "\n";
   out += "     anything else: permit (passes unchanged)\n";
   return out;
 }

@@ -39,6 +39,25 @@ const char* to_string(Outcome o) noexcept {
   return "?";
 }
 
+MessageVerdict verdict(const MessageRecord& m) noexcept {
+  if (m.malformed != nullptr) return MessageVerdict::malformed;
+  switch (m.status) {
+    case DecryptStatus::cleartext:
+    case DecryptStatus::decrypted: break;
+    case DecryptStatus::icv_mismatch: return MessageVerdict::icv_fail;
+    case DecryptStatus::failed: return MessageVerdict::decrypt_fail;
+    case DecryptStatus::no_key:
+    case DecryptStatus::no_iv:
+    case DecryptStatus::fragment: return MessageVerdict::unverifiable;
+  }
+  return m.ends_negotiation ? MessageVerdict::ike_fail : MessageVerdict::ok;
+}
+
+std::string_view verdict_name(MessageVerdict v) noexcept {
+  if (v == MessageVerdict::ike_fail) return "ike-fail";
+  return ipsec::verdict_name(static_cast<ipsec::Verdict>(v));
+}
+
 namespace {
 
 using Vec = std::vector<std::uint8_t>;
@@ -120,6 +139,11 @@ struct Analyzer::IkeSaState {
   int ike_neg = -1;
   bool established = false;
   std::uint32_t last_auth_mid = 0;
+  // IKEv1 phase 1: whether each peer's encrypted messages (initiator 0,
+  // responder 1) decrypted with the key given, or did not.
+  bool p1_decrypted[2] = {false, false};
+  bool p1_undecryptable[2] = {false, false};
+  bool psk = false;  // the chosen authentication method is a pre-shared key
   Vec ni;
   Vec nr;
   // IKEv1 IV derivation (RFC 2409 appendix B).
@@ -426,12 +450,15 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
     for (int ki : candidates) {
       const auto& k = keys_[static_cast<std::size_t>(ki)];
       const bool trial = !k.spi_i;
-      std::optional<Cipher> cipher = k.cipher ? k.cipher : st.cipher;
+      // What the Main Mode SA in the capture chose comes first: what a key
+      // says is a guess for captures without it (a charon log, say, ties
+      // its keys to the proposal another thread logged for another SA).
+      std::optional<Cipher> cipher = st.cipher ? st.cipher : k.cipher;
       if (!cipher) {
         // No SA payload seen: go by the key length, as users would.
         cipher = k.enc_key.size() == 8 ? Cipher::des_cbc : k.enc_key.size() == 24 ? Cipher::tdes_cbc : Cipher::aes_cbc;
       }
-      const std::optional<Prf> hash_alg = k.prf ? k.prf : st.prf;
+      const std::optional<Prf> hash_alg = st.prf ? st.prf : k.prf;
       std::size_t klen = k.enc_key.size();
       if (*cipher == Cipher::aes_cbc && st.key_bits && *st.key_bits / 8 <= klen) klen = *st.key_bits / 8;
       if (*cipher == Cipher::tdes_cbc) klen = 24;
@@ -560,6 +587,35 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
   return rec;
 }
 
+void Analyzer::check_phase1_keys(MessageRecord& rec, IkeSaState& st, bool from_initiator) {
+  Negotiation& p1 = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  if (p1.outcome == Outcome::established) return;
+  const int side = from_initiator ? 0 : 1;
+  (rec.status == DecryptStatus::decrypted ? st.p1_decrypted : st.p1_undecryptable)[side] = true;
+  // One peer's messages decrypt with the key and the other's do not: the
+  // two derived different keys from the same exchange, which with a
+  // pre-shared key means the keys they were given differ (RFC 2409 5.4:
+  // SKEYID = prf(pre-shared key, Ni | Nr)). A wrong key given to ipsentry
+  // decrypts neither peer's messages.
+  const int bad = st.p1_decrypted[0] && st.p1_undecryptable[1]   ? 1
+                  : st.p1_decrypted[1] && st.p1_undecryptable[0] ? 0
+                                                                 : -1;
+  if (bad < 0) return;
+  const std::string why =
+      fmt::format("the {}'s encrypted messages do not decrypt with the keys the {}'s do: {}",
+                  bad == 1 ? "responder" : "initiator", bad == 1 ? "initiator" : "responder",
+                  st.psk ? "the peers' pre-shared keys differ" : "the peers derived different keys");
+  if (p1.reason.find(why) != std::string::npos) return;  // concluded by an earlier message
+  rec.ends_negotiation = true;
+  if (p1.outcome == Outcome::failed) {
+    p1.reason += "; " + why;
+  } else {
+    p1.outcome = Outcome::failed;
+    p1.reason = why;
+  }
+  if (st.psk) p1.auth_failure = true;
+}
+
 void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner, IkeSaState& st) {
   const dik::Header& h = rec.header;
   const bool v2 = h.v2();
@@ -618,12 +674,29 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     }
     rec.negotiation = idx;
   };
+  // The error ends the negotiation, even one that looked established (the
+  // initiator rejecting the responder's last message); a repeat of it marks
+  // the message but changes nothing.
   auto fail = [&](int idx, const dik::Notify& n) {
     Negotiation& neg = negotiations_[static_cast<std::size_t>(idx)];
+    rec.ends_negotiation = true;
     if (neg.outcome == Outcome::failed) return;
     neg.outcome = Outcome::failed;
     neg.reason = dik::notify_str(v2, n.type);
     if (is_auth_failure(v2, n.type)) neg.auth_failure = true;
+  };
+  // The CHILD_SAs negotiated inside IKE_AUTH end with their IKE SA when it
+  // fails: shown failed, counted once, with the IKE SA.
+  auto fail_auth_children = [&]() {
+    const Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+    for (auto& [mid, ex] : st.exchanges) {
+      if (ex.neg < 0 || mid > st.last_auth_mid) continue;
+      Negotiation& child = negotiations_[static_cast<std::size_t>(ex.neg)];
+      if (child.outcome == Outcome::failed) continue;
+      child.outcome = Outcome::failed;
+      child.failed_with = st.ike_neg;
+      child.reason = fmt::format("{} (its IKE_SA failed)", ike.reason);
+    }
   };
   auto first_error = [&]() -> const dik::Notify* {
     for (const auto& n : notifies) {
@@ -667,6 +740,7 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             if (auto e = t.attribute(1)) st.cipher = v1_phase1_cipher(*e);
             if (auto kl = t.attribute(14)) st.key_bits = *kl;
             if (auto hs = t.attribute(2)) st.prf = filters::prf_from_ikev1_hash(*hs);
+            if (auto am = t.attribute(3)) st.psk = *am == 1;
           }
         }
         if (ke_pl != nullptr) (from_initiator ? st.ke_i : st.ke_r).assign(ke_pl->body.begin(), ke_pl->body.end());
@@ -720,12 +794,16 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
       }
       case dik::xt::v1_informational:
       case dik::xt::v1_transaction: {
-        if (st.ike_neg >= 0) touch(st.ike_neg, false);
-        if (const dik::Notify* e = first_error()) {
-          // The error belongs to the negotiation still running: phase 1, or
-          // the newest Quick Mode.
-          int target = -1;
-          if (st.ike_neg >= 0 && negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome != Outcome::established) {
+        // An Informational exchange of its own (a delete, a keepalive) is no
+        // part of the negotiation before it; an error belongs to the one it
+        // ends: phase 1 while it runs, else the newest Quick Mode still
+        // running. An authentication failure before any Quick Mode is the
+        // initiator rejecting the last Main Mode message: phase 1 failed.
+        const Negotiation* p1 = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
+        int target = -1;
+        const dik::Notify* e = first_error();
+        if (e != nullptr) {
+          if (p1 != nullptr && p1->outcome != Outcome::established) {
             target = st.ike_neg;
           } else {
             for (auto& [mid, ex] : st.exchanges) {
@@ -733,15 +811,23 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
                 target = ex.neg;
             }
           }
-          if (target >= 0) {
-            negotiations_[static_cast<std::size_t>(target)].answered = true;
-            fail(target, *e);
+          if (target < 0 && p1 != nullptr && is_auth_failure(false, e->type) && st.exchanges.empty()) {
+            target = st.ike_neg;
           }
-          if (is_auth_failure(false, e->type) && target < 0) ++stats_.authentication_failures;
+        }
+        if (target >= 0) {
+          touch(target, true);
+          fail(target, *e);
+        } else if (p1 != nullptr && p1->outcome != Outcome::established) {
+          touch(st.ike_neg, false);  // inside phase 1, or the peers still talking about its failure
         }
         break;
       }
       default: break;
+    }
+    if (st.ike_neg >= 0 && (rec.status == DecryptStatus::decrypted || rec.status == DecryptStatus::failed) &&
+        (h.message_id == 0 || h.exchange == dik::xt::v1_informational)) {
+      check_phase1_keys(rec, st, from_initiator);
     }
   } else {
     switch (h.exchange) {
@@ -833,7 +919,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             bool has_auth = std::any_of(all.begin(), all.end(),
                                         [](const dik::Payload* pl) { return pl->type == dik::pt::v2_auth; });
             if (auth && ike != nullptr) {
-              if (e != nullptr && is_auth_failure(true, e->type)) {
+              // Without an AUTH payload an error ends the IKE SA itself.
+              if (e != nullptr && (is_auth_failure(true, e->type) || !has_auth)) {
                 fail(st.ike_neg, *e);
               } else if (has_auth && ike->outcome != Outcome::failed) {
                 ike->outcome = Outcome::established;
@@ -843,7 +930,9 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             }
             if (ex.neg >= 0) {
               Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
-              if (e != nullptr) {
+              if (auth && ike != nullptr && ike->outcome == Outcome::failed) {
+                fail_auth_children();
+              } else if (e != nullptr) {
                 fail(ex.neg, *e);
               } else if (ex.chosen) {
                 cn.outcome = Outcome::established;
@@ -855,14 +944,22 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
         break;
       }
       case dik::xt::v2_informational: {
-        if (st.ike_neg >= 0) {
-          Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-          ike.frames.push_back(rec.frame);
-          rec.negotiation = st.ike_neg;
-          if (ike.outcome == Outcome::unknown && h.message_id > st.last_auth_mid && st.last_auth_mid != 0) {
-            ike.outcome = Outcome::established;
-            ike.reason = "implied by later exchanges on the IKE SA";
-          }
+        // A later exchange of its own (a delete, a liveness check): no part
+        // of the IKE SA's negotiation, though it shows the SA was up. The
+        // exception is RFC 7296 2.21.2's: an initiator that cannot verify
+        // the responder's AUTH says so in the INFORMATIONAL that follows
+        // IKE_AUTH, and the IKE SA failed after all.
+        if (st.ike_neg < 0) break;
+        Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+        const dik::Notify* e = first_error();
+        if (e != nullptr && is_auth_failure(true, e->type) && !response && from_initiator && st.last_auth_mid != 0 &&
+            h.message_id == st.last_auth_mid + 1) {
+          touch(st.ike_neg, true);
+          fail(st.ike_neg, *e);
+          fail_auth_children();
+        } else if (ike.outcome == Outcome::unknown && h.message_id > st.last_auth_mid && st.last_auth_mid != 0) {
+          ike.outcome = Outcome::established;
+          ike.reason = "implied by later exchanges on the IKE SA";
         }
         break;
       }
@@ -1058,8 +1155,8 @@ void Analyzer::finish() {
       if (phase1) ++stats_.main_modes;
       if (phase2) ++stats_.quick_modes;
     }
-    if (n.outcome == Outcome::failed) ++stats_.negotiation_failures;
-    if (n.auth_failure) ++stats_.authentication_failures;
+    if (n.outcome == Outcome::failed && n.failed_with < 0) ++stats_.negotiation_failures;
+    if (n.auth_failure && n.failed_with < 0) ++stats_.authentication_failures;
     if (n.outcome == Outcome::no_answer) {
       ++stats_.no_answer;
       if (n.clear_traffic_after) {
@@ -1076,6 +1173,16 @@ void Analyzer::add_decrypted(std::uint64_t frame, dissect::Tree& tree) const {
   // The IKE message node: the last top-level node (it is the innermost layer).
   if (tree.root.children.empty()) return;
   dissect::Node& msg = tree.root.children.back();
+  if (verdict(*r) == MessageVerdict::ike_fail && r->negotiation >= 0) {
+    // In the words of the packet list, where the eye goes first.
+    std::int32_t i = r->negotiation;
+    if (negotiations_[static_cast<std::size_t>(i)].failed_with >= 0)
+      i = negotiations_[static_cast<std::size_t>(i)].failed_with;
+    const Negotiation& n = negotiations_[static_cast<std::size_t>(i)];
+    msg.add_here(fmt::format("Verdict: ike-fail — it ends negotiation {} ({}): {}", i + 1, n.kind, n.reason),
+                 msg.offset, 0)
+        .role = dissect::NodeRole::verdict_failed;
+  }
   if (r->status == DecryptStatus::cleartext) return;
   std::string head = fmt::format("Decryption: {}{}{}", to_string(r->status), r->detail.empty() ? "" : " — ", r->detail);
   // Like an ESP layer's verdict, so a front end can lead the eye to it.

@@ -94,6 +94,38 @@ Bytes rebuild_transport(const Packet& p, std::size_t ipsec_start, std::uint8_t n
   return {b, total};
 }
 
+// RFC 3948 section 3.1.2: a NAT rewrote the outer header of a transport-mode
+// packet, so the addresses the rebuilt header carries are not those the
+// sender's TCP/UDP checksum covered. The peer's real addresses would come
+// from IKE's NAT-OA, which manual keying does not have; the section also
+// allows recomputing the checksum, and after the ICV verified the
+// payload is exactly what the peer sent, so recomputing loses nothing.
+// `l4` is where the upper-layer header starts in the rebuilt packet
+// `b` of `total` bytes; src/dst are the addresses of its pseudo-header.
+void fix_checksum_after_nat(std::uint8_t* b, std::size_t l4, std::size_t total, std::uint8_t nh,
+                            const dissect::IpAddr& src, const dissect::IpAddr& dst) noexcept {
+  std::size_t field = 0;
+  std::size_t len = total - l4;
+  switch (nh) {
+    case dissect::proto::tcp: field = 16; break;
+    case dissect::proto::udp:
+      field = 6;
+      // A zero UDP checksum over IPv4 means "none computed" and stays so.
+      if (len < 8 || (src.is_v4() && load_be16(b + l4 + 6) == 0)) return;
+      // TFC padding may follow a UDP datagram in transport mode (RFC 4303
+      // section 2.7): the checksum covers what the UDP length says.
+      len = std::min<std::size_t>(len, load_be16(b + l4 + 4));
+      break;
+    case dissect::proto::icmpv6: field = 2; break;  // its checksum has a pseudo-header too
+    default: return;
+  }
+  if (len < field + 2) return;
+  store_be16(b + l4 + field, 0);
+  std::uint16_t c = dissect::transport_checksum(src, dst, nh, Bytes(b + l4, len));
+  // transport_checksum maps 0 to 0xffff, as UDP needs; TCP and ICMPv6 take either.
+  store_be16(b + l4 + field, c);
+}
+
 std::size_t ip_end(const Packet& p) {
   std::size_t end = std::size_t{p.ip.offset} + p.ip.total_len;
   return std::min(end, p.data.size());
@@ -286,6 +318,11 @@ InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, Inbo
   if (rebuild && r.mode == SaMode::transport) {
     std::size_t start = h.udp_encap ? p.l4.offset : h.offset;
     r.rebuilt = rebuild_transport(p, start, nh, payload, s.rebuilt);
+    // Only what authenticated gets a checksum it did not bring: without an
+    // ICV the sender's checksum is the one end-to-end check left.
+    if (h.udp_encap && authentic && !r.rebuilt.empty()) {
+      fix_checksum_after_nat(s.rebuilt.data(), start - p.ip.offset, r.rebuilt.size(), nh, p.ip.src, p.ip.final_dst);
+    }
   }
   return r;
 }
@@ -580,7 +617,7 @@ OutboundResult Engine::outbound_esp(SecurityAssociation& sa, const Packet& in, c
   if (cfg.encap) {
     udp_at = pos;
     store_be16(b + pos, cfg.encap->sport);
-    store_be16(b + pos + 2, cfg.encap->dport);
+    store_be16(b + pos + 2, o.encap_dport != 0 ? o.encap_dport : cfg.encap->dport);
     store_be32(b + pos + 4, 0);
     pos += 8;
   }

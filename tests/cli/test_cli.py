@@ -19,8 +19,12 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from esp_ref import RefSA  # noqa: E402
+from ike_capture import failed_negotiations  # noqa: E402
+from ipsec_configs import wide_config  # noqa: E402
 from rawpcap import checksum, ipv4, write_pcap  # noqa: E402
+from table_check import columns_aligned, table_after  # noqa: E402
 
 FAILS = []
 CHECKS = [0]
@@ -234,6 +238,78 @@ def test_threads(ipsentry, tmp):
             check(results[j][k] == results[1][k], f"-j {j}: {name} differ from one thread")
 
 
+def test_ike_vocabulary(ipsentry, tmp):
+    """One word for an IKE message in verify's text and JSON and in show: the
+    ESP verdicts plus ike-fail for the message that ended its negotiation;
+    a failed negotiation makes verify exit 1."""
+    cap = os.path.join(tmp, "ike-failed.pcap")
+    want = failed_negotiations(cap)
+    r = run([ipsentry, "verify", cap, "--no-progress"])
+    check(r.returncode == 1, f"verify of failed IKE negotiations: exit {r.returncode}, expected 1")
+    text = {}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if len(f) > 8 and f[0].isdigit() and f[5].startswith("IKEv"):
+            text[int(f[0])] = f[8]
+    check(text == want, f"verify text: IKE verdicts {text}, expected {want}")
+    d = json.loads(run([ipsentry, "verify", cap, "--json", "--no-progress"]).stdout)
+    js = {m["frame"]: m.get("verdict") for m in d["ike"]["messages"]}
+    check(js == want, f"verify --json: IKE verdicts {js}, expected {want}")
+    check(d["ike"]["statistics"]["negotiation_failures"] == 2, "two failed negotiations counted")
+    r = run([ipsentry, "show", cap])
+    shown = {int(l.split()[0]): l.split()[-1] for l in r.stdout.splitlines() if l.strip()}
+    check(shown == want, f"show: IKE verdicts {shown}, expected {want}")
+
+
+def test_show_odd_frames(ipsentry, tmp):
+    """show names what a frame lacks instead of inventing it: no SPI in a
+    one-byte ESP packet or a non-first fragment, no addresses in an IPv4
+    header that does not parse; and says a malformation once."""
+    frames = [ipv4("203.0.113.1", "198.51.100.1", 50, b"\x01")]
+    frag = bytearray(ipv4("203.0.113.1", "198.51.100.1", 50, b"\xc0\xff\xee\x01" + b"\x00" * 28, 0x77))
+    frag[6:8] = struct.pack("!H", 4)  # offset 32: a non-first fragment whose first bytes look like an SPI
+    frag[10:12] = b"\0\0"
+    frag[10:12] = struct.pack("!H", checksum(bytes(frag[:20])))
+    frames.append(bytes(frag))
+    bad = bytearray(ipv4("203.0.113.1", "198.51.100.1", 17, b"\0" * 16))
+    bad[0] = 0x44  # header length 16 bytes
+    frames.append(bytes(bad))
+    cap = os.path.join(tmp, "odd.pcap")
+    write_pcap(cap, frames)
+    lines = run([ipsentry, "show", cap]).stdout.splitlines()
+    check(len(lines) == 3, f"show odd.pcap: {len(lines)} lines")
+    if len(lines) != 3:
+        return
+    check("SPI 0x" not in lines[0] and "(no SPI)" in lines[0], f"one-byte ESP: {lines[0]}")
+    check("SPI 0x" not in lines[1] and "fragment id=0x77 offset=32" in lines[1], f"non-first fragment: {lines[1]}")
+    check(lines[2].count("IPv4 header length below 20 bytes") == 1 and "→" not in lines[2] and
+          "HOPOPT" not in lines[2], f"bad IPv4 header: {lines[2]}")
+    tree = run([ipsentry, "show", "-V", "-n", "1", cap]).stdout.split("\n", 1)[-1]  # below the one-line summary
+    check(tree.count("ESP header truncated") == 1, f"show -V says the malformation once:\n{tree}")
+
+
+def test_column_alignment(ipsentry, tmp):
+    """Long IPv6 addresses, an SA without a mode (unspecified) and an ICMPv6
+    type range widen their column in verify's SA table and in config
+    check's SA and policy tables instead of pushing the rest out of line."""
+    cfg = wide_config(os.path.join(tmp, "v6.yaml"))
+    r = run([ipsentry, "verify", "samples/esp-tunnel.pcap", "-c", cfg, "-c", "samples/esp-tunnel.yaml",
+             "--no-progress"])
+    sas = table_after(r.stdout, "Security associations")
+    err = columns_aligned(sas, ["name", "spi", "proto", "mode", "algorithms", ">ok", ">icv-fail", ">bytes"])
+    check(err is None and any("unspecified" in l for l in sas), f"verify SA table: {err}")
+    r = run([ipsentry, "config", "check", cfg])
+    check(r.returncode == 0, f"config check v6.yaml: exit {r.returncode}: {r.stderr}")
+    if r.returncode == 0:
+        err = columns_aligned(table_after(r.stdout, "SAs (keys not shown):"),
+                              ["name", "spi", "proto", "src", "dst", "direction", "mode", "algorithms", "lifetime"])
+        check(err is None, f"config check SA table: {err}")
+        pol = table_after(r.stdout, "Effective policy, first match wins:")
+        err = columns_aligned([l for l in pol if "anything else" not in l],
+                              ["name", "source", "destination", "proto", "src port", "dst port", "action"])
+        check(err is None and any("icmpv6 type" in l for l in pol), f"config check policy table: {err}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ipsentry", required=True)
@@ -245,6 +321,9 @@ def main():
         test_bad_inputs(ipsentry, tmp)
         test_json_and_decrypted(ipsentry, tmp)
         test_threads(ipsentry, tmp)
+        test_ike_vocabulary(ipsentry, tmp)
+        test_show_odd_frames(ipsentry, tmp)
+        test_column_alignment(ipsentry, tmp)
     print(f"{CHECKS[0]} checks, {len(FAILS)} failures")
     for f in FAILS:
         print("FAIL:", f)

@@ -383,10 +383,20 @@ got = []
 end = time.time() + float(sys.argv[1])
 while time.time() < end:
     try:
-        got.append(s.recv(2000).decode(errors='replace'))
+        d = s.recv(2000).decode(errors='replace')
     except socket.timeout:
-        pass
+        continue
+    if d == 'sink-done':
+        break
+    got.append(d)
 print('\n'.join(got))
+"""
+# Ends a UDP_SINK: sent over the namespace's loopback, which enforcement
+# never queues, after everything else was sent, so a slow machine cannot
+# close the sink before the last datagram of the test arrived.
+SINK_DONE = r"""
+import socket
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'sink-done', ('192.0.2.2', 6000))
 """
 
 SCAPY_DECRYPT = r"""
@@ -415,7 +425,7 @@ def scenario_interop_attacks(tmp, ctx):
           f"scapy decrypts and authenticates the ESP enforcement sent ({' ok, '.join(okb)} failed)")
     # scapy speaks for host a on the wire (raw frames bypass a's netfilter).
     before = eb.stats()
-    sink = subprocess.Popen(["ip", "netns", "exec", b, "/usr/bin/python3", "-c", UDP_SINK, "6"],
+    sink = subprocess.Popen(["ip", "netns", "exec", b, "/usr/bin/python3", "-c", UDP_SINK, "120"],
                             stdout=subprocess.PIPE, text=True)
     PROCS.append(sink)
     time.sleep(0.5)
@@ -424,7 +434,9 @@ def scenario_interop_attacks(tmp, ctx):
         if r.returncode != 0:
             check(False, f"scapy sends the {mode} packets: {r.stderr.strip().splitlines()[-1:]}")
         time.sleep(0.2)
-    got = sink.communicate(timeout=20)[0].split()
+    time.sleep(1)
+    nsx(b, "/usr/bin/python3", "-c", SINK_DONE)
+    got = sink.communicate(timeout=130)[0].split()
     after = eb.stats()
     d = lambda *k: (lambda x, y: x - y)(*(  # noqa: E731
         [s[k[0]][k[1]] if len(k) == 2 else s[k[0]] for s in (after, before)]))

@@ -6,15 +6,21 @@ running charon with the kernel-libipsec plugin (user-space ESP; this kernel
 has none) and its own mount namespace for /run. The initiator brings up:
   - IKEv1 Main Mode + Quick Mode, pre-shared key, ESP aes128-sha256 tunnel
   - IKEv2, pre-shared key, ESP aes128gcm16 tunnel
-and pings through each tunnel between 198.51.100.1 and 203.0.113.1; then two
+and pings through each tunnel between 198.51.100.1 and 203.0.113.1; then three
 negotiations that must fail: IKEv2 with the wrong pre-shared key, IKEv1
-with proposals the responder does not accept.
+with proposals the responder does not accept, and IKEv1 with the wrong
+pre-shared key (from a second initiator address, 192.0.2.3, since an IKEv1
+responder picks the key by address before it learns the peer's identity).
 
 With only the initiator's charon log (ike 4), `ipsentry verify` must
 decrypt every IKE message, derive every ESP SA from SK_d / SKEYID_d and
 verify every ESP packet, and report the failed negotiations with their
-reasons. tshark, given the IKE keys and the ESP keys charon itself logged
-(chd 4), must decrypt the same messages and packets.
+reasons, one count per event: three negotiation failures, two of them
+authentication failures (a wrong key is one of each, however many messages
+say so), each negotiation holding only its own messages, and the messages
+that ended them -- and only those -- failing their verdict, as the text and
+the JSON both say. tshark, given the IKE keys and the ESP keys charon itself
+logged (chd 4), must decrypt the same messages and packets.
 
 Usage: test_strongswan.py --ipsentry PATH (as root)
 """
@@ -31,6 +37,7 @@ import time
 
 NS = ("ipsentry-ss-a", "ipsentry-ss-b")
 ADDR = ("192.0.2.1", "192.0.2.2")
+ADDR_V1_BAD_PSK = "192.0.2.3"  # the initiator's second address
 NET = ("198.51.100.1", "203.0.113.1")
 CHARON = "/usr/lib/ipsec/charon"
 
@@ -75,11 +82,11 @@ def conf(side, tmp):
   plugins {{ vici {{ socket = unix://{d}/charon.vici }} }}
 }}
 """)
-    def conn(name, version, proposals, child, esp, local_id=me, remote_id=peer):
+    def conn(name, version, proposals, child, esp, local_id=me, remote_id=peer, local=me, remote=peer):
         return f"""  {name} {{
     version = {version}
-    local_addrs = {me}
-    remote_addrs = {peer}
+    local_addrs = {local}
+    remote_addrs = {remote}
     proposals = {proposals}
     local {{ auth = psk
       id = {local_id} }}
@@ -99,15 +106,22 @@ def conf(side, tmp):
              conn("v2", 2, "aes128-sha256-modp2048", "net2", "aes128gcm16"))
     if side == 0:
         conns += (conn("v2bad", 2, "aes128-sha256-modp2048", "bad2", "aes128gcm16", local_id="bad@a") +
-                  conn("v1bad", 1, "3des-md5-modp1024", "bad1", "3des-md5"))
+                  conn("v1bad", 1, "3des-md5-modp1024", "bad1", "3des-md5") +
+                  conn("v1badpsk", 1, "aes256-sha1-modp2048", "badpsk1", "aes128-sha256", local_id=ADDR_V1_BAD_PSK,
+                       local=ADDR_V1_BAD_PSK))
     else:
-        conns += conn("v2bad", 2, "aes128-sha256-modp2048", "bad2", "aes128gcm16", remote_id="bad@a")
+        conns += (conn("v2bad", 2, "aes128-sha256-modp2048", "bad2", "aes128gcm16", remote_id="bad@a") +
+                  conn("v1badpsk", 1, "aes256-sha1-modp2048", "badpsk1", "aes128-sha256",
+                       remote_id=ADDR_V1_BAD_PSK, remote=ADDR_V1_BAD_PSK))
     with open(os.path.join(d, "swanctl.conf"), "w") as f:
         f.write("connections {\n" + conns + "}\n" + f"""secrets {{
   ike-good {{ id-1 = {ADDR[0]}
     id-2 = {ADDR[1]}
     secret = "0sdG9wc2VjcmV0" }}
   ike-bad {{ id-1 = bad@a
+    id-2 = {ADDR[1]}
+    secret = "0s{bad_secret}" }}
+  ike-bad-v1 {{ id-1 = {ADDR_V1_BAD_PSK}
     id-2 = {ADDR[1]}
     secret = "0s{bad_secret}" }}
 }}
@@ -167,6 +181,7 @@ def main():
         for ns in NS:
             sh("ip", "netns", "add", ns)
         sh("ip", "link", "add", "ssa", "netns", NS[0], "type", "veth", "peer", "name", "ssb", "netns", NS[1])
+        sh("ip", "-n", NS[0], "addr", "add", f"{ADDR_V1_BAD_PSK}/24", "dev", "ssa")
         for side, dev in ((0, "ssa"), (1, "ssb")):
             sh("ip", "-n", NS[side], "addr", "add", f"{ADDR[side]}/24", "dev", dev)
             sh("ip", "-n", NS[side], "addr", "add", f"{NET[side]}/32", "dev", "lo")
@@ -211,6 +226,7 @@ def main():
         # The failures: the child names are unique, so each initiates its own conn.
         swanctl(0, dirs[0], "--initiate", "--child", "bad2", "--timeout", "5")
         swanctl(0, dirs[0], "--initiate", "--child", "bad1", "--timeout", "5")
+        swanctl(0, dirs[0], "--initiate", "--child", "badpsk1", "--timeout", "5")
         time.sleep(1)
         cap.send_signal(signal.SIGTERM)
         cap.wait(5)
@@ -220,7 +236,11 @@ def main():
                            capture_output=True, text=True)
         if r.returncode not in (0, 1):
             raise RuntimeError(f"ipsentry verify exit {r.returncode}: {r.stderr}")
+        if r.returncode != 1:
+            failures.append("verify exits 0 although three negotiations failed")
         out = json.loads(r.stdout)
+        text = subprocess.run([a.ipsentry, "verify", "--no-progress", "--keys-from", "strongswan-log", log, pcap],
+                              capture_output=True, text=True).stdout
         ike = out["ike"]
         msgs = ike["messages"]
         enc = [m for m in msgs if m["status"] != "cleartext"]
@@ -228,8 +248,16 @@ def main():
         print(f"{len(msgs)} IKE messages, {len(enc)} encrypted, {len(enc) - len(bad)} decrypted")
         # The wrong-PSK exchange is encrypted with keys that only that IKE SA
         # has; they are in the log too, so nothing may stay encrypted.
+        # The wrong IKEv1 key is the one exception: the responder's messages
+        # are encrypted with the key it derived from its own secret, which
+        # the initiator's log does not hold.
+        v1_bad_psk = set()
+        for n in ike["negotiations"]:
+            if n["version"] == 1 and "pre-shared keys differ" in (n["reason"] or ""):
+                v1_bad_psk.update(n["frames"])
         for m in bad:
-            failures.append(f"frame {m['frame']} not decrypted: {m['status']} {m['detail']}")
+            if m["frame"] not in v1_bad_psk or m["status"] != "decrypt-failed":
+                failures.append(f"frame {m['frame']} not decrypted: {m['status']} {m['detail']}")
         v = out["statistics"]["verdicts"]
         esp_total = out["statistics"]["ipsec_packets"]
         print(f"ESP: {esp_total} packets, verdicts {v}")
@@ -248,13 +276,47 @@ def main():
         if len(find(2, "IKE_SA", "established")) != 1 or len(find(2, "CHILD_SA", "established")) != 1:
             failures.append("IKEv2 IKE_SA + CHILD_SA not both established")
         auth_failed = [n for n in find(2, "IKE_SA", "failed") if n["reason"] == "AUTHENTICATION_FAILED"]
-        if len(auth_failed) != 1 or ike["statistics"]["authentication_failures"] < 1:
-            failures.append("the wrong pre-shared key is not reported as AUTHENTICATION_FAILED")
+        if len(auth_failed) != 1 or not auth_failed[0]["authentication_failure"]:
+            failures.append("the wrong IKEv2 pre-shared key is not reported as AUTHENTICATION_FAILED")
+        # Its CHILD_SA ends with it: shown failed, counted with the IKE SA.
+        child = find(2, "CHILD_SA", "failed")
+        if auth_failed and (len(child) != 1 or child[0].get("failed_with") != negs.index(auth_failed[0]) or
+                            child[0]["authentication_failure"]):
+            failures.append(f"the CHILD_SA of the failed IKE_AUTH is not counted with its IKE SA: {child}")
         no_prop = [n for n in find(1, "Main Mode", "failed") if n["reason"] == "NO-PROPOSAL-CHOSEN"]
         if len(no_prop) != 1:
             failures.append("the unacceptable IKEv1 proposal is not reported as NO-PROPOSAL-CHOSEN")
-        if ike["statistics"]["negotiation_failures"] < 2:
-            failures.append(f"negotiation failures: {ike['statistics']['negotiation_failures']}")
+        v1_psk = [n for n in find(1, "Main Mode", "failed") if "pre-shared keys differ" in (n["reason"] or "")]
+        if len(v1_psk) != 1 or not v1_psk[0]["authentication_failure"] or v1_psk[0]["initiator"] != ADDR_V1_BAD_PSK:
+            failures.append(f"the wrong IKEv1 pre-shared key is not reported as differing keys: {v1_psk}")
+        st = ike["statistics"]
+        if st["negotiation_failures"] != 3 or st["authentication_failures"] != 2:
+            failures.append(f"one count per event: {st['negotiation_failures']} negotiation failures (3: two wrong "
+                            f"keys, one proposal), {st['authentication_failures']} authentication failures (2)")
+        # A negotiation holds its own exchanges only: the deletes sent when
+        # the tunnels were torn down are Informational exchanges of their own.
+        by_frame = {m["frame"]: m for m in msgs}
+        own = {"Main Mode": {2}, "Quick Mode": {32}, "IKE_SA": {34, 35}, "CHILD_SA": {35, 36}}
+        for n in negs:
+            if n["outcome"] != "established":
+                continue
+            foreign = [f for f in n["frames"] if by_frame[f]["exchange"] not in own[n["exchange"]]]
+            if foreign:
+                failures.append(f"v{n['version']} {n['exchange']} holds frames {foreign} of other exchanges")
+        # One vocabulary: the messages that ended a negotiation fail their
+        # verdict (what `ike and verdict != ok` finds in the TUI), nothing
+        # in an established negotiation does, and the text says the same.
+        failing = {m["frame"] for m in msgs if m.get("verdict", "ok") != "ok"}
+        for n in negs:
+            mine = failing & set(n["frames"])
+            if n["outcome"] == "failed" and n.get("failed_with") is None and not mine:
+                failures.append(f"no message of the failed v{n['version']} {n['exchange']} fails its verdict")
+            if n["outcome"] == "established" and mine:
+                failures.append(f"frames {sorted(mine)} of an established negotiation fail their verdict")
+        for m in msgs:
+            line = next((l for l in text.splitlines() if re.match(rf"\s+{m['frame']}\s", l)), "")
+            if f" {m.get('verdict')} " not in line:
+                failures.append(f"frame {m['frame']}: the text does not give the JSON verdict {m['verdict']}: {line}")
 
         # tshark with the same IKE keys (SPIs from the capture) and charon's own ESP keys.
         prof = os.path.join(tmp, "ws")

@@ -23,7 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 from netns import VethPair, remove_namespace, sh  # noqa: E402
-from ipsec_configs import GCM_AB, GCM_BA, esp_config  # noqa: E402
+from ike_capture import failed_negotiations  # noqa: E402
+from ipsec_configs import GCM_AB, GCM_BA, esp_config, wide_config  # noqa: E402
+from table_check import columns_aligned  # noqa: E402
 
 IPSENTRY = None
 SOCKET = f"ipsentry-tui-test-{os.getpid()}"
@@ -397,6 +399,93 @@ def scenario_crash_and_errors(tmp):
         t.close()
 
 
+def scenario_reporting(tmp):
+    print("# IKE verdicts, TERM, narrow hex pane, long and non-ASCII filters, SA columns")
+    cap = os.path.join(tmp, "ike-failed.pcap")
+    want = failed_negotiations(cap)
+    t = Tui([cap], 200, 50, tmp)
+    s = t.wait_for(lambda s: list_rows(s) == want)
+    check(list_rows(s) == want, f"IKE frames carry the verdicts verify gives ({list_rows(s)}, expected {want})")
+    failing = sorted(f for f, v in want.items() if v != "ok")
+    t.keys("/")
+    t.type("ike and verdict != ok")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: sorted(list_rows(s)) == failing)
+    check(sorted(list_rows(s)) == failing, f"'ike and verdict != ok' finds the failed negotiations ({list_rows(s)})")
+    t.keys("/")
+    t.keys("C-u")
+    t.type("verdict == ike-fail")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: sorted(list_rows(s)) == failing)
+    check(sorted(list_rows(s)) == failing, f"'verdict == ike-fail' names them ({list_rows(s)})")
+    t.keys("q")
+    t.close()
+
+    for prefix, words in (("TERM=xterm-nosuch ", "TERM=xterm-nosuch is not a terminal type this system knows"),
+                          ("env -u TERM ", "TERM is not set")):
+        t = Tui([FAULTS, "-c", TUNNEL_CFG], 80, 24, tmp, prefix=prefix)
+        rc = t.exit_code()
+        err = open(os.path.join(tmp, f"{t.name}.err")).read()
+        check(rc == 2 and err.startswith("ipsentry: error: ") and words in err and "TERM=xterm-256color" in err,
+              f"{prefix.strip()}: exit 2 and what to do ({rc}, '{err.strip()}')")
+        t.close()
+
+    # Under 72 columns the bytes pane shows 8 bytes a line, every line whole.
+    t = Tui([FAULTS, "-c", TUNNEL_CFG], 60, 40, tmp)
+    t.wait_for(lambda s: "11 of 11 frames" in s)
+    t.keys("Home")
+
+    def hex_lines(screen):
+        return [l.rstrip() for l in screen.splitlines() if re.match(r"^[0-9a-f]{4}  [0-9a-f]{2} ", l)]
+    s = t.wait_for(lambda s: len(hex_lines(s)) >= 3)
+    lines = hex_lines(s)
+    whole = r"^([0-9a-f]{4})  (?:[0-9a-f]{2} ){7}[0-9a-f]{2}  (.{8})$"
+    ok = len(lines) >= 3 and all(re.match(whole, l) for l in lines[:-1])
+    ok = ok and [int(re.match(r"^[0-9a-f]{4}", l).group(0), 16) for l in lines] == [8 * i for i in range(len(lines))]
+    check(ok, "at 60 columns each bytes line holds 8 bytes and their characters: " + " | ".join(lines[:3]))
+    t.dump("narrow-hex")
+
+    # A filter longer than the line scrolls, its end and the cursor in view.
+    expr = "frame in {" + " ".join(str(i) for i in range(1, 40)) + "}"
+    t.keys("/")
+    t.type(expr)
+    s = t.wait_for(lambda s: s.splitlines()[-1].rstrip().endswith("38 39}"))
+    last = s.splitlines()[-1].rstrip()
+    check(last.startswith("Filter: …") and last.endswith("38 39}") and "ok (Enter applies" in s,
+          f"a filter longer than the screen scrolls to its end ({last!r})")
+    t.keys("Enter")
+    s = t.wait_for(lambda s: "11 of 11 frames match" in s)
+    check("11 of 11 frames match" in s, "and it applies")
+    # Non-ASCII is taken, shown and named in the error, and Backspace takes it back whole.
+    t.keys("/")
+    t.keys("C-u")
+    t.type("é")
+    s = t.wait_for(lambda s: "unexpected character" in s)
+    check("Filter: é" in s and "at 1: unexpected character 'é'" in s, "a non-ASCII character reaches the filter")
+    t.keys("BSpace")
+    s = t.wait_for(lambda s: "unexpected character" not in s)
+    check(s.splitlines()[-1].rstrip() == "Filter:", f"Backspace removes it whole ({s.splitlines()[-1]!r})")
+    t.keys("Escape")
+    t.keys("q")
+    t.close()
+
+    # The SA monitor: long IPv6 peers and an SA without a mode keep the columns in line.
+    cfg = wide_config(os.path.join(tmp, "wide.yaml"))
+    t = Tui([FAULTS, "-c", TUNNEL_CFG, "-c", cfg], 250, 30, tmp)
+    t.wait_for(lambda s: "11 of 11 frames" in s)
+    t.keys("2")
+    s = t.wait_for(lambda s: "unspecified" in s and "Algorithms" in s)
+    lines = s.splitlines()
+    head = next((i for i, l in enumerate(lines) if l.startswith("Name ")), None)
+    table = [l.rstrip() for l in lines[head:head + 5]] if head is not None else [""]
+    err = columns_aligned(table, ["Name", "SPI", "Dir", ">Packets", ">Bytes", ">Errors", "Replay", "State",
+                                  "Lifetime left", "Proto", "Mode", "Algorithms", "Peers"])
+    check(err is None, f"the SA monitor's columns line up with an unspecified mode and long IPv6 peers: {err}")
+    t.dump("sa-monitor-wide")
+    t.keys("q")
+    t.close()
+
+
 # ---------------------------------------------------------------------------
 # Root only: live capture and attaching to enforcement.
 
@@ -593,7 +682,8 @@ def main():
     only = os.environ.get("ONLY", "")
     try:
         for name, fn, root in (("offline", scenario_offline, False), ("ike", scenario_ike, False),
-                               ("crash", scenario_crash_and_errors, False), ("live", scenario_live, True),
+                               ("crash", scenario_crash_and_errors, False),
+                               ("reporting", scenario_reporting, False), ("live", scenario_live, True),
                                ("triggers", scenario_live_triggers, True),
                                ("attach", scenario_attach, True)):
             if only and only != name:

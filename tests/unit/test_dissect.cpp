@@ -6,6 +6,7 @@
 #include "ipsentry/dissect/capture_file.hpp"
 #include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/dissect/summary.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "test_support.hpp"
 
 namespace ipsentry::dissect {
@@ -389,6 +390,20 @@ TEST(Summary, InnerDescriptions) {
             "UDP 53 → 5353 DNS len=1");
   EXPECT_EQ(s(test::ipv6("2001:db8::1", "2001:db8::2", 58, {}, test::icmp_echo(1, 2, 4, true)), false),
             "ICMPv6 echo request id=0x0001 seq=2");
+}
+
+TEST(TextTable, ColumnsAreAsWideAsTheirWidestCell) {
+  // "→" is one column, not three bytes; the last column is not padded.
+  const std::vector<TableColumn> cols{{"name"}, {"n", Align::right}, {"peers"}};
+  const auto lines = text_table(cols, {{"a", "7", "2001:db8::1 → 2001:db8::2"}, {"unspecified", "1234", "x"}}, 2);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "  name           n peers");
+  EXPECT_EQ(lines[1], "  a              7 2001:db8::1 → 2001:db8::2");
+  EXPECT_EQ(lines[2], "  unspecified 1234 x");
+  EXPECT_EQ(display_width("a → b…"), 6u);
+  // Without titles there is no title line; a short row leaves its cells empty.
+  const auto bare = text_table({{""}, {""}}, {{"x"}, {"yy", "z"}});
+  EXPECT_EQ(bare, (std::vector<std::string>{"x", "yy z"}));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,7 @@ TEST(IkePayloads, WalkStopsOnBadLengths) {
 TEST(IkePayloads, Ikev2SaProposalsAndNames) {
   // One ESP proposal, SPI 0x01020304: ENCR_AES_GCM_16 with a 256-bit key,
   // ESN none.
-  Vec sa{0, 0, 0, 32, 1, 3, 4, 2, 1, 2, 3, 4,
-         3, 0, 0, 12, 1, 0, 0, 20, 0x80, 14, 1, 0,
-         0, 0, 0, 8, 5, 0, 0, 0};
+  Vec sa{0, 0, 0, 32, 1, 3, 4, 2, 1, 2, 3, 4, 3, 0, 0, 12, 1, 0, 0, 20, 0x80, 14, 1, 0, 0, 0, 0, 8, 5, 0, 0, 0};
   auto p = dik::parse_sa(sa, true);
   ASSERT_EQ(p.error, nullptr);
   ASSERT_EQ(p.proposals.size(), 1u);
@@ -76,8 +75,8 @@ TEST(IkePayloads, Ikev2SaProposalsAndNames) {
   EXPECT_EQ(dik::notify_str(true, 45000), "private-status-45000");
   const Vec rfc3947{0x4a, 0x13, 0x1c, 0x81, 0x07, 0x03, 0x58, 0x45, 0x5c, 0x57, 0x28, 0xf2, 0x0e, 0x95, 0x45, 0x2f};
   EXPECT_EQ(dik::vendor_id_name(rfc3947).value_or(""), "RFC 3947 NAT-T");
-  const Vec win2003{0x1e, 0x2b, 0x51, 0x69, 0x05, 0x99, 0x1c, 0x7d, 0x7c, 0x96, 0xfc,
-                    0xbf, 0xb5, 0x87, 0xe4, 0x61, 0x00, 0x00, 0x00, 0x04};
+  const Vec win2003{0x1e, 0x2b, 0x51, 0x69, 0x05, 0x99, 0x1c, 0x7d, 0x7c, 0x96,
+                    0xfc, 0xbf, 0xb5, 0x87, 0xe4, 0x61, 0x00, 0x00, 0x00, 0x04};
   EXPECT_EQ(dik::vendor_id_name(win2003).value_or(""), "Microsoft Windows Server 2003");
 }
 
@@ -238,6 +237,173 @@ TEST(IkeAnalyzer, Ikev1RetransmissionDecryptsWithTheSameIv) {
   EXPECT_EQ(a->negotiations()[0].outcome, ike::Outcome::established);
   EXPECT_EQ(a->negotiations()[1].kind, "Quick Mode");
   EXPECT_NE(a->negotiations()[1].proposal.find("PFS"), std::string::npos);
+}
+
+// ---- negotiation tracking on messages built here: what a capture shows
+// when the keys are not needed to tell how a negotiation ended.
+
+// One IKE message in a UDP 500 datagram over raw IPv4, as a capture holds it.
+class IkeCapture {
+ public:
+  struct Payload {
+    std::uint8_t type;
+    Vec body;
+  };
+
+  // A Notify payload body: IKEv1 has a DOI before protocol, SPI size and type.
+  static Vec notify(bool v2, std::uint16_t type) {
+    Vec b = v2 ? Vec{} : Vec{0, 0, 0, 1};
+    b.insert(b.end(), {1, 0, static_cast<std::uint8_t>(type >> 8), static_cast<std::uint8_t>(type)});
+    return b;
+  }
+
+  void add(double t, const char* src, const char* dst, int version, std::uint8_t exchange, std::uint8_t flags,
+           std::uint32_t mid, std::uint64_t spi_r, const std::vector<Payload>& payloads, std::size_t encrypted = 0) {
+    Vec msg;
+    auto be = [&](std::uint64_t v, int n) {
+      for (int i = n - 1; i >= 0; --i) msg.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+    };
+    be(kSpiI, 8);
+    be(spi_r, 8);
+    msg.push_back(payloads.empty() ? 0 : payloads[0].type);
+    msg.push_back(static_cast<std::uint8_t>(version << 4));
+    msg.push_back(exchange);
+    msg.push_back(flags);
+    be(mid, 4);
+    be(0, 4);  // length, set below
+    if (encrypted != 0) {
+      msg.insert(msg.end(), encrypted, 0xa5);  // IKEv1 ciphertext without keys
+    } else {
+      for (std::size_t i = 0; i < payloads.size(); ++i) {
+        const auto& pl = payloads[i];
+        msg.push_back(i + 1 < payloads.size() ? payloads[i + 1].type : 0);
+        msg.push_back(0);
+        be(pl.body.size() + 4, 2);
+        msg.insert(msg.end(), pl.body.begin(), pl.body.end());
+      }
+    }
+    for (int i = 0; i < 4; ++i) msg[24 + i] = static_cast<std::uint8_t>(msg.size() >> (8 * (3 - i)));
+    Vec pkt{0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0};
+    auto addr = [&](const char* a) {
+      const auto ip = dissect::IpAddr::parse(a);
+      pkt.insert(pkt.end(), ip->data(), ip->data() + ip->size());
+    };
+    addr(src);
+    addr(dst);
+    const std::size_t udp_len = 8 + msg.size();
+    pkt.insert(pkt.end(), {0x01, 0xf4, 0x01, 0xf4, static_cast<std::uint8_t>(udp_len >> 8),
+                           static_cast<std::uint8_t>(udp_len), 0, 0});
+    pkt.insert(pkt.end(), msg.begin(), msg.end());
+    pkt[2] = static_cast<std::uint8_t>(pkt.size() >> 8);
+    pkt[3] = static_cast<std::uint8_t>(pkt.size());
+    frames_.push_back(std::move(pkt));
+    times_.push_back(static_cast<std::int64_t>(t * 1e9));
+  }
+
+  std::unique_ptr<ike::Analyzer> analyze() const {
+    auto a = std::make_unique<ike::Analyzer>(std::vector<filters::IkeSaConfig>{});
+    for (std::size_t i = 0; i < frames_.size(); ++i) {
+      dissect::Frame f;
+      f.number = i + 1;
+      f.ts_ns = times_[i];
+      f.linktype = static_cast<std::uint32_t>(dissect::LinkType::raw);
+      f.data = frames_[i];
+      f.orig_len = static_cast<std::uint32_t>(frames_[i].size());
+      dissect::Packet p;
+      dissect::dissect_frame(f, p);
+      a->observe(f, p);
+    }
+    a->finish();
+    return a;
+  }
+
+  static constexpr std::uint64_t kSpiI = 0x1122334455667788;
+  static constexpr std::uint64_t kSpiR = 0x99aabbccddeeff00;
+
+ private:
+  std::vector<Vec> frames_;
+  std::vector<std::int64_t> times_;
+};
+
+constexpr const char* kI = "192.0.2.1";
+constexpr const char* kR = "192.0.2.2";
+
+// IKEv1 Main Mode: four cleartext messages, then MM5/MM6 encrypted (no keys).
+void main_mode(IkeCapture& c) {
+  using P = IkeCapture::Payload;
+  const Vec sa{0, 0, 0, 1, 0, 0, 0, 1};  // DOI IPsec, situation identity-only, no proposals
+  c.add(0.0, kI, kR, 1, dik::xt::v1_main, 0, 0, 0, {P{dik::pt::v1_sa, sa}});
+  c.add(0.1, kR, kI, 1, dik::xt::v1_main, 0, 0, IkeCapture::kSpiR, {P{dik::pt::v1_sa, sa}});
+  c.add(0.2, kI, kR, 1, dik::xt::v1_main, 0, 0, IkeCapture::kSpiR,
+        {P{dik::pt::v1_ke, Vec(128, 1)}, P{dik::pt::v1_nonce, Vec(16, 2)}});
+  c.add(0.3, kR, kI, 1, dik::xt::v1_main, 0, 0, IkeCapture::kSpiR,
+        {P{dik::pt::v1_ke, Vec(128, 3)}, P{dik::pt::v1_nonce, Vec(16, 4)}});
+  c.add(0.4, kI, kR, 1, dik::xt::v1_main, 1, 0, IkeCapture::kSpiR, {P{dik::pt::v1_id, {}}}, 48);
+  c.add(0.5, kR, kI, 1, dik::xt::v1_main, 1, 0, IkeCapture::kSpiR, {P{dik::pt::v1_id, {}}}, 48);
+}
+
+using P = IkeCapture::Payload;
+
+TEST(IkeNegotiations, ALaterInformationalIsNoPartOfTheMainMode) {
+  IkeCapture c;
+  main_mode(c);
+  // Ten seconds later a delete, in its own Informational exchange.
+  c.add(10.5, kI, kR, 1, dik::xt::v1_informational, 1, 0x01020304, IkeCapture::kSpiR, {P{dik::pt::v1_hash, {}}}, 32);
+  auto a = c.analyze();
+  ASSERT_EQ(a->negotiations().size(), 1u);
+  const ike::Negotiation& mm = a->negotiations()[0];
+  EXPECT_EQ(mm.kind, "Main Mode");
+  EXPECT_EQ(mm.outcome, ike::Outcome::established);
+  EXPECT_EQ(mm.frames, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_NEAR(mm.duration(), 0.5, 1e-9);
+  EXPECT_EQ(a->record(7)->negotiation, -1);
+  EXPECT_EQ(a->statistics().main_modes, 1u);
+  EXPECT_EQ(a->statistics().negotiation_failures, 0u);
+}
+
+TEST(IkeNegotiations, AnAuthenticationFailureAfterMainModeIsOneFailureOnce) {
+  // The initiator rejects MM6 (its hash does not verify) and says so twice.
+  IkeCapture c;
+  main_mode(c);
+  for (double t : {0.6, 1.6}) {
+    c.add(t, kI, kR, 1, dik::xt::v1_informational, 0, 0x0a0b0c0d, IkeCapture::kSpiR,
+          {P{dik::pt::v1_notify, IkeCapture::notify(false, 24)}});
+  }
+  auto a = c.analyze();
+  ASSERT_EQ(a->negotiations().size(), 1u);
+  const ike::Negotiation& mm = a->negotiations()[0];
+  EXPECT_EQ(mm.outcome, ike::Outcome::failed);
+  EXPECT_EQ(mm.reason, "AUTHENTICATION-FAILED");
+  EXPECT_TRUE(mm.auth_failure);
+  EXPECT_EQ(mm.frames.size(), 8u);
+  EXPECT_EQ(a->statistics().main_modes, 0u);
+  EXPECT_EQ(a->statistics().negotiation_failures, 1u);
+  EXPECT_EQ(a->statistics().authentication_failures, 1u);
+  // Both messages say it; the one that ended it and its repetition.
+  EXPECT_EQ(ike::verdict(*a->record(7)), ike::MessageVerdict::ike_fail);
+  EXPECT_EQ(ike::verdict(*a->record(8)), ike::MessageVerdict::ike_fail);
+  EXPECT_EQ(ike::verdict(*a->record(1)), ike::MessageVerdict::ok);
+  EXPECT_EQ(ike::verdict(*a->record(5)), ike::MessageVerdict::unverifiable);  // encrypted, no keys
+  EXPECT_TRUE(ike::failed(ike::MessageVerdict::ike_fail));
+  EXPECT_FALSE(ike::failed(ike::MessageVerdict::unverifiable));
+}
+
+TEST(IkeNegotiations, ARefusedProposalEndsTheNegotiationAndItsMessageSaysSo) {
+  IkeCapture c;
+  const Vec sa{0, 0, 0, 8, 0, 0, 0, 0};  // one empty IKEv2 proposal header's worth
+  c.add(0.0, kI, kR, 2, dik::xt::v2_sa_init, 0x08, 0, 0,
+        {P{dik::pt::v2_sa, sa}, P{dik::pt::v2_ke, Vec(36, 1)}, P{dik::pt::v2_nonce, Vec(16, 2)}});
+  c.add(0.1, kR, kI, 2, dik::xt::v2_sa_init, 0x20, 0, 0, {P{dik::pt::v2_notify, IkeCapture::notify(true, 14)}});
+  auto a = c.analyze();
+  ASSERT_EQ(a->negotiations().size(), 1u);
+  EXPECT_EQ(a->negotiations()[0].outcome, ike::Outcome::failed);
+  EXPECT_EQ(a->negotiations()[0].reason, "NO_PROPOSAL_CHOSEN");
+  EXPECT_EQ(a->statistics().negotiation_failures, 1u);
+  EXPECT_EQ(a->statistics().authentication_failures, 0u);
+  EXPECT_EQ(ike::verdict(*a->record(1)), ike::MessageVerdict::ok);
+  EXPECT_EQ(ike::verdict(*a->record(2)), ike::MessageVerdict::ike_fail);
+  EXPECT_EQ(ike::verdict_name(ike::verdict(*a->record(2))), "ike-fail");
+  EXPECT_EQ(ike::verdict_name(ike::MessageVerdict::decrypt_fail), "decrypt-fail");
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 
 #include "ipsentry/capture/pcap_writer.hpp"
 #include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/enforce/runner.hpp"
 #include "ipsentry/tui/display_filter.hpp"
 #include "ipsentry/tui/screen_text.hpp"
@@ -70,7 +71,8 @@ class Terminal {
     std::setlocale(LC_ALL, "");
     if (tcgetattr(STDIN_FILENO, &g_saved_termios) == 0) g_have_termios = true;
     if (std::getenv("ESCDELAY") == nullptr) set_escdelay(25);
-    if (initscr() == nullptr) throw std::runtime_error("cannot initialise the terminal (is TERM set?)");
+    check_terminal();  // initscr() would print ncurses' own message and exit 1
+    if (initscr() == nullptr) throw std::runtime_error("cannot initialise the terminal");
     add_restore("sgr0");
     add_restore("cnorm");
     add_restore("rmcup");
@@ -85,6 +87,7 @@ class Terminal {
     noecho();
     nonl();
     keypad(stdscr, TRUE);
+    meta(stdscr, TRUE);  // all eight bits: the UTF-8 of a non-ASCII character typed in a prompt
     curs_set(0);
     timeout(100);
     if (has_colors()) {
@@ -142,13 +145,6 @@ std::size_t byte_offset(std::string_view text, std::size_t cols) {
   std::size_t i = 0;
   for (std::size_t col = 0; col < cols && i < text.size(); ++col) i += utf8_length(text[i]);
   return std::min(i, text.size());
-}
-
-// Display columns of UTF-8 text (one per code point, as byte_offset).
-std::size_t columns(std::string_view text) {
-  std::size_t cols = 0;
-  for (std::size_t i = 0; i < text.size(); i += utf8_length(text[i])) ++cols;
-  return cols;
 }
 
 // ------------------------------------------------------------ the app
@@ -425,7 +421,7 @@ class App {
     } else if (focus_ == Pane::tree) {
       tree_key(ch);
     } else {
-      const std::size_t lines = (hex_size_ + 15) / 16;
+      const std::size_t lines = (hex_size_ + hex_per_line_ - 1) / hex_per_line_;
       move_in(ch, hex_top_, lines, static_cast<std::size_t>(std::max(1, hex_rows_)));
       if (ch == 27) focus_ = Pane::list;
     }
@@ -525,7 +521,11 @@ class App {
     input_error_.clear();
     if (prompt_ == Prompt::filter || prompt_ == Prompt::find) {
       FilterError e;
-      if (!DisplayFilter::parse(input_, e)) input_error_ = fmt::format("at {}: {}", e.position + 1, e.message);
+      if (!DisplayFilter::parse(input_, e)) {
+        // Counted in characters, as the user sees the input.
+        input_error_ =
+            fmt::format("at {}: {}", display_width(std::string_view(input_).substr(0, e.position)) + 1, e.message);
+      }
     }
   }
 
@@ -535,13 +535,17 @@ class App {
       return;
     }
     if (ch == KEY_BACKSPACE || ch == 127 || ch == 8) {
+      // A whole character: its UTF-8 continuation bytes, then its lead.
+      while (!input_.empty() && (static_cast<unsigned char>(input_.back()) & 0xc0) == 0x80) input_.pop_back();
       if (!input_.empty()) input_.pop_back();
     } else if (ch == 21) {  // Ctrl-U
       input_.clear();
     } else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
       accept_prompt();
       return;
-    } else if (ch >= 32 && ch < 127) {
+    } else if ((ch >= 32 && ch < 127) || (ch >= 0x80 && ch <= 0xff)) {
+      // getch() hands over a non-ASCII character (in the UTF-8 locale set
+      // at start) one byte at a time; keys are codes above 0xff.
       input_ += static_cast<char>(ch);
     }
     check_input();
@@ -725,12 +729,33 @@ class App {
                                                 "Save decrypted frames to: ",
                                                 "Refresh every (s): "};
       const std::string label = kLabels[static_cast<int>(prompt_)];
-      put(y, 0, COLS, label + input_, A_BOLD);
-      int cx = static_cast<int>(label.size() + input_.size());
+      // Input longer than the line scrolls: its end stays in view with the
+      // cursor after it, "…" standing for what went off the left. What the
+      // filter says about it then goes on the line above.
+      const int label_w = static_cast<int>(display_width(label));
+      const int input_w = static_cast<int>(display_width(input_));
+      const int room = std::max(1, COLS - 1 - label_w);
+      std::string shown = input_;
+      int cx = label_w + input_w;
+      if (input_w > room) {
+        shown = "…" + input_.substr(byte_offset(input_, static_cast<std::size_t>(input_w - room + 1)));
+        cx = label_w + room;
+      }
+      put(y, 0, COLS, label + shown, A_BOLD);
+      std::string verdict;
+      attr_t verdict_attr = color(Terminal::kOk);
       if (!input_error_.empty()) {
-        put(y, cx + 2, COLS - cx - 2, input_error_, color(Terminal::kError));
+        verdict = input_error_;
+        verdict_attr = color(Terminal::kError);
       } else if ((prompt_ == Prompt::filter || prompt_ == Prompt::find) && !input_.empty()) {
-        put(y, cx + 2, COLS - cx - 2, "ok (Enter applies, Esc cancels)", color(Terminal::kOk));
+        verdict = "ok (Enter applies, Esc cancels)";
+      }
+      if (!verdict.empty()) {
+        if (cx + 2 + static_cast<int>(display_width(verdict)) <= COLS) {
+          put(y, cx + 2, COLS - cx - 2, verdict, verdict_attr);
+        } else {
+          put(y - 1, 0, COLS, verdict, verdict_attr);
+        }
       }
       move(y, std::min(cx, COLS - 1));
       curs_set(1);
@@ -864,7 +889,7 @@ class App {
   std::string shifted(const std::string& s) {
     // Horizontal scrolling by display columns (the text is mostly ASCII;
     // multi-byte characters count as one column).
-    widest_ = std::max(widest_, columns(s));
+    widest_ = std::max(widest_, display_width(s));
     return s.substr(byte_offset(s, static_cast<std::size_t>(hscroll_[static_cast<std::size_t>(screen_)])));
   }
 
@@ -883,6 +908,9 @@ class App {
   }
 
   static std::string verdict_text(const Row& r) {
+    if (r.kind == FrameKind::ike && r.verdict != kNoVerdict) {
+      return std::string(ike::verdict_name(static_cast<ike::MessageVerdict>(r.verdict)));
+    }
     if (r.verdict != kNoVerdict) return std::string(ipsec::verdict_name(static_cast<ipsec::Verdict>(r.verdict)));
     switch (r.kind) {
       case FrameKind::cleartext: return "cleartext";
@@ -1041,29 +1069,44 @@ class App {
       title += fmt::format(" │ selected: 0x{:04x}-0x{:04x} ({} bytes)", hl_from, hl_to - 1, hl_to - hl_from);
     if (buffer == 0 && !tree_.buffers.empty()) title += " │ d: decrypted";
     put(y, 0, COLS, title, focus_ == Pane::hex ? A_BOLD | A_REVERSE : A_BOLD);
-    const std::size_t lines = (bytes.size() + 15) / 16;
+    // 16 bytes a line need 72 columns: a narrower terminal gets 8, 4, 2 or
+    // 1 a line rather than bytes drawn past its edge. The top line is kept
+    // on the same byte when the count changes.
+    std::size_t per_line = 16;
+    while (per_line > 1 && hex_line_width(per_line) > COLS) per_line /= 2;
+    if (per_line != hex_per_line_ && hex_top_ != kAutoScroll) hex_top_ = hex_top_ * hex_per_line_ / per_line;
+    hex_per_line_ = per_line;
+    const std::size_t lines = (bytes.size() + per_line - 1) / per_line;
     if (hex_top_ == kAutoScroll) {
-      hex_top_ = hl_to > hl_from ? hl_from / 16 : 0;
+      hex_top_ = hl_to > hl_from ? hl_from / per_line : 0;
       if (hex_top_ + static_cast<std::size_t>(hex_rows_) > lines)
         hex_top_ = lines > static_cast<std::size_t>(hex_rows_) ? lines - hex_rows_ : 0;
-      if (hl_to > hl_from && hex_top_ > hl_from / 16) hex_top_ = hl_from / 16;
+      if (hl_to > hl_from && hex_top_ > hl_from / per_line) hex_top_ = hl_from / per_line;
     }
+    const int ascii_x = hex_line_width(per_line) - static_cast<int>(per_line);
     for (int i = 0; i < hex_rows_; ++i) {
       const std::size_t line = hex_top_ + static_cast<std::size_t>(i);
       if (line >= lines) break;
       const int yy = y + 1 + i;
-      put(yy, 0, COLS, fmt::format("{:04x} ", line * 16));
-      for (std::size_t k = 0; k < 16; ++k) {
-        const std::size_t at = line * 16 + k;
+      put(yy, 0, COLS, fmt::format("{:04x} ", line * per_line));
+      for (std::size_t k = 0; k < per_line; ++k) {
+        const std::size_t at = line * per_line + k;
         if (at >= bytes.size()) break;
         const bool on = at >= hl_from && at < hl_to;
         const int x = 6 + static_cast<int>(k) * 3 + (k >= 8 ? 1 : 0);
         const attr_t a = on ? A_REVERSE | A_BOLD : A_NORMAL;
         put(yy, x, 2, fmt::format("{:02x}", bytes[at]), a, false);
         const char c = bytes[at] >= 32 && bytes[at] < 127 ? static_cast<char>(bytes[at]) : '.';
-        put(yy, 6 + 16 * 3 + 2 + static_cast<int>(k), 1, std::string_view(&c, 1), a, false);
+        put(yy, ascii_x + static_cast<int>(k), 1, std::string_view(&c, 1), a, false);
       }
     }
+  }
+
+  // Columns of a hex line: offset, the bytes (a gap after the eighth), a
+  // space, their characters.
+  static int hex_line_width(std::size_t per_line) {
+    const int n = static_cast<int>(per_line);
+    return 6 + 3 * n + (per_line > 8 ? 1 : 0) + 1 + n;
   }
 
   // ---------------------------------------------------------- tables
@@ -1130,26 +1173,33 @@ class App {
 
   void draw_ike() {
     // Outcome first after the exchange, so 80 columns show how it ended.
-    constexpr const char* kFmt = "{:>3} {:<3} {:<16} {:<12} {:>8} {:>6}  {:<33} {}";
-    std::vector<std::string> lines{fmt::format(kFmt, "#", "Ver", "Exchange", "Outcome", "Seconds", "Frames",
-                                               "Initiator → Responder", "Chosen proposal / reason")};
+    using dissect::Align;
+    const std::vector<dissect::TableColumn> cols{{"#", Align::right},
+                                                 {"Ver"},
+                                                 {"Exchange"},
+                                                 {"Outcome"},
+                                                 {"Seconds", Align::right},
+                                                 {"Frames", Align::right},
+                                                 {"Initiator → Responder"},
+                                                 {"Chosen proposal / reason"}};
+    std::vector<std::vector<std::string>> rows;
     std::vector<attr_t> attrs;
     if (model_ != nullptr) {
       auto lock = model_->lock();
       const auto& negs = model_->analyzer().negotiations();
       ike_count_ = negs.size();
-      std::size_t i = 0;
       for (const auto& n : negs) {
         std::string what = n.proposal;
         if (!n.reason.empty()) what += (what.empty() ? "" : "; ") + n.reason;
-        lines.push_back(fmt::format(kFmt, ++i, fmt::format("v{}", n.version), n.kind, ike::to_string(n.outcome),
-                                    fmt::format("{:.3f}", n.duration()), n.frames.size(),
-                                    n.initiator.str() + " → " + n.responder.str(), what));
+        rows.push_back({fmt::format("{}", rows.size() + 1), fmt::format("v{}", n.version), n.kind,
+                        ike::to_string(n.outcome), fmt::format("{:.3f}", n.duration()),
+                        fmt::format("{}", n.frames.size()), n.initiator.str() + " → " + n.responder.str(), what});
         attrs.push_back(n.outcome == ike::Outcome::established ? color(Terminal::kOk)
                         : n.outcome == ike::Outcome::failed    ? color(Terminal::kFail)
                                                                : color(Terminal::kUnknown));
       }
     }
+    std::vector<std::string> lines = dissect::text_table(cols, rows, 2);
     if (ike_count_ == 0) {
       lines.emplace_back(model_ != nullptr ? "  no IKE negotiations in this capture"
                                            : "  enforcement uses manual keys: no IKE negotiations");
@@ -1203,6 +1253,7 @@ class App {
   bool show_decrypted_ = false;
   std::size_t hex_top_ = 0;
   std::size_t hex_size_ = 0;
+  std::size_t hex_per_line_ = 16;
   int hex_rows_ = 1;
 
   Prompt prompt_ = Prompt::none;

@@ -8,6 +8,8 @@
 
 #include "ipsentry/dissect/ike.hpp"
 #include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/dissect/text_table.hpp"
+#include "ipsentry/ike/analyzer.hpp"
 #include "ipsentry/ipsec/verdict.hpp"
 
 namespace ipsentry::tui {
@@ -100,7 +102,8 @@ std::optional<std::uint64_t> parse_number(std::string_view s) {
   return v;
 }
 
-const char* kVerdictList = "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported";
+const char* kVerdictList =
+    "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported, ike-fail";
 
 }  // namespace
 
@@ -198,7 +201,8 @@ class FilterParser {
           t.kind = Token::Kind::word;
         }
       } else {
-        return fail(i, fmt::format("unexpected character '{}'", c));
+        // The whole character, not the first byte of its UTF-8 sequence.
+        return fail(i, fmt::format("unexpected character '{}'", text_.substr(i, dissect::utf8_length(c))));
       }
       tokens_.push_back(t);
     }
@@ -378,6 +382,10 @@ class FilterParser {
           n.number = i;
           return true;
         }
+      }
+      if (ike::verdict_name(ike::MessageVerdict::ike_fail) == v) {
+        n.number = static_cast<std::uint8_t>(ike::MessageVerdict::ike_fail);
+        return true;
       }
       return fail(value.pos, fmt::format("'{}' is not a verdict: {}", value.text, kVerdictList));
     }

@@ -15,20 +15,6 @@ std::uint32_t AddressTable::intern(const dissect::IpAddr& a) {
   return id;
 }
 
-std::uint8_t ike_verdict(const ike::MessageRecord& m) noexcept {
-  if (m.malformed != nullptr) return static_cast<std::uint8_t>(Verdict::malformed);
-  switch (m.status) {
-    case ike::DecryptStatus::cleartext:
-    case ike::DecryptStatus::decrypted: return static_cast<std::uint8_t>(Verdict::ok);
-    case ike::DecryptStatus::icv_mismatch: return static_cast<std::uint8_t>(Verdict::icv_fail);
-    case ike::DecryptStatus::failed: return static_cast<std::uint8_t>(Verdict::decrypt_fail);
-    case ike::DecryptStatus::no_key:
-    case ike::DecryptStatus::no_iv:
-    case ike::DecryptStatus::fragment: return static_cast<std::uint8_t>(Verdict::unverifiable);
-  }
-  return static_cast<std::uint8_t>(Verdict::unverifiable);
-}
-
 void fill_row(Row& row, const dissect::Frame& frame, const dissect::Packet& p, const capture::FrameResult& r,
               const dissect::Packet* inner, const ike::MessageRecord* ike, AddressTable& addresses) {
   row.data = frame.data.data();
@@ -79,7 +65,7 @@ void fill_row(Row& row, const dissect::Frame& frame, const dissect::Packet& p, c
     row.kind = FrameKind::ike;
     row.exchange = ike->header.exchange;
     if (ike->header.v2()) row.flags |= row_flag::ike_v2;
-    row.verdict = ike_verdict(*ike);
+    row.verdict = static_cast<std::uint8_t>(ike::verdict(*ike));
   } else if (r.ike) {
     row.kind = FrameKind::ike;
   } else if (r.nat_keepalive) {

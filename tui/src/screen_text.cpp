@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "ipsentry/capture/frame_text.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/enforce/snapshot.hpp"
 
 namespace ipsentry::tui {
@@ -116,22 +117,30 @@ std::vector<SaLine> sa_lines_from_snapshot(const json& snap) {
 }
 
 std::vector<std::string> sa_table(const std::vector<SaLine>& lines) {
-  std::size_t nw = 4, aw = 10;
-  for (const auto& l : lines) {
-    nw = std::max(nw, l.name.size());
-    aw = std::max(aw, l.algorithms.size());
-  }
   // The counters come right after the SA's name, so an 80-column terminal
   // shows what changes on each refresh; the fixed facts follow.
-  constexpr const char* kFmt = "{:<{}} {:<10} {:<8} {:>9} {:>12} {:>7} {:<26} {:<12} {:<14} {:<5} {:<9} {:<{}} {}";
-  std::vector<std::string> out;
-  out.push_back(fmt::format(kFmt, "Name", nw, "SPI", "Dir", "Packets", "Bytes", "Errors", "Replay", "State",
-                            "Lifetime left", "Proto", "Mode", "Algorithms", aw, "Peers"));
+  using dissect::Align;
+  const std::vector<dissect::TableColumn> cols{{"Name"},
+                                               {"SPI"},
+                                               {"Dir"},
+                                               {"Packets", Align::right},
+                                               {"Bytes", Align::right},
+                                               {"Errors", Align::right},
+                                               {"Replay"},
+                                               {"State"},
+                                               {"Lifetime left"},
+                                               {"Proto"},
+                                               {"Mode"},
+                                               {"Algorithms"},
+                                               {"Peers"}};
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(lines.size());
   for (const auto& l : lines) {
-    out.push_back(fmt::format(kFmt, l.name, nw, l.spi, l.direction, l.packets, l.bytes, l.errors, l.replay, l.state,
-                              l.lifetime, l.protocol, l.mode, l.algorithms, aw, l.peers));
+    rows.push_back({l.name, l.spi, l.direction, fmt::format("{}", l.packets), fmt::format("{}", l.bytes),
+                    fmt::format("{}", l.errors), l.replay, l.state, l.lifetime, l.protocol, l.mode, l.algorithms,
+                    l.peers});
   }
-  return out;
+  return dissect::text_table(cols, rows);
 }
 
 std::vector<StatSection> stat_sections_from_model(const Statistics& s) {
@@ -232,7 +241,8 @@ std::vector<std::string> help_text() {
       "  protocols    esp ah ipsec ike ikev1 ikev2 nat-keepalive ip ipv4 ipv6 tcp udp icmp icmpv6",
       "               cleartext decrypted malformed trigger (the frame a live trigger fired on)",
       "  fields       src dst addr (address or prefix)   port sport dport   spi seq   len frame",
-      "               verdict (ok icv-fail decrypt-fail replay unknown-spi malformed unverifiable unsupported)",
+      "               verdict (ok icv-fail decrypt-fail replay unknown-spi malformed unverifiable unsupported",
+      "               ike-fail: the IKE message whose error Notify ended its negotiation)",
       "               ike.exchange (IKE_SA_INIT IKE_AUTH CREATE_CHILD_SA INFORMATIONAL main aggressive quick)",
       "               proto (name or number)",
       "  operators    == != < <= > >=  and or not ( )   (also && || !)",

@@ -22,9 +22,11 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "ipsentry/enforce/natt.hpp"
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/filters/spd.hpp"
 #include "ipsentry/ipsec/engine.hpp"
@@ -56,6 +58,7 @@ enum class Outcome : std::uint8_t {
   too_big,            // would exceed the path MTU; ICMP sent to the source
   not_ip,             // not an IPv4/IPv6 packet, or malformed
   protect_failed,     // the transform failed (unsupported algorithm, OpenSSL error)
+  nat_keepalive,      // a NAT keepalive on UDP 4500 (RFC 3948 section 2.3): counted and discarded
   count_
 };
 inline constexpr std::size_t kOutcomeCount = static_cast<std::size_t>(Outcome::count_);
@@ -78,6 +81,7 @@ struct SaLife {
   std::atomic<bool> soft_reported{false};
   std::atomic<bool> hard_expired{false};
   std::atomic<bool> exhausted_reported{false};
+  NatMapping nat;  // outbound ESP in UDP: the peers' NAT-mapped ports
 };
 
 /// Events worth a log line (never with key material).
@@ -98,6 +102,7 @@ enum class EventKind : std::uint8_t {
   warning,          // a configuration or key-memory warning
   rules_restored,   // someone changed our iptables rules; they were put back
   socket_restored,  // someone removed the statistics socket; it was bound again
+  nat_mapping,
   count_
 };
 inline constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::count_);
@@ -129,16 +134,26 @@ class State {
   [[nodiscard]] const EntrySas& entry_sas(const filters::SpdEntry& e) const noexcept {
     return entry_sas_[static_cast<std::size_t>(&e - spd_.entries().data())];
   }
+  /// The outbound ESP-in-UDP SAs whose peer mapping an inbound SA's
+  /// packets show: the same peer address, or a policy using both when an
+  /// address is left open.
+  [[nodiscard]] std::span<const std::size_t> nat_learners(std::size_t inbound_sa) const noexcept {
+    if (inbound_sa >= nat_learners_.size()) return {};
+    return nat_learners_[inbound_sa];
+  }
   /// "Client (respond only)": peers that sent protected traffic on a policy.
   bool respond_peer_known(std::size_t policy, const dissect::IpAddr& peer);
   void respond_peer_add(std::size_t policy, const dissect::IpAddr& peer);
 
  private:
+  void pair_nat_sas();
+
   filters::Config config_;
   filters::Spd spd_;
   ipsec::Sad sad_;
   std::vector<std::unique_ptr<SaLife>> life_;
   std::vector<EntrySas> entry_sas_;
+  std::vector<std::vector<std::size_t>> nat_learners_;
   std::mutex respond_mu_;
   std::vector<std::vector<dissect::IpAddr>> respond_peers_;
 };
@@ -177,6 +192,8 @@ class Worker {
   Decision outbound(State& state, const dissect::Packet& p, std::uint32_t mtu, std::uint32_t ifindex,
                     std::int64_t now_ns) noexcept;
   Decision inbound(State& state, const dissect::Packet& p, std::int64_t now_ns) noexcept;
+  void learn_nat_mapping(State& state, ipsec::SecurityAssociation& sa, std::uint64_t seq,
+                         const dissect::Packet& outer) noexcept;
   bool usable(State& state, ipsec::SecurityAssociation& sa, bool sending) noexcept;
   template <class MakeText>
   void event(EventKind kind, MakeText&& make) noexcept {

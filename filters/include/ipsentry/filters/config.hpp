@@ -63,9 +63,16 @@ struct Lifetime {
   std::uint64_t soft_packets = 0;
 };
 
+/// ESP in UDP (RFC 3948). For an outbound SA, sport is ours and dport the
+/// peer's until an authenticated packet from the peer shows the port its NAT
+/// mapped it to.
 struct UdpEncapConfig {
   std::uint16_t sport = 4500;
   std::uint16_t dport = 4500;
+  /// NAT keepalives (RFC 3948 section 2.3) after this many seconds without
+  /// anything sent to the peer; 0: none. RFC 3948 section 4 suggests 20.
+  std::uint32_t keepalive_seconds = 20;
+  friend bool operator==(const UdpEncapConfig&, const UdpEncapConfig&) = default;
 };
 
 struct SaConfig {
@@ -153,8 +160,8 @@ struct IkeSaConfig {
   SecretBytes sk_er;
   SecretBytes sk_ai;
   SecretBytes sk_ar;
-  SecretBytes sk_d;      // IKEv2 SK_d / IKEv1 SKEYID_d
-  SecretBytes enc_key;   // IKEv1 phase 1 encryption key
+  SecretBytes sk_d;     // IKEv2 SK_d / IKEv1 SKEYID_d
+  SecretBytes enc_key;  // IKEv1 phase 1 encryption key
   Origin origin;
   [[nodiscard]] IkeSaConfig clone() const;
   /// "IKEv2 SA 0001020304050607/c02e7a3031a03188" - never includes keys.

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/dissect/tree.hpp"
 #include "ipsentry/filters/config.hpp"
+#include "ipsentry/ipsec/verdict.hpp"
 
 namespace ipsentry::ike {
 
@@ -56,8 +58,34 @@ struct MessageRecord {
   std::vector<std::uint8_t> inner_payloads;  // types of the decrypted chain
   std::vector<std::uint16_t> notifies;       // Notify message types, outer and inner
   bool retransmission = false;
+  // It carries the error Notify that ended its negotiation (or repeats it).
+  bool ends_negotiation = false;
   std::int32_t negotiation = -1;  // index in Analyzer::negotiations()
 };
+
+/// What every report, list and filter says about an IKE message, in the
+/// words of the ESP/AH verdicts (the values are ipsec::Verdict's, so one
+/// filter and one colour scheme serve both): ok (cleartext, or decrypted
+/// and verified), icv-fail, decrypt-fail, malformed, unverifiable (no key,
+/// no IV, a fragment waiting for the others); and ike-fail, the one IKE
+/// adds: the message carries the error Notify that ended its negotiation.
+/// How it was decrypted stays in DecryptStatus.
+enum class MessageVerdict : std::uint8_t {
+  ok = static_cast<std::uint8_t>(ipsec::Verdict::ok),
+  icv_fail = static_cast<std::uint8_t>(ipsec::Verdict::icv_fail),
+  decrypt_fail = static_cast<std::uint8_t>(ipsec::Verdict::decrypt_fail),
+  malformed = static_cast<std::uint8_t>(ipsec::Verdict::malformed),
+  unverifiable = static_cast<std::uint8_t>(ipsec::Verdict::unverifiable),
+  ike_fail = static_cast<std::uint8_t>(ipsec::kVerdictCount),
+};
+[[nodiscard]] MessageVerdict verdict(const MessageRecord& m) noexcept;
+/// "ok", "icv-fail", ... as ipsec::verdict_name, and "ike-fail".
+[[nodiscard]] std::string_view verdict_name(MessageVerdict v) noexcept;
+/// Whether a message with this verdict failed (the exit status of `verify`
+/// and the --stop-on ike-fail event): not ok, and not merely unverifiable.
+[[nodiscard]] constexpr bool failed(MessageVerdict v) noexcept {
+  return v != MessageVerdict::ok && v != MessageVerdict::unverifiable;
+}
 
 enum class Outcome : std::uint8_t { in_progress, established, failed, no_answer, unknown };
 [[nodiscard]] const char* to_string(Outcome o) noexcept;
@@ -78,6 +106,9 @@ struct Negotiation {
   std::string reason;  // the Notify that ended it, or why the outcome is unknown
   bool answered = false;
   bool auth_failure = false;
+  // Another negotiation whose failure ended this one too (a CHILD_SA whose
+  // IKE_AUTH failed authentication): one event, counted there, not here.
+  std::int32_t failed_with = -1;
   bool clear_traffic_after = false;  // cleartext between the peers while unanswered
   std::uint32_t retransmissions = 0;
   std::vector<std::string> child_spis;  // "esp 0xc1d2e3f4 → 192.0.2.2"
@@ -92,6 +123,8 @@ struct Statistics {
   std::uint64_t decrypted = 0;
   std::uint64_t main_modes = 0;   // IKEv1 phase 1 and IKEv2 IKE SAs established
   std::uint64_t quick_modes = 0;  // IKEv1 Quick Modes and IKEv2 CHILD_SAs established
+  // One per failed negotiation (a CHILD_SA that fails with its IKE_AUTH is
+  // part of that failure), of which those that failed authentication.
   std::uint64_t negotiation_failures = 0;
   std::uint64_t authentication_failures = 0;
   std::uint64_t invalid_cookies = 0;  // INVALID-COOKIE / INVALID_IKE_SPI notifications
@@ -138,7 +171,8 @@ class Analyzer {
   [[nodiscard]] bool has_keys() const noexcept { return !keys_.empty(); }
 
   /// Adds the decrypted payloads of an IKE frame to a dissection tree
-  /// (under the node of its IKE message).
+  /// (under the node of its IKE message), and its verdict when it ended
+  /// its negotiation.
   void add_decrypted(std::uint64_t frame, dissect::Tree& tree) const;
 
   struct IkeSaState;
@@ -147,6 +181,9 @@ class Analyzer {
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
+  /// IKEv1 phase 1: whether the peers' encrypted messages show that they
+  /// derived different keys (pre-shared keys that differ); ends it if so.
+  void check_phase1_keys(MessageRecord& rec, IkeSaState& st, bool from_initiator);
   IkeSaState& state_for(const dissect::ike::Header& h);
   /// The keys to try on an encrypted message of this IKE SA, best first;
   /// sets rec's status to no_key when there are none.

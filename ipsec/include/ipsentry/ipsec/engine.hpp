@@ -35,33 +35,33 @@ inline constexpr std::size_t kMaxNesting = 4;
 struct InboundResult {
   Verdict verdict = Verdict::malformed;
   Reason reason = Reason::malformed_packet;
-  const char* detail = nullptr;             // the dissector's reason, or an SA's unsupported detail
+  const char* detail = nullptr;  // the dissector's reason, or an SA's unsupported detail
   SecurityAssociation* sa = nullptr;
   filters::IpsecProtocol protocol = filters::IpsecProtocol::esp;
   bool has_spi = false;
   bool has_seq = false;
   std::uint32_t spi = 0;
-  std::uint64_t seq = 0;                    // with ESN, the inferred 64-bit value
+  std::uint64_t seq = 0;  // with ESN, the inferred 64-bit value
   std::uint8_t next_header = 0;
   filters::SaMode mode = filters::SaMode::unspecified;
   std::uint16_t pad_len = 0;
-  dissect::Bytes payload;                   // tunnel: the inner IP packet; transport: the upper layer
-  dissect::Bytes rebuilt;                   // transport: the cleartext IP packet (when asked for)
-  IcvMismatch icv;                          // filled for icv-fail
+  dissect::Bytes payload;  // tunnel: the inner IP packet; transport: the upper layer
+  dissect::Bytes rebuilt;  // transport: the cleartext IP packet (when asked for)
+  IcvMismatch icv;         // filled for icv-fail
   [[nodiscard]] bool decrypted() const noexcept { return !payload.empty() || next_header == 59; }
 };
 
 enum class OutboundStatus : std::uint8_t {
   ok,
-  seq_exhausted,     // the sequence number would wrap: the SA must be replaced (RFC 4303 3.3.3)
-  too_big,           // the protected packet would exceed 65535 bytes
-  not_ip,            // the input is not a whole IPv4/IPv6 packet
-  fragment,          // transport mode cannot protect a fragment
-  family_mismatch,   // tunnel endpoints and SA addresses of different families
-  unsupported,       // the SA's algorithm is not available
-  no_spi,            // the SA matches any SPI (an import default), so it cannot send
-  unrecorded,        // the next sequence number is above SecurityAssociation::send_ceiling
-  failed,            // OpenSSL reported an error
+  seq_exhausted,    // the sequence number would wrap: the SA must be replaced (RFC 4303 3.3.3)
+  too_big,          // the protected packet would exceed 65535 bytes
+  not_ip,           // the input is not a whole IPv4/IPv6 packet
+  fragment,         // transport mode cannot protect a fragment
+  family_mismatch,  // tunnel endpoints and SA addresses of different families
+  unsupported,      // the SA's algorithm is not available
+  no_spi,           // the SA matches any SPI (an import default), so it cannot send
+  unrecorded,       // the next sequence number is above SecurityAssociation::send_ceiling
+  failed,           // OpenSSL reported an error
 };
 [[nodiscard]] const char* to_string(OutboundStatus s) noexcept;
 
@@ -81,13 +81,16 @@ class SeqRecorder {
 };
 
 struct OutboundOptions {
-  const std::uint8_t* iv = nullptr;         // fixed IV, for published test vectors
+  const std::uint8_t* iv = nullptr;  // fixed IV, for published test vectors
   std::int64_t ts_ns = 0;
+  /// ESP in UDP: the peer's port as its NAT mapped it (learned from its
+  /// authenticated packets); 0 sends to the SA's configured dport.
+  std::uint16_t encap_dport = 0;
 };
 
 struct OutboundResult {
   OutboundStatus status = OutboundStatus::failed;
-  dissect::Bytes packet;                    // the protected IP packet
+  dissect::Bytes packet;  // the protected IP packet
   std::uint64_t seq = 0;
 };
 

@@ -17,6 +17,12 @@ struct AppOptions {
   std::vector<std::string> warnings;  // shown in the message line at start
 };
 
+/// Whether the terminal named by TERM can be driven; throws
+/// std::runtime_error saying what is wrong with TERM and what to do (where
+/// ncurses would print its own message and exit 1). Cheap: call it before
+/// loading a capture.
+void check_terminal();
+
 /// Runs the interface until the user quits. Returns the process exit code.
 /// Throws std::runtime_error when standard input/output is not a terminal.
 int run(AppOptions options);

@@ -53,7 +53,7 @@ struct Row {
   std::uint8_t l4 = 0;        // outer upper-layer protocol
   std::uint8_t inner_l4 = 0;  // of the decrypted packet
   FrameKind kind = FrameKind::non_ip;
-  std::uint8_t verdict = kNoVerdict;  // ipsec::Verdict: the first layer that failed, else ok
+  std::uint8_t verdict = kNoVerdict;  // ipsec::Verdict (the first layer that failed, else ok) or ike::MessageVerdict
   std::uint8_t reason = 0;            // ipsec::Reason of that layer
   std::uint8_t flags = 0;
   std::uint8_t exchange = 0;    // IKE exchange type
@@ -110,9 +110,5 @@ class AddressTable {
 /// `inner` is the dissection of the decrypted packet, or nullptr.
 void fill_row(Row& row, const dissect::Frame& frame, const dissect::Packet& outer, const capture::FrameResult& r,
               const dissect::Packet* inner, const ike::MessageRecord* ike, AddressTable& addresses);
-
-/// The verdict an IKE message gets in the list and the filter: the ESP
-/// vocabulary (ok, icv-fail, decrypt-fail, malformed, unverifiable).
-[[nodiscard]] std::uint8_t ike_verdict(const ike::MessageRecord& m) noexcept;
 
 }  // namespace ipsentry::tui

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/ipsec/sad.hpp"
 #include "ipsentry/tui/model.hpp"
 
@@ -38,6 +39,7 @@ struct StatSection {
 [[nodiscard]] std::vector<SaLine> sa_lines_from_sad(const ipsec::Sad& sad);
 /// From `ipsentry stats --json` (the enforcement snapshot).
 [[nodiscard]] std::vector<SaLine> sa_lines_from_snapshot(const nlohmann::json& snapshot);
+/// The SA table of the TUI's SA monitor and of `ipsentry stats`: a title line, then one per SA.
 [[nodiscard]] std::vector<std::string> sa_table(const std::vector<SaLine>& lines);
 
 [[nodiscard]] std::vector<StatSection> stat_sections_from_model(const Statistics& s);
@@ -47,12 +49,9 @@ struct StatSection {
 
 [[nodiscard]] std::vector<std::string> help_text();
 
-/// Bytes of the UTF-8 sequence that starts with `lead` (the screens count
-/// one column per code point, which holds for the text ipsentry writes).
-[[nodiscard]] constexpr std::size_t utf8_length(char lead) noexcept {
-  const auto c = static_cast<unsigned char>(lead);
-  return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-}
+// The screens count one column per code point, as the tables do.
+using dissect::display_width;
+using dissect::utf8_length;
 
 /// Lines of at most `width` columns (one per code point): a longer line
 /// breaks at spaces, and what follows is indented to where its text starts
