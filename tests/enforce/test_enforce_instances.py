@@ -23,7 +23,6 @@ captured by tcpdump and read by tshark and scapy:
 Needs root (exit 77 = skipped otherwise). Documentation addresses only;
 every namespace is removed whatever happens. ONLY=name runs one scenario.
 """
-import argparse
 import json
 import os
 import signal
@@ -36,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import test_enforce as te  # noqa: E402  (the namespace helpers of the main enforcement test)
 from ipsec_configs import GCM_AB, GCM_BA, esp_config  # noqa: E402
-from netns import sh  # noqa: E402
+from netns import ipsentry_as_root, run_scenario, sh  # noqa: E402
 
 A, B = te.A, te.B
 check = te.check
@@ -421,12 +420,8 @@ def scenario_key_hygiene(tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ipsentry", required=True)
-    args = ap.parse_args()
-    te.IPSENTRY = os.path.abspath(args.ipsentry)
-    if os.geteuid() != 0:
-        print("skipped: needs root for network namespaces and netfilter")
+    te.IPSENTRY = ipsentry_as_root()
+    if te.IPSENTRY is None:
         return 77
     only = os.environ.get("ONLY")
     scenarios = [("second", scenario_second_instance), ("deleted", scenario_rules_deleted),
@@ -435,16 +430,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ipsentry-instances-") as tmp:
         os.chmod(tmp, 0o755)
         for name, fn in scenarios:
-            if only not in (None, name):
-                continue
-            try:
-                fn(tmp)
-            except Exception as e:  # a crash of the test itself is a failure too
-                import traceback
-                traceback.print_exc()
-                te.FAILS.append(f"{name}: exception: {e}")
-            finally:
-                te.cleanup()
+            if only in (None, name):
+                run_scenario(name, fn, tmp, te.FAILS, te.cleanup)
     print(f"{len(te.FAILS)} failure(s)" if te.FAILS else "all instance checks passed")
     return 1 if te.FAILS else 0
 
