@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -34,6 +35,8 @@ const char* outcome_key(Outcome o) noexcept {
     case Outcome::not_ip: return "not_ip";
     case Outcome::protect_failed: return "protect_failed";
     case Outcome::nat_keepalive: return "nat_keepalive";
+    case Outcome::negotiating: return "negotiating";
+    case Outcome::negotiation_full: return "negotiation_full";
     case Outcome::count_: break;
   }
   return "?";
@@ -93,6 +96,272 @@ State::State(filters::Config config, filters::LocalAddresses local)
   }
   respond_peers_.resize(config_.policies.size());
   pair_nat_sas();
+  configured_ = sad_.size();
+  negotiate_ = std::any_of(config_.policies.begin(), config_.policies.end(),
+                           [](const filters::PolicyConfig& p) { return p.action == PolicyAction::negotiate; });
+}
+
+bool TsRange::covers(const dissect::IpAddr& a, std::uint8_t proto, bool has_port, std::uint16_t port) const noexcept {
+  if (a.is_v4() != start.is_v4() || a < start || end < a) return false;
+  if (protocol != 0 && protocol != proto) return false;
+  if (port_lo == 0 && port_hi == 65535) return true;
+  // A selector narrower than every port needs the port (RFC 4301 4.4.1: a
+  // non-first fragment, which has none, matches only "any").
+  return has_port && port >= port_lo && port <= port_hi;
+}
+
+std::string TsRange::str() const {
+  std::string out = start == end ? start.str() : start.str() + "-" + end.str();
+  if (protocol != 0 || port_lo != 0 || port_hi != 65535) {
+    out += fmt::format("[{}", protocol);
+    if (port_lo != 0 || port_hi != 65535) {
+      out += port_lo == port_hi ? fmt::format("/{}", port_lo) : fmt::format("/{}-{}", port_lo, port_hi);
+    }
+    out += "]";
+  }
+  return out;
+}
+
+bool NegotiatedChild::carries(const filters::PacketSelector& p, bool outbound_sense) const noexcept {
+  // The packet's ports: ICMP's type and code stand in for them (RFC 4301
+  // section 4.4.1.1), as the SPD selector does.
+  const bool has_port = p.has_ports || p.has_icmp_type;
+  const dissect::IpAddr& ours = outbound_sense ? p.src : p.dst;
+  const dissect::IpAddr& theirs = outbound_sense ? p.dst : p.src;
+  const std::uint16_t our_port = outbound_sense ? p.sport : p.dport;
+  const std::uint16_t their_port = outbound_sense ? p.dport : p.sport;
+  // ICMP: the type is in the source "port", the code in the destination.
+  const bool icmp = p.has_icmp_type;
+  const std::uint16_t lp = icmp ? (outbound_sense ? p.sport : p.dport) : our_port;
+  const std::uint16_t rp = icmp ? (outbound_sense ? p.dport : p.sport) : their_port;
+  const bool local = std::any_of(local_ts.begin(), local_ts.end(),
+                                 [&](const TsRange& t) { return t.covers(ours, p.protocol, has_port, lp); });
+  if (!local) return false;
+  return std::any_of(remote_ts.begin(), remote_ts.end(),
+                     [&](const TsRange& t) { return t.covers(theirs, p.protocol, has_port, rp); });
+}
+
+std::size_t State::add_runtime_sa(filters::SaConfig c, NegotiatedChild* child) {
+  SecurityAssociation& sa = sad_.add(std::move(c));
+  auto life = std::make_unique<SaLife>();
+  life->installed = std::chrono::steady_clock::now();
+  life->child = child;
+  if (sa.config().encap && sa.config().dst && spd_.sa_direction(sa.config()) == Direction::outbound) {
+    life->nat.seed(*sa.config().dst);
+  }
+  life_.push_back(std::move(life));
+  nat_learners_.resize(sad_.size());
+  // Negotiated SAs keep no state-file record: their keys are new with
+  // every negotiation (fresh nonces and, with PFS, a fresh DH secret), so
+  // no (key, sequence number) pair can come back after a restart. Their
+  // ceilings stay unlimited; the sequence space still ends at its end
+  // (the engine refuses to wrap) and the daemon rekeys well before.
+  return sa.index();
+}
+
+void State::remove_sa(std::size_t index) {
+  sad_.remove(index);
+  life_.erase(life_.begin() + static_cast<std::ptrdiff_t>(index));
+  nat_learners_.erase(nat_learners_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+NegotiatedChild& State::install_child(ChildInstall c) {
+  if (c.policy >= config_.policies.size() || config_.policies[c.policy].action != PolicyAction::negotiate) {
+    throw std::invalid_argument(fmt::format("child {}: policy #{} is not a negotiate policy", c.id, c.policy));
+  }
+  const filters::PolicyConfig& pol = config_.policies[c.policy];
+  for (filters::SaConfig* sc : {&c.inbound, &c.outbound}) {
+    if (!sc->spi) throw std::invalid_argument(fmt::format("child {}: an SA without an SPI", c.id));
+    if (sc->mode == filters::SaMode::unspecified) sc->mode = pol.mode;
+  }
+  c.inbound.direction = Direction::inbound;
+  c.outbound.direction = Direction::outbound;
+  if (c.inbound.name.empty()) c.inbound.name = fmt::format("{}/in/0x{:08x}", pol.name, *c.inbound.spi);
+  if (c.outbound.name.empty()) c.outbound.name = fmt::format("{}/out/0x{:08x}", pol.name, *c.outbound.spi);
+  auto child = std::make_unique<NegotiatedChild>();
+  child->id = c.id;
+  child->ike_sa = c.ike_sa;
+  child->policy = c.policy;
+  child->policy_name = pol.name;
+  child->peer = c.peer;
+  child->peer_port = c.peer_port;
+  child->local_ts = std::move(c.local_ts);
+  child->remote_ts = std::move(c.remote_ts);
+  child->order = next_order_++;
+  NegotiatedChild* ch = child.get();
+  const std::size_t in = add_runtime_sa(std::move(c.inbound), ch);
+  std::size_t out = 0;
+  try {
+    out = add_runtime_sa(std::move(c.outbound), ch);
+  } catch (...) {
+    remove_sa(in);
+    throw;
+  }
+  ch->inbound = &sad_.at(in);
+  ch->outbound = &sad_.at(out);
+  for (SecurityAssociation* sa : {ch->inbound, ch->outbound}) {
+    if (sa->unsupported()) {
+      const std::string why = sa->unsupported_detail();
+      remove_sa(out);
+      remove_sa(in);
+      throw std::invalid_argument(fmt::format("child {}: {}", c.id, why));
+    }
+  }
+  children_.push_back(std::move(child));
+  if (c.replaces) {
+    // RFC 7296 section 2.8: the new outbound SA is used at once; the old
+    // inbound one stays until the peer has switched (its DELETE, or the
+    // daemon's timeout). Nothing sends on the old outbound SA any more.
+    if (NegotiatedChild* old = find_child(*c.replaces); old != nullptr && old->outbound != nullptr) {
+      // Its NAT mapping is the peer's, not the SA's: it carries over.
+      if (ch->outbound->config().encap && old->outbound->config().encap) {
+        life(ch->outbound->index()).nat.take_over(life(old->outbound->index()).nat);
+      }
+      const std::size_t i = old->outbound->index();
+      old->outbound = nullptr;
+      remove_sa(i);
+    }
+  }
+  return *ch;
+}
+
+NegotiatedChild* State::find_child(std::uint64_t id) noexcept {
+  for (auto& c : children_) {
+    if (c->id == id) return c.get();
+  }
+  return nullptr;
+}
+
+std::size_t State::remove_child(std::uint64_t id, std::uint32_t inbound_spi, std::uint32_t outbound_spi,
+                                bool inbound_only) {
+  NegotiatedChild* ch = find_child(id);
+  if (ch == nullptr) {
+    auto spi_is = [](const SecurityAssociation* sa, std::uint32_t spi) {
+      return sa != nullptr && sa->config().spi && *sa->config().spi == spi;
+    };
+    for (auto& c : children_) {
+      if (spi_is(c->inbound, inbound_spi) || spi_is(c->outbound, outbound_spi)) ch = c.get();
+    }
+  }
+  if (ch == nullptr) return 0;
+  std::size_t removed = 0;
+  // Both when asked for the inbound one alone: an outbound SA left behind
+  // would be one nothing can remove any more.
+  (void)inbound_only;
+  for (SecurityAssociation** sa : {&ch->inbound, &ch->outbound}) {
+    if (*sa == nullptr) continue;
+    const std::size_t i = (*sa)->index();
+    *sa = nullptr;
+    remove_sa(i);
+    ++removed;
+  }
+  std::erase_if(children_, [&](const auto& c) { return c.get() == ch; });
+  return removed;
+}
+
+void State::update_peer(std::uint64_t ike_sa, const dissect::IpAddr& peer, std::uint16_t port) {
+  for (auto& c : children_) {
+    if (c->ike_sa != ike_sa) continue;
+    const bool moved = !(c->peer == peer);
+    c->peer = peer;
+    c->peer_port = port;
+    if (moved) {
+      // The address is part of the SAs (tunnel endpoints, the SAD lookup by
+      // source): rebuild them with the new one, runtime state carried over.
+      for (SecurityAssociation** slot : {&c->inbound, &c->outbound}) {
+        SecurityAssociation* sa = *slot;
+        if (sa == nullptr) continue;
+        filters::SaConfig cfg = sa->config().clone();
+        const bool outbound = cfg.direction == Direction::outbound;
+        (outbound ? cfg.dst : cfg.src) = peer;
+        if (cfg.encap && outbound) cfg.encap->dport = port;
+        if (cfg.encap && !outbound) cfg.encap->sport = port;
+        const std::size_t old_index = sa->index();
+        const std::size_t n = add_runtime_sa(std::move(cfg), c.get());
+        SecurityAssociation& fresh = sad_.at(n);
+        {
+          std::scoped_lock lock(sa->mutex);
+          fresh.replay = sa->replay;
+          fresh.last_sent_seq = sa->last_sent_seq;
+          fresh.counters = sa->counters;
+        }
+        SaLife& was = life(old_index);
+        SaLife& now = life(n);
+        now.installed = was.installed;
+        now.soft_reported = was.soft_reported.load();
+        now.hard_expired = was.hard_expired.load();
+        now.exhausted_reported = was.exhausted_reported.load();
+        *slot = &fresh;
+        remove_sa(old_index);
+      }
+      continue;
+    }
+    if (c->outbound != nullptr && c->outbound->config().encap) {
+      (void)life(c->outbound->index()).nat.learn(peer, port, steady_ns());
+    }
+  }
+}
+
+NegotiatedChild* State::child_for(std::size_t policy, const filters::PacketSelector& p) noexcept {
+  NegotiatedChild* best = nullptr;
+  for (auto& c : children_) {
+    if (c->policy != policy || c->outbound == nullptr) continue;
+    if (life(c->outbound->index()).hard_expired.load(std::memory_order_relaxed)) continue;
+    if (best != nullptr && best->order > c->order) continue;
+    if (c->carries(p, true)) best = c.get();
+  }
+  return best;
+}
+
+std::vector<std::optional<std::size_t>> State::adopt_children(State& old) {
+  std::vector<std::optional<std::size_t>> map(old.config_.policies.size());
+  for (std::size_t i = 0; i < map.size(); ++i) {
+    const auto& op = old.config_.policies[i];
+    for (std::size_t j = 0; j < config_.policies.size(); ++j) {
+      const auto& np = config_.policies[j];
+      if (np.name == op.name && np.action == op.action) map[i] = j;
+    }
+  }
+  for (auto& oc : old.children_) {
+    if (oc->policy >= map.size() || !map[oc->policy] ||
+        config_.policies[*map[oc->policy]].action != PolicyAction::negotiate) {
+      continue;
+    }
+    auto child = std::make_unique<NegotiatedChild>(*oc);
+    child->policy = *map[oc->policy];
+    child->inbound = child->outbound = nullptr;
+    child->order = next_order_++;
+    NegotiatedChild* ch = child.get();
+    for (auto [from, to] : {std::pair{oc->inbound, &ch->inbound}, std::pair{oc->outbound, &ch->outbound}}) {
+      if (from == nullptr) continue;
+      const std::size_t n = add_runtime_sa(from->config().clone(), ch);
+      SecurityAssociation& sa = sad_.at(n);
+      {
+        std::scoped_lock lock(from->mutex);
+        sa.replay = from->replay;
+        sa.last_sent_seq = from->last_sent_seq;
+        sa.counters = from->counters;
+      }
+      SaLife& was = old.life(from->index());
+      SaLife& now = life(n);
+      now.installed = was.installed;
+      now.soft_reported = was.soft_reported.load();
+      now.hard_expired = was.hard_expired.load();
+      now.exhausted_reported = was.exhausted_reported.load();
+      if (sa.config().encap) now.nat.take_over(was.nat);
+      *to = &sa;
+    }
+    children_.push_back(std::move(child));
+  }
+  return map;
+}
+
+bool is_ike_exemption(const filters::SpdEntry& e) noexcept {
+  if (!e.exemption || !e.protocol || *e.protocol != 17) return false;
+  auto ike_port = [](const filters::PortRange& r) {
+    return (r.low == 500 && r.high == 500) || (r.low == 4500 && r.high == 4500);
+  };
+  return ike_port(e.sport) || ike_port(e.dport);
 }
 
 void State::pair_nat_sas() {
@@ -154,6 +423,17 @@ std::size_t State::max_overhead(bool ipv6) const noexcept {
     for (const auto* sa : es.ah_out) ah = std::max(ah, sa_overhead(*sa, ipv6));
     worst = std::max(worst, esp + ah);
   }
+  for (const auto& p : config_.policies) {
+    if (p.action != PolicyAction::negotiate) continue;
+    // Not known before the negotiation: the most any ESP SA the SAD
+    // supports adds (8-byte header, 16-byte IV, 15 of padding, pad length
+    // and next header, a 32-byte ICV, and 8 of UDP when a NAT is found),
+    // with the outer header in tunnel mode. Negotiated SAs have the same
+    // MTU handling per packet; this bound only sets the MSS clamp.
+    std::size_t n = 8 + 16 + 15 + 2 + 32 + 8;
+    if (p.mode == filters::SaMode::tunnel) n += (p.peer && p.peer->is_v6()) || ipv6 ? 40 : 20;
+    worst = std::max(worst, n);
+  }
   return worst;
 }
 
@@ -211,13 +491,25 @@ bool Worker::usable(State& state, SecurityAssociation& sa, bool sending) noexcep
             "bytes: no longer used",
             sa.name(), sa.config().describe(), age, c.packets, c.bytes);
       });
+      // The daemon deletes the child and negotiates afresh on demand.
+      if (life.child != nullptr && ike_ != nullptr) (void)ike_->expired(life.child->id, true);
     }
     return false;
   }
-  const bool soft = (lt.soft_seconds != 0 && age >= lt.soft_seconds) ||
-                    (lt.soft_bytes != 0 && c.bytes >= lt.soft_bytes) ||
-                    (lt.soft_packets != 0 && c.packets >= lt.soft_packets);
+  // A negotiated SA is rekeyed before its hard limits: without a soft one
+  // of its own, at 90 % of them, and before the 32-bit sequence space ends
+  // (RFC 4303 section 3.3.3: it must never wrap).
+  const bool negotiated = life.child != nullptr;
+  auto soft_of = [&](std::uint64_t soft_limit, std::uint64_t hard_limit) {
+    return soft_limit != 0 || !negotiated ? soft_limit : hard_limit - hard_limit / 10;
+  };
+  const std::uint64_t soft_bytes = soft_of(lt.soft_bytes, lt.bytes);
+  const std::uint64_t soft_packets = soft_of(lt.soft_packets, lt.packets);
+  const bool seq_late = negotiated && sending && !sa.config().esn && sa.last_sent_seq >= 0xf0000000ull;
+  const bool soft = (lt.soft_seconds != 0 && age >= lt.soft_seconds) || (soft_bytes != 0 && c.bytes >= soft_bytes) ||
+                    (soft_packets != 0 && c.packets >= soft_packets) || seq_late;
   if (soft && !life.soft_reported.exchange(true)) {
+    if (negotiated && ike_ != nullptr) (void)ike_->expired(life.child->id, false);
     event(EventKind::soft_expiry, [&] {
       return fmt::format(
           "SA {} ({}) reached its soft lifetime ({} s, {} packets, {} bytes): "
@@ -234,15 +526,38 @@ Decision Worker::process(State& state, Hook hook, Bytes ip, std::uint32_t mtu, s
   dissect::dissect_ip(ip, p);
   if (p.ip.version == 0 || p.ip.header_len == 0) return done(Outcome::not_ip, false);
   if (hook == Hook::prerouting || hook == Hook::input) return inbound(state, p, now_ns);
-  return outbound(state, p, mtu, ifindex, now_ns);
+  return outbound(state, p, hook, mtu, ifindex, now_ns);
 }
 
-Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std::uint32_t ifindex,
+namespace {
+
+// The SPD's first match, passing over the IKE exemptions: what a packet
+// to or from UDP 500/4500 is subject to when it is not ipsentry's own IKE.
+const filters::SpdEntry* lookup_past_ike(const filters::Spd& spd, const filters::PacketSelector& sel,
+                                         Sense sense) noexcept {
+  for (const auto& e : spd.entries()) {
+    if (is_ike_exemption(e)) continue;
+    if (is_ipsec_action(e.action) && e.sense != sense) continue;
+    if (e.matches(sel, spd.local())) return &e;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Decision Worker::outbound(State& state, const Packet& p, Hook hook, std::uint32_t mtu, std::uint32_t ifindex,
                           std::int64_t now_ns) noexcept {
   const filters::PacketSelector sel = filters::selector_of(p);
   const filters::SpdEntry* e = state.spd().lookup(sel, Sense::outbound);
+  // Where ipsentry negotiates, its own IKE leaves with its mark and is never
+  // queued: a local packet on the IKE ports that reaches this point is some
+  // other program's, and the exemption must not carry it out in the clear.
+  if (e != nullptr && hook == Hook::output && state.has_negotiate() && is_ike_exemption(*e)) {
+    e = lookup_past_ike(state.spd(), sel, Sense::outbound);
+  }
   if (e == nullptr || e->action == PolicyAction::permit) return done(Outcome::permitted, true);
   if (e->action == PolicyAction::block) return done(Outcome::blocked, false);
+  if (e->action == PolicyAction::negotiate) return negotiate_out(state, *e, p, sel, hook, mtu, ifindex, now_ns);
   const filters::PolicyConfig& pol = *e->policy;
   if (pol.inbound == filters::InboundCleartext::respond && !state.respond_peer_known(e->policy_index, sel.dst)) {
     return done(Outcome::cleartext_allowed, true);
@@ -262,6 +577,40 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
     // The policy lists no SA towards this destination: never send in clear.
     return done(Outcome::protect_failed, false);
   }
+  return protect(state, p, sel, esp, ah, target, mtu, ifindex, now_ns);
+}
+
+Decision Worker::negotiate_out(State& state, const filters::SpdEntry& e, const Packet& p,
+                               const filters::PacketSelector& sel, Hook hook, std::uint32_t mtu,
+                               std::uint32_t ifindex, std::int64_t now_ns) noexcept {
+  const filters::PolicyConfig& pol = *e.policy;
+  if (NegotiatedChild* child = state.child_for(e.policy_index, sel); child != nullptr) {
+    SecurityAssociation* sa = child->outbound;
+    const bool esp = sa->config().protocol == IpsecProtocol::esp;
+    // The SA's own destination: the tunnel endpoint, or the peer's address.
+    const dissect::IpAddr target = sa->config().dst ? *sa->config().dst : sel.dst;
+    return protect(state, p, sel, esp ? sa : nullptr, esp ? nullptr : sa, target, mtu, ifindex, now_ns);
+  }
+  // No SA yet. The IKE peer: the tunnel endpoint, or the destination itself.
+  const dissect::IpAddr peer = pol.mode == filters::SaMode::tunnel && pol.peer ? *pol.peer : sel.dst;
+  switch (pol.inbound) {
+    case filters::InboundCleartext::respond:
+      // Never initiates: in the clear until the peer negotiates.
+      return done(Outcome::cleartext_allowed, true);
+    case filters::InboundCleartext::request:
+      if (ike_ != nullptr && ike_->soft(e.policy_index, peer)) return done(Outcome::cleartext_allowed, true);
+      break;
+    case filters::InboundCleartext::require: break;
+  }
+  if (ike_ == nullptr) return done(Outcome::protect_failed, false);  // never in the clear
+  const IkeChannel::Hold h =
+      ike_->hold(e.policy_index, peer, sel, p.ip_bytes(), hook == Hook::forward, now_ns);
+  return done(h == IkeChannel::Hold::full ? Outcome::negotiation_full : Outcome::negotiating, false);
+}
+
+Decision Worker::protect(State& state, const Packet& p, const filters::PacketSelector& sel, SecurityAssociation* esp,
+                         SecurityAssociation* ah, const dissect::IpAddr& target, std::uint32_t mtu,
+                         std::uint32_t ifindex, std::int64_t now_ns) noexcept {
   for (SecurityAssociation* sa : {esp, ah}) {
     if (sa == nullptr) continue;
     if (!usable(state, *sa, true)) return done(Outcome::sa_expired, false);
@@ -332,6 +681,13 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   // error back through the NAT. It moves no mapping: nothing authenticates it.
   if (outer.encap == dissect::UdpEncap::nat_keepalive) return done(Outcome::nat_keepalive, false);
   if (outer.encap == dissect::UdpEncap::ike_marker) return done(Outcome::permitted, true);
+  // IKE to this host's own daemon: the daemon authenticates it, and a
+  // require policy covering the peer must not drop the negotiation that
+  // would protect it.
+  if (state.has_negotiate() && !outer.is_ipsec() && outer.ip.protocol == 17 && outer.l4.present &&
+      (outer.l4.dport == 500 || outer.l4.dport == 4500) && state.spd().local().contains(outer.ip.dst)) {
+    return done(Outcome::permitted, true);
+  }
   if (!outer.is_ipsec()) {
     // Cleartext arriving: what does the policy say about it?
     const filters::PacketSelector sel = filters::selector_of(outer);
@@ -391,7 +747,15 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   const filters::PacketSelector sel = filters::selector_of(*cur);
   const filters::SpdEntry* e = state.spd().lookup(sel, Sense::inbound);
   bool allowed = false;
-  if (e == nullptr || e->action == PolicyAction::permit) {
+  const NegotiatedChild* child = state.life(used[0]->index()).child;
+  if (child != nullptr) {
+    // A negotiated SA carries what its negotiated selectors say (narrowed
+    // by the responder, RFC 7296 section 2.9), and nothing the SPD would
+    // treat otherwise: a block, or another IPsec policy.
+    allowed = n_used == 1 && child->carries(sel, false) &&
+              (e == nullptr || e->action == PolicyAction::permit ||
+               (e->action == PolicyAction::negotiate && e->policy_index == child->policy));
+  } else if (e == nullptr || e->action == PolicyAction::permit) {
     allowed = true;  // would have been accepted in clear as well
   } else if (e->action == PolicyAction::protect) {
     const auto& es = state.entry_sas(*e);
@@ -413,7 +777,8 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
     event(EventKind::policy_mismatch, [&] {
       return fmt::format(
           "{} -> {} protocol {} arrived on SA {} but {}", sel.src.str(), sel.dst.str(), sel.protocol, used[0]->name(),
-          e == nullptr
+          child != nullptr && !child->carries(sel, false) ? "its negotiated traffic selectors do not cover it"
+          : e == nullptr
               ? "no policy covers it"
               : fmt::format("policy '{}' does not accept it on that SA", e->policy ? e->policy->name : e->name));
     });
@@ -437,6 +802,18 @@ void Worker::learn_nat_mapping(State& state, SecurityAssociation& sa, std::uint6
     if (sa.replay.size() == 0 || seq != sa.replay.top()) return;
   }
   const std::int64_t now = steady_ns();
+  if (const NegotiatedChild* child = state.life(sa.index()).child; child != nullptr) {
+    if (child->outbound != nullptr && child->outbound->config().encap) {
+      const std::uint16_t was = state.life(child->outbound->index()).nat.learn(outer.ip.src, outer.l4.sport, now);
+      if (was != outer.l4.sport && was != 0) {
+        event(EventKind::nat_mapping, [&] {
+          return fmt::format("SA {}: {}'s NAT mapping moved from port {} to {} (authenticated packet on SA {})",
+                             child->outbound->name(), outer.ip.src.str(), was, outer.l4.sport, sa.name());
+        });
+      }
+    }
+    return;
+  }
   for (std::size_t o : state.nat_learners(sa.index())) {
     const SecurityAssociation& out = state.sad().at(o);
     const std::uint16_t was = state.life(o).nat.learn(outer.ip.src, outer.l4.sport, now);

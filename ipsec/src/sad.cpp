@@ -67,6 +67,22 @@ SecurityAssociation* Sad::add_learned(filters::SaConfig sa) {
   return &add(std::move(sa));
 }
 
+void Sad::remove(std::size_t i) {
+  SecurityAssociation* sa = sas_.at(i).get();
+  const auto& c = sa->config();
+  auto unlist = [&](std::vector<SecurityAssociation*>& list) { std::erase(list, sa); };
+  if (c.spi) {
+    if (auto it = by_spi_.find(key(*c.spi, c.protocol)); it != by_spi_.end()) {
+      unlist(it->second);
+      if (it->second.empty()) by_spi_.erase(it);
+    }
+  } else {
+    unlist(any_spi_);
+  }
+  sas_.erase(sas_.begin() + static_cast<std::ptrdiff_t>(i));
+  for (std::size_t j = i; j < sas_.size(); ++j) sas_[j]->index_ = static_cast<std::uint32_t>(j);
+}
+
 SecurityAssociation* Sad::lookup(std::uint32_t spi, filters::IpsecProtocol protocol, const dissect::IpAddr& dst,
                                  const dissect::IpAddr& src) noexcept {
   auto matches = [&](const SecurityAssociation* s) {

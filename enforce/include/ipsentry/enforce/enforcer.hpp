@@ -6,6 +6,12 @@
 //       decrypt), repeated for nested SAs, then the inner packet must match
 //       a policy that lists the SAs it came on; cleartext that a protect
 //       policy requires to be protected is dropped
+//   negotiate policies (IKE): the newest installed CHILD_SA whose
+//       negotiated traffic selectors cover the packet protects it; without
+//       one the packet is held for an acquire (IkeChannel) and dropped in the
+//       kernel, or passes in the clear where the policy's inbound setting
+//       allows (respond; request with a soft association). Inbound packets
+//       of a negotiated SA must lie within its negotiated selectors.
 //
 // State (configuration, SPD, SAD, lifetimes) is shared by the workers and
 // replaced as a whole on reload; SAs whose SPI, addresses and keys did not
@@ -21,11 +27,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "ipsentry/enforce/ike_channel.hpp"
 #include "ipsentry/enforce/natt.hpp"
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/filters/spd.hpp"
@@ -59,6 +67,8 @@ enum class Outcome : std::uint8_t {
   not_ip,             // not an IPv4/IPv6 packet, or malformed
   protect_failed,     // the transform failed (unsupported algorithm, OpenSSL error)
   nat_keepalive,      // a NAT keepalive on UDP 4500 (RFC 3948 section 2.3): counted and discarded
+  negotiating,        // negotiate policy, no SA yet: held (copied) for the negotiation and dropped in the kernel
+  negotiation_full,   // negotiate policy, no SA yet, and no room to hold it: dropped
   count_
 };
 inline constexpr std::size_t kOutcomeCount = static_cast<std::size_t>(Outcome::count_);
@@ -75,13 +85,63 @@ struct Counters {
   }
 };
 
+/// A traffic selector as IKE negotiated it (RFC 7296 section 3.13.1): an
+/// address range, an IP protocol (0: any) and a port range.
+struct TsRange {
+  std::uint8_t protocol = 0;
+  std::uint16_t port_lo = 0;
+  std::uint16_t port_hi = 65535;
+  dissect::IpAddr start;
+  dissect::IpAddr end;
+  /// Whether an address, protocol and port (ICMP: the type, as RFC 4301
+  /// section 4.4.1.1 puts it in the port fields) lie within it.
+  [[nodiscard]] bool covers(const dissect::IpAddr& a, std::uint8_t proto, bool has_port,
+                            std::uint16_t port) const noexcept;
+  [[nodiscard]] std::string str() const;
+};
+
+/// A CHILD_SA the IKE daemon negotiated, as the driver installs it.
+struct ChildInstall {
+  std::uint64_t id = 0;
+  std::uint64_t ike_sa = 0;
+  std::size_t policy = 0;  // index in config().policies
+  std::string policy_name;
+  dissect::IpAddr peer;  // the peer's IKE address (its NAT's, behind one)
+  std::uint16_t peer_port = 500;
+  filters::SaConfig inbound;
+  filters::SaConfig outbound;
+  std::vector<TsRange> local_ts;
+  std::vector<TsRange> remote_ts;
+  std::optional<std::uint64_t> replaces;  // the child this one rekeys
+};
+
+/// An installed negotiated CHILD_SA. Its SAs live in the State's SAD, after
+/// every configured SA.
+struct NegotiatedChild {
+  std::uint64_t id = 0;
+  std::uint64_t ike_sa = 0;
+  std::size_t policy = 0;
+  std::string policy_name;
+  dissect::IpAddr peer;
+  std::uint16_t peer_port = 500;
+  std::vector<TsRange> local_ts;
+  std::vector<TsRange> remote_ts;
+  ipsec::SecurityAssociation* inbound = nullptr;   // nullptr once removed
+  ipsec::SecurityAssociation* outbound = nullptr;  // nullptr once a rekey replaced it, or removed
+  std::uint64_t order = 0;                         // installation order: the newest protects
+  /// Whether a packet from `src` to `dst` may travel on it (local_ts covers
+  /// our side, remote_ts the peer's), seen in the outbound sense.
+  [[nodiscard]] bool carries(const filters::PacketSelector& p, bool outbound_sense) const noexcept;
+};
+
 /// Per-SA lifetime bookkeeping beside the SAD entry.
 struct SaLife {
   std::chrono::steady_clock::time_point installed;
   std::atomic<bool> soft_reported{false};
   std::atomic<bool> hard_expired{false};
   std::atomic<bool> exhausted_reported{false};
-  NatMapping nat;  // outbound ESP in UDP: the peers' NAT-mapped ports
+  NatMapping nat;                    // outbound ESP in UDP: the peers' NAT-mapped ports
+  NegotiatedChild* child = nullptr;  // the negotiated child this SA belongs to (nullptr: configured)
 };
 
 /// Events worth a log line (never with key material).
@@ -103,6 +163,7 @@ enum class EventKind : std::uint8_t {
   rules_restored,   // someone changed our iptables rules; they were put back
   socket_restored,  // someone removed the statistics socket; it was bound again
   nat_mapping,
+  ike,  // the IKE daemon: negotiations, rekeys, deletes, DPD, soft associations
   count_
 };
 inline constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::count_);
@@ -145,8 +206,41 @@ class State {
   bool respond_peer_known(std::size_t policy, const dissect::IpAddr& peer);
   void respond_peer_add(std::size_t policy, const dissect::IpAddr& peer);
 
+  // ---- negotiated SAs (IKE). The driver changes them only while it holds
+  // the state lock exclusively, so workers (which hold it shared) never see
+  // a change half made.
+
+  /// The SAs made from the configuration: indices [0, configured_count());
+  /// negotiated SAs follow them.
+  [[nodiscard]] std::size_t configured_count() const noexcept { return configured_; }
+  /// Whether a policy negotiates its SAs (the IKE driver runs).
+  [[nodiscard]] bool has_negotiate() const noexcept { return negotiate_; }
+  /// Installs a negotiated child (a rekey replaces the outbound SA of the
+  /// child it names at once; the old inbound SA stays until removed).
+  /// Throws std::invalid_argument when the policy or an SA is unusable.
+  NegotiatedChild& install_child(ChildInstall c);
+  /// Removes a child's SAs (`inbound_only`: its outbound SA is gone
+  /// already). Falls back to the SPIs when the id is unknown. Returns the
+  /// number of SAs removed.
+  std::size_t remove_child(std::uint64_t id, std::uint32_t inbound_spi, std::uint32_t outbound_spi,
+                           bool inbound_only);
+  /// The peer of an IKE SA moved (its NAT mapping changed): its children's
+  /// ESP goes to `peer`:`port`.
+  void update_peer(std::uint64_t ike_sa, const dissect::IpAddr& peer, std::uint16_t port);
+  /// The newest child of `policy` whose selectors cover an outbound packet.
+  [[nodiscard]] NegotiatedChild* child_for(std::size_t policy, const filters::PacketSelector& p) noexcept;
+  [[nodiscard]] NegotiatedChild* find_child(std::uint64_t id) noexcept;
+  [[nodiscard]] const std::vector<std::unique_ptr<NegotiatedChild>>& children() const noexcept { return children_; }
+  /// Takes over the negotiated children of `old` (a reload) whose policy is
+  /// still a negotiate policy of the same name, with their sequence
+  /// numbers, replay windows, counters and NAT mappings. Returns, for each
+  /// policy index of `old`, its index here (nullopt: gone).
+  std::vector<std::optional<std::size_t>> adopt_children(State& old);
+
  private:
   void pair_nat_sas();
+  std::size_t add_runtime_sa(filters::SaConfig c, NegotiatedChild* child);
+  void remove_sa(std::size_t index);
 
   filters::Config config_;
   filters::Spd spd_;
@@ -156,6 +250,10 @@ class State {
   std::vector<std::vector<std::size_t>> nat_learners_;
   std::mutex respond_mu_;
   std::vector<std::vector<dissect::IpAddr>> respond_peers_;
+  std::size_t configured_ = 0;
+  bool negotiate_ = false;
+  std::vector<std::unique_ptr<NegotiatedChild>> children_;
+  std::uint64_t next_order_ = 1;
 };
 
 struct Decision {
@@ -179,6 +277,9 @@ class Worker {
 
   void set_events(EventSink sink) { events_ = std::move(sink); }
   void set_icmp_sender(IcmpSender sender) { icmp_ = std::move(sender); }
+  /// Where packets of negotiate policies without an SA, and lifetimes of
+  /// negotiated SAs, go (nullptr: negotiate policies drop what they cannot protect).
+  void set_ike(IkeChannel* channel) noexcept { ike_ = channel; }
   /// Keeps the SAs' sequence-number ceilings ahead of use (the state file).
   void set_seq_recorder(ipsec::SeqRecorder* recorder) noexcept { engine_.set_recorder(recorder); }
 
@@ -189,8 +290,14 @@ class Worker {
   [[nodiscard]] const ipsec::GlobalCounters& ipsec_counters() noexcept { return engine_.counters(); }
 
  private:
-  Decision outbound(State& state, const dissect::Packet& p, std::uint32_t mtu, std::uint32_t ifindex,
+  Decision outbound(State& state, const dissect::Packet& p, Hook hook, std::uint32_t mtu, std::uint32_t ifindex,
                     std::int64_t now_ns) noexcept;
+  Decision negotiate_out(State& state, const filters::SpdEntry& e, const dissect::Packet& p,
+                         const filters::PacketSelector& sel, Hook hook, std::uint32_t mtu, std::uint32_t ifindex,
+                         std::int64_t now_ns) noexcept;
+  Decision protect(State& state, const dissect::Packet& p, const filters::PacketSelector& sel,
+                   ipsec::SecurityAssociation* esp, ipsec::SecurityAssociation* ah, const dissect::IpAddr& target,
+                   std::uint32_t mtu, std::uint32_t ifindex, std::int64_t now_ns) noexcept;
   Decision inbound(State& state, const dissect::Packet& p, std::int64_t now_ns) noexcept;
   void learn_nat_mapping(State& state, ipsec::SecurityAssociation& sa, std::uint64_t seq,
                          const dissect::Packet& outer) noexcept;
@@ -230,6 +337,17 @@ class Worker {
   EventSink events_;
   std::array<RateLimit, kEventKindCount> limits_{};
   IcmpSender icmp_;
+  IkeChannel* ike_ = nullptr;
 };
+
+/// Whether an SPD entry is one of the default exemptions for IKE (UDP 500
+/// or 4500 either way). Where ipsentry runs IKE itself, its own IKE carries
+/// its mark and needs no exemption: leaving the host, the exemption would
+/// only let other programs' cleartext out.
+[[nodiscard]] bool is_ike_exemption(const filters::SpdEntry& e) noexcept;
+/// Whether an entry's action is IPsec (protect with manual SAs, or negotiate).
+[[nodiscard]] inline bool is_ipsec_action(filters::PolicyAction a) noexcept {
+  return a == filters::PolicyAction::protect || a == filters::PolicyAction::negotiate;
+}
 
 }  // namespace ipsentry::enforce

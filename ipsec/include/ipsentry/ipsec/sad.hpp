@@ -70,6 +70,7 @@ class SecurityAssociation {
   std::unique_ptr<EspTransform> esp_;
   std::unique_ptr<crypto::Mac> ah_mac_;
   std::size_t ah_icv_len_ = 0;
+  friend class Sad;  // renumbers SAs after a removal
 };
 
 class Sad {
@@ -93,6 +94,12 @@ class Sad {
   /// covers its SPI and destination (the configured one wins). Returns the
   /// new SA, or nullptr when it was covered.
   SecurityAssociation* add_learned(filters::SaConfig sa);
+  /// Removes the SA at `index` (a negotiated SA that was deleted or
+  /// rekeyed): lookups no longer find it, and the SAs after it move down
+  /// one index. Not safe against concurrent lookups or against anybody
+  /// holding a pointer to it: enforcement removes under its state lock,
+  /// held exclusively.
+  void remove(std::size_t index);
   [[nodiscard]] std::size_t size() const noexcept { return sas_.size(); }
   [[nodiscard]] SecurityAssociation& at(std::size_t i) noexcept { return *sas_[i]; }
   [[nodiscard]] const SecurityAssociation& at(std::size_t i) const noexcept { return *sas_[i]; }
