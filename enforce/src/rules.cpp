@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "ipsentry/enforce/enforcer.hpp"
+
 namespace ipsentry::enforce {
 
 using filters::AddressSelector;
@@ -81,18 +83,28 @@ std::string queue_target(const RuleOptions& o) {
 
 bool can_be_tcp(const SpdEntry& e) { return !e.protocol || *e.protocol == 6; }
 
+bool negotiates(const filters::Spd& spd) {
+  return std::any_of(spd.entries().begin(), spd.entries().end(),
+                     [](const SpdEntry& e) { return e.action == PolicyAction::negotiate; });
+}
+
 // The SPD for one direction of travel, in order; what it does not permit
-// goes to `target` (the queue, or DROP in the backstop).
+// goes to `target` (the queue, or DROP in the backstop). `local_out`: the
+// chain sees what this host sends (OUTPUT), where the IKE exemptions are
+// left out when ipsentry runs IKE itself (its own IKE carries its mark and
+// returned before; what is left on those ports is other programs').
 void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense, std::uint16_t mss,
-             const std::string& queue) {
+             const std::string& queue, bool local_out = false) {
+  const bool own_ike = local_out && negotiates(spd);
   for (const SpdEntry& e : spd.entries()) {
-    if (e.action == PolicyAction::protect && e.sense != sense) continue;
+    if (is_ipsec_action(e.action) && e.sense != sense) continue;
+    if (own_ike && is_ike_exemption(e)) continue;
     for (const std::string& m : entry_matches(e, family)) {
       if (e.action == PolicyAction::permit) {
         out += fmt::format("-A {}{} -j RETURN\n", chain, m);
         continue;
       }
-      if (e.action == PolicyAction::protect && sense == Sense::outbound && mss != 0 && can_be_tcp(e)) {
+      if (is_ipsec_action(e.action) && sense == Sense::outbound && mss != 0 && can_be_tcp(e)) {
         // Before the packet is wrapped: afterwards it is ESP/AH.
         out += fmt::format("-A {}{}{} --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {}\n", chain, m,
                            e.protocol ? "" : " -p tcp", mss);
@@ -161,12 +173,15 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
   }
   // ESP in UDP (RFC 3948) to us; user space tells it from IKE on the same port.
   r += fmt::format("-A IPSENTRY-IN -p udp --dport 4500 -m addrtype --dst-type LOCAL{}\n", queue);
+  // IKE to ipsentry's own daemon, which authenticates it: never dropped as
+  // cleartext by a policy that covers the peer.
+  if (negotiates(spd)) r += "-A IPSENTRY-IN -p udp --dport 500 -m addrtype --dst-type LOCAL -j RETURN\n";
   compile(r, "IPSENTRY-IN", spd, family, Sense::inbound, 0, queue);
   r += "COMMIT\n*mangle\n:IPSENTRY-OUT - [0:0]\n:IPSENTRY-FWD - [0:0]\n:IPSENTRY-MSSIN - [0:0]\n";
   if (with_hooks) r += hook_lines("mangle", existing);
   r += "-A IPSENTRY-OUT -o lo -j RETURN\n";
   r += fmt::format("-A IPSENTRY-OUT -m mark --mark 0x{0:x}/0x{0:x} -j RETURN\n", 0x2);
-  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, mss, queue);
+  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, mss, queue, /*local_out=*/true);
   // Any conntrack match makes the kernel reassemble fragments before the
   // raw table, so fragmented ESP reaches the queue whole (NFQUEUE.md Q5 E).
   r += "-A IPSENTRY-FWD -m conntrack --ctstate INVALID\n";
@@ -204,7 +219,7 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
     for (std::uint32_t mark : {0x1u, 0x2u, 0x4u}) {
       r += fmt::format("-A {0} -m mark --mark 0x{1:x}/0x{1:x} -j RETURN\n", chain, mark);
     }
-    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP");
+    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP", std::strcmp(chain, "IPSENTRY-GUARD-OUT") == 0);
   }
   r += "COMMIT\n";
   return r;

@@ -24,6 +24,13 @@
 // accepted 0x4; they are passed over. Without --fail-open the queue rules
 // have no --queue-bypass: if ipsentry is not running, matching traffic is
 // dropped (with --fail-open there is no backstop either).
+//
+// Where a policy negotiates (ipsentry runs IKE on UDP 500/4500 itself), IKE
+// to this host's port 500 returns from IPSENTRY-IN (the daemon
+// authenticates it), and the default IKE exemptions are left out of
+// IPSENTRY-OUT and IPSENTRY-GUARD-OUT: ipsentry's own IKE carries mark 0x2
+// and returned before them, so what they would let out is other programs'
+// cleartext on the IKE ports. Forwarded IKE keeps its exemption.
 #pragma once
 
 #include <cstdint>
