@@ -45,6 +45,7 @@ const char* event_name(enforce::EventKind k) {
     case EventKind::rules_restored: return "rules-restored";
     case EventKind::socket_restored: return "socket-restored";
     case EventKind::nat_mapping: return "nat-mapping";
+    case EventKind::ike: return "ike";
     case EventKind::count_: break;
   }
   return "error";
@@ -247,6 +248,10 @@ void print_stats(const json& j) {
   row("Protection failed", p.at("protect_failed"));
   row("Not IP or malformed", p.at("not_ip"));
   row("NAT keepalives received (discarded)", p.at("nat_keepalive"));
+  if (p.contains("negotiating")) {
+    row("Held for an IKE negotiation", p.at("negotiating"));
+    row("Dropped: no room to hold for IKE", p.at("negotiation_full"));
+  }
   std::uint64_t verr = 0;
   std::uint64_t over = 0;
   for (const auto& qq : j.at("queues")) {
@@ -264,6 +269,14 @@ void print_stats(const json& j) {
   fmt::print("\nSecurity associations\n");
   for (const auto& line : tui::sa_table(tui::sa_lines_from_snapshot(j))) fmt::print("  {}\n", line);
   print_nat(j);
+  // IKE: the Main Mode table, then the IKE SAs and their children (the
+  // TUI's statistics screen shows the same, from the same code).
+  if (const auto mm = tui::main_mode_rows(j); !mm.empty()) {
+    fmt::print("\nMain Mode (IKE)\n");
+    for (const auto& [name, value] : mm) fmt::print("  {:<40}{:>12}\n", name, value);
+    fmt::print("\nIKE SAs\n");
+    for (const auto& line : tui::ike_sa_table(j)) fmt::print("  {}\n", line);
+  }
 }
 
 }  // namespace

@@ -183,6 +183,11 @@ int run(int argc, char** argv) {
   en->add_flag("!--no-mss-clamp", enf.mss_clamp, "do not clamp the TCP MSS of protected connections");
   en->add_option("--state-dir", enf.state_dir,
                  "where sequence numbers and replay windows are recorded across restarts (default /var/lib/ipsentry)");
+  en->add_option("--save-keys", enf.save_keys,
+                 "write the keys IKE negotiates into DIR as Wireshark's ikev2_decryption_table and esp_sa files "
+                 "(mode 0600), updated at every rekey, for `verify --keys-from` and tshark; without it no key is "
+                 "written anywhere")
+      ->type_name("DIR");
   en->add_flag("--print-policy", enf_print_policy, "print the effective policy at start");
   en->add_flag("--cleanup", enf_cleanup,
                "remove the rules and socket left behind by an enforcement that died (refused while one runs in this "

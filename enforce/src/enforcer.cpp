@@ -388,10 +388,11 @@ void State::pair_nat_sas() {
 
 std::vector<std::string> State::inherit(State& old) {
   std::vector<std::string> kept;
-  for (std::size_t i = 0; i < sad_.size(); ++i) {
+  for (std::size_t i = 0; i < configured_; ++i) {
     SecurityAssociation& sa = sad_.at(i);
     SecurityAssociation* prev = old.sad_.find(sa.name());
-    if (prev == nullptr || !same_sa(sa.config(), prev->config())) continue;
+    // Negotiated SAs are carried by adopt_children().
+    if (prev == nullptr || prev->index() >= old.configured_ || !same_sa(sa.config(), prev->config())) continue;
     std::scoped_lock lock(prev->mutex);
     sa.replay = prev->replay;
     sa.last_sent_seq = prev->last_sent_seq;

@@ -233,7 +233,9 @@ void Enforcement::wake_saver() noexcept {
 }
 
 std::vector<Enforcement::Track> Enforcement::make_tracks(State& s) const {
-  std::vector<Track> t(s.sad().size());
+  // Configured SAs only: negotiated ones have fresh keys per negotiation
+  // and keep no record (State::add_runtime_sa).
+  std::vector<Track> t(s.configured_count());
   const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < t.size(); ++i) {
     const auto& c = s.sad().at(i).config();
@@ -245,7 +247,7 @@ std::vector<Enforcement::Track> Enforcement::make_tracks(State& s) const {
 }
 
 void Enforcement::restore_state(State& s, const std::vector<Track>& tracks, const std::vector<bool>& skip) {
-  for (std::size_t i = 0; i < s.sad().size(); ++i) {
+  for (std::size_t i = 0; i < tracks.size(); ++i) {
     if (skip[i]) continue;
     ipsec::SecurityAssociation& sa = s.sad().at(i);
     const std::uint64_t recorded = file_->ceiling(tracks[i].side, tracks[i].ids, sa.config());
@@ -267,7 +269,7 @@ void Enforcement::restore_state(State& s, const std::vector<Track>& tracks, cons
 void Enforcement::persist(State& s, std::vector<Track>& tracks, bool force, bool settle) {
   std::scoped_lock lock(save_mu_);
   const auto now = std::chrono::steady_clock::now();
-  const std::size_t n = s.sad().size();
+  const std::size_t n = tracks.size();  // the configured SAs
   std::vector<std::uint64_t> next(n, 0);
   bool write = force || settle;
   for (std::size_t i = 0; i < n; ++i) {
@@ -528,11 +530,15 @@ void Enforcement::start() {
   restore_state(*state_, tracks_, std::vector<bool>(tracks_.size(), false));
   persist(*state_, tracks_, true, false);  // throws StateError: nothing may be sent unrecorded
   saver_thread_ = std::thread([this] { saver_main(); });
+  // IKE binds its ports before anything is queued: a port another IKE
+  // daemon holds stops the start with nothing of ours in the way.
+  if (state_->has_negotiate()) start_ike();
   for (std::uint16_t i = 0; i < options_.queues; ++i) {
     queues_.push_back(std::make_unique<Queue>(static_cast<std::uint16_t>(options_.queue + i), options_.fail_open));
     workers_.push_back(std::make_unique<Worker>());
     workers_.back()->set_events(log_);
     workers_.back()->set_seq_recorder(&recorder_);
+    workers_.back()->set_ike(ike_channel_.get());
   }
   for (std::size_t i = 0; i < queues_.size(); ++i) threads_.emplace_back([this, i] { worker_main(i); });
   {
@@ -547,6 +553,36 @@ void Enforcement::start() {
   stats_thread_ = std::thread([this] { stats_main(); });
   guard_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   guard_thread_ = std::thread([this] { guard_main(); });
+}
+
+void Enforcement::start_ike() {
+  ike_channel_ = std::make_unique<IkeChannel>(options_.acquire_limits);
+  IkeHost host;
+  host.with_state = [this](bool exclusive, const std::function<void(State&)>& fn) {
+    if (exclusive) {
+      std::unique_lock lock(state_mu_);
+      fn(*state_);
+    } else {
+      std::shared_lock lock(state_mu_);
+      fn(*state_);
+    }
+  };
+  host.counted = [this](std::size_t added, std::size_t removed) {
+    key_additions_ += added;
+    key_deletions_ += removed;
+  };
+  host.log = log_;
+  ike::v2::Options o;
+  o.save_keys = !options_.save_keys.empty();
+  // The daemon holds the configuration by reference: the running State's,
+  // replaced only on the driver thread (reload()).
+  std::unique_ptr<IkeProtocol> protocol = make_ike_daemon(state_->config(), state_->spd().local(), o);
+  IkeDriverOptions d;
+  d.port = options_.ike_port;
+  d.natt_port = options_.ike_natt_port;
+  d.save_keys = options_.save_keys;
+  ike_ = std::make_unique<IkeDriver>(std::move(host), *ike_channel_, std::move(protocol), d);
+  ike_->start();
 }
 
 void Enforcement::worker_main(std::size_t i) {
@@ -760,69 +796,106 @@ void Enforcement::reload() {
   std::vector<std::string> renamed;
   std::vector<std::string> added;
   std::vector<std::string> removed;
-  {
-    std::scoped_lock rl(rules_mu_);
-    std::unique_lock lock(state_mu_);
-    std::vector<Track> tracks = make_tracks(*fresh);
-    kept = fresh->inherit(*state_);
-    std::vector<bool> done(fresh->sad().size(), false);
-    std::vector<bool> taken(state_->sad().size(), false);
-    for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
-      const auto& n = fresh->sad().at(i).name();
-      if (std::find(kept.begin(), kept.end(), n) == kept.end()) continue;
-      done[i] = true;
-      if (auto* prev = state_->sad().find(n)) {
-        taken[prev->index()] = true;
-        const Track& was = tracks_[prev->index()];
-        tracks[i].last_use = was.last_use;
-        tracks[i].last_packets = was.last_packets;
-        tracks[i].when = was.when;
-        tracks[i].reserve = was.reserve;
+  // The running State is replaced here, under the locks; with IKE, on the
+  // driver thread, right after the daemon took the new configuration, so
+  // that no action of the daemon refers to a policy of the other one.
+  std::vector<std::optional<std::size_t>> policy_map;
+  auto swap_in = [&] {
+      std::scoped_lock rl(rules_mu_);
+      std::unique_lock lock(state_mu_);
+      std::vector<Track> tracks = make_tracks(*fresh);
+      kept = fresh->inherit(*state_);
+      std::vector<bool> done(fresh->configured_count(), false);
+      std::vector<bool> taken(state_->configured_count(), false);
+      for (std::size_t i = 0; i < fresh->configured_count(); ++i) {
+        const auto& n = fresh->sad().at(i).name();
+        if (std::find(kept.begin(), kept.end(), n) == kept.end()) continue;
+        done[i] = true;
+        if (auto* prev = state_->sad().find(n)) {
+          taken[prev->index()] = true;
+          const Track& was = tracks_[prev->index()];
+          tracks[i].last_use = was.last_use;
+          tracks[i].last_packets = was.last_packets;
+          tracks[i].when = was.when;
+          tracks[i].reserve = was.reserve;
+        }
       }
-    }
-    // Same keys under another name (or SPI): the same SA as far as nonces
-    // and replays go, so it continues exactly where it was.
-    for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
-      if (done[i]) continue;
-      for (std::size_t j = 0; j < state_->sad().size(); ++j) {
-        if (taken[j] || tracks_[j].side != tracks[i].side || !share_an_id(tracks[i].ids, tracks_[j].ids)) continue;
-        carry(fresh->sad().at(i), fresh->life(i), state_->sad().at(j), state_->life(j));
-        tracks[i].last_use = tracks_[j].last_use;
-        tracks[i].last_packets = tracks_[j].last_packets;
-        tracks[i].when = tracks_[j].when;
-        tracks[i].reserve = tracks_[j].reserve;
-        renamed.push_back(fmt::format("{} (was {})", fresh->sad().at(i).name(), state_->sad().at(j).name()));
-        done[i] = taken[j] = true;
-        break;
+      // Same keys under another name (or SPI): the same SA as far as nonces
+      // and replays go, so it continues exactly where it was.
+      for (std::size_t i = 0; i < fresh->configured_count(); ++i) {
+        if (done[i]) continue;
+        for (std::size_t j = 0; j < state_->configured_count(); ++j) {
+          if (taken[j] || tracks_[j].side != tracks[i].side || !share_an_id(tracks[i].ids, tracks_[j].ids)) continue;
+          carry(fresh->sad().at(i), fresh->life(i), state_->sad().at(j), state_->life(j));
+          tracks[i].last_use = tracks_[j].last_use;
+          tracks[i].last_packets = tracks_[j].last_packets;
+          tracks[i].when = tracks_[j].when;
+          tracks[i].reserve = tracks_[j].reserve;
+          renamed.push_back(fmt::format("{} (was {})", fresh->sad().at(i).name(), state_->sad().at(j).name()));
+          done[i] = taken[j] = true;
+          break;
+        }
       }
-    }
-    restore_state(*fresh, tracks, done);
-    for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
-      if (!done[i]) added.push_back(fresh->sad().at(i).name());
-    }
-    for (std::size_t j = 0; j < state_->sad().size(); ++j) {
-      if (!taken[j]) removed.push_back(state_->sad().at(j).name());
-    }
-    // Only raises records: whatever fails after this, nothing recorded is lost.
-    persist(*fresh, tracks, true, false);
-    std::unique_ptr<State> previous = std::move(state_);
-    std::vector<Track> previous_tracks = std::move(tracks_);
-    state_ = std::move(fresh);
-    tracks_ = std::move(tracks);
-    const RuleOptions before = rule_options_;
-    compute_rule_options();
-    try {
-      if (rules_installed_) {
-        replace_rules(state_->spd(), rule_options_);
-        take_rules_baseline();
+      restore_state(*fresh, tracks, done);
+      // Negotiated children whose policy is still there carry on, with
+      // their sequence numbers and replay windows.
+      policy_map = fresh->adopt_children(*state_);
+      for (std::size_t i = 0; i < fresh->configured_count(); ++i) {
+        if (!done[i]) added.push_back(fresh->sad().at(i).name());
       }
-    } catch (...) {
-      // Keep kernel rules and user-space policy in step.
-      state_ = std::move(previous);
-      tracks_ = std::move(previous_tracks);
-      rule_options_ = before;
-      throw;
+      for (std::size_t j = 0; j < state_->configured_count(); ++j) {
+        if (!taken[j]) removed.push_back(state_->sad().at(j).name());
+      }
+      // Only raises records: whatever fails after this, nothing recorded is lost.
+      persist(*fresh, tracks, true, false);
+      std::unique_ptr<State> previous = std::move(state_);
+      std::vector<Track> previous_tracks = std::move(tracks_);
+      state_ = std::move(fresh);
+      tracks_ = std::move(tracks);
+      const RuleOptions before = rule_options_;
+      compute_rule_options();
+      try {
+        if (rules_installed_) {
+          replace_rules(state_->spd(), rule_options_);
+          take_rules_baseline();
+        }
+      } catch (...) {
+        // Keep kernel rules and user-space policy in step.
+        state_ = std::move(previous);
+        tracks_ = std::move(previous_tracks);
+        rule_options_ = before;
+        throw;
+      }
+  };
+  if (ike_) {
+    if (!fresh->has_negotiate()) {
+      // The daemon needs negotiate policies to be built; without them it
+      // has nothing to do, but stopping it here would tear down the SAs a
+      // mistaken edit removed: refuse instead, as for any bad file.
+      throw filters::ConfigError(options_.config, 0, "policies",
+                                 "the running enforcement negotiates with IKE and the new configuration has no "
+                                 "negotiate policy: restart enforcement to stop IKE");
     }
+    const filters::Config& config = fresh->config();
+    const filters::LocalAddresses& local = fresh->spd().local();
+    ike_->call([&](IkeProtocol& protocol, ike::v2::TimeNs now, ike::v2::Actions& out) {
+      protocol.reconfigure(config, local, now, out);  // throws: nothing changed
+      try {
+        swap_in();
+      } catch (...) {
+        ike::v2::Actions undo;
+        protocol.reconfigure(state_->config(), state_->spd().local(), now, undo);
+        out.insert(out.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
+        throw;
+      }
+      ike_channel_->remap_policies(policy_map);
+    });
+  } else {
+    if (fresh->has_negotiate()) {
+      throw filters::ConfigError(options_.config, 0, "policies",
+                                 "negotiate policies need IKE, which starts with enforcement: restart it");
+    }
+    swap_in();
   }
   key_additions_ += added.size();
   key_deletions_ += removed.size();
@@ -840,6 +913,15 @@ void Enforcement::reload() {
 }
 
 void Enforcement::stop() {
+  // First: the daemon's Deletes leave while the sockets are open, and the
+  // peers stop sending on SAs about to go.
+  if (ike_) {
+    try {
+      ike_->stop();
+    } catch (const std::exception& e) {
+      if (log_) log_(EventKind::ike, fmt::format("stopping IKE: {}", e.what()));
+    }
+  }
   guard_stop_ = true;
   if (guard_wake_fd_ >= 0) {
     const std::uint64_t one = 1;
@@ -989,9 +1071,16 @@ std::string Enforcement::snapshot_json() {
                     {{"seconds", left(c.lifetime.seconds, age)},
                      {"bytes", left(c.lifetime.bytes, traffic.bytes)},
                      {"packets", left(c.lifetime.packets, traffic.packets)}}},
-                   {"nat", nat_json(c, dir, life, steady_ns())}});
+                   {"nat", nat_json(c, dir, life, steady_ns())},
+                   {"negotiated", life.child == nullptr ? json(nullptr)
+                                                        : json{{"child", life.child->id},
+                                                               {"ike_sa", life.child->ike_sa},
+                                                               {"policy", life.child->policy_name},
+                                                               {"peer", life.child->peer.str()}}}});
   }
   j["sas"] = sas;
+  // IKE: the daemon's IKE SAs with their children, and the Main Mode table.
+  j["ike"] = ike_ ? ike_->snapshot_json() : json(nullptr);
   j["quick_mode"] = {{"active_security_associations", active},
                      {"key_additions", key_additions_.load()},
                      {"key_deletions", key_deletions_.load()},

@@ -173,6 +173,109 @@ std::vector<StatSection> stat_sections_from_model(const Statistics& s) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> main_mode_rows(const json& snap) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!snap.is_object() || !snap.contains("ike") || !snap["ike"].is_object()) return out;
+  const json& ike = snap["ike"];
+  const json empty = json::object();
+  const json& m = ike.contains("main_mode") ? ike["main_mode"] : empty;
+  const json& a = ike.contains("acquires") ? ike["acquires"] : empty;
+  auto n = [](std::uint64_t v) { return fmt::format("{}", v); };
+  // The Monitor's rows first, in its words; then what the seeds' table has
+  // no row for.
+  out.emplace_back("Active IKE SAs", n(u64(m, "active_ike_sas")));
+  out.emplace_back("Main Modes (IKE SAs established)", n(u64(m, "ike_sas_established")));
+  out.emplace_back("Quick Modes (child SAs established)", n(u64(m, "quick_modes")));
+  out.emplace_back("Negotiation failures", n(u64(m, "negotiation_failures")));
+  out.emplace_back("Authentication failures", n(u64(m, "authentication_failures")));
+  out.emplace_back("Invalid cookies received", n(u64(m, "invalid_cookies")));
+  out.emplace_back("Invalid packets received", n(u64(m, "invalid_packets")));
+  out.emplace_back("Soft associations", n(u64(m, "soft_associations")));
+  out.emplace_back("Soft associations now", n(u64(m, "active_soft_associations")));
+  out.emplace_back("Retransmissions", n(u64(m, "retransmissions")));
+  out.emplace_back("Rekeys", n(u64(m, "rekeys")));
+  out.emplace_back("Cookies sent", n(u64(m, "cookies_sent")));
+  out.emplace_back("Half-open IKE SAs", n(u64(m, "half_open")));
+  out.emplace_back("IKE_SA_INITs dropped (half-open limit)", n(u64(m, "half_open_dropped")));
+  out.emplace_back("Cookies required now", m.value("cookies_on", false) ? "yes" : "no");
+  out.emplace_back("DPD timeouts", n(u64(m, "dpd_timeouts")));
+  out.emplace_back("Acquires (negotiations asked for)", n(u64(a, "started")));
+  out.emplace_back("Packets held for a negotiation", n(u64(a, "packets_held")));
+  out.emplace_back("Packets dropped: hold buffer full", n(u64(a, "packets_dropped_full")));
+  out.emplace_back("Held packets sent protected", n(u64(a, "sent_protected")));
+  out.emplace_back("Held packets sent in the clear", n(u64(a, "sent_cleartext")));
+  out.emplace_back("Held packets discarded", n(u64(a, "discarded")));
+  return out;
+}
+
+std::vector<std::string> ike_sa_table(const json& snap) {
+  std::vector<std::string> out;
+  if (!snap.is_object() || !snap.contains("ike") || !snap["ike"].is_object()) return out;
+  const json& ike = snap["ike"];
+  if (!ike.contains("ike_sas") || !ike["ike_sas"].is_array()) return out;
+  using dissect::Align;
+  auto secs = [](const json& j, const char* key) {
+    if (!j.contains(key) || !j[key].is_number()) return std::string("-");
+    const auto v = j[key].get<std::int64_t>();
+    return v < 0 ? std::string("-") : fmt::format("{} s", v);
+  };
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<std::string>> child_rows;
+  for (const auto& sa : ike["ike_sas"]) {
+    const std::string id = fmt::format("{}", u64(sa, "id"));
+    std::string nat;
+    if (sa.value("nat_local", false)) nat = "we are behind a NAT";
+    if (sa.value("nat_remote", false)) nat += std::string(nat.empty() ? "" : ", ") + "peer behind a NAT";
+    rows.push_back({id, str(sa, "remote"), str(sa, "state"), secs(sa, "age_seconds"), secs(sa, "rekey_in_seconds"),
+                    sa.value("initiator", false) ? "initiator" : "responder", str(sa, "local_id"),
+                    str(sa, "remote_id"), str(sa, "algorithms"),
+                    fmt::format("{}/{}", str(sa, "spi_i"), str(sa, "spi_r")), str(sa, "profile"),
+                    nat.empty() ? "-" : nat});
+    if (!sa.contains("children") || !sa["children"].is_array()) continue;
+    for (const auto& c : sa["children"]) {
+      child_rows.push_back({fmt::format("{}", u64(c, "id")), id, str(c, "policy"),
+                            fmt::format("0x{:08x}", u64(c, "inbound_spi")),
+                            fmt::format("0x{:08x}", u64(c, "outbound_spi")), secs(c, "age_seconds"),
+                            secs(c, "rekey_in_seconds"),
+                            fmt::format("{} {}{}", str(c, "protocol"), str(c, "mode"),
+                                        c.value("udp_encap", false) ? " in UDP" : ""),
+                            str(c, "algorithms"), fmt::format("{} ⇄ {}", str(c, "local_ts"), str(c, "remote_ts"))});
+    }
+  }
+  if (rows.empty()) {
+    out.emplace_back("no IKE SA");
+    return out;
+  }
+  const std::vector<dissect::TableColumn> cols{{"IKE SA", Align::right},
+                                               {"Peer"},
+                                               {"State"},
+                                               {"Age", Align::right},
+                                               {"Rekey in", Align::right},
+                                               {"Role"},
+                                               {"Local id"},
+                                               {"Remote id"},
+                                               {"Algorithms"},
+                                               {"SPIi/SPIr"},
+                                               {"Profile"},
+                                               {"NAT"}};
+  out = dissect::text_table(cols, rows);
+  if (!child_rows.empty()) {
+    out.emplace_back();
+    const std::vector<dissect::TableColumn> ccols{{"Child", Align::right},
+                                                  {"IKE SA", Align::right},
+                                                  {"Policy"},
+                                                  {"SPI in"},
+                                                  {"SPI out"},
+                                                  {"Age", Align::right},
+                                                  {"Rekey in", Align::right},
+                                                  {"Mode"},
+                                                  {"Algorithms"},
+                                                  {"Traffic selectors (local ⇄ remote)"}};
+    for (auto& l : dissect::text_table(ccols, child_rows)) out.push_back(std::move(l));
+  }
+  return out;
+}
+
 std::vector<StatSection> stat_sections_from_snapshot(const json& snap) {
   std::vector<StatSection> out;
   if (!snap.is_object() || !snap.contains("quick_mode")) return out;
@@ -180,7 +283,14 @@ std::vector<StatSection> stat_sections_from_snapshot(const json& snap) {
   StatSection qm{"IP Security Monitor — Quick Mode (enforcement)", {}};
   for (const auto& r : enforce::quick_mode_rows(snap)) qm.rows.emplace_back(r.name, n(r.value));
   out.push_back(std::move(qm));
-  out.push_back({"IP Security Monitor — Main Mode (IKE)", {{"(enforcement uses manual keys: no IKE)", ""}}});
+  if (auto mm = main_mode_rows(snap); !mm.empty()) {
+    out.push_back({"IP Security Monitor — Main Mode (IKE, live)", std::move(mm)});
+    StatSection sas{"IKE SAs and their child SAs", {}};
+    for (auto& line : ike_sa_table(snap)) sas.rows.emplace_back(std::move(line), "");
+    out.push_back(std::move(sas));
+  } else {
+    out.push_back({"IP Security Monitor — Main Mode (IKE)", {{"(enforcement uses manual keys: no IKE)", ""}}});
+  }
   StatSection p{"Enforcement outcomes (packets)", {}};
   if (snap.contains("packets") && snap["packets"].is_object()) {
     for (const auto& [k, v] : snap["packets"].items()) {

@@ -7,7 +7,8 @@
 // iptables rules against what was installed, on every nftables change
 // event and at least once a second, and reinstalls them; the statistics
 // thread, which answers `ipsentry stats` and rebinds the socket if someone
-// removed it.
+// removed it. With negotiate policies, the IKE driver (ike_driver.hpp)
+// runs the IKEv2 daemon on a thread of its own.
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,8 @@
 #include <vector>
 
 #include "ipsentry/enforce/enforcer.hpp"
+#include "ipsentry/enforce/ike_channel.hpp"
+#include "ipsentry/enforce/ike_driver.hpp"
 #include "ipsentry/enforce/instance_lock.hpp"
 #include "ipsentry/enforce/nfqueue.hpp"
 #include "ipsentry/enforce/rules.hpp"
@@ -45,6 +48,13 @@ struct EnforceOptions {
   std::string state_dir = "/var/lib/ipsentry";
   /// Where the per-network-namespace lock lives (root's, closed to others).
   std::string run_dir = "/run/ipsentry";
+  /// --save-keys DIR: the negotiated IKE and ESP keys as Wireshark's UAT
+  /// files. Empty: no key is written anywhere.
+  std::string save_keys;
+  /// The IKE ports (tests move them); the held-packet limits.
+  std::uint16_t ike_port = 500;
+  std::uint16_t ike_natt_port = 4500;
+  IkeChannelLimits acquire_limits;
 };
 
 /// Sequence numbers recorded ahead of use: `time` of traffic at the
@@ -135,6 +145,7 @@ class Enforcement {
   /// publishes them to the SAs once the file is on disk. Throws StateError.
   void persist(State& s, std::vector<Track>& tracks, bool force, bool settle);
   void take_rules_baseline();
+  void start_ike();
   void check_socket_free() const;
   void bind_stats_socket();
   void wake_saver() noexcept;
@@ -173,6 +184,10 @@ class Enforcement {
   std::thread guard_thread_;
   std::atomic<bool> guard_stop_{false};
   int guard_wake_fd_ = -1;
+
+  // IKE (negotiate policies): the workers' channel to the driver, and the driver.
+  std::unique_ptr<IkeChannel> ike_channel_;
+  std::unique_ptr<IkeDriver> ike_;
 
   int stats_fd_ = -1;
   std::uint64_t stats_ino_ = 0;  // inode of the socket file we bound

@@ -47,6 +47,15 @@ struct StatSection {
 /// when it is there but incomplete (another version's snapshot).
 [[nodiscard]] std::vector<StatSection> stat_sections_from_snapshot(const nlohmann::json& snapshot);
 
+/// The IP Security Monitor's Main Mode table of an enforcement that
+/// negotiates (the snapshot's "ike" member), as name/value rows; empty
+/// without IKE.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> main_mode_rows(const nlohmann::json& snapshot);
+/// The IKE SAs of an enforcement (peer, identities, algorithms, state, age,
+/// time to rekey) and then their child SAs, each naming its IKE SA, as
+/// text tables for `ipsentry stats` and the TUI; empty without IKE.
+[[nodiscard]] std::vector<std::string> ike_sa_table(const nlohmann::json& snapshot);
+
 [[nodiscard]] std::vector<std::string> help_text();
 
 // The screens count one column per code point, as the tables do.
