@@ -7,10 +7,10 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
 #include <set>
-#include <sstream>
+
+#include "ipsentry/filters/file_read.hpp"
 
 namespace ipsentry::filters {
 
@@ -206,20 +206,14 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
 }
 
 SecretBytes read_key_file(const fs::path& path, const Origin& where, const std::string& field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::string buf;
+  std::string why;
+  if (!read_bounded(path, kMaxKeyFile, buf, why)) {
     throw ConfigError(where.file, where.line, field,
-                      fmt::format("cannot read key file '{}': {}", path.string(), std::strerror(errno)));
+                      fmt::format("cannot read key file '{}': it {}", path.string(), why));
   }
-  std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (buf.empty())
     throw ConfigError(where.file, where.line, field, fmt::format("key file '{}' is empty", path.string()));
-  if (buf.size() > 4096) {
-    cleanse(buf.data(), buf.size());
-    throw ConfigError(
-        where.file, where.line, field,
-        fmt::format("key file '{}' is {} bytes; a key file holds at most 4096", path.string(), buf.size()));
-  }
   SecretBytes key(std::span(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size()));
   cleanse(buf.data(), buf.size());
   return key;
@@ -882,20 +876,18 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
 }
 
 Config load_config(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw ConfigError(path.string(), 0, "", fmt::format("cannot open configuration: {}", std::strerror(errno)));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  fs::path base = path.parent_path();
-  if (base.empty()) base = ".";
   // The text holds inline keys: wipe our copy whatever happens.
-  std::string text = ss.str();
+  std::string text;
   struct Wipe {
     std::string& t;
     ~Wipe() { cleanse(t.data(), t.size()); }
   } wipe{text};
+  std::string why;
+  if (!read_bounded(path, kMaxConfigFile, text, why)) {
+    throw ConfigError(path.string(), 0, "", fmt::format("cannot read the configuration: it {}", why));
+  }
+  fs::path base = path.parent_path();
+  if (base.empty()) base = ".";
   return parse_config(text, path.string(), base);
 }
 

@@ -2,6 +2,9 @@
 // every error names the file, the line and the field.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -97,8 +100,8 @@ TEST(Config, ErrorsNameFileLineAndField) {
                      "    enc_key: 0x000102030405060708090a0b0c0d0e0f\n"),
             "test.yaml:5: sas[0].enc_key: aes-gcm-16 takes a 20, 28 or 36 byte key (cipher key followed by a 4-byte "
             "salt); this one is 16 bytes");
-  EXPECT_NE(error_of("sas:\n  - spi: 300\n    protocol: esp\n    encryption: rot13\n").find(
-                "test.yaml:4: sas[0].encryption: unknown encryption algorithm 'rot13'"),
+  EXPECT_NE(error_of("sas:\n  - spi: 300\n    protocol: esp\n    encryption: rot13\n")
+                .find("test.yaml:4: sas[0].encryption: unknown encryption algorithm 'rot13'"),
             std::string::npos);
   EXPECT_NE(error_of("sas:\n  - spi: 300\n    protocol: esp\n    encryption: null\n    colour: blue\n")
                 .find("test.yaml:5: sas[0].colour: unknown setting 'colour'"),
@@ -135,7 +138,8 @@ TEST(Config, ErrorsNameFileLineAndField) {
 }
 
 TEST(Config, KeysNeverAppearInMessages) {
-  auto msg = error_of("sas:\n  - spi: 1\n    protocol: esp\n    encryption: aes-cbc\n    enc_key: 0x0123456789abcdef\n");
+  auto msg =
+      error_of("sas:\n  - spi: 1\n    protocol: esp\n    encryption: aes-cbc\n    enc_key: 0x0123456789abcdef\n");
   EXPECT_EQ(msg.find("0123456789abcdef"), std::string::npos);
 }
 
@@ -170,11 +174,13 @@ TEST(Importers, WiresharkEspSaTables) {
   EXPECT_EQ(cfg.sas[0].dst->str(), "192.168.0.100");
   EXPECT_EQ(cfg.sas[0].name, "esp_sa.tmpl:1");
 
-  auto wiki1 = import_keys(KeyFormat::wireshark_esp_sa, (corpus() / "wireshark-wiki/ipsec_esp_capture_1/esp_sa").string());
+  auto wiki1 =
+      import_keys(KeyFormat::wireshark_esp_sa, (corpus() / "wireshark-wiki/ipsec_esp_capture_1/esp_sa").string());
   EXPECT_EQ(wiki1.sas.size(), 24u);
   // ASCII keys are taken byte for byte.
   EXPECT_EQ(wiki1.sas[0].enc_key.reveal_hex(), "0x616573636263656e6372797074696f6e");
-  auto wiki3 = import_keys(KeyFormat::wireshark_esp_sa, (corpus() / "wireshark-wiki/ipsec_esp_capture_3/esp_sa").string());
+  auto wiki3 =
+      import_keys(KeyFormat::wireshark_esp_sa, (corpus() / "wireshark-wiki/ipsec_esp_capture_3/esp_sa").string());
   ASSERT_EQ(wiki3.sas.size(), 3u);
   EXPECT_FALSE(cipher_info(wiki3.sas[0].cipher).supported);
   for (const char* dir : {"ipsec_esp_capture_2", "ipsec_esp_capture_5", "ipsec_ikev2_esp"}) {
@@ -258,6 +264,37 @@ TEST(Importers, IpXfrmState) {
     EXPECT_NE(std::string(e.what()).find("x.txt:1"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("aes-cbc takes a 16, 24 or 32 byte key"), std::string::npos);
   }
+}
+
+// Issue 15 item 12: a key file that is a directory, a device, a pipe nobody
+// writes to, or too large: an error naming file, line and setting, at once.
+TEST(Config, KeyFilesThatCannotBeKeysAreNamed) {
+  const fs::path dir = temp_dir() / "keydir";
+  fs::create_directories(dir);
+  const fs::path fifo = temp_dir() / "keyfifo";
+  fs::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const fs::path big = temp_dir() / "big.key";
+  std::ofstream(big) << std::string(kMaxKeyFile + 1, 'k');
+  for (const auto& [path, says] :
+       std::vector<std::pair<std::string, std::string>>{{dir.string(), "is a directory"},
+                                                        {"/dev/zero", "is a character device"},
+                                                        {fifo.string(), "is a pipe and nothing was written to it"},
+                                                        {big.string(), "is 4097 bytes; at most 4096 are allowed"}}) {
+    const std::string e =
+        error_of("sas:\n  - spi: 300\n    protocol: ah\n    auth: hmac-sha1-96\n    key_file: " + path + "\n");
+    EXPECT_EQ(e.find("test.yaml:5: sas[0].key_file: cannot read key file '" + path + "': it " + says), 0u) << e;
+  }
+  // A pipe that is written to is read (bash's <(...)).
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "01234567890123456789", 20), 20);
+  ::close(fds[1]);
+  auto cfg = parse("sas:\n  - spi: 300\n    protocol: ah\n    auth: hmac-sha1-96\n    key_file: /dev/fd/" +
+                   std::to_string(fds[0]) + "\n");
+  ::close(fds[0]);
+  EXPECT_EQ(cfg.sas[0].auth_key.size(), 20u);
+  fs::remove(fifo);
 }
 
 }  // namespace
