@@ -266,6 +266,110 @@ TEST(Importers, IpXfrmState) {
   }
 }
 
+// Issue 15 item 9: `ip -s xfrm state` exactly as iproute2 prints it (the
+// SPI and reqid in both bases, the key's bit count, the flags' mask, the
+// lifetime and statistics blocks), and `ip -o` with its backslashes.
+TEST(Importers, IpXfrmStateAsIproute2PrintsIt) {
+  const std::string key20 = "0x000102030405060708090a0b0c0d0e0f10111213";
+  const std::string text =
+      "src 192.0.2.1 dst 192.0.2.2\n"
+      "\tproto esp spi 0xc0ffee01(3237998081) reqid 16385(0x00004001) mode tunnel\n"
+      "\treplay-window 0 seq 0x00000000 flag af-unspec (0x00100000)\n"
+      "\taead rfc4106(gcm(aes)) " +
+      key20 +
+      " (160 bits) 128\n"
+      "\tanti-replay esn context:\n"
+      "\t seq-hi 0x0, seq 0x1c, oseq-hi 0x0, oseq 0x0\n"
+      "\t replay_window 256, bitmap-length 8\n"
+      "\t 00000000 00000000 00000000 00000000 00000000 00000000 00000000 0fffffff \n"
+      "\tdir in\n"
+      "\tsel src 0.0.0.0/0 dst 0.0.0.0/0 uid 0\n"
+      "\tlifetime config:\n"
+      "\t  limit: soft (INF)(bytes), hard (INF)(bytes)\n"
+      "\t  limit: soft (INF)(packets), hard (INF)(packets)\n"
+      "\t  expire add: soft 0(sec), hard 0(sec)\n"
+      "\t  expire use: soft 0(sec), hard 0(sec)\n"
+      "\tlifetime current:\n"
+      "\t  2400(bytes), 28(packets)\n"
+      "\t  add 2026-12-07 10:00:00 use 2026-12-07 10:00:01\n"
+      "\tstats:\n"
+      "\t  replay-window 7 replay 2 failed 1\n"
+      "src 192.0.2.2 dst 192.0.2.1\n"
+      "\tproto esp spi 0x00000101(257) reqid 1(0x00000001) mode transport\n"
+      "\treplay-window 32 seq 0x00000000 flag noecn af-unspec esn (0x10100001)\n"
+      "\tauth-trunc hmac(sha1) 0x000102030405060708090a0b0c0d0e0f10111213 (160 bits) 96\n"
+      "\tenc ecb(cipher_null) \n"
+      "\tanti-replay context: seq 0x0, oseq 0x0, bitmap 0x00000000\n"
+      "\tstats:\n"
+      "\t  replay-window 0 replay 0 failed 0\n"
+      // ip -o: one state on one line.
+      "src 192.0.2.3 dst 192.0.2.4\\\tproto ah spi 0x00000300(768) reqid 2(0x00000002) mode transport\\"
+      "\treplay-window 64 seq 0x00000000 flag  (0x00000000)\\\tauth-trunc hmac(sha256) "
+      "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f (256 bits) 128\\\n";
+  const auto cfg = import_xfrm(text, "xfrm.txt");
+  ASSERT_EQ(cfg.sas.size(), 3u);
+  EXPECT_EQ(cfg.sas[0].spi, 0xc0ffee01u);
+  EXPECT_EQ(cfg.sas[0].cipher, Cipher::aes_gcm_16);
+  EXPECT_EQ(cfg.sas[0].direction, Direction::inbound);
+  EXPECT_FALSE(cfg.sas[0].esn);               // an ESN anti-replay context without the esn flag
+  EXPECT_EQ(cfg.sas[0].replay_window, 256u);  // the context's window, not the statistics' count
+  EXPECT_EQ(cfg.sas[1].spi, 0x101u);
+  EXPECT_TRUE(cfg.sas[1].esn);                 // the flag
+  EXPECT_EQ(cfg.sas[1].replay_window, 32u);    // not the statistics' 0
+  EXPECT_EQ(cfg.sas[1].cipher, Cipher::null);  // a zero-bit key is not printed
+  EXPECT_EQ(cfg.sas[1].integrity, Integrity::hmac_sha1_96);
+  EXPECT_EQ(cfg.sas[2].protocol, IpsecProtocol::ah);
+  EXPECT_EQ(cfg.sas[2].integrity, Integrity::hmac_sha256_128);
+  EXPECT_EQ(cfg.sas[2].replay_window, 64u);
+  EXPECT_TRUE(cfg.warnings.empty()) << cfg.warnings.front();
+  auto error = [](const std::string& t) -> std::string {
+    try {
+      (void)import_xfrm(t, "x.txt");
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  const std::string head =
+      "src 192.0.2.1 dst 192.0.2.2\n\tproto esp spi 0x00000001(1) reqid 1(0x00000001) mode tunnel\n";
+  EXPECT_NE(error(head + "\taead rfc4106(gcm(aes)) " + key20 + " (128 bits) 128\n")
+                .find("x.txt:3: aead: the key has 160 bits"),
+            std::string::npos);
+  EXPECT_NE(
+      error("src 192.0.2.1 dst 192.0.2.2\n\tproto esp spi 0x00000001(2) reqid 1 mode tunnel\n").find("x.txt:2: spi"),
+      std::string::npos);
+  EXPECT_NE(error(head + "\taead rfc4106(gcm(aes)) <<Keys hidden>> 128\n").find("x.txt:3: aead: the keys are hidden"),
+            std::string::npos);
+}
+
+TEST(Importers, IpXfrmReplayWindowZeroKeepsReplayDetection) {
+  const std::string state =
+      "src 192.0.2.1 dst 192.0.2.2\n\tproto esp spi 0x00000100 reqid 1 mode tunnel\n\treplay-window 0 flag af-unspec\n"
+      "\taead rfc4106(gcm(aes)) 0x000102030405060708090a0b0c0d0e0f10111213 128\n";
+  auto cfg = import_xfrm(state, "xfrm.txt");
+  ASSERT_EQ(cfg.sas.size(), 1u);
+  EXPECT_EQ(cfg.sas[0].replay_window, 64u);
+  ASSERT_EQ(cfg.warnings.size(), 1u);
+  EXPECT_NE(cfg.warnings[0].find("xfrm.txt:1: state spi 0x00000100 has replay-window 0"), std::string::npos);
+  // A state that says it is outbound needs no word: a sender keeps no window.
+  cfg = import_xfrm(state + "\tdir out\n", "xfrm.txt");
+  EXPECT_EQ(cfg.sas[0].replay_window, 64u);
+  EXPECT_EQ(cfg.sas[0].direction, Direction::outbound);
+  EXPECT_TRUE(cfg.warnings.empty());
+}
+
+TEST(Importers, IpXfrmWithoutAStateSaysSo) {
+  for (const std::string text : {"", "hello\n", "sas:\n  - spi: 1\n",
+                                 "src 192.0.2.0/24 dst 198.51.100.0/24\n\tdir out priority 0 ptype main\n"}) {
+    try {
+      (void)import_xfrm(text, "x.txt");
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("x.txt: holds no xfrm state"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Issue 15 item 12: a key file that is a directory, a device, a pipe nobody
 // writes to, or too large: an error naming file, line and setting, at once.
 TEST(Config, KeyFilesThatCannotBeKeysAreNamed) {
