@@ -623,6 +623,15 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
                      : fmt::format("{}-any", to_string(sa.protocol));
     if (sa.dst) sa.name += "@" + sa.dst->str();
   }
+  // 0 is how Linux and strongSwan write "no anti-replay" (RFC 4303 section
+  // 3.4.3 lets a receiver turn it off), so it is honoured; but a replayed
+  // packet then passes, so it is never silent.
+  if (n["replay_window"] && sa.replay_window == 0) {
+    warnings.push_back(fmt::format(
+        "{}:{}: {}replay_window: 0 turns anti-replay off for SA {}: a replayed packet is accepted by enforce and "
+        "reported ok by verify; leave replay_window out for the default window of 64",
+        c.file, line_of(n["replay_window"]), f, sa.name));
+  }
   validate_sa(sa, f, warnings);
   return sa;
 }

@@ -370,6 +370,24 @@ TEST(Importers, IpXfrmWithoutAStateSaysSo) {
   }
 }
 
+// Issue 15 item 11: replay_window 0 turns anti-replay off; it is honoured,
+// never silently.
+TEST(Config, ReplayWindowZeroIsSaid) {
+  auto cfg = parse(
+      "sas:\n  - name: in\n    spi: 300\n    protocol: esp\n    encryption: null\n"
+      "    auth: hmac-sha1-96\n    auth_key: 0x000102030405060708090a0b0c0d0e0f10111213\n"
+      "    replay_window: 0\n");
+  ASSERT_EQ(cfg.sas.size(), 1u);
+  EXPECT_EQ(cfg.sas[0].replay_window, 0u);
+  ASSERT_EQ(cfg.warnings.size(), 1u);
+  EXPECT_NE(cfg.warnings[0].find("test.yaml:8: sas[0].replay_window: 0 turns anti-replay off for SA in"),
+            std::string::npos)
+      << cfg.warnings[0];
+  EXPECT_TRUE(parse("sas:\n  - spi: 300\n    protocol: esp\n    encryption: null\n    auth: hmac-sha1-96\n"
+                    "    auth_key: 0x000102030405060708090a0b0c0d0e0f10111213\n    replay_window: 32\n")
+                  .warnings.empty());
+}
+
 // Issue 15 item 12: a key file that is a directory, a device, a pipe nobody
 // writes to, or too large: an error naming file, line and setting, at once.
 TEST(Config, KeyFilesThatCannotBeKeysAreNamed) {
