@@ -21,14 +21,24 @@ constexpr std::uint32_t kMaxFrame = 16u * 1024 * 1024;
 
 std::uint32_t bswap32(std::uint32_t v) noexcept { return __builtin_bswap32(v); }
 
-// value * mul / div without overflowing for the resolutions pcapng allows.
+std::int64_t clamp_timestamp(std::int64_t ns) noexcept {
+  return ns > kMaxTimestampNs ? kMaxTimestampNs : ns < -kMaxTimestampNs ? -kMaxTimestampNs : ns;
+}
+
+// value * mul / div exactly: value < 2^64 and mul <= 10^9, so the product
+// fits in 128 bits whatever resolution the interface declared.
 std::int64_t scale_timestamp(std::uint64_t value, std::uint64_t mul, std::uint64_t div) noexcept {
-  if (div == 1) return static_cast<std::int64_t>(value * mul);
-  std::uint64_t whole = value / div;
-  std::uint64_t rest = value % div;
-  // rest < div <= 2^63 and mul <= 10^9: split mul to keep rest * mul in range.
-  long double frac = static_cast<long double>(rest) * static_cast<long double>(mul) / static_cast<long double>(div);
-  return static_cast<std::int64_t>(whole * mul + static_cast<std::uint64_t>(frac));
+  __extension__ using U128 = unsigned __int128;
+  const U128 ns = static_cast<U128>(value) * mul / div;
+  return ns > static_cast<U128>(kMaxTimestampNs) ? kMaxTimestampNs : static_cast<std::int64_t>(ns);
+}
+
+// if_tsoffset is a signed count of seconds; clamped before it is scaled so
+// that neither the product nor the later sum with a clamped time overflows.
+std::int64_t offset_ns(std::int64_t seconds) noexcept {
+  constexpr std::int64_t kLimit = kMaxTimestampNs / 1'000'000'000;
+  const std::int64_t s = seconds > kLimit ? kLimit : seconds < -kLimit ? -kLimit : seconds;
+  return s * 1'000'000'000;
 }
 
 }  // namespace
@@ -139,8 +149,9 @@ CaptureFileParser::Next CaptureFileParser::next_pcap(Frame& out) {
     return fail("pcap record data is truncated (file cut short)", at);
   }
   out.number = ++number_;
-  out.ts_ns = static_cast<std::int64_t>(sec) * 1'000'000'000 +
-              static_cast<std::int64_t>(nanosecond_ ? frac : std::uint64_t{frac} * 1000);
+  // At most 2^32 s plus 2^32 * 1000 ns: within int64_t, and clamped like pcapng times.
+  out.ts_ns = clamp_timestamp(static_cast<std::int64_t>(sec) * 1'000'000'000 +
+                              static_cast<std::int64_t>(nanosecond_ ? frac : std::uint64_t{frac} * 1000));
   out.linktype = pcap_linktype_;
   out.orig_len = orig < incl ? incl : orig;
   out.interface_id = 0;
@@ -194,7 +205,7 @@ bool CaptureFileParser::parse_interface(Bytes body) {
       std::uint64_t off;
       std::memcpy(&off, val.data(), 8);
       if (swapped_) off = __builtin_bswap64(off);
-      info.ts_offset_ns = static_cast<std::int64_t>(off) * 1'000'000'000;
+      info.ts_offset_ns = offset_ns(static_cast<std::int64_t>(off));
     }
     opts = opts.subspan(4 + padded);
   }
@@ -237,8 +248,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
     pos_ = at + len;
 
     switch (type) {
-      case kBlockSectionHeader:
-        continue;
+      case kBlockSectionHeader: continue;
       case kBlockInterface:
         if (!parse_interface(body)) return fail("pcapng interface description block is malformed", at);
         continue;
@@ -267,7 +277,8 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
         }
         const InterfaceInfo& itf = interfaces_[index];
         out.number = ++number_;
-        out.ts_ns = scale_timestamp(ts, itf.ts_mul, itf.ts_div) + itf.ts_offset_ns;
+        // Both terms are within +-kMaxTimestampNs, so the sum cannot overflow.
+        out.ts_ns = clamp_timestamp(scale_timestamp(ts, itf.ts_mul, itf.ts_div) + itf.ts_offset_ns);
         out.linktype = itf.linktype;
         out.orig_len = origlen < caplen ? caplen : origlen;
         out.interface_id = static_cast<std::uint32_t>(index);
@@ -313,8 +324,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
           if (body.size() - 8 >= slen) secrets_.push_back({stype, body.subspan(8, slen)});
         }
         continue;
-      default:
-        continue;  // name resolution, statistics and custom blocks are not needed
+      default: continue;  // name resolution, statistics and custom blocks are not needed
     }
   }
 }

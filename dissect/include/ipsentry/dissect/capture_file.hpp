@@ -16,10 +16,10 @@ namespace ipsentry::dissect {
 
 /// LINKTYPE_* values from the tcpdump.org link-layer header registry.
 enum class LinkType : std::uint32_t {
-  null_bsd = 0,     // BSD loopback: 4-byte host-order address family
+  null_bsd = 0,  // BSD loopback: 4-byte host-order address family
   ethernet = 1,
-  raw = 101,        // raw IPv4 or IPv6
-  loop = 108,       // OpenBSD loopback: network-order address family
+  raw = 101,   // raw IPv4 or IPv6
+  loop = 108,  // OpenBSD loopback: network-order address family
   linux_sll = 113,
   ipv4 = 228,
   ipv6 = 229,
@@ -28,15 +28,20 @@ enum class LinkType : std::uint32_t {
 
 [[nodiscard]] const char* link_type_name(std::uint32_t linktype) noexcept;
 
+/// Frame timestamps lie within +-kMaxTimestampNs (2^62 - 1 ns, the years 1824
+/// to 2116): a file may claim any time, and the parser clamps it so that the
+/// difference of two timestamps never overflows.
+inline constexpr std::int64_t kMaxTimestampNs = (std::int64_t{1} << 62) - 1;
+
 struct Frame {
-  std::uint64_t number = 0;      // 1-based position in the file
-  std::int64_t ts_ns = 0;        // nanoseconds since the Unix epoch (UTC)
+  std::uint64_t number = 0;  // 1-based position in the file
+  std::int64_t ts_ns = 0;    // nanoseconds since the Unix epoch (UTC), |ts_ns| <= kMaxTimestampNs
   std::uint32_t linktype = 0;
-  std::uint32_t orig_len = 0;    // length on the wire
+  std::uint32_t orig_len = 0;  // length on the wire
   std::uint32_t interface_id = 0;
-  std::uint64_t file_offset = 0; // offset of the record in the file image
-  Bytes data;                    // captured bytes (may be shorter than orig_len)
-  Bytes comment;                 // pcapng opt_comment of the frame, if any
+  std::uint64_t file_offset = 0;  // offset of the record in the file image
+  Bytes data;                     // captured bytes (may be shorter than orig_len)
+  Bytes comment;                  // pcapng opt_comment of the frame, if any
 };
 
 struct InterfaceInfo {
@@ -69,9 +74,7 @@ class CaptureFileParser {
   [[nodiscard]] std::uint64_t error_offset() const noexcept { return error_offset_; }
   [[nodiscard]] std::uint64_t offset() const noexcept { return pos_; }
   [[nodiscard]] std::uint64_t size() const noexcept { return image_.size(); }
-  [[nodiscard]] const std::vector<InterfaceInfo>& interfaces() const noexcept {
-    return interfaces_;
-  }
+  [[nodiscard]] const std::vector<InterfaceInfo>& interfaces() const noexcept { return interfaces_; }
   /// Raw bodies of pcapng Decryption Secrets Blocks seen so far (type, data).
   struct Secrets {
     std::uint32_t type;
