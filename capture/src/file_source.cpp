@@ -113,6 +113,13 @@ bool FileSource::next(dissect::Frame& frame) {
   return false;
 }
 
+std::string FileSource::unsupported_link() const {
+  const std::uint64_t n = parser_.unsupported_frames();
+  if (n == 0) return {};
+  return fmt::format("{} frame{} not looked into: {}", n, n == 1 ? " was" : "s were",
+                     dissect::unsupported_link_type_message(parser_.unsupported_link_type()));
+}
+
 void FileSource::release_before(std::uint64_t offset) noexcept {
   if (map_ == nullptr) return;
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));

@@ -318,10 +318,17 @@ int run_verify(const VerifyOptions& opt) {
       write_error = 1;
     }
   }
+  bool unread = false;
   if (!info.read_error.empty()) {
     fmt::print(stderr, "ipsentry: error: capture '{}' is damaged: {}\n", opt.capture, info.read_error);
-    return kExitUsage;
+    unread = true;
   }
+  // Frames verify could not look into leave the capture unverified.
+  if (const std::string e = src->unsupported_link(); !e.empty()) {
+    fmt::print(stderr, "ipsentry: error: capture '{}': {}\n", opt.capture, e);
+    unread = true;
+  }
+  if (unread) return kExitUsage;
   if (write_error) return kExitUsage;
   return all_verified(totals, analyzer) ? kExitOk : kExitNotVerified;
 }

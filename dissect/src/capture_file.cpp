@@ -54,7 +54,54 @@ const char* link_type_name(std::uint32_t linktype) noexcept {
     case LinkType::ipv6: return "raw IPv6";
     case LinkType::linux_sll2: return "Linux cooked v2 (SLL2)";
   }
+  // Link types ipsentry does not dissect, named so that the refusal says what
+  // the capture holds (numbers from the tcpdump.org LINKTYPE registry).
+  if (linktype >= 147 && linktype <= 162) return "DLT_USER (private use)";
+  switch (linktype) {
+    case 6: return "IEEE 802.5 Token Ring";
+    case 9: return "PPP";
+    case 10: return "FDDI";
+    case 50: return "PPP in HDLC framing";
+    case 51: return "PPPoE";
+    case 104: return "Cisco HDLC";
+    case 105: return "IEEE 802.11";
+    case 119: return "IEEE 802.11 with Prism header";
+    case 127: return "IEEE 802.11 with radiotap header";
+    case 163: return "IEEE 802.11 with AVS header";
+    case 189:
+    case 220: return "Linux USB";
+    case 192: return "PPI";
+    case 195:
+    case 215: return "IEEE 802.15.4";
+    case 201: return "Bluetooth HCI";
+    case 204: return "PPP (pppd)";
+    case 239: return "Linux NFLOG";
+    case 252: return "Wireshark upper PDU";
+    case 253: return "Linux netlink";
+    default: break;
+  }
   return "unknown";
+}
+
+bool link_type_supported(std::uint32_t linktype) noexcept {
+  switch (static_cast<LinkType>(linktype)) {
+    case LinkType::null_bsd:
+    case LinkType::ethernet:
+    case LinkType::raw:
+    case LinkType::loop:
+    case LinkType::linux_sll:
+    case LinkType::ipv4:
+    case LinkType::ipv6:
+    case LinkType::linux_sll2: return true;
+  }
+  return false;
+}
+
+std::string unsupported_link_type_message(std::uint32_t linktype) {
+  return fmt::format(
+      "link type {} ({}) is not supported; ipsentry reads Ethernet (with 802.1Q), Linux SLL and SLL2, raw IP, and "
+      "BSD/OpenBSD loopback",
+      linktype, link_type_name(linktype));
 }
 
 std::uint32_t CaptureFileParser::rd32(const std::uint8_t* p) const noexcept {
@@ -65,6 +112,11 @@ std::uint32_t CaptureFileParser::rd32(const std::uint8_t* p) const noexcept {
 std::uint16_t CaptureFileParser::rd16(const std::uint8_t* p) const noexcept {
   std::uint16_t v = load_le16(p);
   return swapped_ ? static_cast<std::uint16_t>((v >> 8) | (v << 8)) : v;
+}
+
+void CaptureFileParser::note_link_type(std::uint32_t linktype) noexcept {
+  if (link_type_supported(linktype)) return;
+  if (unsupported_frames_++ == 0) unsupported_link_type_ = linktype;
 }
 
 CaptureFileParser::Next CaptureFileParser::fail(const char* message, std::uint64_t at) noexcept {
@@ -80,6 +132,8 @@ bool CaptureFileParser::open(Bytes image, std::string& error) {
   number_ = 0;
   interfaces_.clear();
   secrets_.clear();
+  unsupported_frames_ = 0;
+  unsupported_link_type_ = 0;
   if (image.size() < 4) {
     error = "file is too short to be a pcap or pcapng capture";
     return false;
@@ -122,6 +176,10 @@ bool CaptureFileParser::open(Bytes image, std::string& error) {
   pcap_snaplen_ = rd32(image.data() + 16);
   // The upper bits of the link-type field carry FCS information.
   pcap_linktype_ = rd32(image.data() + 20) & 0x0fffffff;
+  if (!link_type_supported(pcap_linktype_)) {
+    error = unsupported_link_type_message(pcap_linktype_);
+    return false;
+  }
   InterfaceInfo info;
   info.linktype = pcap_linktype_;
   info.snaplen = pcap_snaplen_;
@@ -276,6 +334,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
           return fail("pcapng packet block refers to an undefined interface", at);
         }
         const InterfaceInfo& itf = interfaces_[index];
+        note_link_type(itf.linktype);
         out.number = ++number_;
         // Both terms are within +-kMaxTimestampNs, so the sum cannot overflow.
         out.ts_ns = clamp_timestamp(scale_timestamp(ts, itf.ts_mul, itf.ts_div) + itf.ts_offset_ns);
@@ -307,6 +366,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
         std::size_t caplen = body.size() - 4;
         if (origlen < caplen) caplen = origlen;
         if (itf.snaplen != 0 && caplen > itf.snaplen) caplen = itf.snaplen;
+        note_link_type(itf.linktype);
         out.number = ++number_;
         out.ts_ns = 0;
         out.linktype = itf.linktype;

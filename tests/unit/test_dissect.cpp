@@ -273,6 +273,38 @@ TEST(CaptureFile, PcapngTimesFromAnyOffsetAndResolutionStayInRange) {
   EXPECT_EQ(frames[0].ts_ns - frames[1].ts_ns, 9'223'372'036'427'387'903);
 }
 
+// Issue 15 item 10: a link type ipsentry cannot dissect is named, not read
+// as frames without IP.
+TEST(CaptureFile, UnsupportedLinkTypesAreNamed) {
+  for (auto [lt, name] : std::vector<std::pair<std::uint32_t, std::string>>{{105, "IEEE 802.11"},
+                                                                            {127, "radiotap"},
+                                                                            {9, "PPP"},
+                                                                            {147, "DLT_USER"},
+                                                                            {162, "DLT_USER"},
+                                                                            {4000, "unknown"}}) {
+    SCOPED_TRACE(lt);
+    CaptureFileParser p;
+    std::string err;
+    EXPECT_FALSE(p.open(pcap_file(lt, {kEsp}), err));
+    EXPECT_NE(err.find(fmt::format("link type {} (", lt)), std::string::npos) << err;
+    EXPECT_NE(err.find(name), std::string::npos) << err;
+    EXPECT_NE(err.find("not supported"), std::string::npos) << err;
+  }
+  // pcapng: frames of an unsupported interface keep their numbers and are counted.
+  CaptureFileParser p;
+  std::string err;
+  const auto file = pcapng_file({{101, {}}, {105, {}}}, {{0, 1}, {1, 2}, {1, 3}, {0, 4}});
+  ASSERT_TRUE(p.open(file, err)) << err;
+  Frame f;
+  std::vector<std::uint64_t> numbers;
+  while (p.next(f) == CaptureFileParser::Next::frame) numbers.push_back(f.number);
+  EXPECT_EQ(numbers, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(p.unsupported_frames(), 2u);
+  EXPECT_EQ(p.unsupported_link_type(), 105u);
+  EXPECT_TRUE(link_type_supported(276));
+  EXPECT_FALSE(link_type_supported(105));
+}
+
 TEST(Dissect, LinkTypesReachTheSameEspHeader) {
   std::vector<std::pair<std::uint32_t, std::vector<std::uint8_t>>> frames = {
       {1, ether(0x0800, kEsp)},

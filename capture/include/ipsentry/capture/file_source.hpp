@@ -36,6 +36,10 @@ class FileSource {
   [[nodiscard]] bool next(dissect::Frame& frame);
   /// A description of the damage that ended reading early, or empty.
   [[nodiscard]] const std::string& error() const noexcept { return error_; }
+  /// Non-empty once frames were returned whose link type ipsentry cannot
+  /// dissect (pcapng interfaces; a pcap file of such a type is refused when
+  /// opened): how many, and which type.
+  [[nodiscard]] std::string unsupported_link() const;
   /// Lets the operating system drop file pages before `offset`.
   void release_before(std::uint64_t offset) noexcept;
 

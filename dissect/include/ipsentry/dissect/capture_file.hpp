@@ -27,6 +27,10 @@ enum class LinkType : std::uint32_t {
 };
 
 [[nodiscard]] const char* link_type_name(std::uint32_t linktype) noexcept;
+/// Whether dissect_frame() understands the link layer (the LinkType values).
+[[nodiscard]] bool link_type_supported(std::uint32_t linktype) noexcept;
+/// "link type 105 (IEEE 802.11) is not supported; ipsentry reads ...".
+[[nodiscard]] std::string unsupported_link_type_message(std::uint32_t linktype);
 
 /// Frame timestamps lie within +-kMaxTimestampNs (2^62 - 1 ns, the years 1824
 /// to 2116): a file may claim any time, and the parser clamps it so that the
@@ -61,7 +65,8 @@ class CaptureFileParser {
   enum class Next { frame, end, error };
 
   /// Recognises the file format from its first block. On failure returns
-  /// false and sets error to a sentence naming the problem.
+  /// false and sets error to a sentence naming the problem; a pcap file whose
+  /// link type ipsentry cannot dissect is refused here.
   [[nodiscard]] bool open(Bytes image, std::string& error);
 
   /// Advances to the next frame. Returns Next::error (with error_message())
@@ -81,6 +86,11 @@ class CaptureFileParser {
     Bytes data;
   };
   [[nodiscard]] const std::vector<Secrets>& secrets() const noexcept { return secrets_; }
+  /// pcapng frames returned so far whose interface has a link type ipsentry
+  /// cannot dissect (they are still returned, so that frame numbers match
+  /// other tools), and the link type of the first of them.
+  [[nodiscard]] std::uint64_t unsupported_frames() const noexcept { return unsupported_frames_; }
+  [[nodiscard]] std::uint32_t unsupported_link_type() const noexcept { return unsupported_link_type_; }
 
  private:
   Next next_pcap(Frame& out);
@@ -90,6 +100,7 @@ class CaptureFileParser {
   std::uint32_t rd32(const std::uint8_t* p) const noexcept;
   std::uint16_t rd16(const std::uint8_t* p) const noexcept;
   Next fail(const char* message, std::uint64_t at) noexcept;
+  void note_link_type(std::uint32_t linktype) noexcept;
 
   Bytes image_{};
   Format format_ = Format::pcap;
@@ -104,6 +115,8 @@ class CaptureFileParser {
   std::vector<InterfaceInfo> interfaces_;
   std::size_t section_first_interface_ = 0;
   std::vector<Secrets> secrets_;
+  std::uint64_t unsupported_frames_ = 0;
+  std::uint32_t unsupported_link_type_ = 0;
 };
 
 }  // namespace ipsentry::dissect
