@@ -130,6 +130,12 @@ struct ResultSlot {
 
 int run_verify(const VerifyOptions& opt) {
   const auto started = Clock::now();
+  if (!opt.write_decrypted.empty()) {
+    if (auto e = output_is_input("-w", opt.write_decrypted, opt.capture, opt.keys); !e.empty()) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e);
+      return kExitUsage;
+    }
+  }
   RunInfo info;
   info.capture = opt.capture;
   filters::Config cfg;
