@@ -129,15 +129,20 @@ std::vector<std::uint8_t> block(std::uint32_t type, const std::vector<std::uint8
   return b;
 }
 
-TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
-  std::vector<std::uint8_t> f;
+// A little-endian pcapng section header, version 1.0, section length unknown.
+std::vector<std::uint8_t> section_header_block() {
   std::vector<std::uint8_t> shb;
   le32(shb, 0x1a2b3c4d);
   le16(shb, 1);
   le16(shb, 0);
   le32(shb, 0xffffffff);
   le32(shb, 0xffffffff);
-  auto b = block(0x0a0d0d0a, shb);
+  return block(0x0a0d0d0a, shb);
+}
+
+TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
+  std::vector<std::uint8_t> f;
+  auto b = section_header_block();
   f.insert(f.end(), b.begin(), b.end());
   std::vector<std::uint8_t> idb;
   le16(idb, 101);  // raw IP
@@ -186,13 +191,7 @@ TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
 std::vector<std::uint8_t> pcapng_file(const std::vector<std::pair<std::uint16_t, std::vector<std::uint8_t>>>& ifaces,
                                       const std::vector<std::pair<std::uint32_t, std::uint64_t>>& packets) {
   std::vector<std::uint8_t> f;
-  std::vector<std::uint8_t> shb;
-  le32(shb, 0x1a2b3c4d);
-  le16(shb, 1);
-  le16(shb, 0);
-  le32(shb, 0xffffffff);
-  le32(shb, 0xffffffff);
-  auto b = block(0x0a0d0d0a, shb);
+  auto b = section_header_block();
   f.insert(f.end(), b.begin(), b.end());
   for (const auto& [linktype, options] : ifaces) {
     std::vector<std::uint8_t> idb;
