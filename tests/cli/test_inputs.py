@@ -255,6 +255,13 @@ def test_unreadable_paths(ipsentry, tmp):
         r = run([ipsentry, "verify", path, "-c", TUNNEL_CFG], timeout=10)
         check(r.returncode == 2 and path in r.stderr and needle in r.stderr,
               f"capture {path}: exit {r.returncode}: {r.stderr.strip()}")
+    # capture -F (a BPF filter file) is a file the user names too (a directory
+    # is refused by the option parser already).
+    for path, needle in ((fifo, "nothing was written to it"), ("/dev/zero", "character device")):
+        r = run([ipsentry, "capture", "-i", "lo", "--count", "1", "-F", path, "-o", os.path.join(tmp, "x.pcapng")],
+                timeout=10)
+        check(r.returncode == 2 and f"cannot read the filter file '{path}'" in r.stderr and needle in r.stderr,
+              f"capture -F {path}: exit {r.returncode}: {r.stderr.strip()}")
     # A key file from a pipe that does write works (bash's <(...)).
     rd, wr = os.pipe()
     os.write(wr, b"\x11" * 20)
