@@ -7,11 +7,10 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
 #include <set>
-#include <sstream>
 
+#include "ipsentry/filters/file_read.hpp"
 #include "ipsentry/filters/key_hygiene.hpp"
 
 namespace ipsentry::filters {
@@ -208,20 +207,14 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
 }
 
 SecretBytes read_key_file(const fs::path& path, const Origin& where, const std::string& field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::string buf;
+  std::string why;
+  if (!read_bounded(path, kMaxKeyFile, buf, why)) {
     throw ConfigError(where.file, where.line, field,
-                      fmt::format("cannot read key file '{}': {}", path.string(), std::strerror(errno)));
+                      fmt::format("cannot read key file '{}': it {}", path.string(), why));
   }
-  std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (buf.empty())
     throw ConfigError(where.file, where.line, field, fmt::format("key file '{}' is empty", path.string()));
-  if (buf.size() > 4096) {
-    cleanse(buf.data(), buf.size());
-    throw ConfigError(
-        where.file, where.line, field,
-        fmt::format("key file '{}' is {} bytes; a key file holds at most 4096", path.string(), buf.size()));
-  }
   SecretBytes key(std::span(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size()));
   cleanse(buf.data(), buf.size());
   return key;
@@ -637,6 +630,15 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
                      : fmt::format("{}-any", to_string(sa.protocol));
     if (sa.dst) sa.name += "@" + sa.dst->str();
   }
+  // 0 is how Linux and strongSwan write "no anti-replay" (RFC 4303 section
+  // 3.4.3 lets a receiver turn it off), so it is honoured; but a replayed
+  // packet then passes, so it is never silent.
+  if (n["replay_window"] && sa.replay_window == 0) {
+    warnings.push_back(fmt::format(
+        "{}:{}: {}replay_window: 0 turns anti-replay off for SA {}: a replayed packet is accepted by enforce and "
+        "reported ok by verify; leave replay_window out for the default window of 64",
+        c.file, line_of(n["replay_window"]), f, sa.name));
+  }
   validate_sa(sa, f, warnings);
   return sa;
 }
@@ -901,20 +903,18 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
 }
 
 Config load_config(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw ConfigError(path.string(), 0, "", fmt::format("cannot open configuration: {}", std::strerror(errno)));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  fs::path base = path.parent_path();
-  if (base.empty()) base = ".";
   // The text holds inline keys: wipe our copy whatever happens.
-  std::string text = ss.str();
+  std::string text;
   struct Wipe {
     std::string& t;
     ~Wipe() { cleanse(t.data(), t.size()); }
   } wipe{text};
+  std::string why;
+  if (!read_bounded(path, kMaxConfigFile, text, why)) {
+    throw ConfigError(path.string(), 0, "", fmt::format("cannot read the configuration: it {}", why));
+  }
+  fs::path base = path.parent_path();
+  if (base.empty()) base = ".";
   const Ctx c{path.string(), base, false, {}};
   Config cfg = parse_with(text, c);
   if (c.inline_keys) {

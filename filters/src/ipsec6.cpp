@@ -4,13 +4,13 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "ipsentry/filters/config.hpp"
+#include "ipsentry/filters/file_read.hpp"
 #include "ipsentry/filters/spd.hpp"
 
 namespace ipsentry::filters {
@@ -373,11 +373,11 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
 
 Ipsec6Import import_ipsec6(const fs::path& spd, const fs::path& sad, const Ipsec6Options& options) {
   auto read = [](const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw ConfigError(p.string(), 0, "", fmt::format("cannot open: {}", std::strerror(errno)));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    std::string text;
+    std::string why;
+    if (!read_bounded(p, kMaxConfigFile, text, why))
+      throw ConfigError(p.string(), 0, "", fmt::format("cannot read the file: it {}", why));
+    return text;
   };
   fs::path dir = sad.parent_path();
   if (dir.empty()) dir = ".";

@@ -236,7 +236,15 @@ void validate_sa(const SaConfig& sa, const std::string& field_prefix, std::vecto
 /// ConfigError naming `field_prefix`.
 void validate_ike_sa(const IkeSaConfig& sa, const std::string& field_prefix, std::vector<std::string>& warnings);
 
-/// Reads a key file: its raw bytes, exactly as ipsec6 uses them.
+/// The most bytes a key file holds (the longest key is 64 bytes; ipsec6's
+/// key files are short text), and the most a configuration file holds: a
+/// bigger file is refused, not read into memory.
+inline constexpr std::size_t kMaxKeyFile = 4096;
+inline constexpr std::size_t kMaxConfigFile = std::size_t{16} << 20;
+
+/// Reads a key file: its raw bytes, exactly as ipsec6 uses them. A path that
+/// is not a regular file or a pipe, or is larger than kMaxKeyFile, is an
+/// error naming `where` and `field`.
 [[nodiscard]] SecretBytes read_key_file(const std::filesystem::path& path, const Origin& where,
                                         const std::string& field);
 
