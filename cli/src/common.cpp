@@ -6,6 +6,7 @@
 #include "ipsentry/capture/pcapng_writer.hpp"
 #include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/filters/importers.hpp"
+#include "ipsentry/filters/key_hygiene.hpp"
 #include "ipsentry/ike/analyzer.hpp"
 
 namespace ipsentry::cli {
@@ -24,6 +25,9 @@ filters::Config load_keys(const KeySources& sources, std::vector<std::string>& d
           fmt::format("unknown key format '{}' (known: {})", format, filters::key_format_names()));
     }
     all.merge(filters::import_keys(*f, file));
+    if (*f != filters::KeyFormat::tcpdump_inline) {
+      if (auto w = filters::exposed_key_file(file)) all.warnings.push_back(*w);
+    }
     described.push_back(fmt::format("{} ({})", *f == filters::KeyFormat::tcpdump_inline ? "tcpdump -E" : file, format));
   }
   return all;

@@ -10,6 +10,7 @@
 #include "ipsentry/capture/frame_text.hpp"
 #include "ipsentry/dissect/text_table.hpp"
 #include "ipsentry/filters/ipsec6.hpp"
+#include "ipsentry/filters/key_hygiene.hpp"
 #include "ipsentry/filters/spd.hpp"
 
 namespace ipsentry::cli {
@@ -41,6 +42,9 @@ int run_config_check(const ConfigCheckOptions& o) {
     const bool from_host = cfg.local_addresses.empty();
     const filters::Spd spd(cfg, filters::LocalAddresses::for_config(cfg));
     for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
+    for (const auto& w : filters::shared_nonce_keys(cfg)) {
+      fmt::print(stderr, "ipsentry: warning: {} (enforce refuses this configuration)\n", w);
+    }
     fmt::print("{}: valid: {} SA(s), {} IKE SA(s), {} polic{}\n\n", o.file, cfg.sas.size(), cfg.ike_sas.size(),
                cfg.policies.size(), cfg.policies.size() == 1 ? "y" : "ies");
     if (!cfg.sas.empty()) {

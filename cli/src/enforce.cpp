@@ -1,15 +1,22 @@
 #include "enforce.hpp"
 
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "ipsentry/enforce/instance_lock.hpp"
 #include "ipsentry/enforce/snapshot.hpp"
+#include "ipsentry/filters/secret.hpp"
 #include "ipsentry/tui/screen_text.hpp"
 
 namespace ipsentry::cli {
@@ -34,6 +41,9 @@ const char* event_name(enforce::EventKind k) {
     case EventKind::cleartext_dropped: return "cleartext-dropped";
     case EventKind::policy_mismatch: return "policy-mismatch";
     case EventKind::too_big: return "too-big";
+    case EventKind::warning: return "warning";
+    case EventKind::rules_restored: return "rules-restored";
+    case EventKind::socket_restored: return "socket-restored";
     case EventKind::nat_mapping: return "nat-mapping";
     case EventKind::count_: break;
   }
@@ -62,6 +72,9 @@ int run_enforce(const enforce::EnforceOptions& options, bool print_policy) {
                "queues: run it as root\n");
     return kExitUsage;
   }
+  // No core dump or ptrace of a process that holds keys (the key heap is
+  // left out of dumps already, but cipher contexts hold expanded keys too).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   // Signals are taken by this thread only (sigtimedwait below).
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -78,6 +91,8 @@ int run_enforce(const enforce::EnforceOptions& options, bool print_policy) {
     return kExitUsage;
   }
   if (print_policy) fmt::print(stderr, "{}", e->describe_policy());
+  for (const auto& w : e->warnings()) log_line("warning", w);
+  if (const std::string km = filters::key_memory_notice(); !km.empty()) log_line("warning", km);
   try {
     e->start();
   } catch (const std::exception& ex) {
@@ -118,24 +133,49 @@ int run_enforce(const enforce::EnforceOptions& options, bool print_policy) {
   return kExitOk;
 }
 
-int run_enforce_cleanup(const std::string& socket_path) {
+int run_enforce_cleanup(const std::string& socket_path, const std::string& run_dir) {
   if (!enforce::have_net_admin()) {
     fmt::print(stderr, "ipsentry: error: --cleanup needs CAP_NET_ADMIN: run it as root\n");
     return kExitUsage;
   }
+  // The namespace's lock, as an enforcement takes it: while one runs here
+  // (whatever its socket), nothing of it is touched.
+  std::optional<enforce::InstanceLock> lock;
   try {
-    const std::string s = enforce::fetch_stats(socket_path);
-    (void)s;
-    fmt::print(stderr, "ipsentry: error: an enforcement is running (it answers on {}); stop it with SIGTERM instead\n",
-               socket_path);
+    enforce::secure_directory(run_dir);
+    enforce::LockHolder holder;
+    lock = enforce::InstanceLock::try_take(enforce::netns_lock_path(run_dir), holder);
+    if (!lock) {
+      fmt::print(stderr,
+                 "ipsentry: error: an enforcement is running in this network namespace ({}); stop it with SIGTERM: "
+                 "--cleanup only removes what a dead one left\n",
+                 holder.describe());
+      return kExitUsage;
+    }
+  } catch (const std::exception& ex) {
+    fmt::print(stderr, "ipsentry: error: {}\n", ex.what());
     return kExitUsage;
-  } catch (const std::exception&) {
-    // Nothing answers: whatever is there is left over.
   }
   const auto removed = enforce::remove_rules();
   for (const auto& r : removed) fmt::print("removed {}\n", r);
-  if (::unlink(socket_path.c_str()) == 0) fmt::print("removed stale socket {}\n", socket_path);
   if (removed.empty()) fmt::print("no ipsentry rules were installed\n");
+  // The socket asked for, and the one the dead enforcement recorded.
+  std::vector<std::string> sockets{socket_path};
+  if (!lock->previous().socket.empty() && lock->previous().socket != socket_path) {
+    sockets.push_back(lock->previous().socket);
+  }
+  for (const auto& s : sockets) {
+    struct stat st {};
+    if (::lstat(s.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    try {
+      (void)enforce::fetch_stats(s);
+      fmt::print("left {}: an enforcement in another network namespace answers on it\n", s);
+      continue;
+    } catch (const std::exception&) {
+      // Nothing answers: it is left over.
+    }
+    if (::unlink(s.c_str()) == 0) fmt::print("removed stale socket {}\n", s);
+  }
   return kExitOk;
 }
 
@@ -215,6 +255,11 @@ void print_stats(const json& j) {
   }
   row("Queue verdict errors", verr);
   row("Queue overruns", over);
+  if (const auto g = j.find("guard"); g != j.end()) {
+    row("Rules put back (changed by others)", g->at("rules_restored"));
+    row("Statistics socket bound again", g->at("socket_restored"));
+    row("State file writes failed", g->at("state_write_failures"));
+  }
   // The table the TUI's SA monitor shows when attached, from the same code.
   fmt::print("\nSecurity associations\n");
   for (const auto& line : tui::sa_table(tui::sa_lines_from_snapshot(j))) fmt::print("  {}\n", line);

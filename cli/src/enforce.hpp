@@ -10,7 +10,7 @@ namespace ipsentry::cli {
 
 int run_enforce(const enforce::EnforceOptions& options, bool print_policy);
 /// Removes rules (and the socket) left behind by an enforcement that died.
-int run_enforce_cleanup(const std::string& socket_path);
+int run_enforce_cleanup(const std::string& socket_path, const std::string& run_dir = "/run/ipsentry");
 
 struct StatsOptions {
   std::string socket = enforce::kDefaultSocket;

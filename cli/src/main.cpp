@@ -165,9 +165,11 @@ int run(int argc, char** argv) {
   auto* en = app.add_subcommand("enforce", "protect and check traffic inline through NFQUEUE with a configuration");
   en->footer(
       "Installs iptables chains IPSENTRY-* (raw PREROUTING, mangle OUTPUT/FORWARD/INPUT) that queue what the\n"
-      "policy protects or blocks, and removes them on SIGINT/SIGTERM. SIGHUP reloads the configuration (SAs whose\n"
-      "SPI and keys are unchanged keep their sequence numbers and replay windows). Fail-closed: if ipsentry dies,\n"
-      "the rules stay and matching traffic is dropped until a restart or --cleanup. Needs CAP_NET_ADMIN.");
+      "policy protects or blocks, puts them back if someone changes them, and removes them on SIGINT/SIGTERM.\n"
+      "SIGHUP reloads the configuration (SAs whose keys are unchanged keep their sequence numbers and replay\n"
+      "windows, even when renamed). One enforcement per network namespace and per --state-dir. Fail-closed: if\n"
+      "ipsentry dies, the rules stay and matching traffic is dropped until a restart or --cleanup. Needs\n"
+      "CAP_NET_ADMIN.");
   auto* en_cfg =
       en->add_option("-c,--config", enf.config, "YAML configuration: policies and SAs")->check(CLI::ExistingFile);
   en->add_option("--queue", enf.queue, "first NFQUEUE queue number (default 0)")->check(CLI::Range(0, 65000));
@@ -182,7 +184,9 @@ int run(int argc, char** argv) {
   en->add_option("--state-dir", enf.state_dir,
                  "where sequence numbers and replay windows are recorded across restarts (default /var/lib/ipsentry)");
   en->add_flag("--print-policy", enf_print_policy, "print the effective policy at start");
-  en->add_flag("--cleanup", enf_cleanup, "remove the rules and socket left behind by an enforcement that died")
+  en->add_flag("--cleanup", enf_cleanup,
+               "remove the rules and socket left behind by an enforcement that died (refused while one runs in this "
+               "network namespace)")
       ->excludes(en_cfg);
 
   StatsOptions stats;
@@ -240,7 +244,7 @@ int run(int argc, char** argv) {
     return run_capture(cap);
   }
   if (*en) {
-    if (enf_cleanup) return run_enforce_cleanup(enf.socket);
+    if (enf_cleanup) return run_enforce_cleanup(enf.socket, enf.run_dir);
     if (enf.config.empty()) {
       fmt::print(stderr, "ipsentry: error: enforce needs -c CONFIG (or --cleanup)\n");
       return kExitUsage;

@@ -105,8 +105,9 @@ std::optional<std::uint32_t> Transform::attribute(std::uint16_t t) const noexcep
   return std::nullopt;
 }
 
-SaPayload parse_sa(Bytes body, bool v2) {
+SaPayload parse_sa(Bytes body, bool v2, bool strict) {
   SaPayload sa;
+  strict = strict && v2;
   Reader r(body);
   if (!v2) {
     if (!r.be32(sa.doi)) {
@@ -131,6 +132,10 @@ SaPayload parse_sa(Bytes body, bool v2) {
       sa.error = "proposal runs past the SA payload";
       return sa;
     }
+    if (strict && more != 0 && more != 2) {
+      sa.error = "proposal substructure is neither last (0) nor more (2)";
+      return sa;
+    }
     Reader pr(pbody);
     Proposal p;
     std::uint8_t spi_size = 0;
@@ -145,6 +150,14 @@ SaPayload parse_sa(Bytes body, bool v2) {
       Bytes tbody;
       if (!pr.u8(tmore) || !pr.u8(reserved) || !pr.be16(tlen) || tlen < 8 || !pr.bytes(tlen - 4u, tbody)) {
         sa.error = "transform runs past the proposal";
+        return sa;
+      }
+      if (strict && (tmore == 0) != (i + 1 == ntrans)) {
+        sa.error = "the transforms do not end where the proposal's transform count says";
+        return sa;
+      }
+      if (strict && tmore != 0 && tmore != 3) {
+        sa.error = "transform substructure is neither last (0) nor more (3)";
         return sa;
       }
       Reader tr(tbody);
@@ -168,7 +181,25 @@ SaPayload parse_sa(Bytes body, bool v2) {
         sa.error = "transform attribute runs past the transform";
         return sa;
       }
+      if (strict) {
+        // RFC 7296 3.3.5 defines Key Length (14), in TV format, and nothing
+        // else; a transform cannot be judged with attributes we cannot read.
+        for (const auto& a : t.attributes) {
+          if (a.type != 14 || !a.tv) {
+            sa.error = "transform attribute other than a Key Length (TV)";
+            return sa;
+          }
+        }
+        if (t.attributes.size() > 1) {
+          sa.error = "transform with more than one Key Length";
+          return sa;
+        }
+      }
       p.transforms.push_back(std::move(t));
+    }
+    if (strict && !pr.empty()) {
+      sa.error = "bytes left over after the proposal's transforms";
+      return sa;
     }
     sa.proposals.push_back(std::move(p));
     if (sa.proposals.size() > 64) {
@@ -176,6 +207,7 @@ SaPayload parse_sa(Bytes body, bool v2) {
       return sa;
     }
   }
+  if (strict && !r.empty()) sa.error = "bytes left over after the last proposal";
   return sa;
 }
 
@@ -242,7 +274,7 @@ std::string TrafficSelector::str() const {
   return out;
 }
 
-std::optional<std::vector<TrafficSelector>> parse_ts(Bytes body) {
+std::optional<std::vector<TrafficSelector>> parse_ts(Bytes body, bool strict) {
   Reader r(body);
   std::uint8_t count = 0;
   if (!r.u8(count) || !r.skip(3)) return std::nullopt;
@@ -258,8 +290,10 @@ std::optional<std::vector<TrafficSelector>> parse_ts(Bytes body) {
     if (!tr.be16(ts.start_port) || !tr.be16(ts.end_port)) return std::nullopt;
     const std::size_t alen = ts.type == 7 ? 4 : ts.type == 8 ? 16 : 0;
     if (alen != 0 && (!tr.bytes(alen, ts.start) || !tr.bytes(alen, ts.end))) return std::nullopt;
+    if (strict && (alen == 0 || !tr.empty())) return std::nullopt;
     out.push_back(ts);
   }
+  if (strict && !r.empty()) return std::nullopt;
   return out;
 }
 

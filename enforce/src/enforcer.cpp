@@ -133,8 +133,9 @@ std::vector<std::string> State::inherit(State& old) {
     now.soft_reported = was.soft_reported.load();
     now.hard_expired = was.hard_expired.load();
     now.exhausted_reported = was.exhausted_reported.load();
-    now.seq_ceiling = was.seq_ceiling.load();
-    now.saved_top = was.saved_top;
+    sa.send_ceiling = prev->send_ceiling.load();
+    sa.accept_ceiling = prev->accept_ceiling.load();
+    sa.record_at = prev->record_at.load();
     // The peers' NAT mappings hold as long as the ports they were learned for.
     if (sa.config().encap && prev->config().encap && *sa.config().encap == *prev->config().encap) {
       now.nat.take_over(was.nat);
@@ -264,10 +265,6 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
   for (SecurityAssociation* sa : {esp, ah}) {
     if (sa == nullptr) continue;
     if (!usable(state, *sa, true)) return done(Outcome::sa_expired, false);
-    // At the end of the sequence space the engine reports exhaustion itself.
-    const std::uint64_t ceiling = state.life(sa->index()).seq_ceiling.load(std::memory_order_acquire);
-    const std::uint64_t last_possible = sa->config().esn ? ~std::uint64_t{0} - 1 : 0xffffffffull;
-    if (sa->last_sent_seq >= ceiling && ceiling < last_possible) return done(Outcome::seq_unrecorded, false);
   }
   // Path MTU: a packet that may be fragmented (IPv4 without DF) is sent
   // and the kernel fragments the outer packet (our outer header has DF
@@ -312,6 +309,7 @@ Decision Worker::outbound(State& state, const Packet& p, std::uint32_t mtu, std:
       }
       return done(Outcome::seq_exhausted, false);
     }
+    if (r.status == ipsec::OutboundStatus::unrecorded) return done(Outcome::seq_unrecorded, false);
     if (r.status != ipsec::OutboundStatus::ok) return done(Outcome::protect_failed, false);
     if (sa == esp && ah != nullptr) {
       // AH goes around ESP: the engine's buffer is reused by the next call.
@@ -358,6 +356,7 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   for (std::size_t depth = 0;; ++depth) {
     if (depth >= ipsec::kMaxNesting) return done(Outcome::policy_mismatch, false);
     ipsec::InboundResult r = engine_.inbound(state.sad(), *cur, now_ns, /*rebuild=*/true, depth);
+    if (r.reason == ipsec::Reason::seq_unrecorded) return done(Outcome::seq_unrecorded, false);
     if (r.verdict != ipsec::Verdict::ok || r.sa == nullptr) {
       EventKind k = EventKind::decrypt_failure;
       switch (r.verdict) {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include <libmnl/libmnl.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
@@ -24,6 +25,24 @@ constexpr std::size_t kTxBytes = 2u << 20;
 constexpr std::size_t kRxBytes = 65535 + 4096;
 
 }  // namespace
+
+std::optional<std::string> queue_holder(std::uint16_t num) {
+  // Columns: queue number, netlink port id of the binder, ... (per namespace).
+  std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
+  unsigned q = 0;
+  long port = 0;
+  std::string rest;
+  while (in >> q >> port && std::getline(in, rest)) {
+    if (q != num) continue;
+    // The first netlink socket of a process gets its pid as port id.
+    std::ifstream comm(fmt::format("/proc/{}/comm", port));
+    std::string name;
+    if (port > 0 && std::getline(comm, name))
+      return fmt::format("netlink port {}, probably pid {} '{}'", port, port, name);
+    return fmt::format("netlink port {}", port);
+  }
+  return std::nullopt;
+}
 
 Queue::Queue(std::uint16_t num, bool fail_open, std::uint32_t max_len) : num_(num), rx_(kRxBytes), tx_(kTxBytes) {
   nl_ = mnl_socket_open(NETLINK_NETFILTER);
@@ -113,16 +132,20 @@ void Queue::send_config(std::uint8_t cmd, std::uint16_t pf) {
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m));
       if (err->error == 0) return;
       const int e = -err->error;
+      // The kernel answers EPERM both to a missing privilege and to a queue
+      // another socket holds: tell them apart by the queue's owner.
+      if (e == EPERM || e == EBUSY) {
+        if (const auto holder = queue_holder(num_)) {
+          throw QueueError(
+              fmt::format("NFQUEUE queue {} is already bound by another process in this network "
+                          "namespace ({}); choose another queue with --queue",
+                          num_, *holder));
+        }
+      }
       if (e == EPERM) {
         throw QueueError(
             fmt::format("cannot bind NFQUEUE queue {}: operation not permitted; enforcement needs "
                         "CAP_NET_ADMIN (run it as root)",
-                        num_));
-      }
-      if (e == EBUSY) {
-        throw QueueError(
-            fmt::format("NFQUEUE queue {} is already bound by another program (choose another with "
-                        "--queue)",
                         num_));
       }
       throw QueueError(fmt::format("cannot bind NFQUEUE queue {}: {}", num_, std::strerror(e)));

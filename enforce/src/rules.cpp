@@ -1,12 +1,16 @@
 #include "ipsentry/enforce/rules.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -24,10 +28,9 @@ struct Hooked {
   const char* hook;
   const char* chain;
 };
-constexpr Hooked kChains[] = {{"raw", "PREROUTING", "IPSENTRY-IN"},
-                              {"mangle", "OUTPUT", "IPSENTRY-OUT"},
-                              {"mangle", "FORWARD", "IPSENTRY-FWD"},
-                              {"mangle", "INPUT", "IPSENTRY-MSSIN"}};
+constexpr Hooked kChains[] = {{"raw", "PREROUTING", "IPSENTRY-IN"},       {"mangle", "OUTPUT", "IPSENTRY-OUT"},
+                              {"mangle", "FORWARD", "IPSENTRY-FWD"},      {"mangle", "INPUT", "IPSENTRY-MSSIN"},
+                              {"filter", "OUTPUT", "IPSENTRY-GUARD-OUT"}, {"filter", "FORWARD", "IPSENTRY-GUARD-FWD"}};
 
 // The address part of a match, or false when the selector is of the other family.
 bool address_match(const AddressSelector& s, bool source, int family, std::string& out) {
@@ -78,10 +81,10 @@ std::string queue_target(const RuleOptions& o) {
 
 bool can_be_tcp(const SpdEntry& e) { return !e.protocol || *e.protocol == 6; }
 
-// The SPD for one direction of travel, in order.
-void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense,
-             const RuleOptions& o, std::uint16_t mss) {
-  const std::string queue = queue_target(o);
+// The SPD for one direction of travel, in order; what it does not permit
+// goes to `target` (the queue, or DROP in the backstop).
+void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense, std::uint16_t mss,
+             const std::string& queue) {
   for (const SpdEntry& e : spd.entries()) {
     if (e.action == PolicyAction::protect && e.sense != sense) continue;
     for (const std::string& m : entry_matches(e, family)) {
@@ -101,11 +104,55 @@ void compile(std::string& out, const char* chain, const filters::Spd& spd, int f
 
 }  // namespace
 
-std::string render_rules(const filters::Spd& spd, int family, const RuleOptions& o, bool with_hooks) {
+namespace {
+
+// The jump from a built-in chain as iptables-save prints it.
+std::string jump_line(const Hooked& c) { return fmt::format("-A {} -j {}", c.hook, c.chain); }
+
+constexpr std::size_t kChainCount = std::size(kChains);
+
+// How many of our exact jumps `saved` (iptables-save output) has per chain,
+// so that an install can delete them in the same transaction; then, from
+// index kChainCount on, whether each chain exists.
+std::vector<int> count_jumps(const std::string& saved) {
+  std::vector<int> n(2 * kChainCount, 0);
+  std::string table;
+  std::size_t pos = 0;
+  while (pos < saved.size()) {
+    std::size_t end = saved.find('\n', pos);
+    if (end == std::string::npos) end = saved.size();
+    const std::string_view line(saved.data() + pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line[0] == '*') table = std::string(line.substr(1));
+    for (std::size_t i = 0; i < kChainCount; ++i) {
+      if (table != kChains[i].table) continue;
+      if (line == jump_line(kChains[i])) ++n[i];
+      if (line.size() > 1 && line[0] == ':' && line.substr(1, line.find(' ') - 1) == kChains[i].chain) {
+        n[kChainCount + i] = 1;
+      }
+    }
+  }
+  return n;
+}
+
+// The jumps: any existing ones deleted, then one at the head of each hook.
+std::string hook_lines(const char* table, const std::vector<int>* existing) {
+  std::string r;
+  for (std::size_t i = 0; i < kChainCount; ++i) {
+    if (std::strcmp(kChains[i].table, table) != 0) continue;
+    const int n = existing != nullptr ? (*existing)[i] : 0;
+    for (int k = 0; k < n; ++k) r += fmt::format("-D {} -j {}\n", kChains[i].hook, kChains[i].chain);
+    r += fmt::format("-I {} 1 -j {}\n", kChains[i].hook, kChains[i].chain);
+  }
+  return r;
+}
+
+std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bool with_hooks,
+                   const std::vector<int>* existing) {
   const std::uint16_t mss = family == 4 ? o.mss_v4 : o.mss_v6;
   const std::string queue = queue_target(o);
   std::string r = "*raw\n:IPSENTRY-IN - [0:0]\n";
-  if (with_hooks) r += "-I PREROUTING 1 -j IPSENTRY-IN\n";
+  if (with_hooks) r += hook_lines("raw", existing);
   r += "-A IPSENTRY-IN -i lo -j RETURN\n";
   r += fmt::format("-A IPSENTRY-IN -m mark --mark 0x{0:x}/0x{0:x} -j RETURN\n", 0x1);
   for (const char* p : {"esp", "ah"}) {
@@ -114,14 +161,12 @@ std::string render_rules(const filters::Spd& spd, int family, const RuleOptions&
   }
   // ESP in UDP (RFC 3948) to us; user space tells it from IKE on the same port.
   r += fmt::format("-A IPSENTRY-IN -p udp --dport 4500 -m addrtype --dst-type LOCAL{}\n", queue);
-  compile(r, "IPSENTRY-IN", spd, family, Sense::inbound, o, 0);
+  compile(r, "IPSENTRY-IN", spd, family, Sense::inbound, 0, queue);
   r += "COMMIT\n*mangle\n:IPSENTRY-OUT - [0:0]\n:IPSENTRY-FWD - [0:0]\n:IPSENTRY-MSSIN - [0:0]\n";
-  if (with_hooks) {
-    r += "-I OUTPUT 1 -j IPSENTRY-OUT\n-I FORWARD 1 -j IPSENTRY-FWD\n-I INPUT 1 -j IPSENTRY-MSSIN\n";
-  }
+  if (with_hooks) r += hook_lines("mangle", existing);
   r += "-A IPSENTRY-OUT -o lo -j RETURN\n";
   r += fmt::format("-A IPSENTRY-OUT -m mark --mark 0x{0:x}/0x{0:x} -j RETURN\n", 0x2);
-  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, o, mss);
+  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, mss, queue);
   // Any conntrack match makes the kernel reassemble fragments before the
   // raw table, so fragmented ESP reaches the queue whole (NFQUEUE.md Q5 E).
   r += "-A IPSENTRY-FWD -m conntrack --ctstate INVALID\n";
@@ -133,24 +178,70 @@ std::string render_rules(const filters::Spd& spd, int family, const RuleOptions&
   }
   r += "-A IPSENTRY-FWD -m mark --mark 0x1/0x1 -j RETURN\n";
   r += "-A IPSENTRY-FWD -m mark --mark 0x2/0x2 -j RETURN\n";
-  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, o, mss);
+  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, mss, queue);
+  r += "COMMIT\n";
+  if (o.fail_open) {
+    // No backstop: leftovers of a fail-closed run would drop what the
+    // operator asked to let through.
+    std::string leftovers;
+    for (std::size_t i = 0; existing != nullptr && i < kChainCount; ++i) {
+      if (std::strcmp(kChains[i].table, "filter") != 0) continue;
+      for (int k = 0; k < (*existing)[i]; ++k) {
+        leftovers += fmt::format("-D {} -j {}\n", kChains[i].hook, kChains[i].chain);
+      }
+      if ((*existing)[kChainCount + i] != 0) leftovers += fmt::format("-F {0}\n-X {0}\n", kChains[i].chain);
+    }
+    if (!leftovers.empty()) r += "*filter\n" + leftovers + "COMMIT\n";
+    return r;
+  }
+  // The backstop: outbound traffic the SPD protects or blocks that did not
+  // pass through ipsentry's queue (someone removed the mangle chains, or
+  // flushed the table) is dropped here instead of leaving in the clear.
+  r += "*filter\n:IPSENTRY-GUARD-OUT - [0:0]\n:IPSENTRY-GUARD-FWD - [0:0]\n";
+  if (with_hooks) r += hook_lines("filter", existing);
+  for (const char* chain : {"IPSENTRY-GUARD-OUT", "IPSENTRY-GUARD-FWD"}) {
+    r += fmt::format("-A {} -o lo -j RETURN\n", chain);
+    for (std::uint32_t mark : {0x1u, 0x2u, 0x4u}) {
+      r += fmt::format("-A {0} -m mark --mark 0x{1:x}/0x{1:x} -j RETURN\n", chain, mark);
+    }
+    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP");
+  }
   r += "COMMIT\n";
   return r;
 }
 
+}  // namespace
+
+std::string render_rules(const filters::Spd& spd, int family, const RuleOptions& o, bool with_hooks) {
+  return render(spd, family, o, with_hooks, nullptr);
+}
+
+std::string render_install(const filters::Spd& spd, int family, const RuleOptions& o, const std::string& saved) {
+  const std::vector<int> existing = count_jumps(saved);
+  return render(spd, family, o, true, &existing);
+}
+
 int run_program(const std::vector<std::string>& argv, const std::string& input, std::string& err) {
+  return run_program(argv, input, nullptr, err);
+}
+
+int run_program(const std::vector<std::string>& argv, const std::string& input, std::string* out, std::string& err) {
   int in_pipe[2];
   int err_pipe[2];
+  int out_pipe[2] = {-1, -1};
   if (pipe2(in_pipe, O_CLOEXEC) != 0) return -1;
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(in_pipe[0]);
-    close(in_pipe[1]);
+  if (pipe2(err_pipe, O_CLOEXEC) != 0 || (out != nullptr && pipe2(out_pipe, O_CLOEXEC) != 0)) {
+    for (int fd : {in_pipe[0], in_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
     return -1;
   }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  if (out != nullptr) {
+    posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  } else {
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  }
   posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
@@ -161,9 +252,11 @@ int run_program(const std::vector<std::string>& argv, const std::string& input, 
   posix_spawn_file_actions_destroy(&fa);
   close(in_pipe[0]);
   close(err_pipe[1]);
+  if (out != nullptr) close(out_pipe[1]);
   if (rc != 0) {
     close(in_pipe[1]);
     close(err_pipe[0]);
+    if (out != nullptr) close(out_pipe[0]);
     err = fmt::format("cannot run {}: {}", argv[0], std::strerror(rc));
     return -1;
   }
@@ -177,13 +270,32 @@ int run_program(const std::vector<std::string>& argv, const std::string& input, 
   close(in_pipe[1]);
   char buf[4096];
   err.clear();
-  for (;;) {
-    const ssize_t n = read(err_pipe[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    err.append(buf, static_cast<std::size_t>(n));
+  if (out != nullptr) out->clear();
+  // Both pipes at once: a program that fills one while we wait on the other
+  // would never finish.
+  pollfd fds[2] = {{err_pipe[0], POLLIN, 0}, {out != nullptr ? out_pipe[0] : -1, POLLIN, 0}};
+  int open_fds = out != nullptr ? 2 : 1;
+  while (open_fds > 0) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+        continue;
+      }
+      (i == 0 ? err : *out).append(buf, static_cast<std::size_t>(n));
+    }
   }
-  close(err_pipe[0]);
+  for (const auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -205,14 +317,80 @@ void restore(int family, const std::string& text) {
 }  // namespace
 
 void install_rules(const filters::Spd& spd, const RuleOptions& o) {
-  remove_rules();
+  // One transaction per family replaces whatever is there (rules a killed
+  // enforcement left, or what is left of ours after someone changed them):
+  // there is no moment without the jumps, so nothing slips out in the clear.
   try {
-    restore(4, render_rules(spd, 4, o, true));
-    restore(6, render_rules(spd, 6, o, true));
+    install_family(spd, o, 4, read_rules(4));
+    install_family(spd, o, 6, read_rules(6));
   } catch (...) {
     remove_rules();
     throw;
   }
+}
+
+void install_family(const filters::Spd& spd, const RuleOptions& o, int family, const std::string& saved) {
+  restore(family, render_install(spd, family, o, saved));
+}
+
+std::string read_rules(int family) {
+  std::string out;
+  std::string err;
+  const char* prog = family == 4 ? "iptables-save" : "ip6tables-save";
+  const int rc = run_program({prog}, "", &out, err);
+  if (rc != 0) {
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    throw RulesError(fmt::format("{} failed ({}): {}", prog, rc, err.empty() ? "no message" : err));
+  }
+  return out;
+}
+
+std::vector<std::string> our_rules(const std::string& saved) {
+  std::vector<std::string> lines;
+  std::string table;
+  std::map<std::string, int> position;  // rules seen so far per built-in chain
+  std::size_t pos = 0;
+  while (pos < saved.size()) {
+    std::size_t end = saved.find('\n', pos);
+    if (end == std::string::npos) end = saved.size();
+    const std::string line = saved.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '*') {
+      table = line.substr(1);
+      position.clear();
+      continue;
+    }
+    if (table != "raw" && table != "mangle" && table != "filter") continue;
+    if (line.rfind(":IPSENTRY-", 0) == 0) {
+      lines.push_back(fmt::format("{} chain {}", table, line.substr(1, line.find(' ') - 1)));
+      continue;
+    }
+    if (line.rfind("-A ", 0) != 0) continue;
+    const std::string chain = line.substr(3, line.find(' ', 3) - 3);
+    if (chain.rfind("IPSENTRY-", 0) == 0) {
+      lines.push_back(fmt::format("{} {}", table, line));
+      continue;
+    }
+    const int at = ++position[chain];
+    // A jump is only as good as its place: rules before it decide first.
+    if (line.find(" -j IPSENTRY-") != std::string::npos || line.find(" -g IPSENTRY-") != std::string::npos) {
+      lines.push_back(fmt::format("{} {} (rule {} of {})", table, line, at, chain));
+    }
+  }
+  std::sort(lines.begin(), lines.end());
+  return lines;
+}
+
+std::vector<std::string> rules_drift(const std::vector<std::string>& expected, const std::vector<std::string>& now) {
+  std::vector<std::string> missing;
+  std::vector<std::string> added;
+  std::set_difference(expected.begin(), expected.end(), now.begin(), now.end(), std::back_inserter(missing));
+  std::set_difference(now.begin(), now.end(), expected.begin(), expected.end(), std::back_inserter(added));
+  std::vector<std::string> out;
+  for (const auto& m : missing) out.push_back("missing: " + m);
+  for (const auto& a : added) out.push_back("unexpected: " + a);
+  return out;
 }
 
 void replace_rules(const filters::Spd& spd, const RuleOptions& o) {

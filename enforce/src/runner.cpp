@@ -1,9 +1,12 @@
 #include "ipsentry/enforce/runner.hpp"
 
 #include <fcntl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,6 +26,7 @@
 
 #include "ipsentry/dissect/checksum.hpp"
 #include "ipsentry/enforce/natt.hpp"
+#include "ipsentry/filters/key_hygiene.hpp"
 
 namespace ipsentry::enforce {
 
@@ -164,94 +168,218 @@ json byte_counters(const ipsec::ByteCounters& c) {
           {"tunnel_bytes", c.tunnel_bytes}};
 }
 
-// Sequence numbers reserved ahead in the state file: a write every this
-// many packets per SA, and the most a crash can skip.
-constexpr std::uint64_t kSeqReserve = 1'000'000;
+std::uint64_t seq_limit(const filters::SaConfig& c) { return c.esn ? ~std::uint64_t{0} - 1 : 0xffffffffull; }
 
-}  // namespace
+std::atomic<std::uint64_t>& ceiling_of(ipsec::SecurityAssociation& sa, SeqSide side) {
+  return side == SeqSide::sent ? sa.send_ceiling : sa.accept_ceiling;
+}
 
-void Enforcement::restore_state(State& s, const std::vector<std::string>& skip) {
-  const fs::path file = fs::path(options_.state_dir) / "sa-state.json";
-  std::ifstream in(file);
-  if (!in) return;
-  json j;
-  try {
-    in >> j;
-  } catch (const json::exception& e) {
-    if (log_) log_(EventKind::count_, fmt::format("ignoring unreadable state file {}: {}", file.string(), e.what()));
-    return;
-  }
-  for (std::size_t i = 0; i < s.sad().size(); ++i) {
-    ipsec::SecurityAssociation& sa = s.sad().at(i);
-    if (std::find(skip.begin(), skip.end(), sa.name()) != skip.end()) continue;
-    if (!j.contains(sa.name()) || !sa.config().spi) continue;
-    const json& e = j[sa.name()];
-    if (e.value("spi", std::uint64_t{0}) != *sa.config().spi) continue;
-    const auto out = e.value("out_seq_ceiling", std::uint64_t{0});
-    const auto top = e.value("in_replay_top", std::uint64_t{0});
-    if (out > sa.last_sent_seq) sa.last_sent_seq = out;
-    if (top > sa.replay.top()) {
-      // Everything up to the recorded top counts as seen: packets captured
-      // before the restart cannot be replayed into it.
-      ipsec::ReplayWindow w(sa.replay.size(), sa.replay.esn(), 0);
-      const std::uint64_t from = top > sa.replay.size() ? top - sa.replay.size() + 1 : 1;
-      for (std::uint64_t q = from; q <= top; ++q) w.commit(q);
-      sa.replay = w;
-    }
-    s.life(i).saved_top = top;
+// The sequence number an SA has used: the last sent, or the highest accepted.
+std::uint64_t use_of(const ipsec::SecurityAssociation& sa, SeqSide side) {
+  return side == SeqSide::sent ? sa.last_sent_seq : sa.replay.top();
+}
+
+// Takes over the runtime state of an SA the reload renamed (same keys).
+void carry(ipsec::SecurityAssociation& to, SaLife& to_life, ipsec::SecurityAssociation& from, SaLife& from_life) {
+  std::scoped_lock lock(from.mutex);
+  to.replay = from.replay;
+  to.last_sent_seq = from.last_sent_seq;
+  to.counters = from.counters;
+  to.send_ceiling = from.send_ceiling.load();
+  to.accept_ceiling = from.accept_ceiling.load();
+  to.record_at = from.record_at.load();
+  to_life.installed = from_life.installed;
+  to_life.soft_reported = from_life.soft_reported.load();
+  to_life.hard_expired = from_life.hard_expired.load();
+  to_life.exhausted_reported = from_life.exhausted_reported.load();
+}
+
+bool share_an_id(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  return std::any_of(a.begin(), a.end(),
+                     [&](const std::string& x) { return std::find(b.begin(), b.end(), x) != b.end(); });
+}
+
+void raise_wanted(ipsec::SecurityAssociation& sa, std::uint64_t seq) noexcept {
+  std::uint64_t w = sa.wanted.load(std::memory_order_relaxed);
+  while (w < seq && !sa.wanted.compare_exchange_weak(w, seq)) {
   }
 }
 
-void Enforcement::save_state(State& s, bool force) {
-  bool dirty = force;
+}  // namespace
+
+void Enforcement::Recorder::nearing(ipsec::SecurityAssociation& sa) noexcept {
+  // Use reached record_at: the saver may not get the SA's mutex to see it.
+  raise_wanted(sa, sa.record_at.load(std::memory_order_relaxed));
+  e_.wake_saver();
+}
+
+bool Enforcement::Recorder::reach(ipsec::SecurityAssociation& sa, const std::atomic<std::uint64_t>& ceiling,
+                                  std::uint64_t seq) noexcept {
+  // The saver reads `wanted` instead of taking the SA's mutex, which this
+  // worker holds while it waits.
+  raise_wanted(sa, seq);
+  e_.wake_saver();
+  // While the file cannot be written, waiting would only slow the drops.
+  if (e_.state_failing_.load()) return false;
+  std::unique_lock lock(e_.saved_mu_);
+  return e_.saved_cv_.wait_for(lock, kCeilingWait, [&] { return e_.saver_stop_.load() || ceiling.load() >= seq; }) &&
+         ceiling.load() >= seq;
+}
+
+void Enforcement::wake_saver() noexcept {
+  if (saver_wake_.exchange(true)) return;
+  std::scoped_lock lock(wake_mu_);
+  wake_cv_.notify_one();
+}
+
+std::vector<Enforcement::Track> Enforcement::make_tracks(State& s) const {
+  std::vector<Track> t(s.sad().size());
+  const auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    const auto& c = s.sad().at(i).config();
+    t[i].ids = file_->key_ids(c);
+    t[i].side = s.spd().sa_direction(c) == filters::Direction::outbound ? SeqSide::sent : SeqSide::accepted;
+    t[i].when = now;
+  }
+  return t;
+}
+
+void Enforcement::restore_state(State& s, const std::vector<Track>& tracks, const std::vector<bool>& skip) {
   for (std::size_t i = 0; i < s.sad().size(); ++i) {
+    if (skip[i]) continue;
     ipsec::SecurityAssociation& sa = s.sad().at(i);
-    SaLife& life = s.life(i);
-    std::scoped_lock lock(sa.mutex);
-    if (s.spd().sa_direction(sa.config()) == filters::Direction::outbound) {
-      const std::uint64_t ceiling = life.seq_ceiling.load();
-      if (ceiling == ~std::uint64_t{0} || sa.last_sent_seq + kSeqReserve / 2 > ceiling) dirty = true;
-    } else if (sa.replay.top() != life.saved_top) {
-      dirty = true;
+    const std::uint64_t recorded = file_->ceiling(tracks[i].side, tracks[i].ids, sa.config());
+    if (recorded == 0) continue;
+    if (tracks[i].side == SeqSide::sent) {
+      sa.last_sent_seq = std::max(sa.last_sent_seq, recorded);
+    } else if (recorded > sa.replay.top()) {
+      // Everything up to the record may have been accepted before a crash:
+      // it counts as seen, so captured packets cannot be replayed into it.
+      ipsec::ReplayWindow w(sa.replay.size(), sa.replay.esn(), 0);
+      const std::uint64_t span = std::max<std::uint64_t>(sa.replay.size(), 1);  // without a window: the top alone
+      const std::uint64_t from = recorded > span ? recorded - span + 1 : 1;
+      for (std::uint64_t q = from; q <= recorded; ++q) w.commit(q);
+      sa.replay = w;
     }
   }
-  if (!dirty) return;
-  json j = json::object();
-  std::vector<std::uint64_t> ceilings(s.sad().size(), 0);
-  for (std::size_t i = 0; i < s.sad().size(); ++i) {
+}
+
+void Enforcement::persist(State& s, std::vector<Track>& tracks, bool force, bool settle) {
+  std::scoped_lock lock(save_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  const std::size_t n = s.sad().size();
+  std::vector<std::uint64_t> next(n, 0);
+  bool write = force || settle;
+  for (std::size_t i = 0; i < n; ++i) {
     ipsec::SecurityAssociation& sa = s.sad().at(i);
-    if (!sa.config().spi) continue;
-    std::scoped_lock lock(sa.mutex);
-    json e{{"spi", *sa.config().spi}};
-    if (s.spd().sa_direction(sa.config()) == filters::Direction::outbound) {
-      const std::uint64_t limit = sa.config().esn ? ~std::uint64_t{0} - 1 : 0xffffffffull;
-      ceilings[i] = std::min(limit, sa.last_sent_seq + kSeqReserve);
-      e["out_seq_ceiling"] = ceilings[i];
+    Track& t = tracks[i];
+    const std::uint64_t ceiling = ceiling_of(sa, t.side).load();
+    const bool unset = ceiling == ipsec::SecurityAssociation::kUnlimited;
+    std::uint64_t use = t.last_use;
+    std::optional<std::uint64_t> packets;  // unknown while a worker holds the SA
+    auto look = [&] {
+      use = use_of(sa, t.side);
+      packets = (t.side == SeqSide::sent ? sa.counters.sent : sa.counters.received).packets;
+    };
+    if (settle || unset) {
+      std::scoped_lock sl(sa.mutex);  // no worker uses the SA (stopped, or not yet installed)
+      look();
+    } else if (sa.mutex.try_lock()) {
+      look();
+      sa.mutex.unlock();
+    }
+    // What a worker reached or waits for, when it holds the SA.
+    use = std::max(use, std::min(sa.wanted.load(), seq_limit(sa.config())));
+    // The reserve follows the packet rate (not the sequence numbers, which
+    // a peer may make jump): about policy.time of traffic, decaying slowly
+    // so that a pause does not leave the next burst without room.
+    const ReservePolicy& policy = t.side == SeqSide::sent ? kSentReserve : kAcceptedReserve;
+    if (t.reserve == 0) {  // first look at this SA: no rate yet
+      t.reserve = policy.minimum;
+      t.last_packets = packets.value_or(0);
+      t.when = now;
+    } else if (const double dt = std::chrono::duration<double>(now - t.when).count(); dt > 0.01) {
+      // While a worker holds the SA (it may be waiting at the ceiling), the
+      // sequence numbers it reached stand in for the packet count.
+      const std::uint64_t count =
+          packets ? *packets - std::min(*packets, t.last_packets) : use - std::min(use, t.last_use);
+      const double rate = static_cast<double>(count) / dt;
+      const auto want = static_cast<std::uint64_t>(rate * std::chrono::duration<double>(policy.time).count());
+      t.reserve = std::clamp(std::max(want, t.reserve - t.reserve / 8), policy.minimum, kMaxReserve);
+      if (packets) t.last_packets = *packets;
+      t.when = now;
+    }
+    t.last_use = use;
+    // Renewed when half the reserve is used; at the end of the sequence
+    // space there is nothing more to record.
+    if (settle) {
+      next[i] = use;
+    } else if (unset || force || (ceiling < seq_limit(sa.config()) && use + t.reserve / 2 >= ceiling)) {
+      next[i] = std::min(seq_limit(sa.config()), use + t.reserve);
+      write = true;
     } else {
-      e["in_replay_top"] = sa.replay.top();
-      s.life(i).saved_top = sa.replay.top();
+      next[i] = ceiling;
     }
-    j[sa.name()] = e;
   }
-  const fs::path dir(options_.state_dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const fs::path file = dir / "sa-state.json";
-  const fs::path tmp = dir / "sa-state.json.tmp";
-  const std::string text = j.dump(1) + "\n";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  ok = ok && ::rename(tmp.c_str(), file.c_str()) == 0;
-  if (!ok) {
-    // Without a record no new sequence numbers may be used: the ceilings stay.
-    if (log_)
-      log_(EventKind::count_, fmt::format("cannot write the state file {}: {}", file.string(), std::strerror(errno)));
-    return;
+  if (!write) return;
+  // A copy: if the write fails, the records in memory stay those on disk.
+  SaStateFile updated = *file_;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string& name = s.sad().at(i).name();
+    if (!settle) {
+      updated.raise(tracks[i].side, tracks[i].ids, next[i], name);
+      continue;
+    }
+    // Several SAs may share a key (CBC, AH): settle each id to the largest.
+    for (const auto& id : tracks[i].ids) {
+      std::uint64_t v = next[i];
+      for (std::size_t j = 0; j < n; ++j) {
+        if (tracks[j].side == tracks[i].side &&
+            std::find(tracks[j].ids.begin(), tracks[j].ids.end(), id) != tracks[j].ids.end()) {
+          v = std::max(v, next[j]);
+        }
+      }
+      updated.settle(tracks[i].side, {id}, v, name);
+    }
   }
-  for (std::size_t i = 0; i < s.sad().size(); ++i) {
-    if (s.spd().sa_direction(s.sad().at(i).config()) == filters::Direction::outbound) {
-      s.life(i).seq_ceiling.store(ceilings[i], std::memory_order_release);
+  try {
+    updated.save(fs::path(options_.state_dir) / "sa-state.json");
+  } catch (const StateError&) {
+    ++state_write_failures_;
+    state_failing_ = true;
+    throw;
+  }
+  ++state_writes_;
+  state_failing_ = false;
+  *file_ = std::move(updated);
+  for (std::size_t i = 0; i < n; ++i) {
+    ipsec::SecurityAssociation& sa = s.sad().at(i);
+    ceiling_of(sa, tracks[i].side).store(next[i], std::memory_order_release);
+    sa.record_at.store(next[i] - std::min(next[i], tracks[i].reserve / 2), std::memory_order_relaxed);
+  }
+  std::scoped_lock wl(saved_mu_);
+  saved_cv_.notify_all();
+}
+
+void Enforcement::saver_main() {
+  while (!saver_stop_.load()) {
+    {
+      std::unique_lock lock(wake_mu_);
+      wake_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return saver_wake_.load() || saver_stop_.load(); });
+    }
+    saver_wake_ = false;
+    std::shared_lock lock(state_mu_);
+    try {
+      persist(*state_, tracks_, false, false);
+    } catch (const StateError& e) {
+      // Workers stop at the ceilings already recorded: nothing unrecorded is used.
+      const auto now = std::chrono::steady_clock::now();
+      if (log_ && now - last_state_error_ > std::chrono::seconds(5)) {
+        last_state_error_ = now;
+        log_(EventKind::count_, fmt::format("{}; traffic on SAs that reach their recorded sequence numbers is dropped "
+                                            "until it can be written",
+                                            e.what()));
+      }
     }
   }
 }
@@ -267,12 +395,22 @@ Enforcement::~Enforcement() {
   } catch (...) {
     // stop() already reported what it could not undo.
   }
+  if (guard_wake_fd_ >= 0) close(guard_wake_fd_);
 }
 
 std::unique_ptr<State> Enforcement::build_state() const {
   filters::Config cfg = filters::load_config(options_.config);
+  // Their nonces would repeat: refused before anything is sent.
+  if (const auto shared = filters::shared_nonce_keys(cfg); !shared.empty()) {
+    throw filters::ConfigError(options_.config, 0, "sas", shared.front());
+  }
   filters::LocalAddresses local = filters::LocalAddresses::for_config(cfg);
   return std::make_unique<State>(std::move(cfg), std::move(local));
+}
+
+std::vector<std::string> Enforcement::warnings() const {
+  std::shared_lock lock(state_mu_);
+  return state_->config().warnings;
 }
 
 void Enforcement::compute_rule_options() {
@@ -299,64 +437,116 @@ std::size_t Enforcement::sa_count() const {
   return state_->sad().size();
 }
 
+void Enforcement::check_socket_free() const {
+  const fs::path path(options_.socket);
+  if (path.native().size() >= sizeof(sockaddr_un::sun_path)) {
+    throw std::runtime_error(fmt::format("statistics socket path '{}' is too long", options_.socket));
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISSOCK(st.st_mode)) {
+    throw std::runtime_error(fmt::format("{} exists and is not a socket: give another --socket", options_.socket));
+  }
+  const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
+  const bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (probe >= 0) close(probe);
+  if (live) {
+    // This namespace's lock is ours, so the one answering runs elsewhere.
+    throw std::runtime_error(
+        fmt::format("an enforcement in another network namespace answers on {}: give this one "
+                    "its own --socket",
+                    options_.socket));
+  }
+}
+
+void Enforcement::bind_stats_socket() {
+  const fs::path path(options_.socket);
+  std::error_code ec;
+  if (!path.parent_path().empty() && !fs::exists(path.parent_path(), ec)) {
+    const mode_t old = umask(0077);
+    fs::create_directories(path.parent_path(), ec);
+    umask(old);
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(fmt::format("statistics socket: {}", std::strerror(errno)));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
+  // Only a stale socket is removed: check_socket_free() refused a live one.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
+  const mode_t old = umask(0077);
+  const int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  umask(old);
+  if (rc != 0 || listen(fd, 8) != 0) {
+    const int e = errno;
+    close(fd);
+    throw std::runtime_error(fmt::format("cannot listen on {}: {}", options_.socket, std::strerror(e)));
+  }
+  chmod(path.c_str(), 0600);
+  stats_ino_ = ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  if (stats_fd_ >= 0) close(stats_fd_);
+  stats_fd_ = fd;
+}
+
+void Enforcement::take_rules_baseline() {
+  for (int f = 0; f < 2; ++f) rules_baseline_[f] = our_rules(read_rules(f == 0 ? 4 : 6));
+}
+
 void Enforcement::start() {
   started_ = std::chrono::system_clock::now();
-  restore_state(*state_, {});
-  for (std::size_t i = 0; i < state_->sad().size(); ++i) state_->life(i).seq_ceiling = 0;
-  save_state(*state_, true);
-  for (std::size_t i = 0; i < state_->sad().size(); ++i) {
-    if (state_->spd().sa_direction(state_->sad().at(i).config()) == filters::Direction::outbound &&
-        state_->life(i).seq_ceiling.load() == 0 && state_->sad().at(i).config().spi) {
-      throw std::runtime_error(
-          fmt::format("cannot record sequence numbers in {} (give a writable --state-dir)", options_.state_dir));
-    }
+  // Nothing is touched before both locks are ours.
+  secure_directory(options_.run_dir);
+  LockHolder holder;
+  netns_lock_ = InstanceLock::try_take(netns_lock_path(options_.run_dir), holder);
+  if (!netns_lock_) {
+    throw LockBusy(
+        fmt::format("another enforcement is running in this network namespace ({}); stop it first "
+                    "(SIGTERM), or look at it with ipsentry stats --socket {}",
+                    holder.describe(), holder.socket.empty() ? options_.socket : holder.socket));
   }
+  std::error_code ec;
+  LockHolder me{static_cast<long>(getpid()), fs::absolute(options_.socket, ec).string(),
+                fs::absolute(options_.config, ec).string(), fs::absolute(options_.state_dir, ec).string(), netns_id()};
+  netns_lock_->record(me);
+  secure_directory(options_.state_dir);
+  state_lock_ = InstanceLock::try_take(fs::path(options_.state_dir) / "lock", holder);
+  if (!state_lock_) {
+    netns_lock_.reset();
+    throw LockBusy(
+        fmt::format("the state directory {} is in use by another enforcement ({}): give each "
+                    "enforcement its own --state-dir",
+                    options_.state_dir, holder.describe()));
+  }
+  state_lock_->record(me);
+  check_socket_free();
+  file_ = SaStateFile::load(fs::path(options_.state_dir) / "sa-state.json");
+  tracks_ = make_tracks(*state_);
+  restore_state(*state_, tracks_, std::vector<bool>(tracks_.size(), false));
+  persist(*state_, tracks_, true, false);  // throws StateError: nothing may be sent unrecorded
+  saver_thread_ = std::thread([this] { saver_main(); });
   for (std::uint16_t i = 0; i < options_.queues; ++i) {
     queues_.push_back(std::make_unique<Queue>(static_cast<std::uint16_t>(options_.queue + i), options_.fail_open));
     workers_.push_back(std::make_unique<Worker>());
     workers_.back()->set_events(log_);
+    workers_.back()->set_seq_recorder(&recorder_);
   }
   for (std::size_t i = 0; i < queues_.size(); ++i) threads_.emplace_back([this, i] { worker_main(i); });
   {
+    std::scoped_lock rl(rules_mu_);
     std::shared_lock lock(state_mu_);
     install_rules(state_->spd(), rule_options_);
     rules_installed_ = true;
+    take_rules_baseline();
     key_additions_ += state_->sad().size();
   }
-  // The statistics socket: root-only directory and socket.
-  const fs::path path(options_.socket);
-  std::error_code ec;
-  if (!path.parent_path().empty() && !fs::exists(path.parent_path(), ec)) {
-    fs::create_directories(path.parent_path(), ec);
-    chmod(path.parent_path().c_str(), 0700);
-  }
-  if (path.native().size() >= sizeof(sockaddr_un::sun_path)) {
-    throw std::runtime_error(fmt::format("statistics socket path '{}' is too long", options_.socket));
-  }
-  stats_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (stats_fd_ < 0) throw std::runtime_error(fmt::format("statistics socket: {}", std::strerror(errno)));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
-  // A socket left by a killed enforcement is stale; a live one answers.
-  if (fs::exists(path, ec)) {
-    const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const bool live = connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    close(probe);
-    if (live) {
-      throw std::runtime_error(
-          fmt::format("another enforcement is running (it answers on {}); stop it first", options_.socket));
-    }
-    unlink(path.c_str());
-  }
-  const mode_t old = umask(0077);
-  const int rc = bind(stats_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  umask(old);
-  if (rc != 0 || listen(stats_fd_, 8) != 0) {
-    throw std::runtime_error(fmt::format("cannot listen on {}: {}", options_.socket, std::strerror(errno)));
-  }
-  chmod(path.c_str(), 0600);
+  bind_stats_socket();
   stats_thread_ = std::thread([this] { stats_main(); });
+  guard_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  guard_thread_ = std::thread([this] { guard_main(); });
 }
 
 void Enforcement::worker_main(std::size_t i) {
@@ -379,10 +569,13 @@ void Enforcement::worker_main(std::size_t i) {
       Verdict v;
       v.accept = d.accept;
       v.replacement = d.replacement;
-      if (d.set_mark != 0) {
+      // What leaves through OUTPUT or FORWARD carries the proof that it went
+      // through here: the backstop in the filter table drops the rest.
+      const std::uint32_t bits = d.set_mark | (out && d.accept ? kMarkPassed : 0);
+      if (bits != 0) {
         // The verdict replaces the whole mark: keep the other bits.
         v.set_mark = true;
-        v.mark = qp.mark | d.set_mark;
+        v.mark = qp.mark | bits;
       }
       return v;
     });
@@ -394,11 +587,38 @@ void Enforcement::worker_main(std::size_t i) {
 
 void Enforcement::stats_main() {
   KeepaliveSender keepalives;  // NAT keepalives (RFC 3948) ride on this thread's 100 ms tick
+  auto next_check = std::chrono::steady_clock::now();
+  bool replaced_reported = false;
   while (!stop_.load()) {
     {
       std::shared_lock lock(state_mu_);
-      save_state(*state_, false);
       keepalives.tick(*state_, steady_ns());
+    }
+    // Someone may remove the socket file (a careless --cleanup, rm): stats
+    // and the TUI would then say nothing runs while this enforcement does.
+    if (const auto now = std::chrono::steady_clock::now(); now >= next_check) {
+      next_check = now + std::chrono::seconds(1);
+      struct stat st {};
+      if (::lstat(options_.socket.c_str(), &st) != 0 && errno == ENOENT) {
+        try {
+          bind_stats_socket();
+          ++socket_restored_;
+          replaced_reported = false;
+          if (log_) {
+            log_(EventKind::socket_restored,
+                 fmt::format("the statistics socket {} was removed by someone else; bound it again", options_.socket));
+          }
+        } catch (const std::exception& e) {
+          if (log_) log_(EventKind::count_, e.what());
+        }
+      } else if (st.st_ino != stats_ino_ && !replaced_reported) {
+        replaced_reported = true;
+        if (log_) {
+          log_(EventKind::count_, fmt::format("the statistics socket {} was replaced by someone else's file; this "
+                                              "enforcement no longer answers there",
+                                              options_.socket));
+        }
+      }
     }
     pollfd p{stats_fd_, POLLIN, 0};
     if (poll(&p, 1, 100) <= 0) continue;
@@ -427,38 +647,179 @@ void Enforcement::stats_main() {
   }
 }
 
+namespace {
+
+// Netlink notifications of every nftables change in this namespace
+// (iptables here is iptables-nft), so that a change to our rules is seen
+// at once rather than at the next periodic check. -1 when unavailable.
+int open_nft_events() {
+  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+  if (fd < 0) return -1;
+  sockaddr_nl sa{};
+  sa.nl_family = AF_NETLINK;
+  int group = NFNLGRP_NFTABLES;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads what is queued; true when something (or an overflow) was there.
+bool drain(int fd) {
+  bool any = false;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+      any = true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return any;
+  }
+}
+
+}  // namespace
+
+void Enforcement::guard_main() {
+  const int events = open_nft_events();
+  if (events < 0 && log_) {
+    log_(EventKind::warning, fmt::format("no nftables change notifications ({}): the rules are checked once a second",
+                                         std::strerror(errno)));
+  }
+  auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!guard_stop_.load()) {
+    const auto now = std::chrono::steady_clock::now();
+    const int wait_ms =
+        now >= next ? 0 : static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count());
+    pollfd p[2] = {{guard_wake_fd_, POLLIN, 0}, {events, POLLIN, 0}};
+    const int rc = poll(p, events >= 0 ? 2 : 1, wait_ms);
+    if (guard_stop_.load()) break;
+    bool changed = false;
+    if (rc > 0 && events >= 0 && p[1].revents != 0) {
+      changed = drain(events);
+      // One iptables command is one transaction, but a script runs several:
+      // let a burst settle so it is repaired once.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      drain(events);
+    }
+    if (changed || std::chrono::steady_clock::now() >= next) {
+      const auto failures = rules_restore_failures_.load();
+      check_rules(changed ? "an nftables change notification" : "the periodic check");
+      // A failed repair (someone's command still running) is tried again soon.
+      next = std::chrono::steady_clock::now() +
+             (rules_restore_failures_.load() != failures ? std::chrono::milliseconds(50) : std::chrono::seconds(1));
+    }
+  }
+  if (events >= 0) close(events);
+}
+
+bool Enforcement::check_rules(const char* why) {
+  std::scoped_lock rl(rules_mu_);
+  if (!rules_installed_) return false;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::string> drift;
+  try {
+    std::shared_lock lock(state_mu_);
+    for (int f = 0; f < 2; ++f) {
+      const int family = f == 0 ? 4 : 6;
+      const std::string saved = read_rules(family);
+      auto d = rules_drift(rules_baseline_[f], our_rules(saved));
+      if (d.empty()) continue;
+      // One transaction: the jumps are never absent while it runs.
+      install_family(state_->spd(), rule_options_, family, saved);
+      for (auto& x : d) drift.push_back(fmt::format("{} {}", family == 4 ? "iptables" : "ip6tables", x));
+    }
+  } catch (const std::exception& e) {
+    ++rules_restore_failures_;
+    if (log_) {
+      log_(EventKind::count_, fmt::format("cannot check or reinstall the ipsentry rules: {}; traffic they should "
+                                          "queue may be leaving unprotected",
+                                          e.what()));
+    }
+    return false;
+  }
+  if (drift.empty()) return false;
+  ++rules_restored_;
+  const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (log_) {
+    std::string what;
+    for (std::size_t i = 0; i < drift.size() && i < 4; ++i) what += (i ? "; " : "") + drift[i];
+    if (drift.size() > 4) what += fmt::format("; and {} more", drift.size() - 4);
+    log_(EventKind::rules_restored,
+         fmt::format("someone changed the ipsentry rules ({}); found by {}, reinstalled in {:.0f} ms", what, why, ms));
+  }
+  return true;
+}
+
 void Enforcement::reload() {
   std::unique_ptr<State> fresh = build_state();  // throws on a bad file: the running state stays
   std::vector<std::string> kept;
+  std::vector<std::string> renamed;
   std::vector<std::string> added;
   std::vector<std::string> removed;
   {
+    std::scoped_lock rl(rules_mu_);
     std::unique_lock lock(state_mu_);
+    std::vector<Track> tracks = make_tracks(*fresh);
     kept = fresh->inherit(*state_);
-    restore_state(*fresh, kept);
-    for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
-      if (std::find(kept.begin(), kept.end(), fresh->sad().at(i).name()) == kept.end()) {
-        fresh->life(i).seq_ceiling = 0;
-      }
-    }
-    save_state(*fresh, true);
+    std::vector<bool> done(fresh->sad().size(), false);
+    std::vector<bool> taken(state_->sad().size(), false);
     for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
       const auto& n = fresh->sad().at(i).name();
-      if (std::find(kept.begin(), kept.end(), n) == kept.end()) added.push_back(n);
+      if (std::find(kept.begin(), kept.end(), n) == kept.end()) continue;
+      done[i] = true;
+      if (auto* prev = state_->sad().find(n)) {
+        taken[prev->index()] = true;
+        const Track& was = tracks_[prev->index()];
+        tracks[i].last_use = was.last_use;
+        tracks[i].last_packets = was.last_packets;
+        tracks[i].when = was.when;
+        tracks[i].reserve = was.reserve;
+      }
     }
-    for (std::size_t i = 0; i < state_->sad().size(); ++i) {
-      const auto& n = state_->sad().at(i).name();
-      if (std::find(kept.begin(), kept.end(), n) == kept.end()) removed.push_back(n);
+    // Same keys under another name (or SPI): the same SA as far as nonces
+    // and replays go, so it continues exactly where it was.
+    for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
+      if (done[i]) continue;
+      for (std::size_t j = 0; j < state_->sad().size(); ++j) {
+        if (taken[j] || tracks_[j].side != tracks[i].side || !share_an_id(tracks[i].ids, tracks_[j].ids)) continue;
+        carry(fresh->sad().at(i), fresh->life(i), state_->sad().at(j), state_->life(j));
+        tracks[i].last_use = tracks_[j].last_use;
+        tracks[i].last_packets = tracks_[j].last_packets;
+        tracks[i].when = tracks_[j].when;
+        tracks[i].reserve = tracks_[j].reserve;
+        renamed.push_back(fmt::format("{} (was {})", fresh->sad().at(i).name(), state_->sad().at(j).name()));
+        done[i] = taken[j] = true;
+        break;
+      }
     }
+    restore_state(*fresh, tracks, done);
+    for (std::size_t i = 0; i < fresh->sad().size(); ++i) {
+      if (!done[i]) added.push_back(fresh->sad().at(i).name());
+    }
+    for (std::size_t j = 0; j < state_->sad().size(); ++j) {
+      if (!taken[j]) removed.push_back(state_->sad().at(j).name());
+    }
+    // Only raises records: whatever fails after this, nothing recorded is lost.
+    persist(*fresh, tracks, true, false);
     std::unique_ptr<State> previous = std::move(state_);
+    std::vector<Track> previous_tracks = std::move(tracks_);
     state_ = std::move(fresh);
+    tracks_ = std::move(tracks);
     const RuleOptions before = rule_options_;
     compute_rule_options();
     try {
-      if (rules_installed_) replace_rules(state_->spd(), rule_options_);
+      if (rules_installed_) {
+        replace_rules(state_->spd(), rule_options_);
+        take_rules_baseline();
+      }
     } catch (...) {
       // Keep kernel rules and user-space policy in step.
       state_ = std::move(previous);
+      tracks_ = std::move(previous_tracks);
       rule_options_ = before;
       throw;
     }
@@ -469,15 +830,28 @@ void Enforcement::reload() {
   if (log_) {
     for (const auto& n : kept)
       log_(EventKind::sa_kept, fmt::format("SA {} unchanged: sequence numbers and replay window kept", n));
+    for (const auto& n : renamed) {
+      log_(EventKind::sa_kept, fmt::format("SA {} has the same keys: sequence numbers and replay window kept", n));
+    }
     for (const auto& n : added) log_(EventKind::sa_installed, fmt::format("SA {} installed", n));
     for (const auto& n : removed) log_(EventKind::sa_removed, fmt::format("SA {} removed", n));
+    for (const auto& w : state_->config().warnings) log_(EventKind::warning, w);
   }
 }
 
 void Enforcement::stop() {
-  if (rules_installed_) {
-    remove_rules();
-    rules_installed_ = false;
+  guard_stop_ = true;
+  if (guard_wake_fd_ >= 0) {
+    const std::uint64_t one = 1;
+    (void)!write(guard_wake_fd_, &one, sizeof one);
+  }
+  if (guard_thread_.joinable()) guard_thread_.join();
+  {
+    std::scoped_lock rl(rules_mu_);
+    if (rules_installed_) {
+      remove_rules();
+      rules_installed_ = false;
+    }
   }
   stop_ = true;
   for (auto& t : threads_) {
@@ -485,16 +859,29 @@ void Enforcement::stop() {
   }
   threads_.clear();
   queues_.clear();
-  if (state_) {
+  saver_stop_ = true;
+  wake_saver();
+  if (saver_thread_.joinable()) saver_thread_.join();
+  if (file_ && state_) {
+    // Workers are gone: the exact numbers used, so a clean restart loses none.
     std::shared_lock lock(state_mu_);
-    save_state(*state_, true);
+    try {
+      persist(*state_, tracks_, true, true);
+    } catch (const StateError& e) {
+      if (log_) log_(EventKind::count_, fmt::format("{} (the reserved sequence numbers stay recorded)", e.what()));
+    }
+    file_.reset();
   }
   if (stats_thread_.joinable()) stats_thread_.join();
   if (stats_fd_ >= 0) {
     close(stats_fd_);
     stats_fd_ = -1;
-    unlink(options_.socket.c_str());
+    // Only our own socket: someone else's may have taken the path since.
+    struct stat st {};
+    if (::lstat(options_.socket.c_str(), &st) == 0 && st.st_ino == stats_ino_) unlink(options_.socket.c_str());
   }
+  state_lock_.reset();
+  netns_lock_.reset();
 }
 
 std::string Enforcement::snapshot_json() {
@@ -515,6 +902,14 @@ std::string Enforcement::snapshot_json() {
   j["fail_open"] = options_.fail_open;
   j["reloads"] = reloads_.load();
   j["worker_failures"] = worker_failures_.load();
+  // What kept this enforcement whole against others on the host.
+  j["guard"] = {{"rules_restored", rules_restored_.load()},
+                {"rules_restore_failures", rules_restore_failures_.load()},
+                {"socket_restored", socket_restored_.load()},
+                {"state_writes", state_writes_.load()},
+                {"state_write_failures", state_write_failures_.load()}};
+  const std::string km = filters::key_memory_notice();
+  j["key_memory"] = km.empty() ? "locked" : km;
   json qs = json::array();
   for (std::size_t i = 0; i < queues_.size(); ++i) {
     std::uint64_t handled = 0;

@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "ipsentry/filters/key_hygiene.hpp"
+
 namespace ipsentry::filters {
 
 namespace fs = std::filesystem;
@@ -288,6 +290,9 @@ namespace {
 struct Ctx {
   std::string file;
   fs::path base;
+  // Where keys were found, for the warning about files other users can read.
+  mutable bool inline_keys = false;
+  mutable std::vector<fs::path> key_files;
 };
 
 int line_of(const YAML::Node& n) { return n.IsDefined() && n.Mark().line >= 0 ? n.Mark().line + 1 : 0; }
@@ -358,13 +363,16 @@ SecretBytes get_key(const Ctx& c, const YAML::Node& n, const std::string& field)
     fail(c, n, field, why);
   }
   cleanse(s.data(), s.size());
+  c.inline_keys = true;
   return k;
 }
 
 SecretBytes get_key_file(const Ctx& c, const YAML::Node& n, const std::string& field) {
   fs::path p = scalar(c, n, field);
   if (p.is_relative()) p = c.base / p;
-  return read_key_file(p, Origin{c.file, line_of(n), {}}, field);
+  SecretBytes k = read_key_file(p, Origin{c.file, line_of(n), {}}, field);
+  c.key_files.push_back(p);
+  return k;
 }
 
 std::optional<std::uint8_t> parse_protocol(std::string_view s) {
@@ -816,8 +824,10 @@ void Config::merge(Config&& other) {
   if (!other.default_exemptions) default_exemptions = false;
 }
 
-Config parse_config(const std::string& text, const std::string& name, const fs::path& base_dir) {
-  Ctx c{name, base_dir};
+namespace {
+
+Config parse_with(const std::string& text, const Ctx& c) {
+  const std::string& name = c.file;
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -878,7 +888,16 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
   } catch (const YAML::Exception& e) {
     throw ConfigError(name, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg);
   }
+  for (const auto& f : c.key_files) {
+    if (auto w = exposed_key_file(f)) cfg.warnings.push_back(*w);
+  }
   return cfg;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& name, const fs::path& base_dir) {
+  return parse_with(text, Ctx{name, base_dir, false, {}});
 }
 
 Config load_config(const fs::path& path) {
@@ -896,7 +915,12 @@ Config load_config(const fs::path& path) {
     std::string& t;
     ~Wipe() { cleanse(t.data(), t.size()); }
   } wipe{text};
-  return parse_config(text, path.string(), base);
+  const Ctx c{path.string(), base, false, {}};
+  Config cfg = parse_with(text, c);
+  if (c.inline_keys) {
+    if (auto w = exposed_key_file(path)) cfg.warnings.push_back(*w);
+  }
+  return cfg;
 }
 
 }  // namespace ipsentry::filters

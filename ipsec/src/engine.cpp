@@ -155,6 +155,7 @@ const char* to_string(OutboundStatus s) noexcept {
     case OutboundStatus::family_mismatch: return "tunnel endpoints are missing or of different address families";
     case OutboundStatus::unsupported: return "the SA's algorithm is not supported";
     case OutboundStatus::no_spi: return "the SA has no fixed SPI, so it cannot protect packets";
+    case OutboundStatus::unrecorded: return "the sequence number is not recorded in the state file yet";
     case OutboundStatus::failed: return "cryptographic operation failed";
   }
   return "?";
@@ -195,6 +196,12 @@ void Engine::finish(InboundResult& r, const Packet& p, std::int64_t ts_ns) noexc
   const bool tunnel = r.mode == SaMode::tunnel;
   add_bytes(c.received, n, confidential, authenticated, tunnel);
   add_bytes(counters_.received, n, confidential, authenticated, tunnel);
+}
+
+bool Engine::recorded(SecurityAssociation& sa, const std::atomic<std::uint64_t>& ceiling, std::uint64_t seq) noexcept {
+  if (seq >= sa.record_at.load(std::memory_order_relaxed) && recorder_ != nullptr) recorder_->nearing(sa);
+  if (seq <= ceiling.load(std::memory_order_acquire)) return true;
+  return recorder_ != nullptr && recorder_->reach(sa, ceiling, seq);
 }
 
 InboundResult Engine::inbound(Sad& sad, const Packet& p, std::int64_t ts_ns, bool rebuild, std::size_t depth) noexcept {
@@ -259,6 +266,12 @@ InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, Inbo
     case EspTransform::Status::failed: r.reason = Reason::crypto_error; return r;
   }
   const bool authentic = tr.checks_integrity();
+  // Only an authentic packet may move the ceiling: forged high numbers
+  // would otherwise make a restart refuse the peer's real ones.
+  if (!recorded(sa, sa.accept_ceiling, seq)) {
+    r.reason = Reason::seq_unrecorded;
+    return r;
+  }
   // The ICV proves the sender used this sequence number, even if what
   // follows does not decrypt cleanly (RFC 4303 section 3.4.3).
   if (authentic) sa.replay.commit(seq);
@@ -348,6 +361,10 @@ InboundResult Engine::inbound_ah(SecurityAssociation& sa, const Packet& p, Inbou
       r.reason = Reason::icv_mismatch;
       return r;
     }
+  }
+  if (!recorded(sa, sa.accept_ceiling, seq)) {
+    r.reason = Reason::seq_unrecorded;
+    return r;
   }
   sa.replay.commit(seq);
   const std::uint8_t nh = h.ah_next_header;
@@ -546,6 +563,10 @@ OutboundResult Engine::outbound(SecurityAssociation& sa, Bytes ip_packet, const 
   const std::uint64_t next = sa.last_sent_seq + 1;
   if ((!cfg.esn && next > 0xffffffffull) || next == 0) {
     r.status = OutboundStatus::seq_exhausted;
+    return r;
+  }
+  if (!recorded(sa, sa.send_ceiling, next)) {
+    r.status = OutboundStatus::unrecorded;
     return r;
   }
   r = cfg.protocol == IpsecProtocol::esp ? outbound_esp(sa, in, o) : outbound_ah(sa, in, o);

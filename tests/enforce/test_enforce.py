@@ -478,8 +478,10 @@ def scenario_faults(tmp, ctx):
     check(r.returncode == 0 and "removed" in r.stdout and rules(b) == 0 and rules(b, "ip6tables") == 0,
           "enforce --cleanup removes the leftover rules")
     check(eb.start(), "enforcement restarts")
-    n, _ = ping(b, A, 3)
-    check(n == 3, "after the restart traffic flows again (the peer's replay window accepts the new packets)")
+    # After a crash b refuses the few sequence numbers it had recorded ahead
+    # for a's SA (at most 8 at this rate): they may have been accepted.
+    n, _ = ping(b, A, 12)
+    check(n >= 4, f"after the restart traffic flows again once a's sequence numbers pass what b recorded ({n}/12)")
     seq_after = [s for s in eb.stats()["sas"] if s["name"] == "out"][0]["last_sent_seq"]
     check(seq_after > seq_before, f"the restarted SA resumed above every sequence number used before ({seq_before} -> "
                                   f"{seq_after})")

@@ -2,9 +2,11 @@
 that need real interfaces. Documentation addresses only; IPv6 is off so
 nothing but the traffic a test sends is on the wire. remove() kills what
 still runs in the namespaces and deletes them, whatever state they are in."""
+import argparse
 import os
 import signal
 import subprocess
+import traceback
 
 
 def sh(*cmd, check=True, **kw):
@@ -42,3 +44,27 @@ def remove_namespace(ns):
         except (ProcessLookupError, ValueError):
             pass
     sh("ip", "netns", "del", ns, check=False)
+
+
+def ipsentry_as_root():
+    """The --ipsentry argument as an absolute path, or None (after saying
+    so) when not root: namespace tests then exit 77, skipped."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ipsentry", required=True)
+    path = os.path.abspath(ap.parse_args().ipsentry)
+    if os.geteuid() != 0:
+        print("skipped: needs root for network namespaces and netfilter")
+        return None
+    return path
+
+
+def run_scenario(name, fn, tmp, fails, cleanup):
+    """Runs fn(tmp); an exception of the test itself counts as a failure in
+    `fails`. `cleanup` runs whatever happens."""
+    try:
+        fn(tmp)
+    except Exception as e:  # noqa: BLE001 (any crash of the test is a failure)
+        traceback.print_exc()
+        fails.append(f"{name}: exception: {e}")
+    finally:
+        cleanup()

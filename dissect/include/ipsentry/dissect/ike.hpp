@@ -156,7 +156,14 @@ struct SaPayload {
   const char* error = nullptr;
 };
 
-[[nodiscard]] SaPayload parse_sa(Bytes body, bool v2);
+/// With `strict` (IKEv2 only), what RFC 7296 3.3 requires is checked as
+/// well, for a peer's message that must be refused rather than shown:
+/// the last-substructure markers (0/2 for proposals, 0/3 for transforms),
+/// the transform count, no bytes left over in a proposal, a transform or
+/// after the last proposal, and Key Length as the only transform attribute
+/// (TV, once). A lenient parse, for display, only stops on lengths that do
+/// not fit.
+[[nodiscard]] SaPayload parse_sa(Bytes body, bool v2, bool strict = false);
 
 struct Notify {
   std::uint8_t protocol = 0;
@@ -175,7 +182,9 @@ struct TrafficSelector {
   Bytes end;
   [[nodiscard]] std::string str() const;
 };
-[[nodiscard]] std::optional<std::vector<TrafficSelector>> parse_ts(Bytes body);
+/// With `strict`, only TS_IPV4_ADDR_RANGE and TS_IPV6_ADDR_RANGE of their
+/// exact lengths (16, 40), and no bytes after the last selector.
+[[nodiscard]] std::optional<std::vector<TrafficSelector>> parse_ts(Bytes body, bool strict = false);
 
 // Names of registered values; nullptr (or a "type N" fallback in the *_str
 // forms) when unknown.

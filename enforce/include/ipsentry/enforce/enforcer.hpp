@@ -40,6 +40,7 @@ enum class Hook : std::uint8_t { prerouting = 0, input = 1, forward = 2, output 
 /// Marks ipsentry sets on packets (a bit each, OR-ed into the packet's mark).
 inline constexpr std::uint32_t kMarkDecapsulated = 0x1;  // inner packet of a verified SA
 inline constexpr std::uint32_t kMarkOwn = 0x2;           // sent by ipsentry itself (ICMP errors)
+inline constexpr std::uint32_t kMarkPassed = 0x4;        // outbound, accepted by ipsentry (protected or permitted)
 
 /// Why a packet was dropped or what was done with it; indexes Counters::by_reason.
 enum class Outcome : std::uint8_t {
@@ -53,7 +54,7 @@ enum class Outcome : std::uint8_t {
   policy_mismatch,    // verified, but the inner packet does not belong on that SA
   sa_expired,         // hard lifetime reached
   seq_exhausted,      // the sequence number would wrap
-  seq_unrecorded,     // sequence number above what the state file records (writes fell behind)
+  seq_unrecorded,     // sequence number above what the state file records (writing it did not finish in time)
   too_big,            // would exceed the path MTU; ICMP sent to the source
   not_ip,             // not an IPv4/IPv6 packet, or malformed
   protect_failed,     // the transform failed (unsupported algorithm, OpenSSL error)
@@ -80,13 +81,7 @@ struct SaLife {
   std::atomic<bool> soft_reported{false};
   std::atomic<bool> hard_expired{false};
   std::atomic<bool> exhausted_reported{false};
-  /// Outbound: the highest sequence number recorded in the state file as
-  /// possibly used. Nothing above it is sent, so that a restart (even after
-  /// kill -9) resumes above every number already on the wire instead of
-  /// reusing them with the same key, which the peer would drop as replays.
-  std::atomic<std::uint64_t> seq_ceiling{~std::uint64_t{0}};
-  std::uint64_t saved_top = 0;  // inbound: the replay top last written
-  NatMapping nat;               // outbound ESP in UDP: the peers' NAT-mapped ports
+  NatMapping nat;  // outbound ESP in UDP: the peers' NAT-mapped ports
 };
 
 /// Events worth a log line (never with key material).
@@ -104,6 +99,9 @@ enum class EventKind : std::uint8_t {
   cleartext_dropped,
   policy_mismatch,
   too_big,
+  warning,          // a configuration or key-memory warning
+  rules_restored,   // someone changed our iptables rules; they were put back
+  socket_restored,  // someone removed the statistics socket; it was bound again
   nat_mapping,
   count_
 };
@@ -181,6 +179,8 @@ class Worker {
 
   void set_events(EventSink sink) { events_ = std::move(sink); }
   void set_icmp_sender(IcmpSender sender) { icmp_ = std::move(sender); }
+  /// Keeps the SAs' sequence-number ceilings ahead of use (the state file).
+  void set_seq_recorder(ipsec::SeqRecorder* recorder) noexcept { engine_.set_recorder(recorder); }
 
   /// Counters, read under the worker's lock (process() runs under it too
   /// when the caller takes it).

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -42,11 +43,15 @@ struct Verdict {
   bool set_mark = false;
 };
 
+/// Who holds queue `num` in this network namespace (from
+/// /proc/net/netfilter/nfnetlink_queue), or nullopt when it is free.
+[[nodiscard]] std::optional<std::string> queue_holder(std::uint16_t num);
+
 class Queue {
  public:
   /// Binds queue `num`. `fail_open`: packets over the queue limit pass
   /// instead of being dropped (NFQA_CFG_F_FAIL_OPEN). Throws QueueError,
-  /// naming a missing privilege when the kernel says EPERM.
+  /// naming the process that holds the queue, or a missing privilege.
   Queue(std::uint16_t num, bool fail_open, std::uint32_t max_len = 4096);
   ~Queue();
   Queue(const Queue&) = delete;

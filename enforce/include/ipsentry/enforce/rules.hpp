@@ -9,15 +9,21 @@
 //   mangle FORWARD -> IPSENTRY-FWD   gateway traffic a policy protects or
 //                                    blocks (not re-routed: the route to the
 //                                    protected network must lead to the peer)
-//   mangle POSTROUTING / INPUT -> IPSENTRY-MSS / IPSENTRY-MSSIN
-//                                    TCP MSS clamped so that protected
+//   mangle INPUT   -> IPSENTRY-MSSIN TCP MSS clamped (with the rules in
+//                                    IPSENTRY-OUT/FWD) so that protected
 //                                    segments fit the MTU
+//   filter OUTPUT / FORWARD -> IPSENTRY-GUARD-OUT / IPSENTRY-GUARD-FWD
+//                                    the backstop: what the SPD protects or
+//                                    blocks and did not pass through the
+//                                    queue is dropped (someone removed the
+//                                    mangle chains, or flushed the table)
 //
 // Each chain is the SPD compiled in order: permit entries RETURN, so that
 // only what user space must decide on is queued. Decapsulated packets carry
-// mark bit 0x1 and ipsentry's own packets 0x2; both are passed over.
-// Without --fail-open the queue rules have no --queue-bypass: if ipsentry
-// is not running, matching traffic is dropped.
+// mark bit 0x1, ipsentry's own packets 0x2, and outbound packets ipsentry
+// accepted 0x4; they are passed over. Without --fail-open the queue rules
+// have no --queue-bypass: if ipsentry is not running, matching traffic is
+// dropped (with --fail-open there is no backstop either).
 #pragma once
 
 #include <cstdint>
@@ -49,9 +55,31 @@ struct RuleOptions {
 [[nodiscard]] std::string render_rules(const filters::Spd& spd, int family, const RuleOptions& options,
                                        bool with_hooks);
 
-/// Installs the rules for both families. Throws RulesError with
+/// Like render_rules with the jumps, for a single iptables-restore
+/// transaction that also deletes the jumps `saved` (iptables-save output)
+/// already has: installing over old or damaged rules leaves no moment
+/// without them.
+[[nodiscard]] std::string render_install(const filters::Spd& spd, int family, const RuleOptions& options,
+                                         const std::string& saved);
+
+/// Installs the rules for both families, replacing any of ours already
+/// there (reinstalling after someone changed them). Throws RulesError with
 /// iptables' message; on failure nothing of ours is left installed.
 void install_rules(const filters::Spd& spd, const RuleOptions& options);
+/// install_rules for one family over what `saved` (its iptables-save
+/// output) shows, in one transaction. Throws RulesError.
+void install_family(const filters::Spd& spd, const RuleOptions& options, int family, const std::string& saved);
+
+/// iptables-save (family 4) or ip6tables-save output. Throws RulesError.
+[[nodiscard]] std::string read_rules(int family);
+/// Our part of iptables-save output, one sorted line per fact: each chain
+/// of ours, each rule in it, and each jump to it with its position in the
+/// built-in chain. Equal lists mean the rules are as installed.
+[[nodiscard]] std::vector<std::string> our_rules(const std::string& saved);
+/// What differs between two our_rules() lists ("missing: ...",
+/// "unexpected: ..."); empty when they are equal.
+[[nodiscard]] std::vector<std::string> rules_drift(const std::vector<std::string>& expected,
+                                                   const std::vector<std::string>& now);
 /// Replaces the chains' contents (SIGHUP reload). Throws RulesError.
 void replace_rules(const filters::Spd& spd, const RuleOptions& options);
 /// Removes every ipsentry chain and jump, in both families. Returns a
@@ -61,5 +89,7 @@ std::vector<std::string> remove_rules();
 /// Runs a program with `input` on its standard input; returns its exit
 /// status and stores its standard error in `err`.
 int run_program(const std::vector<std::string>& argv, const std::string& input, std::string& err);
+/// The same, also storing its standard output in `out` (when not null).
+int run_program(const std::vector<std::string>& argv, const std::string& input, std::string* out, std::string& err);
 
 }  // namespace ipsentry::enforce

@@ -1,14 +1,17 @@
 // Key material that cleans up after itself.
 //
-// SecretBytes holds keys in a single heap block that is overwritten with
+// SecretBytes holds keys in a single block of OpenSSL's secure heap: pages
+// locked into RAM (never written to swap), left out of core dumps
+// (MADV_DONTDUMP) and fenced by guard pages. The block is overwritten with
 // OPENSSL_cleanse when the object dies; it cannot be copied by accident (only
 // clone() copies), and it has no operator<< or formatter, so a key cannot be
 // logged by mistake. Printing a key needs the explicit reveal_hex().
+// When the pages cannot be locked (RLIMIT_MEMLOCK) or the heap is full, keys
+// live in ordinary memory and key_memory_notice() says so.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,7 +29,7 @@ class SecretBytes {
   ~SecretBytes();
 
   [[nodiscard]] SecretBytes clone() const { return SecretBytes(bytes()); }
-  [[nodiscard]] std::span<const std::uint8_t> bytes() const noexcept { return {data_.get(), size_}; }
+  [[nodiscard]] std::span<const std::uint8_t> bytes() const noexcept { return {data_, size_}; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
   /// A copy of the first n bytes / the bytes from `from` on (for key || salt splits).
@@ -39,9 +42,13 @@ class SecretBytes {
 
  private:
   void wipe() noexcept;
-  std::unique_ptr<std::uint8_t[]> data_;
+  std::uint8_t* data_ = nullptr;  // from the secure heap, or ordinary memory when it cannot serve
   std::size_t size_ = 0;
 };
+
+/// Empty while every key is in locked memory left out of core dumps;
+/// otherwise a sentence saying what is not protected and why.
+[[nodiscard]] std::string key_memory_notice();
 
 /// Parses "0x0011aa..." (separators ':' '-' ' ' allowed between bytes).
 /// Returns false with a reason when the text is not an even run of hex digits.

@@ -72,35 +72,43 @@ struct Proposal {
   ProtocolId protocol = ProtocolId::ike;
   Buffer spi;  // empty in IKE_SA_INIT; 8 bytes for IKE rekeying; 4 for ESP/AH
   std::vector<Transform> transforms;
+  friend bool operator==(const Proposal&, const Proposal&) = default;
 };
 
 struct SaPayload {
   std::vector<Proposal> proposals;
+  friend bool operator==(const SaPayload&, const SaPayload&) = default;
 };
 struct KePayload {
   std::uint16_t group = 0;
   Buffer data;
+  friend bool operator==(const KePayload&, const KePayload&) = default;
 };
 struct IdPayload {
   std::uint8_t id_type = 0;
   Buffer data;
   /// ID type, 3 reserved bytes and data: what prf(SK_p, ...) covers (2.15).
   [[nodiscard]] Buffer body() const;
+  friend bool operator==(const IdPayload&, const IdPayload&) = default;
 };
 struct CertPayload {
   std::uint8_t encoding = 4;  // X.509 certificate - signature
   Buffer data;
+  friend bool operator==(const CertPayload&, const CertPayload&) = default;
 };
 struct CertReqPayload {
   std::uint8_t encoding = 4;
   Buffer data;  // concatenated SHA-1 key IDs of trusted anchors
+  friend bool operator==(const CertReqPayload&, const CertReqPayload&) = default;
 };
 struct AuthPayload {
   AuthMethod method = AuthMethod::psk;
   Buffer data;
+  friend bool operator==(const AuthPayload&, const AuthPayload&) = default;
 };
 struct NoncePayload {
   Buffer data;  // 16 to 256 bytes (RFC 7296 3.9)
+  friend bool operator==(const NoncePayload&, const NoncePayload&) = default;
 };
 struct NotifyPayload {
   ProtocolId protocol = ProtocolId::ike;  // or 0 encoded as ike with empty spi
@@ -109,13 +117,16 @@ struct NotifyPayload {
   std::uint16_t type = 0;
   Buffer data;
   [[nodiscard]] bool error() const noexcept { return type < 16384; }
+  friend bool operator==(const NotifyPayload&, const NotifyPayload&) = default;
 };
 struct DeletePayload {
   ProtocolId protocol = ProtocolId::esp;
   std::vector<std::uint32_t> spis;  // ESP/AH: 4-byte SPIs; empty with protocol ike
+  friend bool operator==(const DeletePayload&, const DeletePayload&) = default;
 };
 struct VendorPayload {
   Buffer data;
+  friend bool operator==(const VendorPayload&, const VendorPayload&) = default;
 };
 struct TrafficSelector {
   std::uint8_t ip_protocol = 0;  // 0: any
@@ -128,11 +139,13 @@ struct TrafficSelector {
 };
 struct TsPayload {
   std::vector<TrafficSelector> selectors;
+  friend bool operator==(const TsPayload&, const TsPayload&) = default;
 };
 struct UnknownPayload {
   std::uint8_t type = 0;
   bool critical = false;
   Buffer body;
+  friend bool operator==(const UnknownPayload&, const UnknownPayload&) = default;
 };
 
 using Payload = std::variant<SaPayload, KePayload, IdPayload /*IDi*/, CertPayload, CertReqPayload, AuthPayload,
@@ -143,8 +156,12 @@ using Payload = std::variant<SaPayload, KePayload, IdPayload /*IDi*/, CertPayloa
 struct TypedPayload {
   std::uint8_t type = 0;  // dissect::ike::pt
   Payload body;
+  friend bool operator==(const TypedPayload&, const TypedPayload&) = default;
 };
 
+/// Values compare member by member (tests, the fuzz target's round trip);
+/// AUTH data and other secrets are compared in constant time by whoever
+/// checks them, never with these.
 struct Message {
   std::uint64_t spi_i = 0;
   std::uint64_t spi_r = 0;
@@ -168,6 +185,7 @@ struct Message {
   [[nodiscard]] const NotifyPayload* error_notify() const noexcept;
   /// "IKE_AUTH request 1 [ IDi AUTH SA TSi TSr N(USE_TRANSPORT_MODE) ]"
   [[nodiscard]] std::string summary() const;
+  friend bool operator==(const Message&, const Message&) = default;
 };
 
 /// Encodes a message. With `sk` (required when `encrypted`), the payloads go

@@ -45,15 +45,23 @@ struct ChildSuite {
 /// Responder: the first of the initiator's proposals that one of ours
 /// accepts, reduced to one transform of each type in our order of
 /// preference, as the response carries it (with `spi` for IKE rekeys).
+/// `ke_group`: the group of the initiator's KE payload; when that proposal
+/// and ours both allow it, it is chosen over our first preference, so an
+/// order difference costs no INVALID_KE_PAYLOAD round trip. A choice whose
+/// `suite.dh` differs from it is answered with INVALID_KE_PAYLOAD.
 struct IkeChoice {
   Proposal answer;
   IkeSuite suite;
 };
-[[nodiscard]] std::optional<IkeChoice> choose_ike(const SaPayload& offered, const std::vector<filters::IkeProposal>& ours,
-                                                  Bytes spi = {});
+[[nodiscard]] std::optional<IkeChoice> choose_ike(const SaPayload& offered,
+                                                  const std::vector<filters::IkeProposal>& ours, Bytes spi = {},
+                                                  filters::DhGroup ke_group = filters::DhGroup::none);
 /// The same for a CHILD_SA. `pfs_group`: the group of the KE payload the
 /// request carried (none: no KE, so a proposal with a DH transform other
-/// than NONE is not acceptable). `our_spi` goes into the answer.
+/// than NONE is not acceptable). With a KE, the common group is its group
+/// when both allow it, else our first common one (`suite.dh` then differs
+/// from `pfs_group`: answer INVALID_KE_PAYLOAD). A proposal of ours without
+/// groups takes only offers that allow NONE. `our_spi` goes into the answer.
 struct ChildChoice {
   Proposal answer;
   ChildSuite suite;

@@ -60,9 +60,25 @@ enum class OutboundStatus : std::uint8_t {
   family_mismatch,  // tunnel endpoints and SA addresses of different families
   unsupported,      // the SA's algorithm is not available
   no_spi,           // the SA matches any SPI (an import default), so it cannot send
+  unrecorded,       // the next sequence number is above SecurityAssociation::send_ceiling
   failed,           // OpenSSL reported an error
 };
 [[nodiscard]] const char* to_string(OutboundStatus s) noexcept;
+
+/// Keeps the sequence-number ceilings of SecurityAssociation ahead of use
+/// (enforcement's state file). Called with the SA's mutex held when the
+/// Engine locks SAs, so an implementation must not need that mutex.
+class SeqRecorder {
+ public:
+  virtual ~SeqRecorder() = default;
+  /// Use reached SecurityAssociation::record_at: record more soon. Called
+  /// on the packet path: must return at once.
+  virtual void nearing(SecurityAssociation& sa) noexcept = 0;
+  /// `seq` is above `ceiling` (one of the SA's): wait (briefly) until it is
+  /// recorded. Returns whether the ceiling now covers `seq`.
+  virtual bool reach(SecurityAssociation& sa, const std::atomic<std::uint64_t>& ceiling,
+                     std::uint64_t seq) noexcept = 0;
+};
 
 struct OutboundOptions {
   const std::uint8_t* iv = nullptr;  // fixed IV, for published test vectors
@@ -94,6 +110,10 @@ class Engine {
   /// the SA says; tunnel uses the SA's src and dst as outer addresses).
   OutboundResult outbound(SecurityAssociation& sa, dissect::Bytes ip_packet, const OutboundOptions& options = {});
 
+  /// Sequence numbers above an SA's ceilings wait for `recorder` (nullptr:
+  /// refused at once).
+  void set_recorder(SeqRecorder* recorder) noexcept { recorder_ = recorder; }
+
   [[nodiscard]] GlobalCounters& counters() noexcept { return counters_; }
   [[nodiscard]] const GlobalCounters& counters() const noexcept { return counters_; }
 
@@ -109,8 +129,10 @@ class Engine {
   OutboundResult outbound_esp(SecurityAssociation& sa, const dissect::Packet& in, const OutboundOptions& o);
   OutboundResult outbound_ah(SecurityAssociation& sa, const dissect::Packet& in, const OutboundOptions& o);
   void finish(InboundResult& r, const dissect::Packet& p, std::int64_t ts_ns) noexcept;
+  bool recorded(SecurityAssociation& sa, const std::atomic<std::uint64_t>& ceiling, std::uint64_t seq) noexcept;
 
   bool lock_sas_;
+  SeqRecorder* recorder_ = nullptr;
   std::array<Scratch, kMaxNesting> scratch_;
   std::vector<std::uint8_t> ah_buf_;
   std::vector<std::uint8_t> out_;

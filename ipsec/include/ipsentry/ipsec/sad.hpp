@@ -6,6 +6,7 @@
 // back to SPI alone and to any-SPI defaults) allocate nothing.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,17 @@ class SecurityAssociation {
   ReplayWindow replay;
   SaCounters counters;
   std::uint64_t last_sent_seq = 0;  // outbound: the last sequence number used
+  /// Set by enforcement from its state file (RFC 4303 sections 3.3.3 and
+  /// 3.4.3 across restarts): no sequence number above send_ceiling is sent,
+  /// none above accept_ceiling is accepted, until the file records more.
+  /// From record_at on, the engine asks for more to be recorded. Unlimited
+  /// unless set (verify, protect).
+  static constexpr std::uint64_t kUnlimited = ~std::uint64_t{0};
+  std::atomic<std::uint64_t> send_ceiling{kUnlimited};
+  std::atomic<std::uint64_t> accept_ceiling{kUnlimited};
+  std::atomic<std::uint64_t> record_at{kUnlimited};
+  /// The highest sequence number a worker waits to have recorded.
+  std::atomic<std::uint64_t> wanted{0};
   /// Held by a worker while it processes a packet of this SA when several
   /// workers share the SAD.
   std::mutex mutex;

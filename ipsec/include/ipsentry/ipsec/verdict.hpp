@@ -45,6 +45,7 @@ inline constexpr std::size_t kVerdictCount = 8;
   X(fragment, unverifiable, "IP fragment: the ICV covers the whole datagram, which is not reassembled")  \
   X(unsupported_routing, unverifiable, "AH over this IPv6 routing header type cannot be verified")        \
   X(nested_too_deep, unverifiable, "more than 4 nested IPsec layers")                                    \
+  X(seq_unrecorded, unverifiable, "sequence number above what enforcement's state file records")       \
   X(unsupported_cipher, unsupported, "encryption algorithm is not supported")                            \
   X(unsupported_integrity, unsupported, "integrity algorithm is not supported")
 
