@@ -5,7 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "keymat.hpp"
+#include "ipsentry/ike/crypto.hpp"
+#include "ipsentry/ipsec/crypto.hpp"
 
 namespace ipsentry::ike {
 
@@ -114,6 +115,23 @@ std::size_t cipher_key_bytes(Cipher c, std::optional<std::uint32_t> bits) {
   if (c == Cipher::chacha20_poly1305) return 36;
   const std::size_t k = bits ? *bits / 8 : 16;
   return k + ci.salt_len;
+}
+
+// IKEv1 encrypts a message whole in CBC mode (RFC 2409 appendix B), with
+// IVs the analyzer chains itself, so it decrypts without SkCipher.
+bool cbc_decrypt(Cipher alg, dissect::Bytes key, dissect::Bytes iv, dissect::Bytes in, Vec& out, std::string& why) {
+  try {
+    auto c = ipsec::crypto::Cipher::create(alg, key);
+    out.resize(in.size());
+    if (!c->decrypt(iv.data(), in, out.data())) {
+      why = "the cipher rejected the data";
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    why = e.what();
+    return false;
+  }
 }
 
 std::string spi_hex(dissect::Bytes b) {
@@ -348,62 +366,40 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
           continue;
         }
         const auto& ci = filters::cipher_info(*cipher);
-        const Integrity integ = ci.aead()     ? Integrity::none
-                                : k.integrity ? *k.integrity
-                                              : st.integrity.value_or(Integrity::none);
         const filters::SecretBytes& ek = from_initiator ? k.sk_ei : k.sk_er;
         const filters::SecretBytes& ak = from_initiator ? k.sk_ai : k.sk_ar;
         const dissect::Bytes skb = sk->body;
-        const std::size_t iv_len = ci.mode == filters::CipherMode::cbc ? ci.block_size : 8;
-        const std::size_t icv_len = ci.aead() ? ci.icv_len : filters::integrity_info(integ).icv_len;
         const std::size_t pre = frag ? 4 : 0;
-        if (skb.size() < pre + iv_len + icv_len + 1 || ek.size() < ci.salt_len) {
+        if (skb.size() < pre) {
           rec.detail = "encrypted payload too short";
           break;
         }
-        const dissect::Bytes iv = skb.subspan(pre, iv_len);
-        const dissect::Bytes ct = skb.subspan(pre + iv_len, skb.size() - pre - iv_len - icv_len);
-        const dissect::Bytes icv = skb.last(icv_len);
-        Vec out;
+        // The key table gives SK_e whole; the suite takes its length from it.
+        IkeSuite suite;
+        suite.encryption = {*cipher,
+                            static_cast<std::uint16_t>(ek.size() - std::min<std::size_t>(ek.size(), ci.salt_len))};
+        suite.integrity = ci.aead()     ? Integrity::none
+                          : k.integrity ? *k.integrity
+                                        : st.integrity.value_or(Integrity::none);
         std::string why;
-        bool icv_ok = true;
-        bool ok = false;
-        const dissect::Bytes ekey = ek.bytes().first(ek.size() - ci.salt_len);
-        const dissect::Bytes salt = ek.bytes().last(ci.salt_len);
-        if (ci.aead()) {
-          Vec nonce(salt.begin(), salt.end());
-          nonce.insert(nonce.end(), iv.begin(), iv.end());
-          ok = aead_open(*cipher, ekey, nonce, msg.first(sk_off + hdr), ct, icv, out, why);
-          icv_ok = ok;
-        } else {
-          if (filters::integrity_info(integ).checks) {
-            auto m = mac(integ, ak.bytes(), msg.first(msg.size() - icv_len));
-            icv_ok = m && std::equal(icv.begin(), icv.end(), m->begin());
-            if (!m) why = "integrity key does not fit the algorithm";
-          }
-          if (trial && !icv_ok) continue;
-          Vec block;
-          if (ci.mode == filters::CipherMode::ctr) {
-            block.assign(salt.begin(), salt.end());
-            block.insert(block.end(), iv.begin(), iv.end());
-            block.insert(block.end(), {0, 0, 0, 1});
-          } else {
-            block.assign(iv.begin(), iv.end());
-          }
-          ok = cipher_decrypt(*cipher, ekey, block, ct, out, why);
+        std::optional<Vec> opened;
+        SkCipher::Trust trust = SkCipher::Trust::verified;
+        try {
+          const SkCipher skc = SkCipher::for_inspection(suite, ek.bytes(), ak.bytes());
+          // The SK payload runs to its own end (it is the last payload), its
+          // IV after the generic header and, in SKF, the fragment fields.
+          opened = skc.inspect(msg.first(sk_off + 4 + skb.size()), sk_off + hdr, trust, why);
+        } catch (const CryptoError& e) {
+          why = e.what();
         }
-        if (!ok) {
+        if (trial && opened && trust == SkCipher::Trust::icv_mismatch) continue;
+        if (!opened) {
           rec.detail = why;
           if (trial) continue;
           break;
         }
-        const std::size_t pad = out.back();
-        if (pad + 1 > out.size()) {
-          rec.detail = "the padding length is larger than the decrypted data";
-          if (trial) continue;
-          break;
-        }
-        out.resize(out.size() - pad - 1);
+        Vec out = std::move(*opened);
+        const bool icv_ok = trust != SkCipher::Trust::icv_mismatch;
         if (trial) {
           key_bound_[static_cast<std::size_t>(ki)] = true;
         }
@@ -514,7 +510,7 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
       }
       Vec out;
       std::string why;
-      if (!cipher_decrypt(*cipher, k.enc_key.bytes().first(klen), iv, body.first(ct_len), out, why)) {
+      if (!cbc_decrypt(*cipher, k.enc_key.bytes().first(klen), iv, body.first(ct_len), out, why)) {
         rec.detail = why;
         continue;
       }
@@ -1084,25 +1080,32 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     IpAddr dst;
   };
   const Dir dirs[2] = {{chosen.spi, ex.requester, ex.peer}, {offered->spi, ex.peer, ex.requester}};
-  filters::SecretBytes km;
+  // IKEv2: one KEYMAT for both directions (RFC 7296 2.17); IKEv1: one per
+  // SPI (RFC 2409 5.5).
+  std::optional<ChildKeys> child;
   if (v2x) {
-    Vec seed(ni.begin(), ni.end());
-    seed.insert(seed.end(), nr.begin(), nr.end());
-    km = prf_plus(*prf_alg, key.sk_d.bytes(), seed, 2 * (ek + ak));
+    try {
+      child = derive_child_keys(*prf_alg, key.sk_d.bytes(), {}, ni, nr, ek, ak);
+    } catch (const CryptoError&) {
+      notes_.push_back(fmt::format("{}: key derivation failed", where));
+      return;
+    }
   }
   Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
   for (int d = 0; d < 2; ++d) {
-    filters::SecretBytes mat;
-    dissect::Bytes keys;
+    filters::SecretBytes enc_key;
+    filters::SecretBytes auth_key;
     if (v2x) {
-      keys = km.bytes().subspan(static_cast<std::size_t>(d) * (ek + ak), ek + ak);
+      enc_key = (d == 0 ? child->encr_i : child->encr_r).clone();
+      auth_key = (d == 0 ? child->integ_i : child->integ_r).clone();
     } else {
-      mat = v1_keymat(*prf_alg, key.sk_d.bytes(), proto, dirs[d].spi, ex.ni, ex.nr, ek + ak);
-      keys = mat.bytes();
-    }
-    if (keys.size() != ek + ak) {
-      notes_.push_back(fmt::format("{}: key derivation failed", where));
-      return;
+      const filters::SecretBytes mat = v1_keymat(*prf_alg, key.sk_d.bytes(), proto, dirs[d].spi, ex.ni, ex.nr, ek + ak);
+      if (mat.size() != ek + ak) {
+        notes_.push_back(fmt::format("{}: key derivation failed", where));
+        return;
+      }
+      enc_key = mat.first(ek);
+      auth_key = mat.from(ek);
     }
     filters::SaConfig sa;
     sa.spi = dissect::load_be32(dirs[d].spi.data());
@@ -1111,9 +1114,9 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     sa.dst = dirs[d].dst;
     sa.mode = mode;
     sa.cipher = proto == 2 ? Cipher::null : cipher;
-    sa.enc_key = filters::SecretBytes(keys.first(ek));
+    sa.enc_key = std::move(enc_key);
     sa.integrity = integ;
-    sa.auth_key = filters::SecretBytes(keys.subspan(ek, ak));
+    sa.auth_key = std::move(auth_key);
     sa.esn = esn;
     sa.name = fmt::format("ike:{:08x}", *sa.spi);
     sa.origin = filters::Origin{fmt::format("IKE {} (frame {})", where, rec.frame), 0, {}};

@@ -10,10 +10,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ipsentry/filters/algorithms.hpp"
@@ -138,9 +141,29 @@ class SkCipher {
   /// `body_offset` in `msg` and runs to its end. Returns the inner payload
   /// chain without padding, or nullopt with a reason ("ICV mismatch",
   /// "padding longer than the data").
+  ///
+  /// The body starts with the IV. For SKF (RFC 7383) that is after the
+  /// Fragment Number and Total Fragments fields, which, like everything
+  /// before the IV, are authenticated (the AAD of an AEAD cipher); seal()
+  /// likewise expects them already in `msg`.
   [[nodiscard]] std::optional<Buffer> open(Bytes msg, std::size_t body_offset, std::string& why) const;
 
+  /// For the analyzer only (verify, capture, TUI), which shows what a
+  /// captured message holds even when it cannot vouch for it; the daemon
+  /// acts on open() alone. Like open(), but a non-AEAD cipher's data is
+  /// decrypted even when the ICV does not match (`trust` says so), and a
+  /// cipher made by for_inspection() with an unchecked-* integrity
+  /// placeholder skips the ICV. AEAD data is never returned unauthenticated.
+  enum class Trust : std::uint8_t { verified, icv_mismatch, unchecked };
+  [[nodiscard]] std::optional<Buffer> inspect(Bytes msg, std::size_t body_offset, Trust& trust, std::string& why) const;
+  /// An SkCipher for the analyzer that also takes what a key table may name
+  /// but an IKE SA must not use: single DES, and the unchecked-* integrity
+  /// placeholders (the ICV's length is known, its key is not). Such a
+  /// cipher refuses open() and seal(). Throws CryptoError like the constructor.
+  [[nodiscard]] static SkCipher for_inspection(const IkeSuite& suite, Bytes sk_e, Bytes sk_a);
+
  private:
+  SkCipher(const IkeSuite& suite, Bytes sk_e, Bytes sk_a, bool inspection);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
