@@ -283,11 +283,7 @@ class Charon(Peer):
     log {{
       path = {d}/charon.log
       flush_line = yes
-      default = 1
-      ike = 4
-      chd = 4
-      cfg = 2
-      knl = 1
+      default = 1{"" if o.get("quiet") else chr(10) + "      ike = 4" + chr(10) + "      chd = 4" + chr(10) + "      cfg = 2"}
     }}
   }}
 }}

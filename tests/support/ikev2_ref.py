@@ -278,7 +278,7 @@ def notify(kind, data=b"", protocol=0, spi=b""):
 
 def ts_v4(start, end, proto=0):
     a, b = (bytes(int(x) for x in ip.split(".")) for ip in (start, end))
-    return struct.pack("!BBBBBBHHH", 1, 0, 0, 0, 7, proto, 16, 0, 65535) + a + b
+    return struct.pack("!BBHHH", 7, proto, 16, 0, 65535) + a + b  # TS_IPV4_ADDR_RANGE
 
 
 def id_v4(addr):
@@ -333,12 +333,21 @@ class Initiator:
         self.cookie = b""
         self.keys = None
 
-    def init(self):
+    def init(self, natd=None):
+        """natd: (our port, the peer's port) to send NAT detection (RFC 7296 2.23)."""
         pub = self.priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         pl = ([(NOTIFY, notify(COOKIE, self.cookie))] if self.cookie else []) + [
             (SA, proposal(1, 1, b"", IKE_GCM128_X25519)),
             (KE, struct.pack("!HH", DH_CURVE25519, 0) + pub),
             (NONCE, self.ni)]
+        if natd:
+            self.natd = natd
+        if getattr(self, "natd", None):
+            def h(addr, port):
+                return hashlib.sha1(struct.pack("!QQ", self.spi_i, 0) + bytes(int(x) for x in addr.split(".")) +
+                                    struct.pack("!H", port)).digest()
+            pl += [(NOTIFY, notify(NAT_DETECTION_SOURCE_IP, h(self.me, self.natd[0]))),
+                   (NOTIFY, notify(NAT_DETECTION_DESTINATION_IP, h(self.peer, self.natd[1])))]
         self.msg1 = message(self.spi_i, 0, IKE_SA_INIT, FLAG_I, 0, pl)
         return self.msg1
 
@@ -350,7 +359,7 @@ class Initiator:
                       None)
         if cookie is not None:
             self.cookie = cookie
-            return self.init()
+            return self.init()  # the same nonce, KE and NAT detection, now with the cookie first
         ke, nr = m.payload(KE), m.payload(NONCE)
         if ke is None or nr is None:
             raise RuntimeError(f"IKE_SA_INIT answered with notifies {m.notifies()}")
