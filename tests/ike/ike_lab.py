@@ -440,11 +440,12 @@ class Charon(Peer):
 LINE = re.compile(r"(\d+)\[(\w+)\] (.*)$")
 
 
-def charon_log_keys(text):
+def charon_log_keys(text, every_dump=None):
     """The IKE key sets (ref.IkeKeys, in the order derived) and the CHILD_SAs
     ({spi_in, spi_out, enc_i, enc_r, integ_i, integ_r, we_initiated}) of a
     charon log with ike 4 / chd 4. Lines are attributed per thread, so
-    derivations running in parallel do not mix."""
+    derivations running in parallel do not mix. every_dump, a list: receives
+    (name, bytes) of every key dump, also of CHILD_SAs never established."""
     dumps = {}     # thread -> (name, bytes wanted, hex so far)
     keys = {}      # thread -> {name: bytes}
     role = {}      # thread -> "request" | "response": the last message it parsed
@@ -453,6 +454,8 @@ def charon_log_keys(text):
     def finish(t):
         name, n, hexs = dumps.pop(t)
         keys.setdefault(t, {})[name] = bytes.fromhex("".join(hexs)[: 2 * n])
+        if every_dump is not None:
+            every_dump.append((name, keys[t][name]))
 
     for line in text.splitlines():
         m = LINE.search(line)
@@ -542,8 +545,8 @@ class Ipsentry(Peer):
             else:
                 ipsec = "{ protocol: esp, mode: transport }"
             policies += f"""  - name: {c.name}
-    from: {c.local_ts}
-    to: {c.remote_ts}
+    from: {c.local_ts.removesuffix("/32")}
+    to: {c.remote_ts.removesuffix("/32")}
     mirrored: true
     action: negotiate
     ike: {c.name}

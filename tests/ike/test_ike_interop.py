@@ -15,6 +15,9 @@ responds; ii: two ipsentry peers, no charon):
   certs    certificates made with openssl at test time: a CA, gw1 RSA 2048
            named by its DN, gw2 ECDSA P-256 named by its SAN FQDN; IKE
            aes256gcm16-prfsha384-ecp384, ESP aes256gcm16
+  transport  transport mode with charon as far as it goes here: the
+           USE_TRANSPORT_MODE negotiation and its keys (kernel-libipsec
+           then refuses the SA; cc shows that limit on charon's side)
 Each: ping both ways and a 10 MB TCP transfer with the same SHA-256; the
 wire between the IPsec ends carries only IKE and ESP; `ipsentry verify`
 with the keys each end holds (ipsentry's --save-keys files, charon's log)
@@ -27,16 +30,18 @@ Usage: test_ike_interop.py --ipsentry PATH [--roles cc,ci,ic,ii] [--only NAME] (
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import ike_stats  # noqa: E402
 import ikev2_ref as ref  # noqa: E402
-from ike_lab import (GW1_OUT, GW2_OUT, NET_A, NET_B, ROLES, Conn, auth_methods, captures, gateways,  # noqa: E402
-                     hosts, make_peer, make_pki, prove, run_scenarios, saved_ike_keysets)
+from ike_lab import (GW1_OUT, GW2_OUT, NET_A, NET_B, ROLES, Conn, auth_methods, captures,  # noqa: E402
+                     charon_log_keys, esp_keys_of_uat, gateways, hosts, ike_messages, ipv4_packets, make_peer,
+                     make_pki, ping, prove, read_uat, run_scenarios, saved_ike_keysets)
 
 
-def start_pair(lab, role, topo, name, ns_i, conns_i, ns_r, conns_r, names=("i", "r")):
+def start_pair(lab, role, topo, name, ns_i, conns_i, ns_r, conns_r, names=("i", "r"), expect_up=True):
     """The wires captured, both ends started, the negotiation begun if charon
     initiates. Returns (initiator, responder, captures, how the first packet
     should be checked)."""
@@ -53,7 +58,8 @@ def start_pair(lab, role, topo, name, ns_i, conns_i, ns_r, conns_r, names=("i", 
         first = "ipsentry's acquire"
     else:
         ok, out = pi.initiate()
-        lab.check(ok, f"charon initiates and the IKE SA with its CHILD_SA comes up{'' if ok else ': ' + out}")
+        if expect_up:
+            lab.check(ok, f"charon initiates and the IKE SA with its CHILD_SA comes up{'' if ok else ': ' + out}")
     return pi, pr, caps, first
 
 
@@ -163,11 +169,73 @@ def scenario_certs(lab, role):
     finish(lab, pi, pr)
 
 
+def scenario_transport(lab, role):
+    """Transport mode with charon, as far as kernel-libipsec lets charon go:
+    the negotiation (USE_TRANSPORT_MODE both ways, the keys) but no SA in
+    charon's kernel, which refuses any mode but tunnel."""
+    topo = hosts(lab)
+    a, b = "192.0.2.1", "192.0.2.2"
+    ci = Conn("tr", a, b, f"{a}/32", f"{b}/32", mode="transport", initiator=True)
+    cr = Conn("tr", b, a, f"{b}/32", f"{a}/32", mode="transport")
+    pi, pr, caps, first = start_pair(lab, role, topo, "transport", topo.ns["a"], [ci], topo.ns["b"], [cr],
+                                     ("a", "b"), expect_up=False)
+    if pi.kind == "ipsentry":
+        got, _, _ = ping(lab, topo.ns["a"], b, count=2, wait=3)
+        lab.check(got == 0, f"the ping that starts the negotiation gets no answer: charon cannot run the SA ({got}/2)")
+    time.sleep(2)
+    pcap = caps[-1].stop()
+    ch = next(p for p in (pi, pr) if p.kind == "charon")
+    dumps = []
+    ike_sets, _ = charon_log_keys(ch.log(), dumps)
+    auth, deletes = [], []
+    for _, src, _, m in ike_messages(pcap):
+        k = next((k for k in ike_sets if ref.integrity_ok(m, k)), None)
+        inner = ref.decrypt(m, k) if k else None
+        if m.exchange == ref.IKE_AUTH:
+            auth.append((m.response, m.notifies(inner or []), [t for t, _ in inner or []]))
+        elif m.exchange == ref.INFORMATIONAL and not m.response and any(t == ref.DELETE for t, _ in inner or []):
+            deletes.append(src)
+    req = [x for x in auth if not x[0]]
+    resp = [x for x in auth if x[0]]
+    lab.check(len(req) == 1 and ref.USE_TRANSPORT_MODE in req[0][1],
+              f"{pi}'s IKE_AUTH request asks for transport mode (USE_TRANSPORT_MODE): {req}")
+    if pr.kind == "charon":
+        log = pr.log()
+        lab.check("failed to create SAD entry" in log and len(resp) == 1 and ref.NO_PROPOSAL_CHOSEN in resp[0][1],
+                  f"{pr}: kernel-libipsec refuses the transport-mode SA and charon answers NO_PROPOSAL_CHOSEN "
+                  f"(the limit of charon here, not of {pi}): {resp}")
+    else:
+        lab.check(len(resp) == 1 and ref.USE_TRANSPORT_MODE in resp[0][1] and
+                  {ref.SA, ref.TSI, ref.TSR} <= set(resp[0][2]),
+                  f"{pr} accepts transport mode: USE_TRANSPORT_MODE, SA and selectors in its response: {resp}")
+        saved = esp_keys_of_uat(read_uat(pr.keydir)["esp_sa"])
+        derived = {v.hex() for n, v in dumps if n.startswith("encryption")}
+        lab.check(len(saved) == 2 and all(enc in derived for enc, _ in saved.values()),
+                  f"{pr}'s saved ESP keys are the keys charon derived for the transport CHILD_SA "
+                  f"({sum(enc in derived for enc, _ in saved.values())} of {len(saved)})")
+        lab.check("failed to create SAD entry" in pi.log(), f"{pi}'s kernel-libipsec then refuses the SA")
+        lab.check(deletes == [a] and not any(s["children"] for s in pr.sas()),
+                  f"{pi} deletes the CHILD_SA it could not install (Delete from {deletes}) and {pr} removes it: "
+                  f"{pr.sas()}")
+    for p in (pi, pr):
+        if p.kind == "ipsentry":
+            st = p.stats()
+            c = ike_stats.counters(st)
+            lab.check(c["ike_established"] == 1, f"{p} keeps the IKE SA ({c['ike_established']} established)")
+            if p is pi:
+                lab.check(c["negotiation_failures"] >= 1, f"{p} counts the refused CHILD_SA "
+                                                          f"({c['negotiation_failures']} negotiation failures)")
+            leak = [x for x in ipv4_packets(pcap) if x[0] == p.conns[0].addr and x[2] == 1]
+            lab.check(not leak, f"nothing leaves {p} in the clear (require): {len(leak)} ICMP packets")
+    finish(lab, pi, pr)
+
+
 def main():
     return run_scenarios(__doc__, [
         ("hosts", scenario_hosts, ["cc", "ci", "ic", "ii"]),
         ("gateway", scenario_gateway, ["cc", "ci", "ic", "ii"]),
         ("certs", scenario_certs, ["cc", "ci", "ic", "ii"]),
+        ("transport", scenario_transport, ["cc", "ci", "ic"]),
     ])
 
 
