@@ -11,7 +11,7 @@ IPSENTRY   := $(BUILD)/cli/ipsentry
 FUZZ_TEST_BUDGET ?= 1200
 FUZZ_BUDGET ?= 3600
 
-.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce bench-tui fuzz fuzz-regressions samples format tidy clean
+.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce bench-ike bench-tui fuzz fuzz-regressions samples format tidy clean
 
 all: build
 
@@ -60,6 +60,11 @@ bench: build
 # Live capture between two namespaces against tcpdump (root, tcpreplay).
 bench-enforce: build
 	/usr/bin/python3 bench/enforce_bench.py $(IPSENTRY) $(BUILD)/bench/nfq_accept
+
+# IKEv2 responder: exchanges per second and latency, ipsentry beside charon,
+# the same scripted initiator; first packet to SA up (root, strongSwan).
+bench-ike: build
+	/usr/bin/python3 bench/ike_bench.py $(IPSENTRY)
 
 bench-tui: build
 	/usr/bin/python3 bench/tui_bench.py $(IPSENTRY)

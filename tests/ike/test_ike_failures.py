@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""Negotiations that fail (issue 16): each failure is counted where it
+happened and nothing leaks in the clear under *require*.
+
+  psk      the initiator's pre-shared key differs: AUTHENTICATION_FAILED,
+           counted (ipsentry's authentication_failures; charon's log), no
+           cleartext from the ipsentry host on the wire, its peer's
+           cleartext dropped; `ipsentry verify` with charon's keys names
+           AUTHENTICATION_FAILED
+  noprop   no common IKE proposal: NO_PROPOSAL_CHOSEN in the IKE_SA_INIT
+           response, counted, named by `ipsentry verify`
+  silent   the peer runs no IKE at all (roles ic only: ipsentry initiates):
+           a *request* policy falls back to cleartext after the
+           retransmissions (a soft association, counted), a *require*
+           policy never sends cleartext
+  dpd      the peer is killed: dead-peer detection removes its SAs (counted)
+           and the restarted peer negotiates afresh (new SPIs, traffic)
+           cc: charon detects; ci/ic: ipsentry (responder/initiator) detects
+           the killed charon
+
+The cases run at the same time: `silent` and `dpd` wait for ipsentry's
+retransmissions (4 s x 1.8^n, 5 tries: about 165 s, docs/ike-keying.md).
+
+Usage: test_ike_failures.py --ipsentry PATH [--roles cc,ci,ic] [--only CASE] (root; 77 = skipped)
+"""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import ike_stats  # noqa: E402
+import ikev2_ref as ref  # noqa: E402
+import signal  # noqa: E402
+from ike_lab import (ROLES, Conn, captures, established, hosts, ike_messages, ike_rows_from_keysets,  # noqa: E402
+                     ipv4_packets, make_peer, negotiations, ping, run_scenarios, uat_dir, wait_for)
+
+# ipsentry's retransmissions (docs/ike-keying.md): 4 s x 1.8^n for n = 0..5,
+# then the IKE SA is given up; plus slack for a loaded machine.
+IPSENTRY_GIVE_UP = sum(4 * 1.8 ** n for n in range(6)) + 30
+A, B = "192.0.2.1", "192.0.2.2"
+
+
+def pair(lab, role, ci_kw=None, cr_kw=None, n_pairs=1, start=True):
+    topo = hosts(lab, n_pairs)
+    ki, kr = ROLES[role]
+    ci = Conn("c", A, B, f"{A}/32", f"{B}/32", initiator=True, **(ci_kw or {}))
+    cr = Conn("c", B, A, f"{B}/32", f"{A}/32", **(cr_kw or {}))
+    caps = captures(lab, topo, "fail")
+    pi = make_peer(ki, lab, "a", topo.ns["a"], [ci], retransmit_tries=2)
+    pr = make_peer(kr, lab, "b", topo.ns["b"], [cr], retransmit_tries=2)
+    if start:
+        pr.start()
+        pi.start()
+    return topo, pi, pr, caps
+
+
+def established_sas(p):
+    """IKE SAs that are up (a require policy may be retrying: connecting SAs do not count)."""
+    return [s for s in p.sas() if s["state"].lower() == "established"]
+
+
+def attempt(lab, topo, pi):
+    """The initiator tries: charon by command, ipsentry on a ping."""
+    if pi.kind == "charon":
+        ok, out = pi.initiate(timeout=8)
+        return ok
+    got, _, _ = ping(lab, topo.ns["a"], B, count=3, wait=3)
+    return got > 0
+
+
+def cleartext_from(pcap, addr):
+    """Packets from `addr` that are neither IKE nor ESP."""
+    w = {}
+    for src, dst, proto, l4, _ in ipv4_packets(pcap):
+        if src != addr:
+            continue
+        if proto == 50 or (proto == 17 and len(l4) >= 4 and
+                           {int.from_bytes(l4[:2], "big"), int.from_bytes(l4[2:4], "big")} & {500, 4500}):
+            continue
+        w[proto] = w.get(proto, 0) + 1
+    return w
+
+
+def scenario_psk(lab, role):
+    topo, pi, pr, caps = pair(lab, role, ci_kw={"psk": "not the secret the responder has"})
+    ok = attempt(lab, topo, pi)
+    lab.check(not ok, "the negotiation with the wrong pre-shared key fails")
+    time.sleep(2)
+    ips = [p for p in (pi, pr) if p.kind == "ipsentry"]
+    # Under require nothing leaves the ipsentry host in the clear, and its
+    # peer's cleartext is dropped: ping from each side.
+    for p in ips:
+        other = pr if p is pi else pi
+        got, _, _ = ping(lab, p.ns, B if p is pi else A, count=3, wait=2)
+        lab.check(got == 0, f"{p} (require) reaches its peer neither protected nor in the clear ({got}/3)")
+        got, _, _ = ping(lab, other.ns, A if p is pi else B, count=3, wait=2)
+        lab.check(got == 0, f"{other}'s cleartext is not answered by {p} ({got}/3)")
+    pcaps = [c.stop() for c in caps]
+    for p in ips:
+        leak = cleartext_from(pcaps[-1], p.conns[0].addr)
+        lab.check(not leak, f"no cleartext from {p}'s address on the wire ({leak or 'none'})")
+        c = ike_stats.counters(p.stats())
+        lab.check(c["authentication_failures"] >= 1 and c["negotiation_failures"] >= c["authentication_failures"]
+                  and c["ike_established"] == 0,
+                  f"{p} counts the authentication failure: {c['authentication_failures']} authentication, "
+                  f"{c['negotiation_failures']} negotiation failures, {c['ike_established']} IKE SAs")
+        lab.check(not established_sas(p), f"{p} holds no established IKE SA after the failure")
+    for p in (pi, pr):
+        if p.kind == "charon":
+            log = p.log()
+            if p is pi:
+                lab.check("received AUTHENTICATION_FAILED notify error" in log,
+                          f"{p} (initiator) received AUTHENTICATION_FAILED")
+            else:
+                lab.check("MAC mismatched" in log and "N(AUTH_FAILED)" in log,
+                          f"{p} (responder) found the MAC mismatched and answered AUTHENTICATION_FAILED")
+    # The failed IKE_AUTH decrypted with the keys charon logged: verify names the reason.
+    ch = next(p for p in (pi, pr) if p.kind == "charon")
+    kd = uat_dir(lab, "keys-charon", ike_rows_from_keysets(pcaps[-1], ch.keys()[0]), [])
+    negs = negotiations(pcaps[-1], kd)
+    reasons = [n["reason"] for n in negs if n["outcome"] == "failed"]
+    lab.check("AUTHENTICATION_FAILED" in reasons and not any(n["outcome"] == "established" for n in negs),
+              f"ipsentry verify of the capture: nothing established, failed with {reasons}")
+    for p in (pi, pr):
+        p.stop()
+
+
+def scenario_noprop(lab, role):
+    topo, pi, pr, caps = pair(lab, role, ci_kw={"proposals": ["aes128-sha256-modp2048"]},
+                              cr_kw={"proposals": ["aes256gcm16-prfsha384-ecp384"]})
+    ok = attempt(lab, topo, pi)
+    lab.check(not ok, "the negotiation without a common proposal fails")
+    time.sleep(1)
+    pcaps = [c.stop() for c in caps]
+    resp = [m for _, src, _, m in ike_messages(pcaps[-1]) if m.exchange == ref.IKE_SA_INIT and m.response]
+    lab.check(resp and all(ref.NO_PROPOSAL_CHOSEN in m.notifies() for m in resp),
+              f"the responder answers IKE_SA_INIT with NO_PROPOSAL_CHOSEN ({[m.notifies() for m in resp]})")
+    for p in (pi, pr):
+        if p.kind == "ipsentry":
+            st = p.stats()
+            lab.check(ike_stats.no_proposal_chosen(st) >= 1 and ike_stats.counter(st, "authentication_failures") == 0,
+                      f"{p} counts NO_PROPOSAL_CHOSEN ({ike_stats.no_proposal_chosen(st)}), no authentication "
+                      f"failure")
+            lab.check(not established_sas(p), f"{p} holds no established IKE SA")
+        else:
+            log = p.log()
+            lab.check(("received NO_PROPOSAL_CHOSEN notify error" in log) if p is pi else
+                      ("received proposals unacceptable" in log),
+                      f"{p}'s log: {'received NO_PROPOSAL_CHOSEN' if p is pi else 'received proposals unacceptable'}")
+    negs = negotiations(pcaps[-1])
+    lab.check(any(n["reason"] == "NO_PROPOSAL_CHOSEN" for n in negs),
+              f"ipsentry verify of the capture names NO_PROPOSAL_CHOSEN ({[n['reason'] for n in negs]})")
+    for p in (pi, pr):
+        p.stop()
+
+
+def scenario_silent(lab, role):
+    """ipsentry initiates to a host that runs no IKE: pair 1 request, pair 2 require."""
+    topo = hosts(lab, 2)
+    conns = [Conn("req", A, B, f"{A}/32", f"{B}/32", inbound="request", initiator=True),
+             Conn("req2", "192.0.2.3", "192.0.2.4", "192.0.2.3/32", "192.0.2.4/32", inbound="require",
+                  initiator=True)]
+    caps = captures(lab, topo, "silent")
+    pi = make_peer("ipsentry", lab, "a", topo.ns["a"], conns)
+    pi.start()
+    pingers = {c.name: lab.popen(topo.ns["a"], ["ping", "-n", "-i", "1", "-W", "1", "-w", str(int(IPSENTRY_GIVE_UP)),
+                                                "-I", c.addr, c.peer], stdout=subprocess.DEVNULL)
+               for c in conns}
+    soft = wait_for(lambda: ike_stats.counter(pi.stats(), "soft_associations") >= 1, IPSENTRY_GIVE_UP, step=2)
+    lab.check(bool(soft), f"the request policy's silent peer becomes a soft association "
+                          f"({ike_stats.counter(pi.stats(), 'soft_associations')} counted)")
+    time.sleep(5)
+    got, _, _ = ping(lab, topo.ns["a"], B, count=3, src=A)
+    lab.check(got == 3, f"request: cleartext flows to the silent peer after the fallback ({got}/3)")
+    got, _, _ = ping(lab, topo.ns["a"], "192.0.2.4", count=3, src="192.0.2.3")
+    lab.check(got == 0, f"require: nothing reaches the silent peer ({got}/3)")
+    for p in pingers.values():
+        p.kill()
+    pcaps = [c.stop() for c in caps]
+    first_clear = None
+    ike_req = {"req": 0, "req2": 0}
+    leak = 0
+    for i, (src, dst, proto, l4, _) in enumerate(ipv4_packets(pcaps[-1])):
+        if proto == 1 and src == A and first_clear is None:
+            first_clear = i
+        if proto == 1 and src == "192.0.2.3":
+            leak += 1
+        if proto == 17 and len(l4) > 8 and 500 in (int.from_bytes(l4[:2], "big"), int.from_bytes(l4[2:4], "big")):
+            ike_req["req" if src == A else "req2"] += 1
+    lab.check(leak == 0, f"require: no cleartext from 192.0.2.3 on the wire ({leak} packets)")
+    lab.check(ike_req["req"] >= 3 and ike_req["req2"] >= 3,
+              f"both policies tried IKE first and retransmitted ({ike_req} IKE_SA_INIT sent)")
+    lab.check(first_clear is not None, "request: the cleartext follows the unanswered IKE_SA_INITs on the wire")
+    st = pi.stats()
+    lab.check(ike_stats.counter(st, "retransmissions") >= 4 and ike_stats.counter(st, "ike_established") == 0,
+              f"ipsentry counts the retransmissions ({ike_stats.counter(st, 'retransmissions')}) and no IKE SA")
+    acq = ike_stats.acquires(st)
+    lab.check(acq.get("sent_cleartext", 0) >= 1 and acq.get("discarded", 0) >= 1,
+              f"held packets: released in the clear for request ({acq.get('sent_cleartext')}), discarded for "
+              f"require ({acq.get('discarded')})")
+    pi.stop()
+
+
+def scenario_dpd(lab, role):
+    ki, kr = ROLES[role]
+    # Who is killed: the charon facing ipsentry (ipsentry detects), or in cc the responder.
+    topo, pi, pr, caps = pair(lab, role, ci_kw={"dpd": 2}, cr_kw={"dpd": 2})
+    if not established(pr) and pi.kind == "charon":
+        pi.initiate()
+    got, _, _ = ping(lab, topo.ns["a"], B, count=3, wait=5)
+    lab.check(got >= 2, f"the SA is up and carries pings ({got}/3)")
+    victim = pr if role in ("cc", "ic") else pi
+    survivor = pi if victim is pr else pr
+    old = {(s["spi_i"], s["spi_r"]) for s in survivor.sas()}
+    lab.check(len(old) == 1, f"{survivor} has the IKE SA before {victim} is killed")
+    victim.stop(signal.SIGKILL)
+    budget = IPSENTRY_GIVE_UP if survivor.kind == "ipsentry" else 40
+    t0 = time.time()
+    gone = wait_for(lambda: not survivor.sas(), budget, step=1)
+    lab.check(bool(gone), f"{survivor}'s dead-peer detection removes the IKE SA and its CHILD_SA "
+                          f"({time.time() - t0:.0f} s after the kill)")
+    if survivor.kind == "ipsentry":
+        c = ike_stats.counters(survivor.stats())
+        lab.check(c["dpd_timeouts"] == 1, f"{survivor} counts one DPD timeout ({c['dpd_timeouts']})")
+    else:
+        lab.check("giving up after" in survivor.log() or "DPD" in survivor.log(),
+                  f"{survivor}'s log: the liveness check went unanswered")
+    victim.start()
+    if pi.kind == "charon":
+        ok, out = pi.initiate()
+        lab.check(ok, f"the restarted pair negotiates afresh{'' if ok else ': ' + out}")
+    got, seqs, _ = ping(lab, topo.ns["a"], B, count=4, wait=5)
+    lab.check(got >= 3, f"traffic flows over the new SA ({got}/4)")
+    new = {(s["spi_i"], s["spi_r"]) for s in survivor.sas()}
+    lab.check(len(new) == 1 and not (new & old), f"{survivor} has one new IKE SA (new SPIs)")
+    for c in caps:
+        c.stop()
+    for p in (pi, pr):
+        p.stop()
+
+
+def main():
+    return run_scenarios(__doc__, [
+        ("psk", scenario_psk, ["cc", "ci", "ic"]),
+        ("noprop", scenario_noprop, ["cc", "ci", "ic"]),
+        ("silent", scenario_silent, ["ic"]),
+        ("dpd", scenario_dpd, ["cc", "ci", "ic"]),
+    ], parallel=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
