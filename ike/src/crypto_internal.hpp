@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "ipsentry/filters/secret.hpp"
 
@@ -27,5 +28,9 @@ class Wiped {
   std::unique_ptr<std::uint8_t[]> data_;
   std::size_t size_;
 };
+
+/// `what`, and OpenSSL's reason for the last failure if it left one
+/// (which is then cleared).
+[[nodiscard]] std::string ossl_error(const char* what);
 
 }  // namespace ipsentry::ike::detail

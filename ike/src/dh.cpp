@@ -34,14 +34,7 @@ constexpr const char* kModp1024Hex =
     "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381"
     "FFFFFFFFFFFFFFFF";
 
-std::string ossl_error(const char* what) {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return what;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return std::string(what) + ": " + buf;
-}
+using detail::ossl_error;
 
 struct PkeyFree {
   void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
