@@ -27,34 +27,15 @@ using detail::ossl_error;
 
 namespace {
 
-struct BioFree {
-  void operator()(BIO* p) const noexcept { BIO_free(p); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
-};
-struct X509Free {
-  void operator()(X509* p) const noexcept { X509_free(p); }
-};
-struct AlgorFree {
-  void operator()(X509_ALGOR* p) const noexcept { X509_ALGOR_free(p); }
-};
-struct PssFree {
-  void operator()(RSA_PSS_PARAMS* p) const noexcept { RSA_PSS_PARAMS_free(p); }
-};
-struct EcSigFree {
-  void operator()(ECDSA_SIG* p) const noexcept { ECDSA_SIG_free(p); }
-};
-struct NameFree {
-  void operator()(X509_NAME* p) const noexcept { X509_NAME_free(p); }
-};
-using Bio = std::unique_ptr<BIO, BioFree>;
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
+using detail::OsslPtr;
+using Bio = OsslPtr<BIO, BIO_free>;
+using Pkey = OsslPtr<EVP_PKEY, EVP_PKEY_free>;
+using MdCtx = OsslPtr<EVP_MD_CTX, EVP_MD_CTX_free>;
+using X509Ptr = OsslPtr<X509, X509_free>;
+using Algor = OsslPtr<X509_ALGOR, X509_ALGOR_free>;
+using PssParamsPtr = OsslPtr<RSA_PSS_PARAMS, RSA_PSS_PARAMS_free>;
+using EcSig = OsslPtr<ECDSA_SIG, ECDSA_SIG_free>;
+using Name = OsslPtr<X509_NAME, X509_NAME_free>;
 
 // RFC 7427 Appendix A: the AlgorithmIdentifiers of the signatures we send.
 // RSASSA-PKCS1-v1_5 takes a NULL parameter, ECDSA none.
@@ -171,7 +152,7 @@ bool iequal(std::string_view a, std::string_view b) {
 // RFC 4754: r | s, each padded to the curve's size, from a DER signature.
 std::optional<Buffer> der_to_rs(Bytes der, std::size_t half) {
   const unsigned char* p = der.data();
-  std::unique_ptr<ECDSA_SIG, EcSigFree> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));
+  EcSig sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())));
   if (!sig) return std::nullopt;
   const BIGNUM* r = nullptr;
   const BIGNUM* s = nullptr;
@@ -186,7 +167,7 @@ std::optional<Buffer> der_to_rs(Bytes der, std::size_t half) {
 
 std::optional<Buffer> rs_to_der(Bytes rs) {
   const std::size_t half = rs.size() / 2;
-  std::unique_ptr<ECDSA_SIG, EcSigFree> sig(ECDSA_SIG_new());
+  EcSig sig(ECDSA_SIG_new());
   BIGNUM* r = BN_bin2bn(rs.data(), static_cast<int>(half), nullptr);
   BIGNUM* s = BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr);
   if (!sig || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
@@ -335,7 +316,7 @@ bool Certificate::has_identity(std::uint8_t id_type, Bytes id_data) const {
   X509* x = impl_->x509.get();
   if (id_type == 9) {  // ID_DER_ASN1_DN: the subject, compared in canonical form
     const unsigned char* p = id_data.data();
-    std::unique_ptr<X509_NAME, NameFree> name(d2i_X509_NAME(nullptr, &p, static_cast<long>(id_data.size())));
+    Name name(d2i_X509_NAME(nullptr, &p, static_cast<long>(id_data.size())));
     ERR_clear_error();
     return name && p == id_data.data() + id_data.size() && X509_NAME_cmp(name.get(), X509_get_subject_name(x)) == 0;
   }
@@ -386,10 +367,7 @@ Buffer Certificate::key_id_sha1() const {
 // ---- TrustStore -----------------------------------------------------------
 
 struct TrustStore::Impl {
-  struct StoreFree {
-    void operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
-  };
-  std::unique_ptr<X509_STORE, StoreFree> store;
+  OsslPtr<X509_STORE, X509_STORE_free> store;
   std::vector<Certificate> anchors;
 };
 
@@ -419,13 +397,11 @@ TrustStore& TrustStore::operator=(TrustStore&&) noexcept = default;
 
 bool TrustStore::verify(const Certificate& end_entity, const std::vector<Certificate>& intermediates, std::int64_t now,
                         std::string& why) const {
-  struct CtxFree {
-    void operator()(X509_STORE_CTX* p) const noexcept { X509_STORE_CTX_free(p); }
-  };
+  // sk_X509_free is a macro: no function to name in OsslPtr.
   struct StackFree {
     void operator()(STACK_OF(X509) * p) const noexcept { sk_X509_free(p); }
   };
-  std::unique_ptr<X509_STORE_CTX, CtxFree> ctx(X509_STORE_CTX_new());
+  OsslPtr<X509_STORE_CTX, X509_STORE_CTX_free> ctx(X509_STORE_CTX_new());
   std::unique_ptr<STACK_OF(X509), StackFree> chain(sk_X509_new_null());
   if (!ctx || !chain) {
     why = ossl_error("certificate check setup");
@@ -657,7 +633,7 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
   const Bytes algid = auth_data.subspan(1, auth_data[0]);
   const Bytes sig = auth_data.subspan(1u + auth_data[0]);
   const unsigned char* p = algid.data();
-  std::unique_ptr<X509_ALGOR, AlgorFree> alg(d2i_X509_ALGOR(nullptr, &p, static_cast<long>(algid.size())));
+  Algor alg(d2i_X509_ALGOR(nullptr, &p, static_cast<long>(algid.size())));
   if (!alg || p != algid.data() + algid.size()) {
     ERR_clear_error();
     why = "the digital signature's AlgorithmIdentifier is not DER";
@@ -702,7 +678,7 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
       }
       const auto* seq = static_cast<const ASN1_STRING*>(pval);
       const unsigned char* q = ASN1_STRING_get0_data(seq);
-      std::unique_ptr<RSA_PSS_PARAMS, PssFree> pss(d2i_RSA_PSS_PARAMS(nullptr, &q, ASN1_STRING_length(seq)));
+      PssParamsPtr pss(d2i_RSA_PSS_PARAMS(nullptr, &q, ASN1_STRING_length(seq)));
       if (!pss) {
         ERR_clear_error();
         why = "RSASSA-PSS parameters that do not parse";
@@ -726,7 +702,7 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
         }
         const unsigned char* m = ASN1_STRING_get0_data(mp->value.sequence);
         const int mlen = ASN1_STRING_length(mp->value.sequence);
-        std::unique_ptr<X509_ALGOR, AlgorFree> mgf_hash(d2i_X509_ALGOR(nullptr, &m, mlen));
+        Algor mgf_hash(d2i_X509_ALGOR(nullptr, &m, mlen));
         if (!mgf_hash || m != ASN1_STRING_get0_data(mp->value.sequence) + mlen) {
           ERR_clear_error();
           why = "RSASSA-PSS with an MGF1 hash that does not parse";
