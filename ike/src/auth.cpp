@@ -685,7 +685,15 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
         return false;
       }
       // RFC 4055 defaults: SHA-1, MGF1 with SHA-1, 20 bytes of salt.
+      // A hash's AlgorithmIdentifier has a NULL parameter or none (RFC 4055 2.1).
+      auto hash_params_ok = [](const X509_ALGOR* a) {
+        return a->parameter == nullptr || a->parameter->type == V_ASN1_NULL;
+      };
       PssParams pp;
+      if (pss->hashAlgorithm != nullptr && !hash_params_ok(pss->hashAlgorithm)) {
+        why = "RSASSA-PSS with hash parameters other than NULL";
+        return false;
+      }
       pp.md = pss->hashAlgorithm != nullptr ? EVP_get_digestbyobj(pss->hashAlgorithm->algorithm) : EVP_sha1();
       if (pss->maskGenAlgorithm != nullptr && OBJ_obj2nid(pss->maskGenAlgorithm->algorithm) != NID_mgf1) {
         why = "RSASSA-PSS with a mask generation function other than MGF1";
@@ -703,19 +711,21 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
         const unsigned char* m = ASN1_STRING_get0_data(mp->value.sequence);
         const int mlen = ASN1_STRING_length(mp->value.sequence);
         Algor mgf_hash(d2i_X509_ALGOR(nullptr, &m, mlen));
-        if (!mgf_hash || m != ASN1_STRING_get0_data(mp->value.sequence) + mlen) {
+        if (!mgf_hash || m != ASN1_STRING_get0_data(mp->value.sequence) + mlen || !hash_params_ok(mgf_hash.get())) {
           ERR_clear_error();
           why = "RSASSA-PSS with an MGF1 hash that does not parse";
           return false;
         }
         pp.mgf_md = EVP_get_digestbyobj(mgf_hash->algorithm);
       }
-      pp.salt = pss->saltLength != nullptr ? static_cast<int>(ASN1_INTEGER_get(pss->saltLength)) : 20;
+      const long salt = pss->saltLength != nullptr ? ASN1_INTEGER_get(pss->saltLength) : 20;
       const long trailer = pss->trailerField != nullptr ? ASN1_INTEGER_get(pss->trailerField) : 1;
-      if (pp.md == nullptr || pp.mgf_md == nullptr || pp.salt < 0 || trailer != 1) {
+      // No salt is longer than the largest RSA modulus IKE meets (16384 bits).
+      if (pp.md == nullptr || pp.mgf_md == nullptr || salt < 0 || salt > 2048 || trailer != 1) {
         why = "RSASSA-PSS parameters ipsentry does not support";
         return false;
       }
+      pp.salt = static_cast<int>(salt);
       auto sha = [](int n) { return n == NID_sha1 || n == NID_sha256 || n == NID_sha384 || n == NID_sha512; };
       const int md_nid = EVP_MD_get_type(pp.md);
       const int mgf_nid = EVP_MD_get_type(pp.mgf_md);

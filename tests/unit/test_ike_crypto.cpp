@@ -1089,4 +1089,45 @@ TEST_F(IkeCert, TrustFailuresSayWhatIsWrong) {
   EXPECT_NE(why.find("configured CA"), std::string::npos) << why;
 }
 
+// Every AUTH payload we make stops verifying when any byte of it changes
+// (AlgorithmIdentifier, its parameters, the signature), when it is cut
+// short anywhere, or when a byte is appended: no lax parse lets a changed
+// blob through.
+TEST_F(IkeCert, EveryChangedTruncatedOrExtendedAuthFails) {
+  using H = ike::SignatureHash;
+  struct Case {
+    const char* name;
+    std::vector<H> peer;
+  };
+  const Vec octets = ascii("octets under test");
+  int checked = 0;
+  for (const Case& c : {Case{"rsa", {H::sha256}}, Case{"rsa", {}}, Case{"pss", {H::sha384}}, Case{"p256", {H::sha256}},
+                        Case{"p256", {}}, Case{"p384", {}}}) {
+    SCOPED_TRACE(std::string(c.name) + (c.peer.empty() ? " classic" : " RFC 7427"));
+    const ike::Signer signer(f(std::string(c.name) + "-chain.pem"), f(std::string(c.name) + ".key"));
+    std::vector<std::string> warnings;
+    const auto [method, data] = signer.sign(octets, c.peer, warnings);
+    std::string why;
+    ASSERT_TRUE(ike::verify_auth(method, data, octets, signer.certificate(), why, warnings)) << why;
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      for (const std::uint8_t mask : {static_cast<std::uint8_t>(1u << (i % 8)), std::uint8_t{0xff}}) {
+        Vec bad = data;
+        bad[i] ^= mask;
+        EXPECT_FALSE(ike::verify_auth(method, bad, octets, signer.certificate(), why, warnings))
+            << "byte " << i << " ^ " << int(mask);
+        ++checked;
+      }
+    }
+    for (std::size_t n = 0; n < data.size(); ++n) {
+      EXPECT_FALSE(ike::verify_auth(method, Bytes(data).first(n), octets, signer.certificate(), why, warnings))
+          << "first " << n << " bytes";
+      ++checked;
+    }
+    Vec longer = data;
+    longer.push_back(0);
+    EXPECT_FALSE(ike::verify_auth(method, longer, octets, signer.certificate(), why, warnings));
+  }
+  EXPECT_GT(checked, 3000);
+}
+
 }  // namespace
