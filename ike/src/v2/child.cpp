@@ -104,7 +104,7 @@ void Daemon::Impl::prepare_child_request(IkeSa& sa, ChildRequest& req, bool crea
   }
   if (create_child) {
     req.nonce = detail::random_bytes(*random, detail::kNonceLen);
-    req.ke = req.group != filters::DhGroup::none ? KeyExchange::create(req.group) : nullptr;
+    req.ke = req.group != filters::DhGroup::none ? make_ke(req.group) : nullptr;
   }
 }
 
@@ -348,15 +348,26 @@ Child* Daemon::Impl::answer_child(IkeSa& sa, const Message& m, std::optional<std
   const auto group = ke != nullptr ? filters::dh_group_from_id(ke->group) : std::optional(filters::DhGroup::none);
   const std::uint32_t spi = alloc_child_spi();
   auto choice = group ? choose_child(offered, ours, *group, spi) : std::nullopt;
-  if (!choice) {
+  // Our profile demands PFS when every proposal of ours names a group.
+  const bool pfs_required = create_child && !ours.empty() &&
+                            std::all_of(ours.begin(), ours.end(), [](const auto& p) { return !p.dh.empty(); });
+  const bool wrong_group =
+      choice && ((ke != nullptr && choice->suite.dh != filters::DhGroup::none && choice->suite.dh != *group) ||
+                 (pfs_required && choice->suite.dh == filters::DhGroup::none));
+  if (!choice || wrong_group) {
     release_child_spi(spi);
-    for (auto g : create_child ? groups_of(ours) : std::vector<filters::DhGroup>{}) {
-      if (group && g == *group) continue;
-      if (choose_child(offered, ours, g, 0)) {
-        const auto id = static_cast<std::uint16_t>(g);
-        const std::uint8_t data[2] = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)};
-        return refuse(notify::invalid_ke_payload, "another PFS group", data);
+    std::optional<filters::DhGroup> want;
+    if (wrong_group && choice->suite.dh != filters::DhGroup::none) want = choice->suite.dh;
+    for (auto g : create_child && !want ? groups_of(ours) : std::vector<filters::DhGroup>{}) {
+      if ((!group || g != *group) && choose_child(offered, ours, g, 0)) {
+        want = g;
+        break;
       }
+    }
+    if (want) {
+      const auto id = static_cast<std::uint16_t>(*want);
+      const std::uint8_t data[2] = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)};
+      return refuse(notify::invalid_ke_payload, "another PFS group", data);
     }
     return refuse(notify::no_proposal_chosen, "no common ESP/AH proposal");
   }
@@ -375,7 +386,7 @@ Child* Daemon::Impl::answer_child(IkeSa& sa, const Message& m, std::optional<std
   std::string why;
   if (choice->suite.dh != filters::DhGroup::none && ke != nullptr) {
     try {
-      our_ke = KeyExchange::create(choice->suite.dh);
+      our_ke = make_ke(choice->suite.dh);
       shared = our_ke->shared_secret(ke->data, why);
     } catch (const CryptoError& e) {
       why = e.what();

@@ -60,6 +60,10 @@ std::int64_t Daemon::Impl::wall_clock() const {
   return options.wall_clock != nullptr ? options.wall_clock() : static_cast<std::int64_t>(std::time(nullptr));
 }
 
+std::unique_ptr<KeyExchange> Daemon::Impl::make_ke(filters::DhGroup group) const {
+  return options.key_exchange != nullptr ? options.key_exchange(group, *random) : KeyExchange::create(group);
+}
+
 // ---- the table ------------------------------------------------------------------
 
 IkeSa& Daemon::Impl::new_sa(bool initiator, TimeNs now) {

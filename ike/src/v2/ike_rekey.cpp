@@ -36,7 +36,7 @@ void Daemon::Impl::send_ike_rekey(IkeSa& sa, detail::IkeRekeyWork work, TimeNs n
   if (work.spi == 0) work.spi = alloc_ike_spi();
   const filters::DhGroup group = work.group != filters::DhGroup::none ? work.group : sa.suite.dh;
   try {
-    work.ke = KeyExchange::create(group);
+    work.ke = make_ke(group);
   } catch (const CryptoError& e) {
     by_spi.erase(work.spi);
     event(out, EventKind::ike_failed, fmt::format("IKE SA {}: rekey impossible: {}", sa.id, e.what()));
@@ -123,7 +123,9 @@ void Daemon::Impl::on_ike_rekey_response(IkeSa& sa, detail::IkeRekeyWork work, c
     queue_delete_ike(*fresh, now, out);
     return;
   }
-  sa.peer_rekey_sa.reset();  // won (or no collision): the peer deletes its redundant one
+  // Won (or no collision): the peer deletes its redundant one, quietly.
+  if (theirs != nullptr) theirs->replaced = true;
+  sa.peer_rekey_sa.reset();
   ike_rekey_done(sa, *fresh, now, out);
   queue_delete_ike(sa, now, out);
 }
@@ -174,7 +176,7 @@ void Daemon::Impl::on_ike_rekey_request(IkeSa& sa, const Datagram& d, const Mess
   std::optional<filters::SecretBytes> shared;
   std::string why;
   try {
-    ours = KeyExchange::create(choice->suite.dh);
+    ours = make_ke(choice->suite.dh);
     shared = ours->shared_secret(ke->data, why);
   } catch (const CryptoError& e) {
     why = e.what();

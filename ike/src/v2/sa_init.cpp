@@ -20,24 +20,20 @@ namespace detail {
 
 std::optional<IkeChoice> choose_ike_for_ke(const SaPayload& offered, const std::vector<filters::IkeProposal>& ours,
                                            std::uint16_t ke_group, Bytes spi) {
-  auto first = choose_ike(offered, ours, spi);
-  if (!first || static_cast<std::uint16_t>(first->suite.dh) == ke_group) return first;
-  // Prefer the group the initiator already sent a KE for when we accept it:
-  // it saves a round trip (charon does the same).
+  const auto group = filters::dh_group_from_id(ke_group).value_or(filters::DhGroup::none);
+  auto first = choose_ike(offered, ours, spi, group);
+  if (!first || first->suite.dh == group || group == filters::DhGroup::none) return first;
+  // choose_ike() prefers the KE's group within the first acceptable
+  // proposal; a later proposal may still hold it, which saves the
+  // INVALID_KE_PAYLOAD round trip (charon does the same).
   SaPayload only;
   for (const auto& p : offered.proposals) {
-    Proposal q = p;
-    bool has = false;
-    std::erase_if(q.transforms, [&](const Transform& t) {
-      if (t.type != 4) return false;
-      if (t.id == ke_group) has = true;
-      return t.id != ke_group;
-    });
-    if (has) only.proposals.push_back(std::move(q));
+    const bool has = std::any_of(p.transforms.begin(), p.transforms.end(),
+                                 [&](const Transform& t) { return t.type == 4 && t.id == ke_group; });
+    if (has) only.proposals.push_back(p);
   }
-  if (only.proposals.empty()) return first;
-  auto second = choose_ike(only, ours, spi);
-  return second ? second : first;
+  auto second = only.proposals.empty() ? std::nullopt : choose_ike(only, ours, spi, group);
+  return second && second->suite.dh == group ? second : first;
 }
 
 Buffer natd_hash(std::uint64_t spi_i, std::uint64_t spi_r, const Endpoint& e) {
@@ -210,7 +206,7 @@ void Daemon::Impl::respond_init(const Datagram& d, const Message& m, Bytes hash,
   std::string why;
   std::optional<filters::SecretBytes> shared;
   try {
-    sa.ke = KeyExchange::create(sa.suite.dh);
+    sa.ke = make_ke(sa.suite.dh);
     shared = sa.ke->shared_secret(m.find<KePayload>(pt::v2_ke)->data, why);
   } catch (const CryptoError& e) {
     why = e.what();
@@ -257,7 +253,7 @@ void Daemon::Impl::initiate(IkeSa& sa, TimeNs now, Actions& out) {
     }
   }
   try {
-    sa.ke = KeyExchange::create(group);
+    sa.ke = make_ke(group);
   } catch (const CryptoError& e) {
     initiator_failed(sa, fmt::format("DH group {}: {}", filters::to_string(group), e.what()), now, out);
     return;
@@ -349,7 +345,7 @@ bool Daemon::Impl::init_response_retry(IkeSa& sa, const Message& m, TimeNs now, 
   }
   sa.ke_retried = true;
   try {
-    sa.ke = KeyExchange::create(*group);
+    sa.ke = make_ke(*group);
   } catch (const CryptoError& e) {
     initiator_failed(sa, e.what(), now, out);
     return true;

@@ -323,6 +323,8 @@ struct Daemon::Impl {
   [[nodiscard]] ProfilePtr profile_named(const std::string& name) const;
   [[nodiscard]] const filters::PolicyConfig& policy(std::size_t i) const { return config->policies.at(i); }
   [[nodiscard]] std::int64_t wall_clock() const;
+  /// A fresh key exchange (Options::key_exchange or OpenSSL's). Throws CryptoError.
+  [[nodiscard]] std::unique_ptr<KeyExchange> make_ke(filters::DhGroup group) const;
 
   // ---- the table (daemon.cpp) ----
   std::map<std::uint64_t, std::unique_ptr<IkeSa>> sas;

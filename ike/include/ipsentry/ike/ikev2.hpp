@@ -227,6 +227,11 @@ struct Options {
   /// Wall clock for certificate validity (seconds since the epoch); the
   /// monotonic TimeNs of the calls is used for everything else.
   std::int64_t (*wall_clock)() = nullptr;  // nullptr: time(nullptr)
+  /// Makes the Diffie-Hellman private values. nullptr: KeyExchange::create()
+  /// (OpenSSL's generator), always in production. The fuzz target draws
+  /// them from its seeded `random` instead, so that a recorded exchange
+  /// replays byte for byte.
+  std::unique_ptr<KeyExchange> (*key_exchange)(filters::DhGroup group, Random& random) = nullptr;
 };
 
 class Daemon {
