@@ -9,6 +9,10 @@ happened and nothing leaks in the clear under *require*.
            AUTHENTICATION_FAILED
   noprop   no common IKE proposal: NO_PROPOSAL_CHOSEN in the IKE_SA_INIT
            response, counted, named by `ipsentry verify`
+  ts       the responder's policy covers other addresses than the
+           initiator's: the IKE SA comes up, its IKE_AUTH response says
+           TS_UNACCEPTABLE (decrypted with charon's keys), no CHILD_SA on
+           either end, counted, nothing in the clear
   silent   the peer runs no IKE at all (roles ic only: ipsentry initiates):
            a *request* policy falls back to cleartext after the
            retransmissions (a soft association, counted), a *require*
@@ -24,6 +28,7 @@ retransmissions (4 s x 1.8^n, 5 tries: about 165 s, docs/ike-keying.md).
 Usage: test_ike_failures.py --ipsentry PATH [--roles cc,ci,ic] [--only CASE] (root; 77 = skipped)
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,8 +50,9 @@ A, B = "192.0.2.1", "192.0.2.2"
 def pair(lab, role, ci_kw=None, cr_kw=None, n_pairs=1, start=True):
     topo = hosts(lab, n_pairs)
     ki, kr = ROLES[role]
-    ci = Conn("c", A, B, f"{A}/32", f"{B}/32", initiator=True, **(ci_kw or {}))
-    cr = Conn("c", B, A, f"{B}/32", f"{A}/32", **(cr_kw or {}))
+    ci = Conn(**{"name": "c", "addr": A, "peer": B, "local_ts": f"{A}/32", "remote_ts": f"{B}/32",
+                 "initiator": True, **(ci_kw or {})})
+    cr = Conn(**{"name": "c", "addr": B, "peer": A, "local_ts": f"{B}/32", "remote_ts": f"{A}/32", **(cr_kw or {})})
     caps = captures(lab, topo, "fail")
     pi = make_peer(ki, lab, "a", topo.ns["a"], [ci], retransmit_tries=2)
     pr = make_peer(kr, lab, "b", topo.ns["b"], [cr], retransmit_tries=2)
@@ -156,6 +162,48 @@ def scenario_noprop(lab, role):
         p.stop()
 
 
+def scenario_ts(lab, role):
+    # The responder protects B with 192.0.2.100, which the initiator's
+    # selectors (A and B) do not intersect: RFC 7296 2.9's TS_UNACCEPTABLE.
+    topo, pi, pr, caps = pair(lab, role, cr_kw={"remote_ts": "192.0.2.100/32"})
+    ok = attempt(lab, topo, pi)
+    lab.check(not ok, "the CHILD_SA with selectors the responder does not accept is not made")
+    time.sleep(2)
+    ips = [p for p in (pi, pr) if p.kind == "ipsentry"]
+    for p in ips:
+        got, _, _ = ping(lab, p.ns, B if p is pi else A, count=2, wait=2)
+        lab.check(got == 0, f"{p} (require) does not reach its peer ({got}/2)")
+    pcaps = [c.stop() for c in caps]
+    ch = next(p for p in (pi, pr) if p.kind == "charon")
+    keysets = ch.keys()[0]
+    auth_resp = []
+    for _, _, _, m in ike_messages(pcaps[-1]):
+        if m.exchange == ref.IKE_AUTH and m.response:
+            k = next((k for k in keysets if ref.integrity_ok(m, k)), None)
+            inner = ref.decrypt(m, k) if k else None
+            auth_resp.append(m.notifies(inner) if inner is not None else None)
+    lab.check(auth_resp and auth_resp[0] is not None and ref.TS_UNACCEPTABLE in auth_resp[0],
+              f"the IKE_AUTH response, decrypted with charon's keys, carries TS_UNACCEPTABLE ({auth_resp})")
+    for p in (pi, pr):
+        kids = [c for s in p.sas() for c in s["children"]]
+        lab.check(not kids, f"{p} has no CHILD_SA ({kids})")
+        if p.kind == "ipsentry":
+            c = ike_stats.counters(p.stats())
+            lab.check(c["negotiation_failures"] >= 1 and c["child_established"] == 0
+                      and c["authentication_failures"] == 0,
+                      f"{p} counts the refused CHILD_SA: {c['negotiation_failures']} negotiation failures, "
+                      f"{c['child_established']} CHILD_SAs, {c['authentication_failures']} authentication failures")
+            leak = cleartext_from(pcaps[-1], p.conns[0].addr)
+            lab.check(not leak, f"no cleartext from {p}'s address on the wire ({leak or 'none'})")
+        elif p is pi:
+            lab.check("received TS_UNACCEPTABLE notify" in p.log(), f"{p}'s log: received TS_UNACCEPTABLE")
+        else:
+            lab.check(re.search(r"traffic selectors \S+ === \S+ unacceptable", p.log()) is not None,
+                      f"{p}'s log: the initiator's traffic selectors are unacceptable")
+    for p in (pi, pr):
+        p.stop()
+
+
 def scenario_silent(lab, role):
     """ipsentry initiates to a host that runs no IKE: pair 1 request, pair 2 require."""
     topo = hosts(lab, 2)
@@ -245,6 +293,7 @@ def main():
     return run_scenarios(__doc__, [
         ("psk", scenario_psk, ["cc", "ci", "ic"]),
         ("noprop", scenario_noprop, ["cc", "ci", "ic"]),
+        ("ts", scenario_ts, ["cc", "ci", "ic"]),
         ("silent", scenario_silent, ["ic"]),
         ("dpd", scenario_dpd, ["cc", "ci", "ic"]),
     ], parallel=True)

@@ -47,11 +47,19 @@ FLOOD, RATE = 3000, 1000
 FLOOD_NETS = ["198.51.100.0", "203.0.113.0"]
 
 
-def responder_conns():
+def responder_conns(kind):
     out = [Conn("est", B, A, f"{B}/32", f"{A}/32"), Conn("new", B2, A2, f"{B2}/32", f"{A2}/32")]
     # Road warriors: any peer from the flood's networks (psk for any identity).
+    # ipsentry refuses a tunnel policy without a tunnel end (config check:
+    # "a tunnel policy needs the remote tunnel endpoint"), so there a
+    # transport policy to one address of each network uses a `peer: any`
+    # profile: what the flood needs is a profile that answers any source.
     for i, net in enumerate(FLOOD_NETS):
-        out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{net}/24", remote_id=None))
+        if kind == "ipsentry":
+            host = net.rsplit(".", 1)[0] + ".77"
+            out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{host}/32", remote_id=None, mode="transport"))
+        else:
+            out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{net}/24", remote_id=None))
     return out
 
 
@@ -93,7 +101,7 @@ def scenario_hostile(lab, role):
           Conn("new", A2, B2, f"{A2}/32", f"{B2}/32", initiator=True)]
     caps = captures(lab, topo, "hostile")
     pi = make_peer(ki, lab, "a", topo.ns["a"], ci)
-    pr = make_peer(kr, lab, "b", topo.ns["b"], responder_conns(), cookie_threshold=30, block_threshold=5)
+    pr = make_peer(kr, lab, "b", topo.ns["b"], responder_conns(kr), cookie_threshold=30, block_threshold=5)
     pr.start()
     pi.start()
     if pi.kind == "charon":
