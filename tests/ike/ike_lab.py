@@ -93,14 +93,16 @@ def skip_unless_root():
 class Lab:
     """Namespaces, processes and files of one run; close() removes them all."""
     count = 0
+    count_lock = threading.Lock()  # runs start from several threads
 
     def __init__(self, tmp, run):
         self.run = run
         self.dir = os.path.join(tmp, run)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
-        Lab.count += 1
-        self.prefix = f"{TAG}r{Lab.count}"  # unique and short: namespace names stay readable
+        with Lab.count_lock:
+            Lab.count += 1
+            self.prefix = f"{TAG}r{Lab.count}"  # unique and short: namespace names stay readable
         self.namespaces, self.procs = [], []
         self.failed_before = len(RESULTS.fails)
 
@@ -264,6 +266,7 @@ class Charon(Peer):
   keep_alive = {o.get("keep_alive", 20)}s
   cookie_threshold = {o.get("cookie_threshold", 30)}
   block_threshold = {o.get("block_threshold", 5)}
+  init_limit_half_open = {o.get("half_open_limit", 0)}
   plugins {{
     kernel-libipsec {{
       allow_peer_ts = yes
@@ -1125,8 +1128,10 @@ def parse_args(doc):
 
 def run_scenarios(doc, scenarios, parallel=False):
     """scenarios: [(name, fn(lab, role), roles it runs in)] -> exit status.
-    parallel: every run at the same time (for scenarios that mostly wait,
-    such as rekeying and retransmissions)."""
+    parallel: True, every run at the same time (for scenarios that mostly
+    wait, such as rekeying and retransmissions); "roles", the roles of one
+    scenario at the same time and the scenarios one after the other (for
+    scenarios that move data: a few transfers at once, not all)."""
     a = parse_args(doc)
     skip_unless_root()
     import tempfile
@@ -1165,6 +1170,10 @@ def run_scenarios(doc, scenarios, parallel=False):
                     time.sleep(1)
                 else:
                     one(name, fn, r)
+            if parallel == "roles":
+                for th in threads:
+                    th.join()
+                threads.clear()
         for th in threads:
             th.join()
     finally:
