@@ -13,6 +13,10 @@ happened and nothing leaks in the clear under *require*.
            initiator's: the IKE SA comes up, its IKE_AUTH response says
            TS_UNACCEPTABLE (decrypted with charon's keys), no CHILD_SA on
            either end, counted, nothing in the clear
+  invalidke  the initiator offers curve25519 and ecp256 and sends its KE
+           for curve25519, the responder takes ecp256 only: INVALID_KE_PAYLOAD
+           naming ecp256 (RFC 7296 1.3), the initiator's second IKE_SA_INIT
+           carries an ecp256 KE, and the SA comes up and carries traffic
   silent   the peer runs no IKE at all (roles ic only: ipsentry initiates):
            a *request* policy falls back to cleartext after the
            retransmissions (a soft association, counted), a *require*
@@ -204,6 +208,37 @@ def scenario_ts(lab, role):
         p.stop()
 
 
+def scenario_invalidke(lab, role):
+    topo, pi, pr, caps = pair(lab, role, ci_kw={"proposals": ["aes128gcm16-prfsha256-curve25519-ecp256"]},
+                              cr_kw={"proposals": ["aes128gcm16-prfsha256-ecp256"]})
+    if pi.kind == "charon":
+        ok, out = pi.initiate()
+        lab.check(ok, f"the negotiation succeeds after the KE retry{'' if ok else ': ' + out}")
+    got, _, _ = ping(lab, topo.ns["a"], B, count=3, wait=5)
+    lab.check(got >= 2, f"the SA carries traffic ({got}/3)")
+    pcaps = [c.stop() for c in caps]
+    inits = [m for _, _, _, m in ike_messages(pcaps[-1]) if m.exchange == ref.IKE_SA_INIT]
+    seq = []
+    for m in inits:
+        ke = m.payload(ref.KE)
+        n = [x for x in m.notifies() if x < 16384]
+        bad_ke = next((b[4:6] for t, b in m.payloads if t == ref.NOTIFY and len(b) >= 6 and
+                       int.from_bytes(b[2:4], "big") == ref.INVALID_KE_PAYLOAD), None)
+        seq.append(("response" if m.response else "request",
+                    int.from_bytes(ke[:2], "big") if ke else None,
+                    int.from_bytes(bad_ke, "big") if bad_ke else (n or None)))
+    lab.check(seq[:4] == [("request", 31, None), ("response", None, 19), ("request", 19, None),
+                          ("response", 19, None)],
+              f"IKE_SA_INIT: KE curve25519 (31), INVALID_KE_PAYLOAD naming ecp256 (19), KE ecp256, accepted: {seq}")
+    for p in (pi, pr):
+        if p.kind == "ipsentry":
+            c = ike_stats.counters(p.stats())
+            lab.check(c["ike_established"] == 1 and c["child_established"] == 1,
+                      f"{p} counts one IKE SA and one CHILD_SA ({c['ike_established']}, {c['child_established']})")
+    for p in (pi, pr):
+        p.stop()
+
+
 def scenario_silent(lab, role):
     """ipsentry initiates to a host that runs no IKE: pair 1 request, pair 2 require."""
     topo = hosts(lab, 2)
@@ -294,6 +329,7 @@ def main():
         ("psk", scenario_psk, ["cc", "ci", "ic"]),
         ("noprop", scenario_noprop, ["cc", "ci", "ic"]),
         ("ts", scenario_ts, ["cc", "ci", "ic"]),
+        ("invalidke", scenario_invalidke, ["cc", "ci", "ic", "ii"]),
         ("silent", scenario_silent, ["ic"]),
         ("dpd", scenario_dpd, ["cc", "ci", "ic"]),
     ], parallel=True)
