@@ -874,8 +874,7 @@ def saved_ike_keysets(d):
 def esp_keys_of_uat(rows):
     """{spi: (enc key hex, integ key hex)} of esp_sa lines."""
     out = {}
-    for r in rows:
-        f = [x.strip('"') for x in re.findall(r'"[^"]*"|[^,]+', r)]
+    for f in uat_fields(rows):
         if len(f) >= 8:
             out[int(f[3], 16)] = (f[5].lower().removeprefix("0x"), f[7].lower().removeprefix("0x"))
     return out
@@ -884,11 +883,17 @@ def esp_keys_of_uat(rows):
 def ike_keys_of_uat(rows):
     """{(spi_i, spi_r): (sk_ei, sk_er, sk_ai, sk_ar)} of ikev2_decryption_table lines."""
     out = {}
-    for r in rows:
-        f = [x.strip('"') for x in re.findall(r'"[^"]*"|[^,]+', r)]
+    for f in uat_fields(rows):
         if len(f) >= 8:
             out[(int(f[0], 16), int(f[1], 16))] = (f[2].lower(), f[3].lower(), f[5].lower(), f[6].lower())
     return out
+
+
+def uat_fields(rows):
+    """The fields of UAT lines, quoted or not; empty ones kept (an AEAD IKE
+    SA's integrity keys are empty: `...,"AES-GCM-128 ...",,,"NONE ..."`)."""
+    import csv
+    return list(csv.reader(rows))
 
 
 # ---- the proofs ------------------------------------------------------------------------------
