@@ -575,12 +575,14 @@ class Ipsentry(Peer):
                                              "--state-dir", self.state, "--save-keys", self.keydir,
                                              *self.opts.get("extra", [])],
                                    stdout=subprocess.DEVNULL, stderr=open(self.logpath, "a"))
-        for _ in range(100):
+        # Its rules, sockets and statistics socket: seconds on a loaded machine.
+        end = time.time() + 20
+        while time.time() < end:
             if self.proc.poll() is not None:
                 break
             if self.stats() is not None:
                 return True
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise RuntimeError(f"ipsentry enforce did not start: {self.log()[-1500:]}")
 
     def initiate(self, conn=None, timeout=10):
