@@ -93,14 +93,16 @@ def skip_unless_root():
 class Lab:
     """Namespaces, processes and files of one run; close() removes them all."""
     count = 0
+    count_lock = threading.Lock()  # runs start from several threads
 
     def __init__(self, tmp, run):
         self.run = run
         self.dir = os.path.join(tmp, run)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
-        Lab.count += 1
-        self.prefix = f"{TAG}r{Lab.count}"  # unique and short: namespace names stay readable
+        with Lab.count_lock:
+            Lab.count += 1
+            self.prefix = f"{TAG}r{Lab.count}"  # unique and short: namespace names stay readable
         self.namespaces, self.procs = [], []
         self.failed_before = len(RESULTS.fails)
 
@@ -264,6 +266,7 @@ class Charon(Peer):
   keep_alive = {o.get("keep_alive", 20)}s
   cookie_threshold = {o.get("cookie_threshold", 30)}
   block_threshold = {o.get("block_threshold", 5)}
+  init_limit_half_open = {o.get("half_open_limit", 0)}
   plugins {{
     kernel-libipsec {{
       allow_peer_ts = yes
@@ -572,12 +575,14 @@ class Ipsentry(Peer):
                                              "--state-dir", self.state, "--save-keys", self.keydir,
                                              *self.opts.get("extra", [])],
                                    stdout=subprocess.DEVNULL, stderr=open(self.logpath, "a"))
-        for _ in range(100):
+        # Its rules, sockets and statistics socket: seconds on a loaded machine.
+        end = time.time() + 20
+        while time.time() < end:
             if self.proc.poll() is not None:
                 break
             if self.stats() is not None:
                 return True
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise RuntimeError(f"ipsentry enforce did not start: {self.log()[-1500:]}")
 
     def initiate(self, conn=None, timeout=10):
@@ -871,8 +876,7 @@ def saved_ike_keysets(d):
 def esp_keys_of_uat(rows):
     """{spi: (enc key hex, integ key hex)} of esp_sa lines."""
     out = {}
-    for r in rows:
-        f = [x.strip('"') for x in re.findall(r'"[^"]*"|[^,]+', r)]
+    for f in uat_fields(rows):
         if len(f) >= 8:
             out[int(f[3], 16)] = (f[5].lower().removeprefix("0x"), f[7].lower().removeprefix("0x"))
     return out
@@ -881,11 +885,17 @@ def esp_keys_of_uat(rows):
 def ike_keys_of_uat(rows):
     """{(spi_i, spi_r): (sk_ei, sk_er, sk_ai, sk_ar)} of ikev2_decryption_table lines."""
     out = {}
-    for r in rows:
-        f = [x.strip('"') for x in re.findall(r'"[^"]*"|[^,]+', r)]
+    for f in uat_fields(rows):
         if len(f) >= 8:
             out[(int(f[0], 16), int(f[1], 16))] = (f[2].lower(), f[3].lower(), f[5].lower(), f[6].lower())
     return out
+
+
+def uat_fields(rows):
+    """The fields of UAT lines, quoted or not; empty ones kept (an AEAD IKE
+    SA's integrity keys are empty: `...,"AES-GCM-128 ...",,,"NONE ..."`)."""
+    import csv
+    return list(csv.reader(rows))
 
 
 # ---- the proofs ------------------------------------------------------------------------------
@@ -1125,8 +1135,10 @@ def parse_args(doc):
 
 def run_scenarios(doc, scenarios, parallel=False):
     """scenarios: [(name, fn(lab, role), roles it runs in)] -> exit status.
-    parallel: every run at the same time (for scenarios that mostly wait,
-    such as rekeying and retransmissions)."""
+    parallel: True, every run at the same time (for scenarios that mostly
+    wait, such as rekeying and retransmissions); "roles", the roles of one
+    scenario at the same time and the scenarios one after the other (for
+    scenarios that move data: a few transfers at once, not all)."""
     a = parse_args(doc)
     skip_unless_root()
     import tempfile
@@ -1165,6 +1177,10 @@ def run_scenarios(doc, scenarios, parallel=False):
                     time.sleep(1)
                 else:
                     one(name, fn, r)
+            if parallel == "roles":
+                for th in threads:
+                    th.join()
+                threads.clear()
         for th in threads:
             th.join()
     finally:

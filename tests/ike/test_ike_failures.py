@@ -9,6 +9,14 @@ happened and nothing leaks in the clear under *require*.
            AUTHENTICATION_FAILED
   noprop   no common IKE proposal: NO_PROPOSAL_CHOSEN in the IKE_SA_INIT
            response, counted, named by `ipsentry verify`
+  ts       the responder's policy covers other addresses than the
+           initiator's: the IKE SA comes up, its IKE_AUTH response says
+           TS_UNACCEPTABLE (decrypted with charon's keys), no CHILD_SA on
+           either end, counted, nothing in the clear
+  invalidke  the initiator offers curve25519 and ecp256 and sends its KE
+           for curve25519, the responder takes ecp256 only: INVALID_KE_PAYLOAD
+           naming ecp256 (RFC 7296 1.3), the initiator's second IKE_SA_INIT
+           carries an ecp256 KE, and the SA comes up and carries traffic
   silent   the peer runs no IKE at all (roles ic only: ipsentry initiates):
            a *request* policy falls back to cleartext after the
            retransmissions (a soft association, counted), a *require*
@@ -24,6 +32,7 @@ retransmissions (4 s x 1.8^n, 5 tries: about 165 s, docs/ike-keying.md).
 Usage: test_ike_failures.py --ipsentry PATH [--roles cc,ci,ic] [--only CASE] (root; 77 = skipped)
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,8 +54,9 @@ A, B = "192.0.2.1", "192.0.2.2"
 def pair(lab, role, ci_kw=None, cr_kw=None, n_pairs=1, start=True):
     topo = hosts(lab, n_pairs)
     ki, kr = ROLES[role]
-    ci = Conn("c", A, B, f"{A}/32", f"{B}/32", initiator=True, **(ci_kw or {}))
-    cr = Conn("c", B, A, f"{B}/32", f"{A}/32", **(cr_kw or {}))
+    ci = Conn(**{"name": "c", "addr": A, "peer": B, "local_ts": f"{A}/32", "remote_ts": f"{B}/32",
+                 "initiator": True, **(ci_kw or {})})
+    cr = Conn(**{"name": "c", "addr": B, "peer": A, "local_ts": f"{B}/32", "remote_ts": f"{A}/32", **(cr_kw or {})})
     caps = captures(lab, topo, "fail")
     pi = make_peer(ki, lab, "a", topo.ns["a"], [ci], retransmit_tries=2)
     pr = make_peer(kr, lab, "b", topo.ns["b"], [cr], retransmit_tries=2)
@@ -70,6 +80,18 @@ def attempt(lab, topo, pi):
     return got > 0
 
 
+def attempt_fails(lab, topo, pi, pr, what):
+    """The initiator tries and fails; then each ipsentry end (require) still
+    reaches its peer neither protected nor in the clear. -> the ipsentry ends."""
+    lab.check(not attempt(lab, topo, pi), f"the negotiation fails: {what}")
+    time.sleep(2)
+    ips = [p for p in (pi, pr) if p.kind == "ipsentry"]
+    for p in ips:
+        got, _, _ = ping(lab, p.ns, B if p is pi else A, count=3, wait=2)
+        lab.check(got == 0, f"{p} (require) reaches its peer neither protected nor in the clear ({got}/3)")
+    return ips
+
+
 def cleartext_from(pcap, addr):
     """Packets from `addr` that are neither IKE nor ESP."""
     w = {}
@@ -85,16 +107,10 @@ def cleartext_from(pcap, addr):
 
 def scenario_psk(lab, role):
     topo, pi, pr, caps = pair(lab, role, ci_kw={"psk": "not the secret the responder has"})
-    ok = attempt(lab, topo, pi)
-    lab.check(not ok, "the negotiation with the wrong pre-shared key fails")
-    time.sleep(2)
-    ips = [p for p in (pi, pr) if p.kind == "ipsentry"]
-    # Under require nothing leaves the ipsentry host in the clear, and its
-    # peer's cleartext is dropped: ping from each side.
+    ips = attempt_fails(lab, topo, pi, pr, "the pre-shared keys differ")
+    # Under require its peer's cleartext is dropped too: ping from the other side.
     for p in ips:
         other = pr if p is pi else pi
-        got, _, _ = ping(lab, p.ns, B if p is pi else A, count=3, wait=2)
-        lab.check(got == 0, f"{p} (require) reaches its peer neither protected nor in the clear ({got}/3)")
         got, _, _ = ping(lab, other.ns, A if p is pi else B, count=3, wait=2)
         lab.check(got == 0, f"{other}'s cleartext is not answered by {p} ({got}/3)")
     pcaps = [c.stop() for c in caps]
@@ -152,6 +168,73 @@ def scenario_noprop(lab, role):
     negs = negotiations(pcaps[-1])
     lab.check(any(n["reason"] == "NO_PROPOSAL_CHOSEN" for n in negs),
               f"ipsentry verify of the capture names NO_PROPOSAL_CHOSEN ({[n['reason'] for n in negs]})")
+    for p in (pi, pr):
+        p.stop()
+
+
+def scenario_ts(lab, role):
+    # The responder protects B with 192.0.2.100, which the initiator's
+    # selectors (A and B) do not intersect: RFC 7296 2.9's TS_UNACCEPTABLE.
+    topo, pi, pr, caps = pair(lab, role, cr_kw={"remote_ts": "192.0.2.100/32"})
+    attempt_fails(lab, topo, pi, pr, "no CHILD_SA with selectors the responder does not accept")
+    pcaps = [c.stop() for c in caps]
+    ch = next(p for p in (pi, pr) if p.kind == "charon")
+    keysets = ch.keys()[0]
+    auth_resp = []
+    for _, _, _, m in ike_messages(pcaps[-1]):
+        if m.exchange == ref.IKE_AUTH and m.response:
+            k = next((k for k in keysets if ref.integrity_ok(m, k)), None)
+            inner = ref.decrypt(m, k) if k else None
+            auth_resp.append(m.notifies(inner) if inner is not None else None)
+    lab.check(auth_resp and auth_resp[0] is not None and ref.TS_UNACCEPTABLE in auth_resp[0],
+              f"the IKE_AUTH response, decrypted with charon's keys, carries TS_UNACCEPTABLE ({auth_resp})")
+    for p in (pi, pr):
+        kids = [c for s in p.sas() for c in s["children"]]
+        lab.check(not kids, f"{p} has no CHILD_SA ({kids})")
+        if p.kind == "ipsentry":
+            c = ike_stats.counters(p.stats())
+            lab.check(c["negotiation_failures"] >= 1 and c["child_established"] == 0
+                      and c["authentication_failures"] == 0,
+                      f"{p} counts the refused CHILD_SA: {c['negotiation_failures']} negotiation failures, "
+                      f"{c['child_established']} CHILD_SAs, {c['authentication_failures']} authentication failures")
+            leak = cleartext_from(pcaps[-1], p.conns[0].addr)
+            lab.check(not leak, f"no cleartext from {p}'s address on the wire ({leak or 'none'})")
+        elif p is pi:
+            lab.check("received TS_UNACCEPTABLE notify" in p.log(), f"{p}'s log: received TS_UNACCEPTABLE")
+        else:
+            lab.check(re.search(r"traffic selectors \S+ === \S+ unacceptable", p.log()) is not None,
+                      f"{p}'s log: the initiator's traffic selectors are unacceptable")
+    for p in (pi, pr):
+        p.stop()
+
+
+def scenario_invalidke(lab, role):
+    topo, pi, pr, caps = pair(lab, role, ci_kw={"proposals": ["aes128gcm16-prfsha256-curve25519-ecp256"]},
+                              cr_kw={"proposals": ["aes128gcm16-prfsha256-ecp256"]})
+    if pi.kind == "charon":
+        ok, out = pi.initiate()
+        lab.check(ok, f"the negotiation succeeds after the KE retry{'' if ok else ': ' + out}")
+    got, _, _ = ping(lab, topo.ns["a"], B, count=3, wait=5)
+    lab.check(got >= 2, f"the SA carries traffic ({got}/3)")
+    pcaps = [c.stop() for c in caps]
+    inits = [m for _, _, _, m in ike_messages(pcaps[-1]) if m.exchange == ref.IKE_SA_INIT]
+    seq = []
+    for m in inits:
+        ke = m.payload(ref.KE)
+        n = [x for x in m.notifies() if x < 16384]
+        bad_ke = next((b[4:6] for t, b in m.payloads if t == ref.NOTIFY and len(b) >= 6 and
+                       int.from_bytes(b[2:4], "big") == ref.INVALID_KE_PAYLOAD), None)
+        seq.append(("response" if m.response else "request",
+                    int.from_bytes(ke[:2], "big") if ke else None,
+                    int.from_bytes(bad_ke, "big") if bad_ke else (n or None)))
+    lab.check(seq[:4] == [("request", 31, None), ("response", None, 19), ("request", 19, None),
+                          ("response", 19, None)],
+              f"IKE_SA_INIT: KE curve25519 (31), INVALID_KE_PAYLOAD naming ecp256 (19), KE ecp256, accepted: {seq}")
+    for p in (pi, pr):
+        if p.kind == "ipsentry":
+            c = ike_stats.counters(p.stats())
+            lab.check(c["ike_established"] == 1 and c["child_established"] == 1,
+                      f"{p} counts one IKE SA and one CHILD_SA ({c['ike_established']}, {c['child_established']})")
     for p in (pi, pr):
         p.stop()
 
@@ -245,6 +328,8 @@ def main():
     return run_scenarios(__doc__, [
         ("psk", scenario_psk, ["cc", "ci", "ic"]),
         ("noprop", scenario_noprop, ["cc", "ci", "ic"]),
+        ("ts", scenario_ts, ["cc", "ci", "ic"]),
+        ("invalidke", scenario_invalidke, ["cc", "ci", "ic", "ii"]),
         ("silent", scenario_silent, ["ic"]),
         ("dpd", scenario_dpd, ["cc", "ci", "ic"]),
     ], parallel=True)

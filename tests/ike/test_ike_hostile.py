@@ -20,7 +20,14 @@ IKE_SA_INIT, a message for the established SA whose integrity fails),
 oversized datagrams (fragmented by IP) and replays of the captured
 IKE_SA_INIT and IKE_AUTH requests: ipsentry counts each broken message as
 invalid, keeps running, establishes nothing from them, and the established
-SA keeps carrying traffic. Under ASan+UBSan (the test in build-asan) the
+SA keeps carrying traffic. Last, a flood that answers the cookies
+(from addresses whose answers come back: the responder routes them
+through a, where a packet socket reads them): every request now costs a
+half-open SA, and the responder's half-open limit (ipsentry's 1000,
+charon's init_limit_half_open set to 200 here) caps them: the attacker
+gets at most the limit's worth of full IKE_SA_INIT answers, the rest are
+dropped (ipsentry's half_open_dropped), and the established SA loses no
+ping. Under ASan+UBSan (the test in build-asan) the
 ipsentry log must hold no report.
 
 Usage: test_ike_hostile.py --ipsentry PATH [--roles cc,ci] (root; 77 = skipped)
@@ -45,13 +52,25 @@ SENDER = os.path.join(HERE, "..", "support", "ike_sender.py")
 A, B, A2, B2 = "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"
 FLOOD, RATE = 3000, 1000
 FLOOD_NETS = ["198.51.100.0", "203.0.113.0"]
+# The responders' half-open limits: ipsentry's (ike::v2::Options, not
+# configurable), charon's init_limit_half_open as set here.
+HALF_OPEN_LIMIT = {"ipsentry": 1000, "charon": 200}
+COOKIE_FLOOD_RATE = 300
 
 
-def responder_conns():
+def responder_conns(kind):
     out = [Conn("est", B, A, f"{B}/32", f"{A}/32"), Conn("new", B2, A2, f"{B2}/32", f"{A2}/32")]
     # Road warriors: any peer from the flood's networks (psk for any identity).
+    # ipsentry refuses a tunnel policy without a tunnel end (config check:
+    # "a tunnel policy needs the remote tunnel endpoint"), so there a
+    # transport policy to one address of each network uses a `peer: any`
+    # profile: what the flood needs is a profile that answers any source.
     for i, net in enumerate(FLOOD_NETS):
-        out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{net}/24", remote_id=None))
+        if kind == "ipsentry":
+            host = net.rsplit(".", 1)[0] + ".77"
+            out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{host}/32", remote_id=None, mode="transport"))
+        else:
+            out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{net}/24", remote_id=None))
     return out
 
 
@@ -93,7 +112,8 @@ def scenario_hostile(lab, role):
           Conn("new", A2, B2, f"{A2}/32", f"{B2}/32", initiator=True)]
     caps = captures(lab, topo, "hostile")
     pi = make_peer(ki, lab, "a", topo.ns["a"], ci)
-    pr = make_peer(kr, lab, "b", topo.ns["b"], responder_conns(), cookie_threshold=30, block_threshold=5)
+    pr = make_peer(kr, lab, "b", topo.ns["b"], responder_conns(kr), cookie_threshold=30, block_threshold=5,
+                   half_open_limit=HALF_OPEN_LIMIT["charon"])
     pr.start()
     pi.start()
     if pi.kind == "charon":
@@ -189,12 +209,53 @@ def scenario_hostile(lab, role):
         lab.check(d_invalid >= n_invalid + n_oversized,
                   f"{pr} counts every malformed and oversized message as invalid ({d_invalid} counted, "
                   f"{n_invalid + n_oversized} sent)")
+    cookie_flood(lab, topo, pr)
+    if pr.kind == "ipsentry":
         log = pr.log()
         lab.check(len(log) < 200_000, f"{pr}'s log stays small under attack ({len(log)} bytes: rate-limited)")
     for p in (pi, pr):
         rc = p.stop()
         if p.kind == "ipsentry":
             lab.check(rc == 0, f"{p} stops cleanly (exit {rc})")
+
+
+def cookie_flood(lab, topo, pr):
+    """Requests whose cookies come back: the half-open limit, not the cookie, is what holds."""
+    limit = HALF_OPEN_LIMIT[pr.kind]
+    n = limit + 300
+    before = ike_stats.counters(pr.stats()) if pr.kind == "ipsentry" else {}
+    pinger = lab.popen(topo.ns["a"], ["ping", "-n", "-i", "0.05", "-W", "2", "-w", str(n // COOKIE_FLOOD_RATE + 6),
+                                      "-I", A, B], stdout=subprocess.PIPE, text=True)
+    flood = lab.popen(topo.ns["a"], ["/usr/bin/python3", SENDER, "cookieflood", B, str(n), str(COOKIE_FLOOD_RATE),
+                                     "a0", *FLOOD_NETS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while flood.poll() is None:
+        if pr.kind == "ipsentry":
+            st = pr.stats()
+            peak = max(peak, ike_stats.half_open(st) if st else 0)
+        time.sleep(0.5)
+    fout, ferr = flood.communicate(timeout=30)
+    f = (fout or "").split()
+    sent, answered, full, other = (int(x) for x in f) if len(f) == 4 else (0, 0, 0, 0)
+    out = pinger.communicate(timeout=60)[0]
+    line = next((ln for ln in out.splitlines() if "received" in ln), "")
+    tx, rx = (int(line.split(",")[0].split()[0]), int(line.split(",")[1].split()[0])) if line else (0, 0)
+    lab.check(sent >= n * 0.95 and answered >= limit,
+              f"cookie-answering flood: {sent} IKE_SA_INITs, {answered} cookies sent back {ferr.strip()[-200:]}")
+    lab.check(limit // 2 <= full <= limit + 10,
+              f"{pr}'s half-open limit ({limit}) caps the flood: {full} full IKE_SA_INIT answers (DH done), "
+              f"{other} other answers, {sent - full - other} unanswered")
+    lab.check(tx > 50 and rx == tx, f"the established SA lost no ping during the cookie-answering flood ({rx}/{tx})")
+    lab.check(pr.alive(), f"{pr} survives the cookie-answering flood")
+    if pr.kind == "ipsentry":
+        c = ike_stats.counters(pr.stats())
+        dropped = c["half_open_dropped"] - before["half_open_dropped"]
+        lab.check(dropped >= 1 and peak <= limit,
+                  f"{pr} counts what the limit dropped ({dropped}) and its half-open SAs peak at {peak} (limit "
+                  f"{limit})")
+    else:
+        lab.check(f"half-open IKE_SA limit of {limit} reached" in pr.log(),
+                  f"{pr}'s log: the half-open IKE_SA limit of {limit} reached")
 
 
 def main():

@@ -30,6 +30,7 @@ Usage: test_ike_interop.py --ipsentry PATH [--roles cc,ci,ic,ii] [--only NAME] (
 """
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -134,11 +135,13 @@ def scenario_gateway(lab, role):
 
 
 PKI = {}
+PKI_LOCK = threading.Lock()  # the roles run at the same time: one CA for all
 
 
 def scenario_certs(lab, role):
-    if not PKI:
-        PKI.update(make_pki(os.path.join(os.path.dirname(lab.dir), "pki")))
+    with PKI_LOCK:
+        if not PKI:
+            PKI.update(make_pki(os.path.join(os.path.dirname(lab.dir), "pki")))
     topo = hosts(lab)
     a, b = "192.0.2.1", "192.0.2.2"
     mode = "transport" if role == "ii" else "tunnel"
@@ -236,7 +239,7 @@ def main():
         ("gateway", scenario_gateway, ["cc", "ci", "ic", "ii"]),
         ("certs", scenario_certs, ["cc", "ci", "ic", "ii"]),
         ("transport", scenario_transport, ["cc", "ci", "ic"]),
-    ])
+    ], parallel="roles")
 
 
 if __name__ == "__main__":

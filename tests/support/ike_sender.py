@@ -6,6 +6,13 @@ source address and port can be anything (run with `ip netns exec`).
                                              PRF-HMAC-SHA2-256: what the responder accepts),
                                              each from a random address of the NETs
                                              (/24s, "198.51.100.0"), port 500
+  ike_sender.py cookieflood DST COUNT RATE IFACE NET...
+                                             the same, but an attacker who sees the answers:
+                                             each COOKIE is sent back (RFC 7296 2.6 lets a
+                                             flood from real addresses through), so every
+                                             request costs the responder a half-open SA;
+                                             prints "sent cookies_answered full_answers
+                                             other_answers"
   ike_sender.py send FILE                    the datagrams of a JSON list
                                              [{src, sport, dst, dport, hex, plain}] (4500: with
                                              the non-ESP marker already in hex; plain: through
@@ -55,10 +62,72 @@ def flood(dst, count, rate, nets):
             sent += 1
         except OSError:
             pass
-        due = t0 + (i + 1) / rate
-        if due > time.time():
-            time.sleep(due - time.time())
+        wait = t0 + (i + 1) / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
     print(sent, flush=True)
+
+
+def cookieflood(dst, count, rate, iface, nets):
+    """The answers to the spoofed sources come back through this namespace
+    (the responder routes them here), so a packet socket on IFACE reads them
+    although no address of ours is theirs."""
+    s = sender()
+    rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    rx.bind((iface, 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    rx.setblocking(False)
+    pending = {}  # spi_i -> (Initiator, its source address)
+    counts = {"sent": 0, "cookies": 0, "full": 0, "other": 0}
+
+    def out(src, msg):
+        try:
+            s.sendto(udp(src, dst, 500, 500, msg), (dst, 0))
+            return True
+        except OSError:
+            return False
+
+    def drain():
+        while True:
+            try:
+                pkt = rx.recv(65535)
+            except BlockingIOError:
+                return
+            if len(pkt) < 28 or pkt[9] != 17 or socket.inet_ntoa(pkt[12:16]) != dst:
+                continue
+            ihl = (pkt[0] & 15) * 4
+            sport, dport = struct.unpack("!HH", pkt[ihl:ihl + 4])
+            if sport != 500 or dport != 500:
+                continue
+            m = ref.parse(pkt[ihl + 8:])
+            if m is None or m.spi_i not in pending or not m.response:
+                continue
+            ini, src = pending[m.spi_i]
+            if ref.COOKIE in m.notifies():
+                if not ini.cookie and out(src, ini.on_init_response(pkt[ihl + 8:])):
+                    counts["cookies"] += 1
+                continue
+            del pending[m.spi_i]
+            counts["full" if m.payload(ref.KE) is not None else "other"] += 1
+
+    t0 = time.time()
+    for i in range(count):
+        net = random.choice(nets).rsplit(".", 1)[0]
+        src = f"{net}.{random.randint(1, 254)}"
+        ini = ref.Initiator(b"x", src, dst, None, None)
+        if out(src, ini.init()):
+            counts["sent"] += 1
+            pending[ini.spi_i] = (ini, src)
+        drain()
+        due = t0 + (i + 1) / rate
+        while due > time.time():
+            drain()
+            time.sleep(min(0.002, max(0.0, due - time.time())))
+    end = time.time() + 3  # the last cookies' round trips
+    while time.time() < end:
+        drain()
+        time.sleep(0.01)
+    print(counts["sent"], counts["cookies"], counts["full"], counts["other"], flush=True)
 
 
 def send(path):
@@ -87,5 +156,7 @@ def send(path):
 if __name__ == "__main__":
     if sys.argv[1] == "flood":
         flood(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
+    elif sys.argv[1] == "cookieflood":
+        cookieflood(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5], sys.argv[6:])
     else:
         send(sys.argv[2])
