@@ -150,7 +150,10 @@ void Daemon::Impl::on_auth_response(IkeSa& sa, const Message& m, TimeNs now, Act
   if (m.find<AuthPayload>(pt::v2_auth) == nullptr) {
     const auto* e = m.error_notify();
     if (e != nullptr && e->type == notify::authentication_failed) {
+      // As the IP Security Monitor counts them: every authentication failure is
+      // also a failed negotiation.
       ++counters.authentication_failures;
+      ++counters.negotiation_failures;
       event(out, EventKind::auth_failed,
             fmt::format("IKE SA {}: {} refused our authentication: AUTHENTICATION_FAILED", sa.id, sa.remote.str()));
       remember_failure(sa, now);
@@ -178,7 +181,10 @@ void Daemon::Impl::on_auth_response(IkeSa& sa, const Message& m, TimeNs now, Act
 }
 
 void Daemon::Impl::initiator_auth_failed(IkeSa& sa, const std::string& why, TimeNs now, Actions& out) {
+  // As the IP Security Monitor counts them: every authentication failure is
+  // also a failed negotiation.
   ++counters.authentication_failures;
+  ++counters.negotiation_failures;
   event(out, EventKind::auth_failed,
         fmt::format("IKE SA {}: {} failed authentication: {}: AUTHENTICATION_FAILED", sa.id, sa.remote.str(), why));
   // RFC 7296 2.21.2: tell the responder in an INFORMATIONAL (sent once,
@@ -242,7 +248,10 @@ void Daemon::Impl::on_auth_request(IkeSa& sa, const Datagram& d, const Message& 
 
 void Daemon::Impl::responder_auth_failed(IkeSa& sa, const Datagram& d, const Message& m, Bytes hash,
                                          const std::string& why, TimeNs now, Actions& out) {
+  // As the IP Security Monitor counts them: every authentication failure is
+  // also a failed negotiation.
   ++counters.authentication_failures;
+  ++counters.negotiation_failures;
   event(out, EventKind::auth_failed, fmt::format("IKE_AUTH from {}: {}: AUTHENTICATION_FAILED", d.remote.str(), why));
   Message resp = response_to(sa, m);
   resp.payloads.push_back(detail::notify_payload(notify::authentication_failed));

@@ -33,7 +33,10 @@ void Daemon::Impl::on_informational_request(IkeSa& sa, const Datagram& d, const 
   }
   send_response(sa, resp, d, hash, out);
   if (auth_failed) {
+    // As the IP Security Monitor counts them: every authentication failure is
+    // also a failed negotiation.
     ++counters.authentication_failures;
+    ++counters.negotiation_failures;
     event(out, EventKind::auth_failed,
           fmt::format("IKE SA {}: {} rejected our authentication: AUTHENTICATION_FAILED", sa.id, sa.remote.str()));
     destroy_sa(sa, now, out, "the peer rejected our authentication");
