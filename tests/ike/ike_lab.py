@@ -168,6 +168,12 @@ def hosts(lab, n_pairs=1):
     a, b = lab.ns("a"), lab.ns("b")
     lab.link(a, "a0", [f"192.0.2.{2 * i + 1}/24" for i in range(n_pairs)],
              b, "b0", [f"192.0.2.{2 * i + 2}/24" for i in range(n_pairs)])
+    # Each pair talks from its own addresses, as charon's routes in table 220
+    # make it; ipsentry installs no routes, and without these a connection
+    # to .4 would leave from .1, outside every policy.
+    for i in range(1, n_pairs):
+        sh("ip", "-n", a, "route", "add", f"192.0.2.{2 * i + 2}/32", "dev", "a0", "src", f"192.0.2.{2 * i + 1}")
+        sh("ip", "-n", b, "route", "add", f"192.0.2.{2 * i + 1}/32", "dev", "b0", "src", f"192.0.2.{2 * i + 2}")
     return Topo({"a": a, "b": b}, a, b, "192.0.2.2", [(b, "b0")])
 
 
