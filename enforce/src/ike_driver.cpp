@@ -30,9 +30,9 @@ using nlohmann::json;
 namespace {
 
 constexpr std::size_t kMaxDatagram = 65535;
-constexpr TimeNs kPublishEvery = 1'000'000'000;      // the statistics' snapshot, at least this often
-constexpr TimeNs kPublishAtMost = 100'000'000;       // and at most this often after activity
-constexpr TimeNs kHousekeeping = 1'000'000'000;      // acquires given up, snapshot refreshed
+constexpr TimeNs kPublishEvery = 1'000'000'000;  // the statistics' snapshot, at least this often
+constexpr TimeNs kPublishAtMost = 100'000'000;   // and at most this often after activity
+constexpr TimeNs kHousekeeping = 1'000'000'000;  // acquires given up, snapshot refreshed
 
 sockaddr_storage to_sockaddr(const dissect::IpAddr& a, std::uint16_t port, socklen_t& len) {
   sockaddr_storage ss{};
@@ -191,8 +191,7 @@ std::string udp_port_holder(std::uint16_t port) {
   return found;
 }
 
-IkeDriver::IkeDriver(IkeHost host, IkeChannel& channel, std::unique_ptr<IkeProtocol> protocol,
-                     IkeDriverOptions options)
+IkeDriver::IkeDriver(IkeHost host, IkeChannel& channel, std::unique_ptr<IkeProtocol> protocol, IkeDriverOptions options)
     : host_(std::move(host)), channel_(channel), protocol_(std::move(protocol)), options_(std::move(options)) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
@@ -237,8 +236,8 @@ void IkeDriver::bind_sockets() {
       sockets_.push_back({fd, v6, natt});
       const int on = 1;
       if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
-        throw std::runtime_error(fmt::format("IKE: cannot mark the IKE sockets as ipsentry's own (SO_MARK): {}",
-                                             std::strerror(errno)));
+        throw std::runtime_error(
+            fmt::format("IKE: cannot mark the IKE sockets as ipsentry's own (SO_MARK): {}", std::strerror(errno)));
       }
       if (v6) {
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
@@ -247,8 +246,8 @@ void IkeDriver::bind_sockets() {
         setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
       }
       socklen_t len = 0;
-      sockaddr_storage any = to_sockaddr(v6 ? *dissect::IpAddr::parse("::") : *dissect::IpAddr::parse("0.0.0.0"),
-                                         port, len);
+      sockaddr_storage any =
+          to_sockaddr(v6 ? *dissect::IpAddr::parse("::") : *dissect::IpAddr::parse("0.0.0.0"), port, len);
       if (bind(fd, reinterpret_cast<sockaddr*>(&any), len) != 0) {
         const int e = errno;
         if (e == EADDRINUSE) {
@@ -675,24 +674,13 @@ void IkeDriver::install(const ike::v2::InstallAction& a) {
     for (const auto* sa : {&c.inbound, &c.outbound}) {
       if (!key_files_->add_esp(*sa, why)) log(EventKind::warning, fmt::format("--save-keys: {}", why));
     }
-    try {
-      key_files_->write();
-      std::scoped_lock l(snap_mu_);
-      ++counters_.key_file_writes;
-    } catch (const std::exception& e) {
-      {
-        std::scoped_lock l(snap_mu_);
-        ++counters_.key_file_errors;
-      }
-      log(EventKind::warning, e.what());
-    }
+    write_key_files();
   }
 }
 
 void IkeDriver::remove(const ike::v2::RemoveAction& a) {
   std::size_t n = 0;
-  host_.with_state(true,
-                   [&](State& s) { n = s.remove_child(a.child, a.inbound_spi, a.outbound_spi, a.inbound_only); });
+  host_.with_state(true, [&](State& s) { n = s.remove_child(a.child, a.inbound_spi, a.outbound_spi, a.inbound_only); });
   {
     std::scoped_lock l(snap_mu_);
     ++counters_.removes;
@@ -802,11 +790,16 @@ void IkeDriver::event(const ike::v2::EventAction& a, TimeNs now) {
 void IkeDriver::keys(const ike::v2::KeysAction& a) {
   if (!key_files_) return;  // produced only with save_keys; never written without the flag
   std::string why;
-  if (!key_files_->add_ike(a.spi_i, a.spi_r, a.suite.encryption, a.suite.integrity, a.sk_ei, a.sk_er, a.sk_ai,
-                           a.sk_ar, why)) {
+  if (!key_files_->add_ike(a.spi_i, a.spi_r, a.suite.encryption, a.suite.integrity, a.sk_ei, a.sk_er, a.sk_ai, a.sk_ar,
+                           why)) {
     log(EventKind::warning, fmt::format("--save-keys: {}", why));
     return;
   }
+  write_key_files();
+}
+
+void IkeDriver::write_key_files() {
+  // A full disk or a removed directory costs the proof, never the SA.
   try {
     key_files_->write();
     std::scoped_lock l(snap_mu_);

@@ -99,7 +99,7 @@ struct IkeDriverCounters {
   std::uint64_t datagrams_sent = 0;
   std::uint64_t send_errors = 0;
   std::uint64_t receive_errors = 0;
-  std::uint64_t stray_esp = 0;          // ESP in UDP that reached the IKE socket (not through the queue)
+  std::uint64_t stray_esp = 0;            // ESP in UDP that reached the IKE socket (not through the queue)
   std::uint64_t keepalives_received = 0;  // NAT keepalives that reached the IKE socket
   std::uint64_t held_sent_protected = 0;
   std::uint64_t held_sent_cleartext = 0;
@@ -169,6 +169,7 @@ class IkeDriver {
   void acquire_done(const ike::v2::AcquireDoneAction& a);
   void event(const ike::v2::EventAction& a, ike::v2::TimeNs now);
   void keys(const ike::v2::KeysAction& a);
+  void write_key_files();  // --save-keys: both files rewritten, failures counted and logged
   bool raw_send(std::span<const std::uint8_t> ip_packet) noexcept;
   void log(EventKind kind, const std::string& text) const;
   void wake() noexcept;
