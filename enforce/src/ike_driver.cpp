@@ -344,10 +344,15 @@ void IkeDriver::call(const Job& job) {
 void IkeDriver::run() {
   std::vector<pollfd> fds;
   TimeNs next_housekeeping = now() + kHousekeeping;
+  bool unpublished = false;
   publish(now());
   while (!stop_.load()) {
     const TimeNs t0 = now();
-    const TimeNs deadline = std::min(protocol_->next_deadline(), next_housekeeping);
+    TimeNs deadline = std::min(protocol_->next_deadline(), next_housekeeping);
+    // Activity the statistics have not shown yet is published as soon as
+    // the rate limit allows, not with the next second's refresh: a reader
+    // that saw an SA come up on the wire finds it in `stats` right after.
+    if (unpublished) deadline = std::min(deadline, last_publish_ + kPublishAtMost);
     const TimeNs wait_ns = std::max<TimeNs>(0, deadline - t0);
     const int timeout_ms = static_cast<int>(std::min<TimeNs>((wait_ns + 999'999) / 1'000'000, 1000));
     fds.clear();
@@ -412,7 +417,11 @@ void IkeDriver::run() {
       // One bad input must not stop IKE for every peer.
       log(EventKind::ike, fmt::format("IKE driver: {}", e.what()));
     }
-    if ((active && t - last_publish_ >= kPublishAtMost) || t - last_publish_ >= kPublishEvery) publish(t);
+    unpublished = unpublished || active;
+    if ((unpublished && t - last_publish_ >= kPublishAtMost) || t - last_publish_ >= kPublishEvery) {
+      publish(t);
+      unpublished = false;
+    }
   }
   publish(now());
 }
