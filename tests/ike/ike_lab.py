@@ -230,7 +230,7 @@ class Conn:
     child_lifetime: int = 900
     rekeys: bool = True           # False: this end leaves rekeying to the peer
     dpd: int = 30
-    inbound: str = "require"
+    inbound: str = "require"      # ipsentry: respond when peer is None (it cannot start a negotiation)
     initiator: bool = False       # charon: initiate (or trap); ipsentry always initiates on traffic
 
 
@@ -554,7 +554,7 @@ class Ipsentry(Peer):
     action: negotiate
     ike: {c.name}
     ipsec: {ipsec}
-    inbound: {c.inbound}
+    inbound: {c.inbound if c.peer else "respond"}
 """
         self.config = os.path.join(self.dir, "ipsentry.yaml")
         open(self.config, "w").write(

@@ -58,19 +58,12 @@ HALF_OPEN_LIMIT = {"ipsentry": 1000, "charon": 200}
 COOKIE_FLOOD_RATE = 300
 
 
-def responder_conns(kind):
+def responder_conns():
     out = [Conn("est", B, A, f"{B}/32", f"{A}/32"), Conn("new", B2, A2, f"{B2}/32", f"{A2}/32")]
-    # Road warriors: any peer from the flood's networks (psk for any identity).
-    # ipsentry refuses a tunnel policy without a tunnel end (config check:
-    # "a tunnel policy needs the remote tunnel endpoint"), so there a
-    # transport policy to one address of each network uses a `peer: any`
-    # profile: what the flood needs is a profile that answers any source.
+    # Road warriors: any peer from the flood's networks (psk for any identity;
+    # ipsentry: inbound respond, as a policy without its peer must be).
     for i, net in enumerate(FLOOD_NETS):
-        if kind == "ipsentry":
-            host = net.rsplit(".", 1)[0] + ".77"
-            out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{host}/32", remote_id=None, mode="transport"))
-        else:
-            out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{net}/24", remote_id=None))
+        out.append(Conn(f"rw{i}", B, None, f"{B}/32", f"{net}/24", remote_id=None))
     return out
 
 
@@ -112,7 +105,7 @@ def scenario_hostile(lab, role):
           Conn("new", A2, B2, f"{A2}/32", f"{B2}/32", initiator=True)]
     caps = captures(lab, topo, "hostile")
     pi = make_peer(ki, lab, "a", topo.ns["a"], ci)
-    pr = make_peer(kr, lab, "b", topo.ns["b"], responder_conns(kr), cookie_threshold=30, block_threshold=5,
+    pr = make_peer(kr, lab, "b", topo.ns["b"], responder_conns(), cookie_threshold=30, block_threshold=5,
                    half_open_limit=HALF_OPEN_LIMIT["charon"])
     pr.start()
     pi.start()

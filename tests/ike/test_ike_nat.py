@@ -33,10 +33,7 @@ def scenario_nat(lab, role):
     topo = gateways(lab, nat=True)
     ki, kr = ROLES[role]
     c1 = Conn("nat", GW1_OUT, GW2_OUT, NET_A, NET_B, local_id=GW1_ID, remote_id=GW2_OUT, initiator=True)
-    # charon takes any peer address; ipsentry refuses a tunnel policy
-    # without its far end (config check: "a tunnel policy needs the remote
-    # tunnel endpoint"), so there gw2 names the NAT's public address.
-    c2 = Conn("nat", GW2_OUT, NAT_PUBLIC if kr == "ipsentry" else None, NET_B, NET_A, remote_id=GW1_ID)
+    c2 = Conn("nat", GW2_OUT, None, NET_B, NET_A, remote_id=GW1_ID)
     caps = captures(lab, topo, "nat")
     p1 = make_peer(ki, lab, "gw1", topo.ns["g1"], [c1], keep_alive=2)
     p2 = make_peer(kr, lab, "gw2", topo.ns["g2"], [c2])
