@@ -557,8 +557,9 @@ class Ipsentry(Peer):
     inbound: {c.inbound if c.peer else "respond"}
 """
         self.config = os.path.join(self.dir, "ipsentry.yaml")
-        open(self.config, "w").write(
-            f"interfaces: {{ local: [{', '.join(addrs)}] }}\nike_profiles:\n{profiles}policies:\n{policies}")
+        # It holds the pre-shared keys: 0600, as ipsentry asks of such files.
+        with open(os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(f"interfaces: {{ local: [{', '.join(addrs)}] }}\nike_profiles:\n{profiles}policies:\n{policies}")
 
     def start(self):
         self.conf()
