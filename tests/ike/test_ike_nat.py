@@ -75,7 +75,11 @@ def scenario_nat(lab, role):
     for p, behind in ((p1, True), (p2, False)):
         if p.kind == "ipsentry":
             sas = p.sas()
-            lab.check(len(sas) == 1 and sas[0]["nat_local"] == behind and sas[0]["nat_remote"] == (not behind),
+            other = p2 if p is p1 else p1
+            # charon with kernel-libipsec fakes its NAT detection hash (it always
+            # wants UDP encapsulation): seen from its peer it is behind a NAT.
+            remote_nat = (not behind) or other.kind == "charon"
+            lab.check(len(sas) == 1 and sas[0]["nat_local"] == behind and sas[0]["nat_remote"] == remote_nat,
                       f"{p} knows {'it is' if behind else 'its peer is'} behind the NAT "
                       f"(nat_local {sas[0]['nat_local'] if sas else None}, nat_remote "
                       f"{sas[0]['nat_remote'] if sas else None})")
