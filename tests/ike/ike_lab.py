@@ -652,7 +652,7 @@ class Transfer:
     """A TCP transfer from the client namespace to the server; result() ->
     (intact, description)."""
 
-    def __init__(self, lab, srv_ns, srv_addr, cli_ns, size, port=5001, rate=0, timeout=90):
+    def __init__(self, lab, srv_ns, srv_addr, cli_ns, size, port=5001, rate=0, timeout=90, src=None):
         import hashlib
         self.lab, self.size = lab, size
         self.path = payload(lab, size)
@@ -662,7 +662,8 @@ class Transfer:
         time.sleep(0.3)
         self.t0 = time.time()
         self.cli = lab.popen(cli_ns, ["/usr/bin/python3", TCP_XFER, "send", srv_addr, str(port), self.path,
-                                      str(rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      str(rate), *([src] if src else [])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.timeout = timeout
 
     def result(self):

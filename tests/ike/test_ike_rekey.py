@@ -99,7 +99,7 @@ def scenario_rekey(lab, role):
     transfers, pingers = [], []
     for i, (name, (a, b)) in enumerate(PAIRS.items()):
         transfers.append((name, Transfer(lab, topo.ns["b"], b, topo.ns["a"], RATE * DURATION, port=5100 + i,
-                                         rate=RATE, timeout=DURATION + 60)))
+                                         rate=RATE, timeout=DURATION + 60, src=a)))
         pingers.append((name, lab.popen(topo.ns["a"], ["ping", "-n", "-i", "0.5", "-c", str(DURATION * 2), "-W", "2",
                                                        "-I", a, b], stdout=__import__("subprocess").PIPE, text=True)))
     for name, t in transfers:
