@@ -153,8 +153,9 @@ def scenario_rekey(lab, role):
     for _, name, sas in poll.seen:
         for s in sas:
             seen_ike.setdefault(name, set()).add((s["spi_i"], s["spi_r"]))
-    lab.check(all(len(v) == 3 for v in seen_ike.values()),
-              f"three IKE SAs in the whole run on each end (two pairs, one rekey): "
+    # A 40 s IKE SA may be rekeyed twice before the run settles (rekey at 80-90 %).
+    lab.check(all(3 <= len(v) <= 4 for v in seen_ike.values()),
+              f"three or four IKE SAs in the whole run on each end (two pairs, one or two rekeys of one): "
               f"{ {k: len(v) for k, v in seen_ike.items()} }")
 
     # PFS: KE in the pfs children's CREATE_CHILD_SA, none in the nopfs ones'.
