@@ -185,6 +185,10 @@ def scenario_rekey(lab, role):
             prove_keys(lab, pcaps[-1], p.keydir, f"{p}'s keys, rewritten at every rekey", expect_esp_min=1000)
             c = ike_stats.counters(p.stats())
             lab.check(c["rekeys"] >= 7, f"{p} counts the rekeys (6 CHILD_SA, 1 IKE SA): {c['rekeys']}")
+            # A packet on a new SPI before this end installed it is one lost.
+            early = [ln.split(": ", 1)[-1] for ln in p.log().splitlines() if "dropped: unknown-spi" in ln]
+            lab.check(not early, f"{p} dropped no ESP packet for an SPI it had not installed yet "
+                                 f"({len(early)}: {early[:3]})")
     if ki == kr == "charon":
         from ike_lab import keys_for
         prove_keys(lab, pcaps[-1], keys_for(lab, pi, pcaps), f"{pi}'s keys", expect_esp_min=1000)
