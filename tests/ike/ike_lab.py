@@ -573,7 +573,10 @@ class Ipsentry(Peer):
             raise RuntimeError(f"ipsentry config check refuses {self.config}: {r.stderr.strip()[-600:]}")
         os.makedirs(self.keydir, exist_ok=True)
         self.proc = self.lab.popen(self.ns, [self.BINARY, "enforce", "-c", self.config, "--socket", self.sock,
-                                             "--state-dir", self.state, "--save-keys", self.keydir,
+                                             "--state-dir", self.state,
+                                             # save_keys=False: as in production (the bench)
+                                             *(["--save-keys", self.keydir] if self.opts.get("save_keys", True)
+                                               else []),
                                              *self.opts.get("extra", [])],
                                    stdout=subprocess.DEVNULL, stderr=open(self.logpath, "a"))
         # Its rules, sockets and statistics socket: seconds on a loaded machine.
