@@ -236,7 +236,7 @@ class Conn:
     child_lifetime: int = 900
     rekeys: bool = True           # False: this end leaves rekeying to the peer
     dpd: int = 30
-    inbound: str = "require"
+    inbound: str = "require"      # ipsentry: respond when peer is None (it cannot start a negotiation)
     initiator: bool = False       # charon: initiate (or trap); ipsentry always initiates on traffic
 
 
@@ -560,11 +560,12 @@ class Ipsentry(Peer):
     action: negotiate
     ike: {c.name}
     ipsec: {ipsec}
-    inbound: {c.inbound}
+    inbound: {c.inbound if c.peer else "respond"}
 """
         self.config = os.path.join(self.dir, "ipsentry.yaml")
-        open(self.config, "w").write(
-            f"interfaces: {{ local: [{', '.join(addrs)}] }}\nike_profiles:\n{profiles}policies:\n{policies}")
+        # It holds the pre-shared keys: 0600, as ipsentry asks of such files.
+        with open(os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(f"interfaces: {{ local: [{', '.join(addrs)}] }}\nike_profiles:\n{profiles}policies:\n{policies}")
 
     def start(self):
         self.conf()
@@ -578,7 +579,10 @@ class Ipsentry(Peer):
             raise RuntimeError(f"ipsentry config check refuses {self.config}: {r.stderr.strip()[-600:]}")
         os.makedirs(self.keydir, exist_ok=True)
         self.proc = self.lab.popen(self.ns, [self.BINARY, "enforce", "-c", self.config, "--socket", self.sock,
-                                             "--state-dir", self.state, "--save-keys", self.keydir,
+                                             "--state-dir", self.state,
+                                             # save_keys=False: as in production (the bench)
+                                             *(["--save-keys", self.keydir] if self.opts.get("save_keys", True)
+                                               else []),
                                              *self.opts.get("extra", [])],
                                    stdout=subprocess.DEVNULL, stderr=open(self.logpath, "a"))
         # Its rules, sockets and statistics socket: seconds on a loaded machine.
@@ -657,7 +661,7 @@ class Transfer:
     """A TCP transfer from the client namespace to the server; result() ->
     (intact, description)."""
 
-    def __init__(self, lab, srv_ns, srv_addr, cli_ns, size, port=5001, rate=0, timeout=90):
+    def __init__(self, lab, srv_ns, srv_addr, cli_ns, size, port=5001, rate=0, timeout=90, src=None):
         import hashlib
         self.lab, self.size = lab, size
         self.path = payload(lab, size)
@@ -667,7 +671,8 @@ class Transfer:
         time.sleep(0.3)
         self.t0 = time.time()
         self.cli = lab.popen(cli_ns, ["/usr/bin/python3", TCP_XFER, "send", srv_addr, str(port), self.path,
-                                      str(rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      str(rate), *([src] if src else [])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.timeout = timeout
 
     def result(self):
@@ -711,9 +716,15 @@ class Capture:
 # ---- what a capture holds --------------------------------------------------------------------
 
 def ipv4_packets(path):
-    """[(src, dst, proto, l4 bytes)] of the IPv4 packets of a capture (Ethernet or raw)."""
+    """[(src, dst, proto, l4 bytes, frag)] of the IPv4 packets of a capture
+    (Ethernet or raw), IP fragments reassembled (RFC 791): a datagram whose
+    fragments all arrived is one entry (frag 0) where its last fragment was;
+    a fragment whose datagram stays incomplete is its own entry, l4 empty
+    unless it is the first, frag its flags and offset. An IKE message larger
+    than the MTU (IKE_AUTH with an RSA certificate, from a peer that does not
+    use RFC 7383 fragmentation) crosses the wire in IP fragments."""
     linktype, pkts = read_pcap(path)
-    out = []
+    out, pending, done, serial = [], {}, set(), 0
     for p in pkts:
         if linktype == 1:
             if len(p) < 14 or p[12:14] != b"\x08\x00":
@@ -724,11 +735,33 @@ def ipv4_packets(path):
         if len(p) < 20 or p[0] >> 4 != 4:
             continue
         ihl = (p[0] & 15) * 4
-        frag = struct.unpack("!H", p[6:8])[0]
+        total = struct.unpack("!H", p[2:4])[0]
+        ident, frag = struct.unpack("!HH", p[4:8])
         src = ".".join(str(b) for b in p[12:16])
         dst = ".".join(str(b) for b in p[16:20])
-        out.append((src, dst, p[9], p[ihl:] if frag & 0x1FFF == 0 else b"", frag))
-    return out
+        body = p[ihl:total] if ihl <= total <= len(p) else p[ihl:]
+        if frag & 0x3FFF == 0:  # neither more fragments nor an offset
+            out.append((None, (src, dst, p[9], body, 0)))
+            continue
+        key = (src, dst, p[9], ident)
+        if key not in pending:
+            serial += 1
+            pending[key] = {"serial": serial, "parts": {}, "end": None}
+        d = pending[key]
+        out.append((d["serial"], (src, dst, p[9], body if frag & 0x1FFF == 0 else b"", frag)))
+        d["parts"][8 * (frag & 0x1FFF)] = body
+        if not frag & 0x2000:
+            d["end"] = 8 * (frag & 0x1FFF) + len(body)
+        data, off = b"", 0
+        while off in d["parts"]:
+            data += d["parts"][off]
+            off += len(d["parts"][off])
+        if d["end"] is not None and off == d["end"]:
+            del pending[key]
+            done.add(d["serial"])
+            out.append((None, (src, dst, key[2], data, 0)))
+    # The fragments of a reassembled datagram go; the datagram stands for them.
+    return [x for tag, x in out if tag is None or tag not in done]
 
 
 def ike_messages(path):
@@ -991,9 +1024,14 @@ def prove_keys(lab, pcap, keydir, where, expect_esp_min=10):
     bad = {k: n for k, n in v["verdicts"].items() if n and k != "ok"}
     lab.check(v["esp"] >= expect_esp_min and v["ok"] == v["esp"] and not bad,
               f"{where}: ipsentry verify with the saved keys: {v['ok']} of {v['esp']} ESP packets ok {bad or ''}")
-    lab.check(v["ike_encrypted"] > 0 and v["ike_decrypted"] == v["ike_encrypted"],
+    # What the wire holds, IP fragments reassembled: verify must see each one.
+    on_wire = sum(1 for _, _, _, m in ike_messages(pcap) if m.encrypted)
+    broken = [(m["frame"], m["malformed"]) for m in v["messages"] if m.get("malformed")]
+    lab.check(on_wire > 0 and v["ike_decrypted"] == v["ike_encrypted"] == on_wire,
               f"{where}: ipsentry verify decrypts every encrypted IKE message ({v['ike_decrypted']} of "
-              f"{v['ike_encrypted']}; {v['ike']} in all){' not: ' + str(v['undecrypted'][:5]) if v['undecrypted'] else ''}")
+              f"{v['ike_encrypted']} it found, {on_wire} on the wire; {v['ike']} in all)"
+              f"{' not: ' + str(v['undecrypted'][:5]) if v['undecrypted'] else ''}"
+              f"{' malformed to it: ' + str(broken[:3]) if broken else ''}")
     esp, esp_dec, ike_enc, ike_dec = tshark_counts(pcap, keydir)
     lab.check(esp == v["esp"] and esp_dec == v["ok"],
               f"{where}: tshark decrypts as many ESP packets with the same files ({esp_dec} of {esp}, ipsentry "

@@ -80,12 +80,13 @@ def attempt(lab, topo, pi):
     return got > 0
 
 
-def attempt_fails(lab, topo, pi, pr, what):
-    """The initiator tries and fails; then each ipsentry end (require) still
-    reaches its peer neither protected nor in the clear. -> the ipsentry ends."""
+def attempt_fails(lab, topo, pi, pr, what, ends=None):
+    """The initiator tries and fails; then each ipsentry end (require) of
+    `ends` (default both: those whose policy covers A <-> B) still reaches
+    its peer neither protected nor in the clear. -> those ipsentry ends."""
     lab.check(not attempt(lab, topo, pi), f"the negotiation fails: {what}")
     time.sleep(2)
-    ips = [p for p in (pi, pr) if p.kind == "ipsentry"]
+    ips = [p for p in (ends or (pi, pr)) if p.kind == "ipsentry"]
     for p in ips:
         got, _, _ = ping(lab, p.ns, B if p is pi else A, count=3, wait=2)
         lab.check(got == 0, f"{p} (require) reaches its peer neither protected nor in the clear ({got}/3)")
@@ -118,8 +119,7 @@ def scenario_psk(lab, role):
         leak = cleartext_from(pcaps[-1], p.conns[0].addr)
         lab.check(not leak, f"no cleartext from {p}'s address on the wire ({leak or 'none'})")
         c = ike_stats.counters(p.stats())
-        lab.check(c["authentication_failures"] >= 1 and c["negotiation_failures"] >= c["authentication_failures"]
-                  and c["ike_established"] == 0,
+        lab.check(c["authentication_failures"] >= 1 and c["ike_established"] == 0,
                   f"{p} counts the authentication failure: {c['authentication_failures']} authentication, "
                   f"{c['negotiation_failures']} negotiation failures, {c['ike_established']} IKE SAs")
         lab.check(not established_sas(p), f"{p} holds no established IKE SA after the failure")
@@ -176,7 +176,8 @@ def scenario_ts(lab, role):
     # The responder protects B with 192.0.2.100, which the initiator's
     # selectors (A and B) do not intersect: RFC 7296 2.9's TS_UNACCEPTABLE.
     topo, pi, pr, caps = pair(lab, role, cr_kw={"remote_ts": "192.0.2.100/32"})
-    attempt_fails(lab, topo, pi, pr, "no CHILD_SA with selectors the responder does not accept")
+    # The responder's policy does not cover A: its cleartext with A is not its business.
+    attempt_fails(lab, topo, pi, pr, "no CHILD_SA with selectors the responder does not accept", ends=(pi,))
     pcaps = [c.stop() for c in caps]
     ch = next(p for p in (pi, pr) if p.kind == "charon")
     keysets = ch.keys()[0]
@@ -197,12 +198,13 @@ def scenario_ts(lab, role):
                       and c["authentication_failures"] == 0,
                       f"{p} counts the refused CHILD_SA: {c['negotiation_failures']} negotiation failures, "
                       f"{c['child_established']} CHILD_SAs, {c['authentication_failures']} authentication failures")
-            leak = cleartext_from(pcaps[-1], p.conns[0].addr)
-            lab.check(not leak, f"no cleartext from {p}'s address on the wire ({leak or 'none'})")
+            if p is pi:
+                leak = cleartext_from(pcaps[-1], p.conns[0].addr)
+                lab.check(not leak, f"no cleartext from {p}'s address on the wire ({leak or 'none'})")
         elif p is pi:
             lab.check("received TS_UNACCEPTABLE notify" in p.log(), f"{p}'s log: received TS_UNACCEPTABLE")
         else:
-            lab.check(re.search(r"traffic selectors \S+ === \S+ unacceptable", p.log()) is not None,
+            lab.check(re.search(r"traffic selectors .* === .* unacceptable", p.log()) is not None,
                       f"{p}'s log: the initiator's traffic selectors are unacceptable")
     for p in (pi, pr):
         p.stop()
@@ -232,9 +234,13 @@ def scenario_invalidke(lab, role):
               f"IKE_SA_INIT: KE curve25519 (31), INVALID_KE_PAYLOAD naming ecp256 (19), KE ecp256, accepted: {seq}")
     for p in (pi, pr):
         if p.kind == "ipsentry":
-            c = ike_stats.counters(p.stats())
+            # The statistics are a snapshot republished within a second or two.
+            wait_for(lambda: ike_stats.counter(p.stats(), "child_established") >= 1, 3)
+            st = p.stats()
+            c = ike_stats.counters(st)
             lab.check(c["ike_established"] == 1 and c["child_established"] == 1,
-                      f"{p} counts one IKE SA and one CHILD_SA ({c['ike_established']}, {c['child_established']})")
+                      f"{p} counts one IKE SA and one CHILD_SA ({c['ike_established']}, {c['child_established']})"
+                      f"{'' if st else ': no statistics'}")
     for p in (pi, pr):
         p.stop()
 

@@ -99,7 +99,7 @@ def scenario_rekey(lab, role):
     transfers, pingers = [], []
     for i, (name, (a, b)) in enumerate(PAIRS.items()):
         transfers.append((name, Transfer(lab, topo.ns["b"], b, topo.ns["a"], RATE * DURATION, port=5100 + i,
-                                         rate=RATE, timeout=DURATION + 60)))
+                                         rate=RATE, timeout=DURATION + 60, src=a)))
         pingers.append((name, lab.popen(topo.ns["a"], ["ping", "-n", "-i", "0.5", "-c", str(DURATION * 2), "-W", "2",
                                                        "-I", a, b], stdout=__import__("subprocess").PIPE, text=True)))
     for name, t in transfers:
@@ -153,8 +153,9 @@ def scenario_rekey(lab, role):
     for _, name, sas in poll.seen:
         for s in sas:
             seen_ike.setdefault(name, set()).add((s["spi_i"], s["spi_r"]))
-    lab.check(all(len(v) == 3 for v in seen_ike.values()),
-              f"three IKE SAs in the whole run on each end (two pairs, one rekey): "
+    # A 40 s IKE SA may be rekeyed twice before the run settles (rekey at 80-90 %).
+    lab.check(all(3 <= len(v) <= 4 for v in seen_ike.values()),
+              f"three or four IKE SAs in the whole run on each end (two pairs, one or two rekeys of one): "
               f"{ {k: len(v) for k, v in seen_ike.items()} }")
 
     # PFS: KE in the pfs children's CREATE_CHILD_SA, none in the nopfs ones'.
@@ -184,6 +185,10 @@ def scenario_rekey(lab, role):
             prove_keys(lab, pcaps[-1], p.keydir, f"{p}'s keys, rewritten at every rekey", expect_esp_min=1000)
             c = ike_stats.counters(p.stats())
             lab.check(c["rekeys"] >= 7, f"{p} counts the rekeys (6 CHILD_SA, 1 IKE SA): {c['rekeys']}")
+            # A packet on a new SPI before this end installed it is one lost.
+            early = [ln.split(": ", 1)[-1] for ln in p.log().splitlines() if "dropped: unknown-spi" in ln]
+            lab.check(not early, f"{p} dropped no ESP packet for an SPI it had not installed yet "
+                                 f"({len(early)}: {early[:3]})")
     if ki == kr == "charon":
         from ike_lab import keys_for
         prove_keys(lab, pcaps[-1], keys_for(lab, pi, pcaps), f"{pi}'s keys", expect_esp_min=1000)

@@ -29,11 +29,12 @@ def serve(addr, port, timeout):
     print(n, h.hexdigest(), f"{time.time() - t0:.2f}", flush=True)
 
 
-def send(addr, port, path, rate):
+def send(addr, port, path, rate, src=None):
     data = open(path, "rb").read()
     for _ in range(100):
         try:
-            s = socket.create_connection((addr, port), timeout=20)
+            # src: the address the policy covers, where the host has several.
+            s = socket.create_connection((addr, port), timeout=20, source_address=(src, 0) if src else None)
             break
         except OSError:
             time.sleep(0.1)
@@ -66,4 +67,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 60)
     else:
-        sys.exit(send(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0))
+        sys.exit(send(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) if len(sys.argv) > 5 else 0,
+                      sys.argv[6] if len(sys.argv) > 6 else None))
