@@ -2,6 +2,7 @@
 // payload, and the AUTH octets of pre-shared keys. Diffie-Hellman is in
 // dh.cpp, signatures and certificates in auth.cpp.
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -90,6 +91,15 @@ void be64(std::uint64_t v, std::uint8_t* out) {
 }
 
 }  // namespace
+
+std::string detail::ossl_error(const char* what) {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return what;
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return std::string(what) + ": " + buf;
+}
 
 // ---- randomness -----------------------------------------------------------
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "ipsentry/filters/secret.hpp"
 
@@ -27,5 +28,21 @@ class Wiped {
   std::unique_ptr<std::uint8_t[]> data_;
   std::size_t size_;
 };
+
+/// A unique_ptr that frees an OpenSSL object with its free function
+/// (`OsslPtr<EVP_PKEY, EVP_PKEY_free>`).
+template <auto Free>
+struct OsslFree {
+  template <class T>
+  void operator()(T* p) const noexcept {
+    Free(p);
+  }
+};
+template <class T, auto Free>
+using OsslPtr = std::unique_ptr<T, OsslFree<Free>>;
+
+/// `what`, and OpenSSL's reason for the last failure if it left one
+/// (which is then cleared).
+[[nodiscard]] std::string ossl_error(const char* what);
 
 }  // namespace ipsentry::ike::detail

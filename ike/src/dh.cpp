@@ -34,35 +34,13 @@ constexpr const char* kModp1024Hex =
     "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381"
     "FFFFFFFFFFFFFFFF";
 
-std::string ossl_error(const char* what) {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return what;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return std::string(what) + ": " + buf;
-}
+using detail::ossl_error;
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-struct CtxFree {
-  void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
-};
-struct BnFree {
-  void operator()(BIGNUM* p) const noexcept { BN_clear_free(p); }
-};
-struct BldFree {
-  void operator()(OSSL_PARAM_BLD* p) const noexcept { OSSL_PARAM_BLD_free(p); }
-};
-struct ParamFree {
-  void operator()(OSSL_PARAM* p) const noexcept { OSSL_PARAM_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using Ctx = std::unique_ptr<EVP_PKEY_CTX, CtxFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
-using Bld = std::unique_ptr<OSSL_PARAM_BLD, BldFree>;
-using Params = std::unique_ptr<OSSL_PARAM, ParamFree>;
+using Pkey = detail::OsslPtr<EVP_PKEY, EVP_PKEY_free>;
+using Ctx = detail::OsslPtr<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
+using Bn = detail::OsslPtr<BIGNUM, BN_clear_free>;
+using Bld = detail::OsslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free>;
+using Params = detail::OsslPtr<OSSL_PARAM, OSSL_PARAM_free>;
 
 enum class Family : std::uint8_t { modp, ecp, x25519 };
 

@@ -6,7 +6,10 @@
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -596,6 +599,535 @@ TEST(IkeRandom, SystemRandomFillsAndDiffers) {
   ike::system_random().fill(b);
   EXPECT_NE(a, b);
   EXPECT_NE(a, Vec(32, 0));
+}
+
+// ---- certificates and signatures -----------------------------------------
+
+namespace fs = std::filesystem;
+
+Vec read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return Vec((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+void write_file(const fs::path& p, Bytes b) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+int run(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+// A PKI made with the openssl command line: a root CA (RSA), an
+// intermediate (ECDSA P-384), end entities with RSA-2048, P-256 and P-384
+// keys (the RSA one with every kind of subjectAltName), one valid for a day,
+// and a second root with an end entity of its own.
+class IkeCert : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("ipsentry-ike-crypto-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    const std::string script = R"(set -e
+exec >openssl.log 2>&1
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' > ca.ext
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+  -subj "/C=CH/O=ipsentry test/CN=Test Root CA" -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout int.key -out int.csr \
+  -subj "/C=CH/O=ipsentry test/CN=Test Intermediate CA"
+openssl x509 -req -in int.csr -CA ca.pem -CAkey ca.key -set_serial 2 -out int.pem -days 3650 -extfile ca.ext
+serial=10
+ee() {  # name, key options, SANs, days, issuer
+  serial=$((serial + 1))
+  printf 'subjectAltName=%s\nkeyUsage=digitalSignature\n' "$3" > $1.ext
+  openssl req -newkey $2 -nodes -keyout $1.key -out $1.csr -subj "/C=CH/O=ipsentry test/CN=$1.example.org"
+  openssl x509 -req -in $1.csr -CA $5.pem -CAkey $5.key -set_serial $serial -out $1.pem -days $4 -extfile $1.ext
+  cat $1.pem $5.pem > $1-chain.pem
+}
+ee rsa rsa:2048 "DNS:rsa.example.org,email:gw1@example.org,IP:192.0.2.1,IP:2001:db8::1" 365 int
+ee p256 "ec -pkeyopt ec_paramgen_curve:P-256" DNS:p256.example.org 365 int
+ee p384 "ec -pkeyopt ec_paramgen_curve:P-384" DNS:p384.example.org 365 int
+ee shortlived "ec -pkeyopt ec_paramgen_curve:P-256" DNS:shortlived.example.org 1 int
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key -out other.pem -days 3650 \
+  -subj "/C=CH/O=elsewhere/CN=Other Root CA" -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign
+ee stranger "ec -pkeyopt ec_paramgen_curve:P-256" DNS:stranger.example.org 365 other
+openssl genpkey -algorithm ed25519 -out ed.key
+openssl req -x509 -key ed.key -out ed.pem -days 365 -subj "/CN=ed.example.org"
+openssl pkey -in p256.key -out p256-enc.key -aes128 -passout pass:secret
+ee pss "RSA-PSS -pkeyopt rsa_keygen_bits:2048" DNS:pss.example.org 365 int
+for h in sha256 sha384 sha512; do  # OpenSSL's own RSASSA-PSS AlgorithmIdentifiers
+  openssl req -x509 -key rsa.key -new -subj /CN=algid -$h -sigopt rsa_padding_mode:pss \
+    -sigopt rsa_pss_saltlen:digest -sigopt rsa_mgf1_md:$h -outform DER -out pss-$h.der
+done
+)";
+    write_file(dir_ / "make.sh", ascii(script));
+    ASSERT_EQ(run("cd " + dir_.string() + " && sh make.sh"), 0) << "see " << (dir_ / "openssl.log");
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path f(const std::string& name) { return dir_ / name; }
+  static std::int64_t now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+  // openssl dgst -verify over `octets` with `sig` (DER for ECDSA).
+  static bool openssl_verifies(const std::string& key, const char* md, Bytes octets, Bytes sig,
+                               const std::string& opts = "") {
+    write_file(f("octets.bin"), octets);
+    write_file(f("sig.bin"), sig);
+    const std::string cmd = "cd " + dir_.string() + " && openssl pkey -in " + key + ".key -pubout -out " + key +
+                            ".pub 2>/dev/null && openssl dgst -" + md + " " + opts + " -verify " + key +
+                            ".pub -signature sig.bin octets.bin >verify.out 2>&1";
+    const int rc = run(cmd);
+    return rc == 0 && read_file(f("verify.out")) == ascii("Verified OK\n");
+  }
+  static Vec openssl_sign(const std::string& key, const char* md, Bytes octets, const std::string& opts = "") {
+    write_file(f("octets.bin"), octets);
+    const std::string cmd = "cd " + dir_.string() + " && openssl dgst -" + md + " " + opts + " -sign " + key +
+                            ".key -out sig.bin octets.bin";
+    EXPECT_EQ(run(cmd), 0) << cmd;
+    return read_file(f("sig.bin"));
+  }
+  static fs::path dir_;
+};
+fs::path IkeCert::dir_;
+
+ike::Certificate first_cert(const std::string& file) { return ike::Certificate::load_pem(file).at(0); }
+
+// DER ECDSA-Sig-Value <-> RFC 4754 r | s, written out here so the
+// conversion in auth.cpp is checked against something else.
+Vec der_int(Bytes v) {
+  std::size_t i = 0;
+  while (i + 1 < v.size() && v[i] == 0) ++i;
+  Vec out{0x02};
+  Vec body(v.begin() + static_cast<long>(i), v.end());
+  if (body[0] & 0x80) body.insert(body.begin(), 0);
+  out.push_back(static_cast<std::uint8_t>(body.size()));
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+Vec rs_to_der(Bytes rs) {
+  const Vec r = der_int(rs.first(rs.size() / 2));
+  const Vec s = der_int(rs.last(rs.size() / 2));
+  Vec seq = cat({r, s});
+  Vec out{0x30};
+  if (seq.size() >= 128) out.push_back(0x81);
+  out.push_back(static_cast<std::uint8_t>(seq.size()));
+  out.insert(out.end(), seq.begin(), seq.end());
+  return out;
+}
+Vec der_to_rs(Bytes der, std::size_t half) {
+  std::size_t at = der[1] == 0x81 ? 3 : 2;
+  Vec out;
+  for (int k = 0; k < 2; ++k) {
+    const std::size_t len = der[at + 1];
+    Bytes v = der.subspan(at + 2, len);
+    while (v.size() > half && v[0] == 0) v = v.subspan(1);
+    out.insert(out.end(), half - v.size(), 0);
+    out.insert(out.end(), v.begin(), v.end());
+    at += 2 + len;
+  }
+  return out;
+}
+
+// RFC 7427 Appendix A.
+const Vec kAlgSha256Rsa = hex("300d06092a864886f70d01010b0500");
+const Vec kAlgSha384Rsa = hex("300d06092a864886f70d01010c0500");
+const Vec kAlgSha512Rsa = hex("300d06092a864886f70d01010d0500");
+const Vec kAlgSha1Rsa = hex("300d06092a864886f70d0101050500");
+const Vec kAlgEcdsaSha256 = hex("300a06082a8648ce3d040302");
+const Vec kAlgEcdsaSha384 = hex("300a06082a8648ce3d040303");
+const Vec kAlgEcdsaSha512 = hex("300a06082a8648ce3d040304");
+const Vec kAlgPssSha256 =
+    hex("3041 0609 2a864886f70d01010a 3034 a00f 300d 0609 608648016503040201 0500 a11c 301a 0609 2a864886f70d010108"
+        "300d 0609 608648016503040201 0500 a203 0201 20");
+
+// A DER TLV's length (header included) at `at`.
+std::size_t tlv_size(const Vec& d, std::size_t at) {
+  const std::size_t l = d.at(at + 1);
+  if ((l & 0x80) == 0) return 2 + l;
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < (l & 0x7f); ++i) n = n << 8 | d.at(at + 2 + i);
+  return 2 + (l & 0x7f) + n;
+}
+// The signatureAlgorithm of a DER certificate: the TLV after tbsCertificate.
+Vec signature_algorithm(const Vec& cert) {
+  const std::size_t hdr = (cert.at(1) & 0x80) != 0 ? 2 + (cert.at(1) & 0x7f) : 2;
+  const std::size_t alg = hdr + tlv_size(cert, hdr);
+  return Vec(cert.begin() + static_cast<long>(alg), cert.begin() + static_cast<long>(alg + tlv_size(cert, alg)));
+}
+
+Vec method14(const Vec& algid, const Vec& sig) {
+  return cat({Vec{static_cast<std::uint8_t>(algid.size())}, algid, sig});
+}
+
+TEST_F(IkeCert, SubjectsAndIdentities) {
+  const auto chain = ike::Certificate::load_pem(f("rsa-chain.pem"));
+  ASSERT_EQ(chain.size(), 2u);
+  const ike::Certificate& c = chain[0];
+  EXPECT_EQ(c.subject(), "C=CH, O=ipsentry test, CN=rsa.example.org");
+  EXPECT_EQ(chain[1].subject(), "C=CH, O=ipsentry test, CN=Test Intermediate CA");
+  // The DER read back from the PEM file (openssl x509 -outform DER).
+  ASSERT_EQ(run("cd " + dir_.string() + " && openssl x509 -in rsa.pem -outform DER -out rsa.der"), 0);
+  EXPECT_EQ(c.der(), read_file(f("rsa.der")));
+  EXPECT_TRUE(c.has_identity(9, c.subject_der()));
+  EXPECT_FALSE(c.has_identity(9, chain[1].subject_der()));
+  EXPECT_FALSE(c.has_identity(9, hex("3000ff")));
+  EXPECT_TRUE(c.has_identity(2, ascii("rsa.example.org")));
+  EXPECT_TRUE(c.has_identity(2, ascii("RSA.Example.ORG")));
+  EXPECT_FALSE(c.has_identity(2, ascii("p256.example.org")));
+  EXPECT_FALSE(c.has_identity(2, ascii("gw1@example.org")));
+  EXPECT_TRUE(c.has_identity(3, ascii("gw1@example.org")));
+  EXPECT_FALSE(c.has_identity(3, ascii("gw2@example.org")));
+  EXPECT_TRUE(c.has_identity(1, hex("c0000201")));
+  EXPECT_FALSE(c.has_identity(1, hex("c0000202")));
+  EXPECT_TRUE(c.has_identity(5, hex("20010db8000000000000000000000001")));
+  EXPECT_FALSE(c.has_identity(5, hex("c0000201")));
+  EXPECT_FALSE(c.has_identity(11, ascii("rsa.example.org")));  // ID_KEY_ID names no certificate
+  // The CN is not a subjectAltName: an FQDN identity needs the SAN.
+  const ike::Certificate ca = first_cert(f("ca.pem"));
+  EXPECT_FALSE(ca.has_identity(2, ascii("Test Root CA")));
+
+  std::string why;
+  EXPECT_FALSE(ike::Certificate::from_der(hex("3003020101"), why));
+  EXPECT_FALSE(why.empty());
+  Vec trailing = c.der();
+  trailing.push_back(0);
+  EXPECT_FALSE(ike::Certificate::from_der(trailing, why));
+  EXPECT_THROW((void)ike::Certificate::load_pem(f("nonexistent.pem")), ike::CryptoError);
+  EXPECT_THROW((void)ike::Certificate::load_pem(f("rsa.key")), ike::CryptoError);
+  const ike::Certificate copy = c;
+  EXPECT_EQ(copy.der(), c.der());
+}
+
+TEST_F(IkeCert, KeyIdsAreSha1OfTheSubjectPublicKeyInfo) {
+  const ike::Certificate ca = first_cert(f("ca.pem"));
+  ASSERT_EQ(run("cd " + dir_.string() +
+                " && openssl x509 -in ca.pem -noout -pubkey | openssl pkey -pubin -outform DER | "
+                "openssl dgst -sha1 -binary > ca.keyid"),
+            0);
+  const Vec id = read_file(f("ca.keyid"));
+  ASSERT_EQ(id.size(), 20u);
+  EXPECT_EQ(ca.key_id_sha1(), id);
+  const ike::TrustStore two({f("ca.pem"), f("other.pem")});
+  const Vec other = first_cert(f("other.pem")).key_id_sha1();
+  EXPECT_EQ(two.certreq_data(), cat({id, other}));
+}
+
+TEST_F(IkeCert, TrustStoreChecksChainsAndValidity) {
+  const ike::TrustStore store({f("ca.pem")});
+  const auto inter = ike::Certificate::load_pem(f("int.pem"));
+  std::string why;
+  for (const char* ee : {"rsa.pem", "p256.pem", "p384.pem", "shortlived.pem"}) {
+    EXPECT_TRUE(store.verify(first_cert(f(ee)), inter, now(), why)) << ee << ": " << why;
+  }
+  // Without the intermediate there is no path to the root.
+  EXPECT_FALSE(store.verify(first_cert(f("rsa.pem")), {}, now(), why));
+  EXPECT_NE(why.find("unable to get local issuer certificate"), std::string::npos) << why;
+  // Expired two days on; not yet valid a day before it was made.
+  EXPECT_FALSE(store.verify(first_cert(f("shortlived.pem")), inter, now() + 2 * 86400, why));
+  EXPECT_NE(why.find("expired"), std::string::npos) << why;
+  EXPECT_NE(why.find("shortlived.example.org"), std::string::npos) << why;
+  EXPECT_FALSE(store.verify(first_cert(f("rsa.pem")), inter, now() - 86400, why));
+  EXPECT_NE(why.find("not yet valid"), std::string::npos) << why;
+  // Another CA's certificate, with its own root offered as an intermediate.
+  EXPECT_FALSE(store.verify(first_cert(f("stranger.pem")), {first_cert(f("other.pem"))}, now(), why));
+  EXPECT_FALSE(why.empty());
+  // An intermediate configured as the anchor is enough (partial chain).
+  const ike::TrustStore at_int({f("int.pem")});
+  EXPECT_TRUE(at_int.verify(first_cert(f("p256.pem")), {}, now(), why)) << why;
+  EXPECT_THROW(ike::TrustStore({f("rsa.key")}), ike::CryptoError);
+}
+
+struct KeyCase {
+  const char* name;
+  std::vector<ike::SignatureHash> peer;
+  ike::AuthMethod method;
+  Vec algid;  // method 14
+  const char* md;
+  std::size_t rs_half;  // classic ECDSA
+};
+
+TEST_F(IkeCert, SignerSignaturesVerifyWithOpensslAndUs) {
+  using H = ike::SignatureHash;
+  const std::vector<H> all{H::sha256, H::sha384, H::sha512};
+  const KeyCase cases[] = {
+      {"rsa", all, ike::AuthMethod::digital_signature, kAlgSha512Rsa, "sha512", 0},
+      {"rsa", {H::sha256}, ike::AuthMethod::digital_signature, kAlgSha256Rsa, "sha256", 0},
+      {"rsa", {H::sha384, H::sha1}, ike::AuthMethod::digital_signature, kAlgSha384Rsa, "sha384", 0},
+      {"p256", all, ike::AuthMethod::digital_signature, kAlgEcdsaSha256, "sha256", 0},
+      {"p256", {H::sha512}, ike::AuthMethod::digital_signature, kAlgEcdsaSha512, "sha512", 0},
+      {"p384", all, ike::AuthMethod::digital_signature, kAlgEcdsaSha384, "sha384", 0},
+      {"p256", {}, ike::AuthMethod::ecdsa_sha256_p256, {}, "sha256", 32},
+      {"p384", {}, ike::AuthMethod::ecdsa_sha384_p384, {}, "sha384", 48},
+  };
+  const Vec octets = ascii("IKE_SA_INIT message | Nr | prf(SK_pi, IDi')");
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.name) + " " + c.md);
+    const ike::Signer signer(f(std::string(c.name) + "-chain.pem"), f(std::string(c.name) + ".key"));
+    EXPECT_EQ(signer.chain().size(), 1u);
+    EXPECT_EQ(signer.certificate().subject(), "C=CH, O=ipsentry test, CN=" + std::string(c.name) + ".example.org");
+    std::vector<std::string> warnings;
+    const auto [method, data] = signer.sign(octets, c.peer, warnings);
+    EXPECT_TRUE(warnings.empty());
+    ASSERT_EQ(method, c.method);
+    Vec sig_der;
+    if (method == ike::AuthMethod::digital_signature) {
+      // The exact AlgorithmIdentifier bytes of RFC 7427 Appendix A.
+      ASSERT_GT(data.size(), 1 + c.algid.size());
+      EXPECT_EQ(data[0], c.algid.size());
+      EXPECT_EQ(Vec(data.begin() + 1, data.begin() + 1 + static_cast<long>(c.algid.size())), c.algid);
+      sig_der.assign(data.begin() + 1 + static_cast<long>(c.algid.size()), data.end());
+    } else {
+      ASSERT_EQ(data.size(), 2 * c.rs_half);  // RFC 4754: r | s
+      sig_der = rs_to_der(data);
+    }
+    EXPECT_TRUE(openssl_verifies(c.name, c.md, octets, sig_der));
+    std::string why;
+    EXPECT_TRUE(ike::verify_auth(method, data, octets, signer.certificate(), why, warnings)) << why;
+    EXPECT_TRUE(warnings.empty());
+    // Any changed byte of the signed octets or of the signature fails.
+    Vec bad_octets = octets;
+    bad_octets[5] ^= 1;
+    EXPECT_FALSE(ike::verify_auth(method, data, bad_octets, signer.certificate(), why, warnings));
+    Vec bad_sig = data;
+    bad_sig.back() ^= 1;
+    EXPECT_FALSE(ike::verify_auth(method, bad_sig, octets, signer.certificate(), why, warnings));
+  }
+}
+
+TEST_F(IkeCert, OpensslSignaturesVerifyWithUs) {
+  const Vec octets = ascii("IKE_SA_INIT response | Ni | prf(SK_pr, IDr')");
+  std::vector<std::string> warnings;
+  std::string why;
+  const ike::Certificate rsa = first_cert(f("rsa.pem"));
+  const ike::Certificate p256 = first_cert(f("p256.pem"));
+  const ike::Certificate p384 = first_cert(f("p384.pem"));
+  using M = ike::AuthMethod;
+  // RFC 7427 with RSASSA-PKCS1-v1_5 and with RSASSA-PSS (SHA-256, MGF1
+  // SHA-256, 32 bytes of salt: RFC 7427 A.4.3's parameters).
+  for (auto [md, algid] :
+       {std::pair{"sha256", kAlgSha256Rsa}, std::pair{"sha384", kAlgSha384Rsa}, std::pair{"sha512", kAlgSha512Rsa}}) {
+    const Vec sig = openssl_sign("rsa", md, octets);
+    EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(algid, sig), octets, rsa, why, warnings)) << why;
+    // The same signature under another hash's identifier fails.
+    EXPECT_FALSE(ike::verify_auth(M::digital_signature,
+                                  method14(algid == kAlgSha256Rsa ? kAlgSha384Rsa : kAlgSha256Rsa, sig), octets, rsa,
+                                  why, warnings));
+  }
+  EXPECT_TRUE(warnings.empty());
+  const Vec pss = openssl_sign("rsa", "sha256", octets, "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32");
+  EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(kAlgPssSha256, pss), octets, rsa, why, warnings))
+      << why << " " << (warnings.empty() ? "" : warnings.back());
+  EXPECT_FALSE(ike::verify_auth(M::digital_signature, method14(kAlgSha256Rsa, pss), octets, rsa, why, warnings));
+  // Method 1: RSA with SHA-1, accepted with a warning.
+  const Vec v1 = openssl_sign("rsa", "sha1", octets);
+  EXPECT_TRUE(ike::verify_auth(M::rsa_sig, v1, octets, rsa, why, warnings)) << why;
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("SHA-1"), std::string::npos);
+  warnings.clear();
+  EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(kAlgSha1Rsa, v1), octets, rsa, why, warnings));
+  EXPECT_EQ(warnings.size(), 1u);
+  warnings.clear();
+  // ECDSA: DER in method 14, r | s in methods 9 and 10.
+  const Vec e256 = openssl_sign("p256", "sha256", octets);
+  EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(kAlgEcdsaSha256, e256), octets, p256, why, warnings))
+      << why;
+  EXPECT_TRUE(ike::verify_auth(M::ecdsa_sha256_p256, der_to_rs(e256, 32), octets, p256, why, warnings)) << why;
+  const Vec e384 = openssl_sign("p384", "sha384", octets);
+  EXPECT_TRUE(ike::verify_auth(M::ecdsa_sha384_p384, der_to_rs(e384, 48), octets, p384, why, warnings)) << why;
+  EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(kAlgEcdsaSha384, e384), octets, p384, why, warnings));
+  EXPECT_TRUE(warnings.empty());
+
+  // Mismatches are refused with a reason.
+  EXPECT_FALSE(ike::verify_auth(M::ecdsa_sha384_p384, der_to_rs(e256, 48), octets, p256, why, warnings));
+  EXPECT_NE(why.find("P-384"), std::string::npos) << why;
+  EXPECT_FALSE(ike::verify_auth(M::ecdsa_sha256_p256, der_to_rs(e256, 32), octets, rsa, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(M::rsa_sig, v1, octets, p256, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(M::ecdsa_sha256_p256, Vec(63, 1), octets, p256, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(M::digital_signature, method14(kAlgEcdsaSha256, e256), octets, rsa, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(M::psk, Vec(32, 0), octets, rsa, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(static_cast<M>(3), Vec(32, 0), octets, rsa, why, warnings));  // DSS
+  EXPECT_FALSE(ike::verify_auth(M::digital_signature, Vec{}, octets, rsa, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(M::digital_signature, Vec{40, 0x30}, octets, rsa, why, warnings));
+  // An AlgorithmIdentifier we do not know: Ed25519 (1.3.101.112).
+  EXPECT_FALSE(
+      ike::verify_auth(M::digital_signature, method14(hex("300506032b6570"), Vec(64, 1)), octets, rsa, why, warnings));
+  EXPECT_NE(why.find("1.3.101.112"), std::string::npos) << why;
+}
+
+TEST_F(IkeCert, SignerRefusesWhatItCannotUse) {
+  auto refused = [&](const std::string& cert, const std::string& key, const char* words) {
+    try {
+      const ike::Signer s(f(cert), f(key));
+      ADD_FAILURE() << cert << " with " << key << " accepted";
+    } catch (const ike::CryptoError& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  refused("rsa.pem", "p256.key", "not the one of the certificate");
+  refused("ed.pem", "ed.key", "RSA or ECDSA");
+  refused("p256.pem", "p256-enc.key", "unencrypted");
+  refused("p256.pem", "missing.key", "cannot open");
+  refused("missing.pem", "p256.key", "cannot open");
+  // An RSA-PSS key cannot make method 1 (PKCS#1 v1.5) nor PSS with SHA-1.
+  const ike::Signer pss(f("pss-chain.pem"), f("pss.key"));
+  std::vector<std::string> warnings;
+  EXPECT_THROW((void)pss.sign(ascii("x"), {}, warnings), ike::CryptoError);
+  EXPECT_THROW((void)pss.sign(ascii("x"), {ike::SignatureHash::sha1}, warnings), ike::CryptoError);
+  // SHA-1 only when nothing better is common, and said.
+  const ike::Signer rsa(f("rsa.pem"), f("rsa.key"));
+  const auto [m, d] = rsa.sign(ascii("x"), {ike::SignatureHash::sha1}, warnings);
+  EXPECT_EQ(m, ike::AuthMethod::digital_signature);
+  EXPECT_EQ(Vec(d.begin() + 1, d.begin() + 16), kAlgSha1Rsa);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("SHA-1"), std::string::npos);
+}
+
+TEST_F(IkeCert, RsaToAPeerWithoutRfc7427SignsMethodOne) {
+  const ike::Signer rsa(f("rsa-chain.pem"), f("rsa.key"));
+  const Vec octets = ascii("IKE_SA_INIT request | Nr | prf(SK_pi, IDi')");
+  std::vector<std::string> warnings;
+  const auto [method, data] = rsa.sign(octets, {}, warnings);
+  EXPECT_EQ(method, ike::AuthMethod::rsa_sig);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("SHA-1"), std::string::npos) << warnings[0];
+  EXPECT_EQ(data.size(), 256u);
+  EXPECT_TRUE(openssl_verifies("rsa", "sha1", octets, data));
+  // PKCS#1 v1.5 is deterministic: the same bytes as openssl's.
+  EXPECT_EQ(data, openssl_sign("rsa", "sha1", octets));
+  std::string why;
+  warnings.clear();
+  EXPECT_TRUE(ike::verify_auth(method, data, octets, rsa.certificate(), why, warnings)) << why;
+  // An identifier the peer announced but we do not know is as good as none.
+  warnings.clear();
+  EXPECT_EQ(rsa.sign(octets, {static_cast<ike::SignatureHash>(5)}, warnings).first, ike::AuthMethod::rsa_sig);
+}
+
+TEST_F(IkeCert, RsaPssKeysSignRsassaPss) {
+  using H = ike::SignatureHash;
+  const ike::Signer pss(f("pss-chain.pem"), f("pss.key"));
+  const Vec octets = ascii("IKE_SA_INIT response | Ni | prf(SK_pr, IDr')");
+  struct Case {
+    std::vector<H> peer;
+    const char* md;
+    int salt;
+  };
+  for (const Case& c : {Case{{H::sha256}, "sha256", 32}, Case{{H::sha256, H::sha384}, "sha384", 48},
+                        Case{{H::sha1, H::sha256, H::sha384, H::sha512}, "sha512", 64}}) {
+    SCOPED_TRACE(c.md);
+    std::vector<std::string> warnings;
+    const auto [method, data] = pss.sign(octets, c.peer, warnings);
+    EXPECT_TRUE(warnings.empty());
+    ASSERT_EQ(method, ike::AuthMethod::digital_signature);
+    // The AlgorithmIdentifier is OpenSSL's own for RSASSA-PSS with this
+    // hash, MGF1 with it and a salt of its length (RFC 7427 A.4.3 for SHA-256).
+    const Vec algid = signature_algorithm(read_file(f(std::string("pss-") + c.md + ".der")));
+    ASSERT_GT(data.size(), 1 + algid.size());
+    EXPECT_EQ(data[0], algid.size());
+    EXPECT_EQ(Vec(data.begin() + 1, data.begin() + 1 + static_cast<long>(algid.size())), algid);
+    if (std::string(c.md) == "sha256") {
+      EXPECT_EQ(algid, kAlgPssSha256);
+    }
+    const Vec sig(data.begin() + 1 + static_cast<long>(algid.size()), data.end());
+    const std::string opts = std::string("-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:") +
+                             std::to_string(c.salt) + " -sigopt rsa_mgf1_md:" + c.md;
+    EXPECT_TRUE(openssl_verifies("pss", c.md, octets, sig, opts));
+    std::string why;
+    EXPECT_TRUE(ike::verify_auth(method, data, octets, pss.certificate(), why, warnings)) << why;
+    Vec bad = octets;
+    bad.back() ^= 0x80;
+    EXPECT_FALSE(ike::verify_auth(method, data, bad, pss.certificate(), why, warnings));
+    EXPECT_NE(why.find("does not verify"), std::string::npos) << why;
+    EXPECT_TRUE(warnings.empty());
+  }
+}
+
+TEST_F(IkeCert, OpensslPssSignaturesVerifyWithUs) {
+  const Vec octets = ascii("IKE_AUTH octets");
+  const ike::Certificate rsa = first_cert(f("rsa.pem"));
+  std::vector<std::string> warnings;
+  std::string why;
+  for (auto [md, salt] : {std::pair{"sha256", 32}, std::pair{"sha384", 48}, std::pair{"sha512", 64}}) {
+    SCOPED_TRACE(md);
+    const Vec algid = signature_algorithm(read_file(f(std::string("pss-") + md + ".der")));
+    const std::string mgf = std::string(" -sigopt rsa_mgf1_md:") + md;
+    const Vec sig = openssl_sign("rsa", md, octets,
+                                 "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:" + std::to_string(salt) + mgf);
+    EXPECT_TRUE(ike::verify_auth(ike::AuthMethod::digital_signature, method14(algid, sig), octets, rsa, why, warnings))
+        << why;
+    // A salt other than the one the parameters name is refused.
+    const Vec short_salt =
+        openssl_sign("rsa", md, octets, "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:20" + mgf);
+    EXPECT_FALSE(
+        ike::verify_auth(ike::AuthMethod::digital_signature, method14(algid, short_salt), octets, rsa, why, warnings));
+    // And a PKCS#1 v1.5 signature is not a PSS one.
+    EXPECT_FALSE(ike::verify_auth(ike::AuthMethod::digital_signature, method14(algid, openssl_sign("rsa", md, octets)),
+                                  octets, rsa, why, warnings));
+  }
+  EXPECT_TRUE(warnings.empty());
+  // PSS parameters for an ECDSA key are refused for the key type.
+  const Vec algid = signature_algorithm(read_file(f("pss-sha256.der")));
+  EXPECT_FALSE(ike::verify_auth(ike::AuthMethod::digital_signature, method14(algid, Vec(256, 1)), octets,
+                                first_cert(f("p256.pem")), why, warnings));
+  EXPECT_NE(why.find("not RSA"), std::string::npos) << why;
+}
+
+TEST_F(IkeCert, TrustFailuresSayWhatIsWrong) {
+  const ike::TrustStore store({f("ca.pem")});
+  const auto inter = ike::Certificate::load_pem(f("int.pem"));
+  std::string why;
+  // Another CA's end entity with its chain.
+  EXPECT_FALSE(store.verify(first_cert(f("stranger.pem")), {first_cert(f("other.pem"))}, now(), why));
+  EXPECT_NE(why.find("not issued by a configured CA"), std::string::npos) << why;
+  EXPECT_FALSE(store.verify(first_cert(f("shortlived.pem")), inter, now() + 3 * 86400, why));
+  EXPECT_NE(why.find("validity"), std::string::npos) << why;
+  // A certificate whose signature was tampered with (last byte of the DER).
+  Vec der = first_cert(f("p256.pem")).der();
+  der.back() ^= 1;
+  auto forged = ike::Certificate::from_der(der, why);
+  ASSERT_TRUE(forged) << why;
+  EXPECT_FALSE(store.verify(*forged, inter, now(), why));
+  EXPECT_FALSE(why.empty());
+  // A self-signed certificate that is not the anchor.
+  EXPECT_FALSE(store.verify(first_cert(f("ed.pem")), {}, now(), why));
+  EXPECT_NE(why.find("configured CA"), std::string::npos) << why;
+}
+
+// Every AUTH payload we make stops verifying when any byte of it changes
+// (AlgorithmIdentifier, its parameters, the signature), when it is cut
+// short anywhere, or when a byte is appended: no lax parse lets a changed
+// blob through.
+TEST_F(IkeCert, EveryChangedTruncatedOrExtendedAuthFails) {
+  using H = ike::SignatureHash;
+  struct Case {
+    const char* name;
+    std::vector<H> peer;
+  };
+  const Vec octets = ascii("octets under test");
+  int checked = 0;
+  for (const Case& c : {Case{"rsa", {H::sha256}}, Case{"rsa", {}}, Case{"pss", {H::sha384}}, Case{"p256", {H::sha256}},
+                        Case{"p256", {}}, Case{"p384", {}}}) {
+    SCOPED_TRACE(std::string(c.name) + (c.peer.empty() ? " classic" : " RFC 7427"));
+    const ike::Signer signer(f(std::string(c.name) + "-chain.pem"), f(std::string(c.name) + ".key"));
+    std::vector<std::string> warnings;
+    const auto [method, data] = signer.sign(octets, c.peer, warnings);
+    std::string why;
+    ASSERT_TRUE(ike::verify_auth(method, data, octets, signer.certificate(), why, warnings)) << why;
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      for (const std::uint8_t mask : {static_cast<std::uint8_t>(1u << (i % 8)), std::uint8_t{0xff}}) {
+        Vec bad = data;
+        bad[i] ^= mask;
+        EXPECT_FALSE(ike::verify_auth(method, bad, octets, signer.certificate(), why, warnings))
+            << "byte " << i << " ^ " << int(mask);
+        ++checked;
+      }
+    }
+    for (std::size_t n = 0; n < data.size(); ++n) {
+      EXPECT_FALSE(ike::verify_auth(method, Bytes(data).first(n), octets, signer.certificate(), why, warnings))
+          << "first " << n << " bytes";
+      ++checked;
+    }
+    Vec longer = data;
+    longer.push_back(0);
+    EXPECT_FALSE(ike::verify_auth(method, longer, octets, signer.certificate(), why, warnings));
+  }
+  EXPECT_GT(checked, 3000);
 }
 
 }  // namespace

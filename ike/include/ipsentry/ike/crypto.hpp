@@ -172,7 +172,8 @@ class SkCipher {
 
 /// IKEv2 authentication methods (AUTH payload, RFC 7296 3.8, RFC 4754, RFC 7427).
 enum class AuthMethod : std::uint8_t {
-  rsa_sig = 1,  // RSASSA-PKCS1-v1_5 with SHA-1: deprecated, verified with a warning, never sent
+  rsa_sig =
+      1,  // RSASSA-PKCS1-v1_5 with SHA-1: deprecated; verified and sent (to a peer without RFC 7427) with a warning
   psk = 2,
   ecdsa_sha256_p256 = 9,
   ecdsa_sha384_p384 = 10,
@@ -254,7 +255,9 @@ class Signer {
   /// support announced by the peer (its hashes), method 14 with the
   /// strongest common hash; otherwise the classic method of the key type
   /// (ECDSA 9/10/11; RSA falls back to method 1 only if the peer
-  /// announced nothing, with a warning in `warnings`).
+  /// announced nothing, with a warning in `warnings`). RSA keys sign
+  /// RSASSA-PKCS1-v1_5, keys made for RSA-PSS sign PSS (salt = hash
+  /// length) and only with RFC 7427. Throws CryptoError when nothing fits.
   [[nodiscard]] std::pair<AuthMethod, Buffer> sign(Bytes octets, const std::vector<SignatureHash>& peer_hashes,
                                                    std::vector<std::string>& warnings) const;
 
