@@ -33,6 +33,15 @@ std::string lifetime_str(const filters::Lifetime& l) {
   return out.empty() ? "unlimited" : out;
 }
 
+// The negotiate side: each profile as loading completed it (defaults,
+// PRFs, PFS groups), never a key.
+void print_ike_profiles(const filters::Config& cfg) {
+  if (cfg.ike_profiles.empty()) return;
+  fmt::print("IKE profiles (keys not shown):\n");
+  for (const auto& p : cfg.ike_profiles) fmt::print("{}", p.describe());
+  fmt::print("\n");
+}
+
 }  // namespace
 
 int run_config_check(const ConfigCheckOptions& o) {
@@ -45,7 +54,8 @@ int run_config_check(const ConfigCheckOptions& o) {
     for (const auto& w : filters::shared_nonce_keys(cfg)) {
       fmt::print(stderr, "ipsentry: warning: {} (enforce refuses this configuration)\n", w);
     }
-    fmt::print("{}: valid: {} SA(s), {} IKE SA(s), {} polic{}\n\n", o.file, cfg.sas.size(), cfg.ike_sas.size(),
+    fmt::print("{}: valid: {} SA(s), {} IKE SA(s), {}{} polic{}\n\n", o.file, cfg.sas.size(), cfg.ike_sas.size(),
+               cfg.ike_profiles.empty() ? "" : fmt::format("{} IKE profile(s), ", cfg.ike_profiles.size()),
                cfg.policies.size(), cfg.policies.size() == 1 ? "y" : "ies");
     if (!cfg.sas.empty()) {
       fmt::print("SAs (keys not shown):\n");
@@ -75,6 +85,7 @@ int run_config_check(const ConfigCheckOptions& o) {
       }
       fmt::print("\n");
     }
+    print_ike_profiles(cfg);
     if (from_host) fmt::print("(no interfaces.local in the file: \"me\" is this host's addresses)\n");
     fmt::print("{}", spd.describe());
     return kExitOk;

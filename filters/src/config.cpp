@@ -1,6 +1,7 @@
 #include "ipsentry/filters/config.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "config_internal.hpp"
 #include "ipsentry/filters/key_hygiene.hpp"
 
 namespace ipsentry::filters {
@@ -703,14 +705,64 @@ IkeSaConfig parse_ike_sa(const Ctx& c, const YAML::Node& n, std::size_t index, s
   return sa;
 }
 
+// The `ipsec:` mapping of a protect or negotiate policy.
+void parse_policy_ipsec(const Ctx& c, const YAML::Node& ip, const std::string& f, PolicyConfig& p) {
+  if (!ip.IsMap()) fail(c, ip, f + "ipsec", "ipsec must be a mapping {protocol, mode, peer}");
+  check_keys(c, ip, f + "ipsec", {"protocol", "mode", "peer"});
+  std::string pr = ip["protocol"] ? scalar(c, ip["protocol"], f + "ipsec.protocol") : "esp";
+  if (pr == "esp") {
+    p.ipsec = PolicyIpsec::esp;
+  } else if (pr == "ah") {
+    p.ipsec = PolicyIpsec::ah;
+  } else if (pr == "ah+esp" || pr == "esp+ah") {
+    p.ipsec = PolicyIpsec::ah_esp;
+  } else {
+    fail(c, ip["protocol"], f + "ipsec.protocol", fmt::format("'{}' is not esp, ah or ah+esp", pr));
+  }
+  std::string m = ip["mode"] ? scalar(c, ip["mode"], f + "ipsec.mode") : "transport";
+  if (m == "transport") {
+    p.mode = SaMode::transport;
+  } else if (m == "tunnel") {
+    p.mode = SaMode::tunnel;
+  } else {
+    fail(c, ip["mode"], f + "ipsec.mode", fmt::format("'{}' is not transport or tunnel", m));
+  }
+  if (ip["peer"]) p.peer = get_addr(c, ip["peer"], f + "ipsec.peer");
+}
+
+// The line of each setting of a mapping (and of each setting of its `ipsec`
+// mapping as "ipsec.<key>"), so that checks made after loading point at it.
+void note_field_lines(const YAML::Node& n, Origin& o) {
+  for (const auto& kv : n) {
+    const std::string key = kv.first.as<std::string>();
+    o.field_lines.emplace_back(key, line_of(kv.second));
+    if (kv.second.IsMap()) {
+      for (const auto& sub : kv.second) {
+        o.field_lines.emplace_back(key + "." + sub.first.as<std::string>(), line_of(sub.second));
+      }
+    }
+  }
+}
+
+// A negotiate policy: its IKE profile and, when given, its ipsec mapping
+// (a tunnel's peer may come from the profile; checked with the profiles in
+// check_negotiate_policies).
+void parse_negotiate_policy(const Ctx& c, const YAML::Node& n, const std::string& f, PolicyConfig& p) {
+  if (!n["ike"]) fail(c, n, f + "ike", "a negotiate policy names its IKE profile (ike: NAME, from ike_profiles)");
+  p.ike = scalar(c, n["ike"], f + "ike");
+  if (n["sas"]) fail(c, n["sas"], f + "sas", "a negotiate policy gets its SAs from IKE: remove sas or use protect");
+  if (n["ipsec"]) parse_policy_ipsec(c, n["ipsec"], f, p);
+}
+
 PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) {
   const std::string f = fmt::format("policies[{}].", index);
   if (!n.IsMap()) fail(c, n, fmt::format("policies[{}]", index), "each policy must be a mapping of settings");
-  check_keys(
-      c, n, fmt::format("policies[{}]", index),
-      {"name", "from", "to", "protocol", "from_port", "to_port", "mirrored", "action", "ipsec", "sas", "inbound"});
+  check_keys(c, n, fmt::format("policies[{}]", index),
+             {"name", "from", "to", "protocol", "from_port", "to_port", "mirrored", "action", "ipsec", "sas", "inbound",
+              "ike"});
   PolicyConfig p;
   p.origin = Origin{c.file, line_of(n), {}};
+  note_field_lines(n, p.origin);
   p.name = n["name"] ? scalar(c, n["name"], f + "name") : fmt::format("policy-{}", index + 1);
   if (n["from"]) p.local = get_selector(c, n["from"], f + "from");
   if (n["to"]) p.remote = get_selector(c, n["to"], f + "to");
@@ -729,7 +781,7 @@ PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) 
     fail(c, n, f + "protocol", "ports can only be given with protocol tcp, udp or sctp");
   }
   if (n["mirrored"]) p.mirrored = get_bool(c, n["mirrored"], f + "mirrored");
-  if (!n["action"]) fail(c, n, f + "action", "every policy needs an action: permit, block or protect");
+  if (!n["action"]) fail(c, n, f + "action", "every policy needs an action: permit, block, protect or negotiate");
   std::string a = scalar(c, n["action"], f + "action");
   if (a == "permit") {
     p.action = PolicyAction::permit;
@@ -737,43 +789,29 @@ PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) 
     p.action = PolicyAction::block;
   } else if (a == "protect") {
     p.action = PolicyAction::protect;
+  } else if (a == "negotiate") {
+    p.action = PolicyAction::negotiate;
   } else {
-    fail(c, n["action"], f + "action", fmt::format("'{}' is not permit, block or protect", a));
+    fail(c, n["action"], f + "action", fmt::format("'{}' is not permit, block, protect or negotiate", a));
+  }
+  if (p.action == PolicyAction::negotiate) {
+    parse_negotiate_policy(c, n, f, p);
+  } else if (n["ike"]) {
+    fail(c, n["ike"], f + "ike", "only a negotiate policy names an IKE profile");
   }
   if (p.action == PolicyAction::protect) {
     if (!n["ipsec"]) fail(c, n, f + "ipsec", "a protect policy needs ipsec: {protocol: esp|ah|ah+esp, mode: ...}");
-    const YAML::Node& ip = n["ipsec"];
-    if (!ip.IsMap()) fail(c, ip, f + "ipsec", "ipsec must be a mapping {protocol, mode, peer}");
-    check_keys(c, ip, f + "ipsec", {"protocol", "mode", "peer"});
-    std::string pr = ip["protocol"] ? scalar(c, ip["protocol"], f + "ipsec.protocol") : "esp";
-    if (pr == "esp") {
-      p.ipsec = PolicyIpsec::esp;
-    } else if (pr == "ah") {
-      p.ipsec = PolicyIpsec::ah;
-    } else if (pr == "ah+esp" || pr == "esp+ah") {
-      p.ipsec = PolicyIpsec::ah_esp;
-    } else {
-      fail(c, ip["protocol"], f + "ipsec.protocol", fmt::format("'{}' is not esp, ah or ah+esp", pr));
-    }
-    std::string m = ip["mode"] ? scalar(c, ip["mode"], f + "ipsec.mode") : "transport";
-    if (m == "transport") {
-      p.mode = SaMode::transport;
-    } else if (m == "tunnel") {
-      p.mode = SaMode::tunnel;
-    } else {
-      fail(c, ip["mode"], f + "ipsec.mode", fmt::format("'{}' is not transport or tunnel", m));
-    }
-    if (ip["peer"]) p.peer = get_addr(c, ip["peer"], f + "ipsec.peer");
+    parse_policy_ipsec(c, n["ipsec"], f, p);
     if (p.mode == SaMode::tunnel && !p.peer) {
-      fail(c, ip, f + "ipsec.peer", "a tunnel policy needs peer: the remote tunnel endpoint");
+      fail(c, n["ipsec"], f + "ipsec.peer", "a tunnel policy needs peer: the remote tunnel endpoint");
     }
     if (!n["sas"]) fail(c, n, f + "sas", "a protect policy needs the names of its SAs (sas: [out-sa, in-sa])");
     const YAML::Node& s = n["sas"];
     if (!s.IsSequence()) fail(c, s, f + "sas", "sas must be a list of SA names");
     for (std::size_t i = 0; i < s.size(); ++i) p.sas.push_back(scalar(c, s[i], fmt::format("{}sas[{}]", f, i)));
-  } else if (n["ipsec"] || n["sas"]) {
+  } else if (p.action != PolicyAction::negotiate && (n["ipsec"] || n["sas"])) {
     fail(c, n["ipsec"] ? n["ipsec"] : n["sas"], f + (n["ipsec"] ? "ipsec" : "sas"),
-         "only a protect policy uses ipsec and sas");
+         "only a protect or negotiate policy uses ipsec, and only protect uses sas");
   }
   if (n["inbound"]) {
     std::string in = scalar(c, n["inbound"], f + "inbound");
@@ -788,6 +826,306 @@ PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) 
     }
   }
   return p;
+}
+
+// ---- IKE profiles (docs/ike-keying.md, "Configuration") --------------------
+
+// "8h", "15m", "30s", "1d", "1h30m" (as config check prints them) or a
+// number of seconds.
+std::optional<std::uint64_t> parse_duration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::uint64_t total = 0;
+  while (!text.empty()) {
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end == text.data() || v > UINT32_MAX) return std::nullopt;
+    text.remove_prefix(static_cast<std::size_t>(end - text.data()));
+    std::uint64_t mult = 1;
+    if (!text.empty()) {
+      switch (text.front()) {
+        case 's': break;
+        case 'm': mult = 60; break;
+        case 'h': mult = 3600; break;
+        case 'd': mult = 86400; break;
+        default: return std::nullopt;
+      }
+      text.remove_prefix(1);
+    }
+    total += v * mult;
+    if (total > 10ull * 365 * 86400) return std::nullopt;  // ten years: a typo, not a lifetime
+  }
+  return total;
+}
+
+std::uint64_t get_duration(const Ctx& c, const YAML::Node& n, const std::string& field, std::uint64_t min,
+                           bool off_allowed) {
+  const std::string s = scalar(c, n, field);
+  if (off_allowed && (s == "off" || s == "false" || s == "no")) return 0;
+  auto v = parse_duration(s);
+  if (!v) fail(c, n, field, fmt::format("'{}' is not a duration such as 30s, 15m, 8h or a number of seconds", s));
+  if (*v == 0 && off_allowed) return 0;
+  if (*v < min) fail(c, n, field, fmt::format("{} is shorter than the minimum of {} s", s, min));
+  return *v;
+}
+
+// One entry of a list setting: its text, its node (for the line) and its
+// field ("ike_profiles[0].proposals[1]").
+struct ListItem {
+  std::string text;
+  YAML::Node node;
+  std::string field;
+};
+
+// A list setting that may also be written as one scalar; each scalar may
+// hold several entries separated by commas, as swanctl.conf writes them
+// ("aes256-sha384-ecp384,aes128-sha256-modp2048"), so a line copied from
+// there means the same here.
+std::vector<ListItem> get_strings(const Ctx& c, const YAML::Node& n, const std::string& field) {
+  std::vector<ListItem> out;
+  auto add = [&](const YAML::Node& item, const std::string& fi) {
+    const std::string s = scalar(c, item, fi);
+    std::size_t pos = 0;
+    while (true) {
+      const std::size_t comma = s.find(',', pos);
+      std::string part = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      const std::size_t b = part.find_first_not_of(" \t");
+      const std::size_t e = part.find_last_not_of(" \t");
+      part = b == std::string::npos ? std::string{} : part.substr(b, e - b + 1);
+      if (part.empty()) fail(c, item, fi, fmt::format("'{}' has an empty entry between commas", s));
+      out.push_back(ListItem{std::move(part), item, fi});
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+  };
+  if (n.IsSequence()) {
+    for (std::size_t i = 0; i < n.size(); ++i) add(n[i], fmt::format("{}[{}]", field, i));
+  } else {
+    add(n, field);
+  }
+  if (out.empty()) fail(c, n, field, "the list is empty");
+  return out;
+}
+
+fs::path get_path(const Ctx& c, const YAML::Node& n, const std::string& text, const std::string& field) {
+  fs::path p = text;
+  if (p.is_relative()) p = c.base / p;
+  // Read when enforcement starts; here only whether it is there, so that
+  // `config check` names a missing file.
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) fail(c, n, field, fmt::format("'{}' is not a file", p.string()));
+  return p;
+}
+
+void parse_ike_auth(const Ctx& c, const YAML::Node& a, const std::string& f, IkeProfile& prof) {
+  if (!a.IsMap()) fail(c, a, f + "auth", "auth must be a mapping {method: psk, psk: ...} or {method: cert, ...}");
+  check_keys(c, a, f + "auth", {"method", "psk", "psk_file", "cert", "key", "ca"});
+  if (!a["method"]) fail(c, a, f + "auth.method", "auth needs a method: psk or cert");
+  const std::string m = scalar(c, a["method"], f + "auth.method");
+  if (m == "psk") {
+    prof.method = IkeAuthMethod::psk;
+    for (const char* k : {"cert", "key", "ca"}) {
+      if (a[k]) fail(c, a[k], f + "auth." + k, fmt::format("{} belongs to method: cert", k));
+    }
+    if (a["psk"] && a["psk_file"]) fail(c, a["psk_file"], f + "auth.psk_file", "give either psk or psk_file");
+    if (a["psk"]) {
+      std::string t = scalar(c, a["psk"], f + "auth.psk");
+      struct Wipe {
+        std::string& s;
+        ~Wipe() { cleanse(s.data(), s.size()); }
+      } wipe{t};
+      if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X')) {
+        std::string why;
+        // The reason would quote a character of the key: not repeated.
+        if (!parse_hex_key(t, prof.psk, why)) {
+          fail(c, a["psk"], f + "auth.psk", "starts with 0x but is not hex digits (write text without 0x)");
+        }
+      } else {
+        prof.psk = SecretBytes(std::span(reinterpret_cast<const std::uint8_t*>(t.data()), t.size()));
+      }
+      c.inline_keys = true;
+    } else if (a["psk_file"]) {
+      prof.psk = get_key_file(c, a["psk_file"], f + "auth.psk_file");
+    } else {
+      fail(c, a, f + "auth.psk", "method psk needs psk: (text or 0x hex) or psk_file:");
+    }
+    if (prof.psk.empty()) fail(c, a, f + "auth.psk", "the pre-shared key is empty");
+    return;
+  }
+  if (m != "cert") fail(c, a["method"], f + "auth.method", fmt::format("'{}' is not psk or cert", m));
+  prof.method = IkeAuthMethod::cert;
+  for (const char* k : {"psk", "psk_file"}) {
+    if (a[k]) fail(c, a[k], f + "auth." + k, fmt::format("{} belongs to method: psk", k));
+  }
+  if (!a["cert"]) fail(c, a, f + "auth.cert", "method cert needs cert: our certificate (PEM)");
+  if (!a["key"]) fail(c, a, f + "auth.key", "method cert needs key: the certificate's private key (PEM)");
+  if (!a["ca"]) fail(c, a, f + "auth.ca", "method cert needs ca: the trust anchor(s) for the peer's certificate");
+  prof.cert = get_path(c, a["cert"], scalar(c, a["cert"], f + "auth.cert"), f + "auth.cert");
+  prof.key = get_path(c, a["key"], scalar(c, a["key"], f + "auth.key"), f + "auth.key");
+  c.key_files.push_back(prof.key);  // a private key: warned about when others can read it
+  for (const auto& item : get_strings(c, a["ca"], f + "auth.ca"))
+    prof.ca.push_back(get_path(c, item.node, item.text, item.field));
+}
+
+// "aes128gcm16-sha256": accepted as strongSwan accepts it (the parsers
+// drop the integrity algorithm), but said, since it protects nothing.
+void warn_ignored_integrity(const Ctx& c, const ListItem& item, const std::string& profile,
+                            std::vector<std::string>& warnings) {
+  const auto ignored = ignored_integrity(item.text);
+  if (ignored.empty()) return;
+  warnings.push_back(
+      fmt::format("{}:{}: IKE profile '{}': proposal '{}' names integrity {} beside AEAD encryption, "
+                  "which has its own: ignored, as strongSwan does (an IKE proposal without a PRF "
+                  "takes its PRF from it)",
+                  c.file, line_of(item.node), profile, item.text, fmt::join(ignored, ", ")));
+}
+
+IkeProfile parse_ike_profile(const Ctx& c, const YAML::Node& n, std::size_t index, std::vector<std::string>& warnings) {
+  const std::string f = fmt::format("ike_profiles[{}].", index);
+  if (!n.IsMap()) fail(c, n, fmt::format("ike_profiles[{}]", index), "each IKE profile must be a mapping of settings");
+  check_keys(c, n, fmt::format("ike_profiles[{}]", index),
+             {"name", "version", "auth", "local_id", "remote_id", "peer", "proposals", "esp_proposals", "ah_proposals",
+              "lifetime", "pfs", "dpd", "soft_timeout"});
+  IkeProfile prof;
+  prof.origin = Origin{c.file, line_of(n), {}};
+  note_field_lines(n, prof.origin);
+  if (!n["name"]) fail(c, n, f + "name", "every IKE profile needs a name (policies refer to it with ike: NAME)");
+  prof.name = scalar(c, n["name"], f + "name");
+  if (n["version"]) {
+    const auto v = get_uint(c, n["version"], f + "version", 255);
+    if (v == 1) fail(c, n["version"], f + "version", "IKEv1 is not built yet: version must be 2");
+    if (v != 2) fail(c, n["version"], f + "version", "version must be 2 (IKEv2, RFC 7296)");
+  }
+  if (!n["auth"]) fail(c, n, f + "auth", "every IKE profile needs auth: {method: psk, ...} or {method: cert, ...}");
+  parse_ike_auth(c, n["auth"], f, prof);
+  auto identity = [&](const char* key, IkeIdentity& out) {
+    if (!n[key]) return;
+    const std::string s = scalar(c, n[key], f + key);
+    if (auto e = parse_identity(s, out)) fail(c, n[key], f + key, *e);
+  };
+  identity("local_id", prof.local_id);
+  if (n["local_id"] && prof.local_id.kind == IkeIdentity::Kind::any) {
+    fail(c, n["local_id"], f + "local_id", "our own identity cannot be any (leave local_id out for the default)");
+  }
+  identity("remote_id", prof.remote_id);
+  if (n["peer"] && scalar(c, n["peer"], f + "peer") != "any") prof.peer = get_addr(c, n["peer"], f + "peer");
+
+  auto ike_list = [&](const std::vector<ListItem>& items) {
+    for (const ListItem& item : items) {
+      IkeProposal p;
+      if (auto e = parse_ike_proposal(item.text, p)) fail(c, item.node, item.field, *e);
+      warn_ignored_integrity(c, item, prof.name, warnings);
+      auto dep = deprecated_algorithms(p);
+      if (!dep.empty()) {
+        warnings.push_back(
+            fmt::format("{}:{}: {}: IKE profile '{}': proposal '{}' uses deprecated {} (RFC 8247); "
+                        "accepted for old peers",
+                        c.file, line_of(item.node), item.field, prof.name, p.text, fmt::join(dep, ", ")));
+      }
+      prof.proposals.push_back(std::move(p));
+    }
+  };
+  auto child_list = [&](IpsecProtocol proto, const std::vector<ListItem>& items, std::vector<ChildProposal>& out) {
+    for (const ListItem& item : items) {
+      ChildProposal p;
+      if (auto e = parse_child_proposal(item.text, proto, p)) fail(c, item.node, item.field, *e);
+      warn_ignored_integrity(c, item, prof.name, warnings);
+      auto dep = deprecated_algorithms(p);
+      if (!dep.empty()) {
+        warnings.push_back(
+            fmt::format("{}:{}: {}: IKE profile '{}': proposal '{}' uses deprecated {} (RFC 8221); "
+                        "accepted for old peers",
+                        c.file, line_of(item.node), item.field, prof.name, p.text, fmt::join(dep, ", ")));
+      }
+      out.push_back(std::move(p));
+    }
+  };
+  // The defaults of docs/ike-keying.md.
+  auto defaults = [&](std::initializer_list<const char*> texts, const std::string& field) {
+    std::vector<ListItem> out;
+    for (const char* t : texts) out.push_back(ListItem{t, n, field});
+    return out;
+  };
+  ike_list(n["proposals"] ? get_strings(c, n["proposals"], f + "proposals")
+                          : defaults({"aes256gcm16-prfsha384-ecp384", "aes256-sha384-ecp384", "aes128-sha256-modp2048"},
+                                     f + "proposals"));
+  child_list(IpsecProtocol::esp,
+             n["esp_proposals"] ? get_strings(c, n["esp_proposals"], f + "esp_proposals")
+                                : defaults({"aes256gcm16", "aes128gcm16", "aes256-sha256"}, f + "esp_proposals"),
+             prof.esp_proposals);
+  if (n["ah_proposals"]) {
+    child_list(IpsecProtocol::ah, get_strings(c, n["ah_proposals"], f + "ah_proposals"), prof.ah_proposals);
+  }
+
+  if (const YAML::Node& l = n["lifetime"]) {
+    if (!l.IsMap())
+      fail(c, l, f + "lifetime", "lifetime must be a mapping such as {ike: 8h, child: 15m, child_bytes: 2G}");
+    check_keys(c, l, f + "lifetime", {"ike", "child", "child_bytes", "child_packets"});
+    if (l["ike"]) prof.ike_lifetime = get_duration(c, l["ike"], f + "lifetime.ike", 10, false);
+    if (l["child"]) prof.child_lifetime = get_duration(c, l["child"], f + "lifetime.child", 10, false);
+    for (const char* key : {"child_bytes", "child_packets"}) {
+      if (!l[key]) continue;
+      const std::string field = f + "lifetime." + key;
+      const std::string s = scalar(c, l[key], field);
+      auto v = parse_size(s);
+      if (!v) fail(c, l[key], field, fmt::format("'{}' is not a count such as 0 (none), 100M or 2G", s));
+      (std::string_view(key) == "child_bytes" ? prof.child_lifetime_bytes : prof.child_lifetime_packets) = *v;
+    }
+  }
+  // Without pfs:, the first group the ESP (or AH) proposals name, as in
+  // swanctl.conf, where a group in esp_proposals is what turns PFS on.
+  std::vector<DhGroup> child_groups;
+  for (const auto* list : {&prof.esp_proposals, &prof.ah_proposals}) {
+    for (const auto& p : *list) {
+      for (auto g : p.dh) {
+        if (g != DhGroup::none && std::find(child_groups.begin(), child_groups.end(), g) == child_groups.end()) {
+          child_groups.push_back(g);
+        }
+      }
+    }
+  }
+  if (n["pfs"]) {
+    const std::string s = scalar(c, n["pfs"], f + "pfs");
+    auto g = find_dh_group(s);
+    if (!g) {
+      fail(c, n["pfs"], f + "pfs",
+           fmt::format("'{}' is not none or a DH group (modp2048, modp3072, ecp256, ecp384, curve25519)", s));
+    }
+    prof.pfs = *g;
+    if (prof.pfs != DhGroup::none && !child_groups.empty() &&
+        std::find(child_groups.begin(), child_groups.end(), prof.pfs) == child_groups.end()) {
+      fail(c, n["pfs"], f + "pfs",
+           fmt::format("pfs {} is not among the groups the ESP/AH proposals name; add it to one of them",
+                       to_string(prof.pfs)));
+    }
+    if (deprecated(prof.pfs)) {
+      warnings.push_back(fmt::format("{}:{}: IKE profile '{}': pfs {} is deprecated (RFC 8247); accepted for old peers",
+                                     c.file, line_of(n["pfs"]), prof.name, to_string(prof.pfs)));
+    }
+  } else if (!child_groups.empty()) {
+    prof.pfs = child_groups.front();
+  }
+  // A proposal without groups takes the profile's PFS group, so that what
+  // is offered and accepted on a rekey is the same group (ike_proposal.hpp).
+  if (prof.pfs != DhGroup::none) {
+    for (auto* list : {&prof.esp_proposals, &prof.ah_proposals}) {
+      for (auto& p : *list) {
+        if (p.dh.empty()) p.dh.push_back(prof.pfs);
+      }
+    }
+  }
+  if (n["dpd"]) prof.dpd = static_cast<std::uint32_t>(get_duration(c, n["dpd"], f + "dpd", 1, true));
+  if (n["soft_timeout"]) {
+    prof.soft_timeout = static_cast<std::uint32_t>(get_duration(c, n["soft_timeout"], f + "soft_timeout", 1, false));
+  }
+  if (prof.method == IkeAuthMethod::psk && prof.psk.size() < 16) {
+    warnings.push_back(
+        fmt::format("{}:{}: IKE profile '{}': the pre-shared key is shorter than 16 bytes, which an "
+                    "eavesdropper on one exchange can attack offline (RFC 7296 2.15)",
+                    c.file, prof.origin.line_of("auth"), prof.name));
+  }
+  return prof;
 }
 
 bool same_selector(const SaConfig& a, const SaConfig& b) {
@@ -819,6 +1157,13 @@ void Config::merge(Config&& other) {
   }
   for (auto& p : other.policies) policies.push_back(std::move(p));
   for (auto& i : other.ike_sas) ike_sas.push_back(std::move(i));
+  for (auto& i : other.ike_profiles) {
+    if (const IkeProfile* seen = find_ike_profile(i.name)) {
+      throw ConfigError(i.origin.file, i.origin.line, "name",
+                        fmt::format("IKE profile name '{}' is already used at {}", i.name, seen->origin.str()));
+    }
+    ike_profiles.push_back(std::move(i));
+  }
   for (auto& a : other.local_addresses) local_addresses.push_back(a);
   for (auto& w : other.warnings) warnings.push_back(std::move(w));
   if (!other.default_exemptions) default_exemptions = false;
@@ -838,7 +1183,7 @@ Config parse_with(const std::string& text, const Ctx& c) {
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) fail(c, root, "", "the configuration must be a mapping with sas:, policies:, interfaces:");
   try {
-    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas", "ike_sas"});
+    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas", "ike_sas", "ike_profiles"});
     if (const YAML::Node& itf = root["interfaces"]) {
       if (!itf.IsMap()) fail(c, itf, "interfaces", "interfaces must be a mapping such as {local: [addr, ...]}");
       check_keys(c, itf, "interfaces", {"local"});
@@ -869,6 +1214,17 @@ Config parse_with(const std::string& text, const Ctx& c) {
       if (!ike.IsSequence()) fail(c, ike, "ike_sas", "ike_sas must be a list of IKE SAs");
       for (std::size_t i = 0; i < ike.size(); ++i) cfg.ike_sas.push_back(parse_ike_sa(c, ike[i], i, cfg.warnings));
     }
+    if (const YAML::Node& prof = root["ike_profiles"]) {
+      if (!prof.IsSequence()) fail(c, prof, "ike_profiles", "ike_profiles must be a list of profiles");
+      for (std::size_t i = 0; i < prof.size(); ++i) {
+        IkeProfile p = parse_ike_profile(c, prof[i], i, cfg.warnings);
+        if (const IkeProfile* seen = cfg.find_ike_profile(p.name)) {
+          fail(c, prof[i]["name"], fmt::format("ike_profiles[{}].name", i),
+               fmt::format("IKE profile name '{}' is already used at {}", p.name, seen->origin.str()));
+        }
+        cfg.ike_profiles.push_back(std::move(p));
+      }
+    }
     if (const YAML::Node& pol = root["policies"]) {
       if (!pol.IsSequence()) fail(c, pol, "policies", "policies must be an ordered list");
       std::set<std::string> names;
@@ -885,6 +1241,7 @@ Config parse_with(const std::string& text, const Ctx& c) {
         cfg.policies.push_back(std::move(p));
       }
     }
+    check_negotiate_policies(cfg);
   } catch (const YAML::Exception& e) {
     throw ConfigError(name, e.mark.line >= 0 ? e.mark.line + 1 : 0, "", e.msg);
   }

@@ -311,7 +311,10 @@ Spd::Spd(const Config& config, LocalAddresses local) : config_(&config), local_(
 
 const SpdEntry* Spd::lookup(const PacketSelector& p, Sense sense) const noexcept {
   for (const auto& e : entries_) {
-    if (e.action == PolicyAction::protect && e.sense != sense) continue;
+    // IPsec entries act in their own sense: the mirrored entry checks
+    // what arrives, the one written sends.
+    const bool ipsec = e.action == PolicyAction::protect || e.action == PolicyAction::negotiate;
+    if (ipsec && e.sense != sense) continue;
     if (e.matches(p, local_)) return &e;
   }
   return nullptr;
@@ -340,6 +343,12 @@ std::string Spd::describe() const {
       }
       action += e.sense == Sense::outbound ? "; sends on " : "; accepts from ";
       action += sas;
+      if (e.sense == Sense::inbound) action += fmt::format("; cleartext: {}", to_string(p.inbound));
+    } else if (e.action == PolicyAction::negotiate) {
+      const PolicyConfig& p = *e.policy;
+      action += fmt::format(" {} {}", to_string(p.ipsec), to_string(p.mode));
+      if (p.peer) action += " peer " + p.peer->str();
+      action += fmt::format("; IKE profile {}", p.ike);
       if (e.sense == Sense::inbound) action += fmt::format("; cleartext: {}", to_string(p.inbound));
     }
     std::string proto = protocol_str(e.protocol);

@@ -123,6 +123,7 @@ bool only_allowed_types(const Proposal& p) {
 // What one of our proposals allows, as transforms.
 struct Ours {
   std::vector<Transform> encr, prf, integ, dh, esn;
+  bool dh_none = true;  // a child proposal without groups, or with "none" among them: PFS optional
 };
 
 Ours ours_of(const filters::IkeProposal& p) {
@@ -143,6 +144,7 @@ Ours ours_of(const filters::ChildProposal& p) {
   for (auto g : p.dh) {
     if (g != DhGroup::none) o.dh.push_back(dh_transform(g));
   }
+  o.dh_none = o.dh.empty() || std::find(p.dh.begin(), p.dh.end(), DhGroup::none) != p.dh.end();
   for (bool e : p.esn) o.esn.push_back(esn_transform(e));
   return o;
 }
@@ -242,21 +244,22 @@ std::optional<ChildChoice> match_child(const Proposal& theirs, const filters::Ch
   if (mine.protocol == filters::IpsecProtocol::ah && !integ) return std::nullopt;
   c.suite.integrity = integ ? *filters::integrity_from_ikev2(integ->id) : Integrity::none;
 
-  // PFS (RFC 7296 1.3.1): with a KE, a common group (the KE's when both
-  // accept it; another common one makes the daemon answer
-  // INVALID_KE_PAYLOAD); without one, only a proposal that allows NONE.
+  // PFS (RFC 7296 1.3.1). Without a KE (IKE_AUTH, or a rekey without PFS)
+  // only an offer that allows NONE; our groups are not insisted on here,
+  // since IKE_AUTH never has one: a rekey that must have PFS checks
+  // suite.dh. With a KE, the KE's group when both allow it, else our first
+  // common group (the daemon answers INVALID_KE_PAYLOAD), else NONE where
+  // both allow it.
   const auto offered_dh = of_type(theirs, tt::dh);
   const bool they_allow_none = offered_dh.empty() || has_id(offered_dh, 0);
   std::optional<Transform> dh;
   if (pfs_group == DhGroup::none) {
     if (!they_allow_none) return std::nullopt;
-  } else if (o.dh.empty()) {
-    if (!they_allow_none) return std::nullopt;
   } else if (contains(o.dh, dh_transform(pfs_group)) && contains(offered_dh, dh_transform(pfs_group))) {
     dh = dh_transform(pfs_group);
   } else {
     dh = first_common(o.dh, offered_dh);
-    if (!dh) return std::nullopt;
+    if (!dh && !(o.dh_none && they_allow_none)) return std::nullopt;
   }
   c.suite.dh = dh ? static_cast<DhGroup>(dh->id) : DhGroup::none;
 

@@ -85,12 +85,25 @@ struct ChildProposal {
 [[nodiscard]] std::optional<std::string> parse_child_proposal(std::string_view text, IpsecProtocol protocol,
                                                               ChildProposal& out);
 
+/// The deprecated algorithms a proposal names (RFC 8247 for IKE, RFC 8221
+/// for ESP/AH, and SHA-1 everywhere), as the keywords that name them, for
+/// the configuration's warnings: "3des", "des", "sha1", "md5", "prfsha1",
+/// "prfmd5", "modp1024".
+[[nodiscard]] std::vector<std::string> deprecated_algorithms(const IkeProposal& p);
+[[nodiscard]] std::vector<std::string> deprecated_algorithms(const ChildProposal& p);
+/// The integrity keywords a proposal names beside only AEAD encryption
+/// ("sha256" in "aes128gcm16-sha256-ecp256"). strongSwan accepts them and
+/// drops them (in an IKE proposal that names no PRF, after taking the PRF
+/// from them), and so do the parsers, so that a proposal copied from
+/// swanctl.conf means the same; the configuration warns about them.
+[[nodiscard]] std::vector<std::string> ignored_integrity(std::string_view text);
+
 /// IKEv2 identification (RFC 7296 3.5).
 struct IkeIdentity {
   enum class Kind : std::uint8_t { any, address, fqdn, email, dn, key_id };
   Kind kind = Kind::any;
   dissect::IpAddr address;        // Kind::address
-  std::string text;               // fqdn, email, the DN as written, key id as hex
+  std::string text;               // fqdn, email, the DN as OpenSSL prints it, key id as hex
   std::vector<std::uint8_t> der;  // Kind::dn: the DER encoding
   /// "203.0.113.1", "gw1.example.org", "C=CH, O=example, CN=gw1".
   [[nodiscard]] std::string str() const;
@@ -102,8 +115,10 @@ struct IkeIdentity {
   /// matches every one.
   [[nodiscard]] bool matches(std::uint8_t type, std::span<const std::uint8_t> data) const;
 };
-/// "any", an address, "@fqdn" or a plain DNS name, "user@example.org",
-/// a DN ("C=CH, O=example, CN=gw1"). Returns a sentence on error.
+/// "any", an address, "@fqdn" or a plain DNS name, "user@example.org"
+/// (or strongSwan's "@@user@example.org"), a DN ("C=CH, O=example, CN=gw1",
+/// encoded by OpenSSL in the order written), a key ID ("keyid:0a1b..." or
+/// "@#0a1b..."). Returns a sentence on error.
 [[nodiscard]] std::optional<std::string> parse_identity(std::string_view text, IkeIdentity& out);
 
 }  // namespace ipsentry::filters

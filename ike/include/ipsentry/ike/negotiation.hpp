@@ -60,8 +60,10 @@ struct IkeChoice {
 /// request carried (none: no KE, so a proposal with a DH transform other
 /// than NONE is not acceptable). With a KE, the common group is its group
 /// when both allow it, else our first common one (`suite.dh` then differs
-/// from `pfs_group`: answer INVALID_KE_PAYLOAD). A proposal of ours without
-/// groups takes only offers that allow NONE. `our_spi` goes into the answer.
+/// from `pfs_group`: answer INVALID_KE_PAYLOAD), else no group where both
+/// allow NONE. Without a KE our groups are not insisted on (IKE_AUTH never
+/// has one): a rekey that must have PFS checks `suite.dh`. `our_spi` goes
+/// into the answer.
 struct ChildChoice {
   Proposal answer;
   ChildSuite suite;
