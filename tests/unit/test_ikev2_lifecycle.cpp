@@ -13,6 +13,7 @@
 #include "ikev2_configs.hpp"
 #include "ikev2_net.hpp"
 #include "ipsentry/dissect/ike.hpp"
+#include "ipsentry/ike/crypto_testing.hpp"
 #include "ipsentry/ike/message.hpp"
 
 namespace {
@@ -554,10 +555,11 @@ TEST(Ikev2Lifecycle, HardLifetimeEndsAChildThatCouldNotBeRekeyed) {
 // ---- randomness and key hygiene -------------------------------------------------------------------
 
 TEST(Ikev2Lifecycle, SpisNoncesAndIvsComeFromTheDaemonsRandom) {
-  // With the same Options::random the same bytes go out (the Diffie-
-  // Hellman values aside, which OpenSSL draws): nothing random is made
-  // anywhere else. Without one the daemon uses system_random() (OpenSSL's
-  // CSPRNG): two daemons then differ in every SPI and nonce.
+  // With the same Options::random the same SPI and nonce go out: nothing
+  // random is made anywhere else (the Diffie-Hellman private values come
+  // from OpenSSL unless Options::key_exchange says otherwise). Without
+  // one the daemon uses system_random() (OpenSSL's CSPRNG): two daemons
+  // then differ in every SPI and nonce.
   auto first_init = [](std::optional<std::uint64_t> seed) {
     Net net;
     Options o;
@@ -589,6 +591,33 @@ TEST(Ikev2Lifecycle, SpisNoncesAndIvsComeFromTheDaemonsRandom) {
   EXPECT_NE(nonce(o1), nonce(o2));
   EXPECT_GE(nonce(o1).size(), 32u);  // RFC 7296 2.10: at least half the PRF's key size, 256 bits here
   EXPECT_NE(o1.spi_i, 0u);
+
+  // With the Diffie-Hellman private values drawn from the same Random too,
+  // a whole exchange repeats byte for byte, IKE_AUTH's IVs included.
+  auto exchange = [](std::uint64_t seed) {
+    Options o;
+    o.key_exchange = [](filters::DhGroup g, ike::Random& r) {
+      ike::Buffer priv(g == filters::DhGroup::ecp384 ? 48 : 32);
+      r.fill(priv);
+      return ike::testing::key_exchange_with_private(g, priv);
+    };
+    Net net;
+    net.add("A", kA, tunnel_a().yaml(), o, seed);
+    net.add("B", kB, tunnel_b().yaml(), o, 7);
+    net.acquire(*net.nodes[0], 1, 0, kB, "192.0.2.10", "192.0.2.200");
+    net.run(5 * kSec);
+    EXPECT_EQ(net.nodes[0]->outbound.size(), 1u);
+    std::vector<Buffer> wire;
+    for (const auto& w : net.sent) wire.push_back(w.data);
+    return wire;
+  };
+  const auto e1 = exchange(5);
+  const auto e2 = exchange(5);
+  const auto e3 = exchange(6);
+  ASSERT_EQ(e1.size(), 4u);
+  EXPECT_EQ(e1, e2);
+  ASSERT_EQ(e3.size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_NE(e1[i], e3[i]) << i;
 }
 
 }  // namespace
