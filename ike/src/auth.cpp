@@ -581,6 +581,7 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
     return false;
   }
   const bool rsa = is_rsa(key.get());
+  const bool pss_only = EVP_PKEY_is_a(key.get(), "RSA-PSS") == 1;
   const int curve = curve_of(key.get());
   if (rsa && EVP_PKEY_get_bits(key.get()) < 2048) {
     warnings.push_back(
@@ -588,8 +589,9 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
   }
   switch (method) {
     case AuthMethod::rsa_sig:
-      if (!rsa) {
-        why = "AUTH method 1 (RSA) with a certificate whose key is not RSA";
+      if (!rsa || pss_only) {
+        why = fmt::format("AUTH method 1 (RSASSA-PKCS1-v1_5) with a certificate whose key is {}",
+                          pss_only ? "for RSASSA-PSS only" : "not RSA");
         return false;
       }
       warnings.emplace_back("the peer authenticated with AUTH method 1, RSA with SHA-1 (deprecated, RFC 8247)");
@@ -658,6 +660,10 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
       }
       if (!rsa) {
         why = "an RSA signature with a certificate whose key is not RSA";
+        return false;
+      }
+      if (pss_only) {
+        why = "an RSASSA-PKCS1-v1_5 signature with a certificate whose key is for RSASSA-PSS only";
         return false;
       }
       const SignatureHash h = nid == NID_sha1WithRSAEncryption     ? SignatureHash::sha1

@@ -1044,6 +1044,14 @@ TEST_F(IkeCert, RsaPssKeysSignRsassaPss) {
     EXPECT_NE(why.find("does not verify"), std::string::npos) << why;
     EXPECT_TRUE(warnings.empty());
   }
+  // A key for PSS only takes no PKCS#1 v1.5 signature, whatever it holds.
+  std::string why;
+  std::vector<std::string> warnings;
+  EXPECT_FALSE(ike::verify_auth(ike::AuthMethod::digital_signature, method14(kAlgSha256Rsa, Vec(256, 1)), octets,
+                                pss.certificate(), why, warnings));
+  EXPECT_NE(why.find("RSASSA-PSS only"), std::string::npos) << why;
+  EXPECT_FALSE(ike::verify_auth(ike::AuthMethod::rsa_sig, Vec(256, 1), octets, pss.certificate(), why, warnings));
+  EXPECT_NE(why.find("RSASSA-PSS only"), std::string::npos) << why;
 }
 
 TEST_F(IkeCert, OpensslPssSignaturesVerifyWithUs) {
