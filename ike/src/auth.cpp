@@ -548,14 +548,15 @@ std::pair<AuthMethod, Buffer> Signer::sign(Bytes octets, const std::vector<Signa
   }
   if (m.pss) {
     throw CryptoError(
-        "the peer announced no RFC 7427 signature hash; an RSA-PSS key can sign only RFC 7427 digital signatures");
+        "the peer announced no SHA-2 signature hash (RFC 7427); an RSA-PSS key signs only RFC 7427 signatures with "
+        "SHA-2");
   }
   if (m.rsa) {
     // A peer without RFC 7427 knows only method 1: RSASSA-PKCS1-v1_5 with
     // SHA-1 (RFC 7296 3.8), deprecated by RFC 8247 but the only way in.
     warnings.emplace_back(
-        "the peer announced no RFC 7427 signature hash: signing the AUTH payload with RSA and SHA-1 (method 1, "
-        "deprecated by RFC 8247)");
+        "the peer announced no RFC 7427 signature hash ipsentry uses: signing the AUTH payload with RSA and SHA-1 "
+        "(method 1, deprecated by RFC 8247)");
     return {AuthMethod::rsa_sig, sign_with(m.key.get(), EVP_sha1(), octets)};
   }
   // RFC 4754: ECDSA with the curve's hash, r | s.
