@@ -197,6 +197,13 @@ def main():
         b"Nov 22 19:48:52 02[IKE]    0: 01 02 03 04                                      ....\n"
         b"Nov 22 19:48:52 02[IKE] Sk_ei secret => 16 bytes @ 0x4\n"
         b"Nov 22 19:48:52 02[IKE]    0: AA 01 02 03 04 05 06 07 08 09 0A 0B 0C 0D 0E 0F  ................\n"))
+    # fuzz_ike_responder replays the exchange it records at start: op 0 is
+    # "recorded datagram k as is", op 6 "time passes" (two bytes, 0.1 s units).
+    responder = os.path.join(out, "fuzz_ike_responder")
+    put(responder, "replay", b"".join(bytes([0, k]) for k in range(20)))
+    put(responder, "replay-ticks", b"".join(bytes([0, k, 6, 0, 1, 44]) for k in range(20)))
+    put(responder, "init-twice-then-auth", bytes([0, 0, 0, 0, 0, 1, 0, 1]))
+    put(responder, "idle-for-a-day", bytes([0, 0, 0, 1]) + bytes([6, 0, 0xff, 0xff]) * 14)
     print(f"seeds: {len(captures)} captures, {n} frames, {len(ike)} IKE messages")
 
 

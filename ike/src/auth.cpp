@@ -548,14 +548,15 @@ std::pair<AuthMethod, Buffer> Signer::sign(Bytes octets, const std::vector<Signa
   }
   if (m.pss) {
     throw CryptoError(
-        "the peer announced no RFC 7427 signature hash; an RSA-PSS key can sign only RFC 7427 digital signatures");
+        "the peer announced no SHA-2 signature hash (RFC 7427); an RSA-PSS key signs only RFC 7427 signatures with "
+        "SHA-2");
   }
   if (m.rsa) {
     // A peer without RFC 7427 knows only method 1: RSASSA-PKCS1-v1_5 with
     // SHA-1 (RFC 7296 3.8), deprecated by RFC 8247 but the only way in.
     warnings.emplace_back(
-        "the peer announced no RFC 7427 signature hash: signing the AUTH payload with RSA and SHA-1 (method 1, "
-        "deprecated by RFC 8247)");
+        "the peer announced no RFC 7427 signature hash ipsentry uses: signing the AUTH payload with RSA and SHA-1 "
+        "(method 1, deprecated by RFC 8247)");
     return {AuthMethod::rsa_sig, sign_with(m.key.get(), EVP_sha1(), octets)};
   }
   // RFC 4754: ECDSA with the curve's hash, r | s.
@@ -581,6 +582,7 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
     return false;
   }
   const bool rsa = is_rsa(key.get());
+  const bool pss_only = EVP_PKEY_is_a(key.get(), "RSA-PSS") == 1;
   const int curve = curve_of(key.get());
   if (rsa && EVP_PKEY_get_bits(key.get()) < 2048) {
     warnings.push_back(
@@ -588,8 +590,9 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
   }
   switch (method) {
     case AuthMethod::rsa_sig:
-      if (!rsa) {
-        why = "AUTH method 1 (RSA) with a certificate whose key is not RSA";
+      if (!rsa || pss_only) {
+        why = fmt::format("AUTH method 1 (RSASSA-PKCS1-v1_5) with a certificate whose key is {}",
+                          pss_only ? "for RSASSA-PSS only" : "not RSA");
         return false;
       }
       warnings.emplace_back("the peer authenticated with AUTH method 1, RSA with SHA-1 (deprecated, RFC 8247)");
@@ -658,6 +661,10 @@ bool verify_auth(AuthMethod method, Bytes auth_data, Bytes octets, const Certifi
       }
       if (!rsa) {
         why = "an RSA signature with a certificate whose key is not RSA";
+        return false;
+      }
+      if (pss_only) {
+        why = "an RSASSA-PKCS1-v1_5 signature with a certificate whose key is for RSASSA-PSS only";
         return false;
       }
       const SignatureHash h = nid == NID_sha1WithRSAEncryption     ? SignatureHash::sha1

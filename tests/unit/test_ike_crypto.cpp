@@ -645,6 +645,7 @@ ee() {  # name, key options, SANs, days, issuer
 ee rsa rsa:2048 "DNS:rsa.example.org,email:gw1@example.org,IP:192.0.2.1,IP:2001:db8::1" 365 int
 ee p256 "ec -pkeyopt ec_paramgen_curve:P-256" DNS:p256.example.org 365 int
 ee p384 "ec -pkeyopt ec_paramgen_curve:P-384" DNS:p384.example.org 365 int
+ee p521 "ec -pkeyopt ec_paramgen_curve:P-521" DNS:p521.example.org 365 int
 ee shortlived "ec -pkeyopt ec_paramgen_curve:P-256" DNS:shortlived.example.org 1 int
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key -out other.pem -days 3650 \
   -subj "/C=CH/O=elsewhere/CN=Other Root CA" -addext basicConstraints=critical,CA:TRUE \
@@ -813,7 +814,7 @@ TEST_F(IkeCert, TrustStoreChecksChainsAndValidity) {
   const ike::TrustStore store({f("ca.pem")});
   const auto inter = ike::Certificate::load_pem(f("int.pem"));
   std::string why;
-  for (const char* ee : {"rsa.pem", "p256.pem", "p384.pem", "shortlived.pem"}) {
+  for (const char* ee : {"rsa.pem", "p256.pem", "p384.pem", "p521.pem", "shortlived.pem"}) {
     EXPECT_TRUE(store.verify(first_cert(f(ee)), inter, now(), why)) << ee << ": " << why;
   }
   // Without the intermediate there is no path to the root.
@@ -855,6 +856,8 @@ TEST_F(IkeCert, SignerSignaturesVerifyWithOpensslAndUs) {
       {"p384", all, ike::AuthMethod::digital_signature, kAlgEcdsaSha384, "sha384", 0},
       {"p256", {}, ike::AuthMethod::ecdsa_sha256_p256, {}, "sha256", 32},
       {"p384", {}, ike::AuthMethod::ecdsa_sha384_p384, {}, "sha384", 48},
+      {"p521", all, ike::AuthMethod::digital_signature, kAlgEcdsaSha512, "sha512", 0},
+      {"p521", {}, ike::AuthMethod::ecdsa_sha512_p521, {}, "sha512", 66},
   };
   const Vec octets = ascii("IKE_SA_INIT message | Nr | prf(SK_pi, IDi')");
   for (const auto& c : cases) {
@@ -932,6 +935,11 @@ TEST_F(IkeCert, OpensslSignaturesVerifyWithUs) {
   const Vec e384 = openssl_sign("p384", "sha384", octets);
   EXPECT_TRUE(ike::verify_auth(M::ecdsa_sha384_p384, der_to_rs(e384, 48), octets, p384, why, warnings)) << why;
   EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(kAlgEcdsaSha384, e384), octets, p384, why, warnings));
+  const ike::Certificate p521 = first_cert(f("p521.pem"));
+  const Vec e521 = openssl_sign("p521", "sha512", octets);
+  EXPECT_TRUE(ike::verify_auth(M::ecdsa_sha512_p521, der_to_rs(e521, 66), octets, p521, why, warnings)) << why;
+  EXPECT_TRUE(ike::verify_auth(M::digital_signature, method14(kAlgEcdsaSha512, e521), octets, p521, why, warnings));
+  EXPECT_FALSE(ike::verify_auth(M::ecdsa_sha384_p384, der_to_rs(e521, 66), octets, p521, why, warnings));
   EXPECT_TRUE(warnings.empty());
 
   // Mismatches are refused with a reason.
@@ -1036,6 +1044,14 @@ TEST_F(IkeCert, RsaPssKeysSignRsassaPss) {
     EXPECT_NE(why.find("does not verify"), std::string::npos) << why;
     EXPECT_TRUE(warnings.empty());
   }
+  // A key for PSS only takes no PKCS#1 v1.5 signature, whatever it holds.
+  std::string why;
+  std::vector<std::string> warnings;
+  EXPECT_FALSE(ike::verify_auth(ike::AuthMethod::digital_signature, method14(kAlgSha256Rsa, Vec(256, 1)), octets,
+                                pss.certificate(), why, warnings));
+  EXPECT_NE(why.find("RSASSA-PSS only"), std::string::npos) << why;
+  EXPECT_FALSE(ike::verify_auth(ike::AuthMethod::rsa_sig, Vec(256, 1), octets, pss.certificate(), why, warnings));
+  EXPECT_NE(why.find("RSASSA-PSS only"), std::string::npos) << why;
 }
 
 TEST_F(IkeCert, OpensslPssSignaturesVerifyWithUs) {

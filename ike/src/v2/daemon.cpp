@@ -267,6 +267,22 @@ void Daemon::Impl::on_datagram(const Datagram& d, const Message& h, TimeNs now, 
 
 // ---- acquires -----------------------------------------------------------------------------
 
+namespace {
+
+/// The child an acquire asks for, with the triggering packet's addresses
+/// for the first traffic selectors (RFC 7296 2.9).
+ChildRequest request_for(const Acquire& a) {
+  ChildRequest req;
+  req.policy = a.policy;
+  req.acquires.push_back(a.id);
+  req.packet_src = a.packet_src;
+  req.packet_dst = a.packet_dst;
+  req.has_packet = true;
+  return req;
+}
+
+}  // namespace
+
 void Daemon::Impl::on_acquire(const Acquire& a, TimeNs now, Actions& out) {
   using R = AcquireDoneAction::Result;
   if (a.policy >= config->policies.size() || policy(a.policy).action != filters::PolicyAction::negotiate) {
@@ -299,13 +315,7 @@ void Daemon::Impl::on_acquire(const Acquire& a, TimeNs now, Actions& out) {
       r->acquires.push_back(a.id);
       return;
     }
-    ChildRequest req;
-    req.policy = a.policy;
-    req.acquires.push_back(a.id);
-    req.packet_src = a.packet_src;
-    req.packet_dst = a.packet_dst;
-    req.has_packet = true;
-    queue(*sa, std::move(req), now, out);
+    queue(*sa, request_for(a), now, out);
     return;
   }
   auto f = failures.find({prof->cfg.name, a.remote.addr});
@@ -317,13 +327,7 @@ void Daemon::Impl::on_acquire(const Acquire& a, TimeNs now, Actions& out) {
   sa.profile = prof;
   sa.local = {a.local.addr, 500};
   sa.remote = {a.remote.addr, 500};
-  ChildRequest req;
-  req.policy = a.policy;
-  req.acquires.push_back(a.id);
-  req.packet_src = a.packet_src;
-  req.packet_dst = a.packet_dst;
-  req.has_packet = true;
-  sa.first_child = std::move(req);
+  sa.first_child = request_for(a);
   initiate(sa, now, out);
 }
 
