@@ -135,14 +135,17 @@ TEST(Spd, FirstMatchMirroredAndExemptions) {
   std::swap(s.src, s.dst);
   EXPECT_EQ(spd.lookup(s, filters::Sense::outbound), nullptr);
   EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "host (mirrored)");
-  // IKE and multicast pass before any policy.
+  // IKE to our IKE port passes before any policy; a source port proves nothing.
   s.protocol = 17;
   s.sport = 500;
-  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "exempt ike");
+  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "host (mirrored)");
+  s.dport = 500;
+  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "exempt ike in");
+  // Multicast is exempt only when asked for.
   s.protocol = 1;
   s.has_ports = false;
   s.dst = ip("224.0.0.5");
-  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "exempt multicast");
+  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound), nullptr);
   // "me" is only our address.
   s.dst = ip("192.0.2.3");
   s.src = ip("192.0.2.2");
