@@ -321,7 +321,7 @@ TEST(Enforcer, CleartextBlockAndExemptions) {
   EXPECT_EQ(clear.outcome, Outcome::cleartext_dropped);
   Decision ike = h.wb.process(h.b, Hook::prerouting, udp4("192.0.2.1", "192.0.2.2", 500, 10), 0, 1, 1);
   EXPECT_TRUE(ike.accept);
-  EXPECT_EQ(ike.outcome, Outcome::permitted);
+  EXPECT_EQ(ike.outcome, Outcome::exempted);
   Decision blocked = h.wa.process(h.a, Hook::output, tcp4("192.0.2.1", "192.0.2.2", 8080), 1500, 1, 1);
   EXPECT_FALSE(blocked.accept);
   EXPECT_EQ(blocked.outcome, Outcome::blocked);
