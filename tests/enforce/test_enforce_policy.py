@@ -97,6 +97,18 @@ def send_raw(ns, iface, dst_mac, packets):
     time.sleep(0.3)
 
 
+def spoof_from_exempt_ports(ns, iface, mac, src, dst, sink_ns, enforcer):
+    """Cleartext from source ports 88, 500 and 4500 put on the wire (from `ns`)
+    towards UDP port 6000 of `dst`: what the application there received, and
+    how many packets `enforcer` dropped and counted meanwhile."""
+    before = enforcer.stats()
+    sink = Sink(sink_ns, dst, 6000, 4)
+    send_raw(ns, iface, mac, [IP(src=src, dst=dst) / UDP(sport=p, dport=6000) / Raw(f"spoof-from-{p}".encode())
+                              for p in (88, 500, 4500)])
+    got = sink.received()
+    return got, delta(enforcer.stats(), before, "cleartext_dropped", "ipsec_failed")
+
+
 def send_udp(ns, src, sport, dst, dport, text, user=None):
     cmd = ["ip", "netns", "exec", ns]
     if user:
@@ -172,15 +184,9 @@ def scenario_host(tmp):
     check(n == 2, "protected traffic flows")
 
     # Spoofed cleartext from the source ports the old defaults exempted.
-    before = eb.stats()
-    sink = Sink(b, B, 6000, 4)
-    send_raw(a, "ea", B_MAC, [IP(src=A, dst=B) / UDP(sport=p, dport=6000) / Raw(f"spoof-from-{p}".encode())
-                              for p in (88, 500, 4500)])
-    got = sink.received()
-    after = eb.stats()
+    got, dropped = spoof_from_exempt_ports(a, "ea", B_MAC, A, B, b, eb)
     check(got == [], f"cleartext to B's port 6000 from source ports 88, 500 and 4500 never reaches the application "
                      f"({got})")
-    dropped = delta(after, before, "cleartext_dropped", "ipsec_failed")
     check(dropped == 3, f"... all three are dropped and counted ({dropped}; from port 4500 it is taken for ESP in UDP "
                         f"and fails as an unknown SPI)")
     # IKE to B's own port 500 still passes, from 500 and from a NAT's port.
@@ -237,71 +243,38 @@ def scenario_host(tmp):
 # ---------------------------------------------------------------------------
 # The seeds' gateway tunnel (002), written literally
 
-KEY_12, AUTH_12 = "2b7e151628aed2a6abf7158809cf4f3c", "11" * 32
-KEY_21, AUTH_21 = "3c4f4fcf098815f7a6d2ae2816157e2b", "22" * 32
 G1, G2 = "198.51.100.1", "198.51.100.2"
 NET_A, NET_B = "192.0.2.0/25", "203.0.113.0/24"
 HOST_A, HOST_B = "192.0.2.10", "203.0.113.10"
-G1_MAC, G2_MAC = "02:00:00:00:01:01", "02:00:00:00:02:01"
+G1_MAC = "02:00:00:00:01:01"
 
 
-def literal_gateway(path, me, peer, net_me, net_peer, spi_out, k_out, a_out, spi_in, k_in, a_in, literal=True):
-    """Two one-way tunnel rules as the seed builds them: ours to theirs with
-    the peer as endpoint, theirs to ours with this gateway as endpoint (or,
-    not `literal`, the same tunnel as one mirrored rule)."""
-    rules = f"""  - name: {net_me}-to-{net_peer}
-    from: {net_me}
-    to: {net_peer}
-    action: protect
-    ipsec: {{ protocol: esp, mode: tunnel, peer: {peer} }}
-    sas: [out]
-  - name: {net_peer}-to-{net_me}
-    from: {net_peer}
-    to: {net_me}
-    action: protect
-    ipsec: {{ protocol: esp, mode: tunnel, peer: {me} }}
-    sas: [in]
-""" if literal else f"""  - name: {net_me}-{net_peer}
-    from: {net_me}
-    to: {net_peer}
-    mirrored: true
-    action: protect
-    ipsec: {{ protocol: esp, mode: tunnel, peer: {peer} }}
-    sas: [out, in]
-"""
-    open(path, "w").write(f"""policies:
-{rules}sas:
-  - {{ name: out, spi: {spi_out}, direction: outbound, src: {me}, dst: {peer}, mode: tunnel, protocol: esp,
-      encryption: aes-cbc, enc_key: 0x{k_out}, auth: hmac-sha256-128, auth_key: 0x{a_out} }}
-  - {{ name: in, spi: {spi_in}, direction: inbound, src: {peer}, dst: {me}, mode: tunnel, protocol: esp,
-      encryption: aes-cbc, enc_key: 0x{k_in}, auth: hmac-sha256-128, auth_key: 0x{a_in} }}
-""")
+def gateway_config(path, me, peer, net_me, net_peer, spi_out, keys_out, spi_in, keys_in, literal=True):
+    """The gateway configuration of test_enforce, its mirrored rule written
+    `literal`ly as the seed builds the tunnel: two one-way rules, ours to
+    theirs with the peer as endpoint, theirs to ours with this gateway as
+    endpoint."""
+    base.gw_config(path, me, peer, net_me, net_peer, spi_out, spi_in, *keys_out, *keys_in)
+    if literal:
+        text = open(path).read()
+        mirrored = text[text.index("  - name: "):text.index("sas:\n")]
+        one_way = mirrored.replace("    mirrored: true\n", "").replace("sas: [out, in]", "sas: [out]")
+        back = (one_way.replace(f"name: {net_me}-{net_peer}", f"name: {net_peer}-to-{net_me}")
+                .replace(f"from: {net_me}\n    to: {net_peer}", f"from: {net_peer}\n    to: {net_me}")
+                .replace(f"peer: {peer}", f"peer: {me}").replace("sas: [out]", "sas: [in]"))
+        open(path, "w").write(text.replace(mirrored, one_way + back))
     return path
 
 
 def scenario_gateway(tmp):
     print("# gateway: hostA - gw1 - ESP tunnel - gw2 - hostB, each gateway's policy written as the seed's two rules")
-    ha, g1, g2, hb = ns_add("ha"), ns_add("g1"), ns_add("g2"), ns_add("hb")
-    link(ha, "ha0", g1, "g1a")
-    link(g1, "g1m", g2, "g2m", G1_MAC, G2_MAC)
-    link(g2, "g2b", hb, "hb0")
-    up(ha, "ha0", f"{HOST_A}/25")
-    up(g1, "g1a", "192.0.2.1/25")
-    up(g1, "g1m", f"{G1}/24")
-    up(g2, "g2m", f"{G2}/24")
-    up(g2, "g2b", "203.0.113.1/24")
-    up(hb, "hb0", f"{HOST_B}/24")
-    base.sh("ip", "-n", ha, "route", "add", "default", "via", "192.0.2.1")
-    base.sh("ip", "-n", hb, "route", "add", "default", "via", "203.0.113.1")
-    base.sh("ip", "-n", g1, "route", "add", NET_B, "via", G2)
-    base.sh("ip", "-n", g2, "route", "add", NET_A, "via", G1)
-    for g in (g1, g2):
-        base.sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    ha, g1, g2, hb = base.gateway_namespaces()
     def configs(literal):
-        return (literal_gateway(os.path.join(tmp, "gw1.yaml"), G1, G2, NET_A, NET_B, "0x2001", KEY_12, AUTH_12,
-                                "0x2002", KEY_21, AUTH_21, literal),
-                literal_gateway(os.path.join(tmp, "gw2.yaml"), G2, G1, NET_B, NET_A, "0x2002", KEY_21, AUTH_21,
-                                "0x2001", KEY_12, AUTH_12, literal))
+        k12, k21 = (base.CBC_KEY_12, base.SHA_KEY_12), (base.CBC_KEY_21, base.SHA_KEY_21)
+        return (gateway_config(os.path.join(tmp, "gw1.yaml"), G1, G2, NET_A, NET_B, "0x2001", k12, "0x2002", k21,
+                               literal),
+                gateway_config(os.path.join(tmp, "gw2.yaml"), G2, G1, NET_B, NET_A, "0x2002", k21, "0x2001", k12,
+                               literal))
 
     c1, c2 = configs(literal=True)
     r = nsx(g1, base.IPSENTRY, "config", "check", c1)
@@ -329,14 +302,8 @@ def scenario_gateway(tmp):
     check(leaked == [], f"... through the tunnel: none crosses the middle link in clear ({leaked})")
 
     # Spoofed cleartext towards NetA from outside, from the old exempt ports.
-    before = e1.stats()
-    sink_a = Sink(ha, HOST_A, 6000, 4)
-    send_raw(g2, "g2m", G1_MAC, [IP(src=HOST_B, dst=HOST_A) / UDP(sport=p, dport=6000) / Raw(f"spoof-{p}".encode())
-                                 for p in (88, 500, 4500)])
-    got = sink_a.received()
-    after = e1.stats()
+    got, dropped = spoof_from_exempt_ports(g2, "g2m", G1_MAC, HOST_B, HOST_A, ha, e1)
     check(got == [], f"spoofed cleartext from ports 88, 500, 4500 does not get through gw1 to hostA ({got})")
-    dropped = delta(after, before, "cleartext_dropped", "ipsec_failed")
     check(dropped == 3, f"... gw1 drops and counts all three ({dropped})")
     # IKE from gw2 to gw1's port 500 is gw1's own and passes.
     before = e1.stats()
@@ -348,7 +315,7 @@ def scenario_gateway(tmp):
           f"IKE from gw2 to gw1's port 500 passes and is counted as exempt ({got})")
 
     # Authentic tunnel packets, made with gw2's outbound SA (its keys).
-    sa = RefSA(0x2002, "aes-cbc", bytes.fromhex(KEY_21), "hmac-sha256-128", bytes.fromhex(AUTH_21))
+    sa = RefSA(0x2002, "aes-cbc", bytes.fromhex(base.CBC_KEY_21), "hmac-sha256-128", bytes.fromhex(base.SHA_KEY_21))
     sa.seq = 1_000_000  # above anything gw2 sent: the last thing this scenario does
 
     def tunnel(inner, nh=4):

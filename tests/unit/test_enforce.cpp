@@ -18,6 +18,7 @@
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/filters/ipsec6.hpp"
 #include "ipsentry/filters/spd.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -47,28 +48,12 @@ policies:
     to: {1}
     mirrored: true
     action: protect
-    inbound: {6}
+    inbound: {2}
     ipsec: {{ protocol: esp, mode: transport }}
     sas: [out, in]
-sas:
-  - name: out
-    spi: {2}
-    direction: outbound
-    src: {0}
-    dst: {1}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{3}
-{7}  - name: in
-    spi: {4}
-    direction: inbound
-    src: {1}
-    dst: {0}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{5}
 )",
-                     me, peer, spi_out, key_out, spi_in, key_in, inbound, extra_out);
+                     me, peer, inbound) +
+         test::esp_sa_pair(me, peer, spi_out, key_out, spi_in, key_in, extra_out);
 }
 
 constexpr const char* kKeyAB = "00112233445566778899aabbccddeeff01020304";

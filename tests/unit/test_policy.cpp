@@ -41,101 +41,57 @@ constexpr const char* kKeyBA = "ffeeddccbbaa99887766554433221100a1a2a3a4";
 std::string host_config(const char* me, const char* peer, const char* spi_out, const char* key_out, const char* spi_in,
                         const char* key_in, const std::string& head = "", const std::string& selector = "") {
   return fmt::format(R"(interfaces: {{ local: [{0}] }}
-{6}policies:
+{2}policies:
   - name: host
     from: me
     to: {1}
-{7}    mirrored: true
+{3}    mirrored: true
     action: protect
     inbound: require
     ipsec: {{ protocol: esp, mode: transport }}
     sas: [out, in]
-sas:
-  - name: out
-    spi: {2}
-    direction: outbound
-    src: {0}
-    dst: {1}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{3}
-  - name: in
-    spi: {4}
-    direction: inbound
-    src: {1}
-    dst: {0}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{5}
 )",
-                     me, peer, spi_out, key_out, spi_in, key_in, head, selector);
+                     me, peer, head, selector) +
+         test::esp_sa_pair(me, peer, spi_out, key_out, spi_in, key_in);
 }
 
 // The seeds' gateways (002): NetA 192.0.2.0/25 behind gw1 198.51.100.1,
-// NetB 203.0.113.0/24 behind gw2 198.51.100.2. gw1 is written literally: two
-// one-way rules, the second naming gw1 itself as the tunnel endpoint.
-constexpr const char* kGw1Literal = R"(policies:
-  - name: NetA-to-NetB
-    from: 192.0.2.0/25
-    to: 203.0.113.0/24
+// NetB 203.0.113.0/24 behind gw2 198.51.100.2. `literal`: the tunnel as the
+// seed writes it, two one-way rules, the second naming this gateway itself
+// as the tunnel endpoint; otherwise one mirrored rule.
+std::string gateway_config(const char* me, const char* peer, const char* net_me, const char* net_peer,
+                           const char* spi_out, const char* key_out, const char* spi_in, const char* key_in,
+                           bool literal) {
+  const std::string rules = literal ? fmt::format(R"(  - name: {2}-to-{3}
+    from: {2}
+    to: {3}
     action: protect
-    ipsec: { protocol: esp, mode: tunnel, peer: 198.51.100.2 }
+    ipsec: {{ protocol: esp, mode: tunnel, peer: {1} }}
     sas: [out]
-  - name: NetB-to-NetA
-    from: 203.0.113.0/24
-    to: 192.0.2.0/25
+  - name: {3}-to-{2}
+    from: {3}
+    to: {2}
     action: protect
-    ipsec: { protocol: esp, mode: tunnel, peer: 198.51.100.1 }
+    ipsec: {{ protocol: esp, mode: tunnel, peer: {0} }}
     sas: [in]
-sas:
-  - name: out
-    spi: 0x2001
-    direction: outbound
-    src: 198.51.100.1
-    dst: 198.51.100.2
-    mode: tunnel
-    encryption: aes-gcm-16
-    enc_key: 0x00112233445566778899aabbccddeeff01020304
-    protocol: esp
-  - name: in
-    spi: 0x2002
-    direction: inbound
-    src: 198.51.100.2
-    dst: 198.51.100.1
-    mode: tunnel
-    encryption: aes-gcm-16
-    enc_key: 0xffeeddccbbaa99887766554433221100a1a2a3a4
-    protocol: esp
-)";
-
-constexpr const char* kGw2Mirrored = R"(policies:
-  - name: NetB-NetA
-    from: 203.0.113.0/24
-    to: 192.0.2.0/25
+)",
+                                                  me, peer, net_me, net_peer)
+                                    : fmt::format(R"(  - name: {2}-{3}
+    from: {2}
+    to: {3}
     mirrored: true
     action: protect
-    ipsec: { protocol: esp, mode: tunnel, peer: 198.51.100.1 }
+    ipsec: {{ protocol: esp, mode: tunnel, peer: {1} }}
     sas: [out, in]
-sas:
-  - name: out
-    spi: 0x2002
-    direction: outbound
-    src: 198.51.100.2
-    dst: 198.51.100.1
-    mode: tunnel
-    encryption: aes-gcm-16
-    enc_key: 0xffeeddccbbaa99887766554433221100a1a2a3a4
-    protocol: esp
-  - name: in
-    spi: 0x2001
-    direction: inbound
-    src: 198.51.100.1
-    dst: 198.51.100.2
-    mode: tunnel
-    encryption: aes-gcm-16
-    enc_key: 0x00112233445566778899aabbccddeeff01020304
-    protocol: esp
-)";
+)",
+                                                  me, peer, net_me, net_peer);
+  return "policies:\n" + rules + test::esp_sa_pair(me, peer, spi_out, key_out, spi_in, key_in, "", "tunnel");
+}
+
+const std::string kGw1Literal = gateway_config("198.51.100.1", "198.51.100.2", "192.0.2.0/25", "203.0.113.0/24",
+                                               "0x2001", kKeyAB, "0x2002", kKeyBA, true);
+const std::string kGw2Mirrored = gateway_config("198.51.100.2", "198.51.100.1", "203.0.113.0/24", "192.0.2.0/25",
+                                                "0x2002", kKeyBA, "0x2001", kKeyAB, false);
 
 State make_state(const std::string& yaml, std::vector<const char*> me) {
   filters::LocalAddresses local;
@@ -434,8 +390,8 @@ TEST(GatewayLayout, TheSecondRuleNamingThisGatewayIsTheInboundHalf) {
   State gw1 = make_state(kGw1Literal, {"198.51.100.1"});
   State gw2 = make_state(kGw2Mirrored, {"198.51.100.2"});
   const auto& entries = gw1.spd().entries();
-  const auto half =
-      std::find_if(entries.begin(), entries.end(), [](const auto& e) { return e.name == "NetB-to-NetA"; });
+  const auto half = std::find_if(entries.begin(), entries.end(),
+                                 [](const auto& e) { return e.name == "203.0.113.0/24-to-192.0.2.0/25"; });
   ASSERT_NE(half, entries.end());
   EXPECT_EQ(half->sense, Sense::inbound);
   EXPECT_NE(gw1.spd().describe().find("endpoint 198.51.100.1 (this gateway"), std::string::npos);
