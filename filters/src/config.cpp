@@ -55,6 +55,36 @@ const char* to_string(SaMode m) noexcept {
   }
 }
 
+const char* to_string(Exemption e) noexcept {
+  switch (e) {
+    case Exemption::ike: return "ike";
+    case Exemption::neighbor_discovery: return "neighbor-discovery";
+    case Exemption::kerberos: return "kerberos";
+    case Exemption::rsvp: return "rsvp";
+    case Exemption::multicast: return "multicast";
+    case Exemption::broadcast: return "broadcast";
+    case Exemption::count_: break;
+  }
+  return "?";
+}
+
+std::optional<Exemption> find_exemption(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    const auto e = static_cast<Exemption>(i);
+    if (name == to_string(e)) return e;
+  }
+  return std::nullopt;
+}
+
+std::string ExemptionSet::str() const {
+  std::string out;
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    const auto e = static_cast<Exemption>(i);
+    if (has(e)) out += (out.empty() ? "" : ", ") + std::string(to_string(e));
+  }
+  return out.empty() ? "none" : out;
+}
+
 SaConfig SaConfig::clone() const {
   SaConfig c;
   c.name = name;
@@ -792,6 +822,27 @@ PolicyConfig parse_policy(const Ctx& c, const YAML::Node& n, std::size_t index) 
   return p;
 }
 
+ExemptionSet parse_exemptions(const Ctx& c, const YAML::Node& n) {
+  std::string known;
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    known += (i ? ", " : "") + std::string(to_string(static_cast<Exemption>(i)));
+  }
+  if (!n.IsSequence()) {
+    fail(c, n, "exemptions",
+         fmt::format("exemptions must be a list such as [ike, neighbor-discovery] (known: {})", known));
+  }
+  ExemptionSet set;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const std::string field = fmt::format("exemptions[{}]", i);
+    const std::string name = scalar(c, n[i], field);
+    const auto e = find_exemption(name);
+    if (!e) fail(c, n[i], field, fmt::format("'{}' is not an exemption (known: {})", name, known));
+    if (set.has(*e)) fail(c, n[i], field, fmt::format("'{}' is listed twice", name));
+    set.add(*e);
+  }
+  return set;
+}
+
 bool same_selector(const SaConfig& a, const SaConfig& b) {
   return a.spi == b.spi && a.protocol == b.protocol && a.dst == b.dst && a.src == b.src;
 }
@@ -823,7 +874,10 @@ void Config::merge(Config&& other) {
   for (auto& i : other.ike_sas) ike_sas.push_back(std::move(i));
   for (auto& a : other.local_addresses) local_addresses.push_back(a);
   for (auto& w : other.warnings) warnings.push_back(std::move(w));
-  if (!other.default_exemptions) default_exemptions = false;
+  if (other.exemptions_given) {
+    exemptions = other.exemptions;
+    exemptions_given = true;
+  }
 }
 
 namespace {
@@ -840,7 +894,7 @@ Config parse_with(const std::string& text, const Ctx& c) {
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) fail(c, root, "", "the configuration must be a mapping with sas:, policies:, interfaces:");
   try {
-    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas", "ike_sas"});
+    check_keys(c, root, "", {"interfaces", "default_exemptions", "exemptions", "policies", "sas", "ike_sas"});
     if (const YAML::Node& itf = root["interfaces"]) {
       if (!itf.IsMap()) fail(c, itf, "interfaces", "interfaces must be a mapping such as {local: [addr, ...]}");
       check_keys(c, itf, "interfaces", {"local"});
@@ -856,8 +910,18 @@ Config parse_with(const std::string& text, const Ctx& c) {
         }
       }
     }
+    if (root["default_exemptions"] && root["exemptions"]) {
+      fail(c, root["default_exemptions"], "default_exemptions",
+           "give either exemptions: [...] (the complete list) or default_exemptions, not both");
+    }
     if (root["default_exemptions"]) {
-      cfg.default_exemptions = get_bool(c, root["default_exemptions"], "default_exemptions");
+      cfg.exemptions =
+          get_bool(c, root["default_exemptions"], "default_exemptions") ? ExemptionSet::defaults() : ExemptionSet{};
+      cfg.exemptions_given = true;
+    }
+    if (const YAML::Node& ex = root["exemptions"]) {
+      cfg.exemptions = parse_exemptions(c, ex);
+      cfg.exemptions_given = true;
     }
     if (const YAML::Node& sas = root["sas"]) {
       if (!sas.IsSequence()) fail(c, sas, "sas", "sas must be a list of SAs");
