@@ -6,9 +6,12 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 IPSENTRY   := $(BUILD)/cli/ipsentry
-FUZZ_SECONDS ?= 60
+# Wall-clock seconds of fuzzing: `make test` (and so CI) and `make fuzz`.
+# fuzz/run_fuzzers.sh splits them between the targets, two at a time.
+FUZZ_TEST_BUDGET ?= 1200
+FUZZ_BUDGET ?= 3600
 
-.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce bench-tui fuzz samples format tidy clean
+.PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce bench-tui fuzz fuzz-regressions samples format tidy clean
 
 all: build
 
@@ -39,9 +42,9 @@ demo: build
 	@echo "Browse the same capture in the terminal UI (q quits, ? lists the keys):"
 	@echo "  $(IPSENTRY) tui samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml"
 
-# The tests in the release and the ASan+UBSan builds, then every fuzz target
-# for FUZZ_SMOKE_SECONDS (`make fuzz` runs them longer).
-FUZZ_SMOKE_SECONDS ?= 15
+# The tests in the release and the ASan+UBSan builds, then the fuzz step:
+# every input in fuzz/regressions replayed, and FUZZ_TEST_BUDGET seconds of
+# fuzzing (`make fuzz` runs longer).
 test: test-release test-asan test-fuzz
 
 test-release: build
@@ -72,11 +75,16 @@ FUZZ_TARGETS := fuzz_packet fuzz_capture_file fuzz_config fuzz_importers fuzz_ik
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
-	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_BUDGET)
 
 test-fuzz: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
-	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+	fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_TEST_BUDGET)
+
+# Only the replay of every input a fuzzer ever failed on (seconds).
+fuzz-regressions: deps $(FUZZ_BUILD)/build.ninja
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	fuzz/run_fuzzers.sh $(FUZZ_BUILD) 0
 
 samples:
 	/usr/bin/python3 samples/make_samples.py

@@ -7,8 +7,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "ipsentry/filters/file_read.hpp"
 
 namespace ipsentry::capture {
 
@@ -18,13 +21,17 @@ namespace {
 // exhausting memory; uncompress them first.
 constexpr std::size_t kMaxInflated = std::size_t{2} << 30;
 
-std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::size_t len, const std::string& name) {
+// Inflates a gzip file. Damage (a file cut short, corrupt data, a bad
+// checksum) does not discard what was inflated before it: the frames there
+// are as good as those before the damage in a plain capture. `damage` says
+// what went wrong, or stays empty.
+std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::size_t len, const std::string& name,
+                                       std::string& damage) {
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 32) != Z_OK) throw CaptureError(name + ": cannot initialise zlib");
   std::vector<std::uint8_t> out;
-  out.resize(len * 4 + 4096);
-  zs.next_in = const_cast<Bytef*>(data);
-  zs.avail_in = static_cast<uInt>(len);
+  out.resize(std::min(kMaxInflated, len * 4 + 4096));
+  std::size_t fed = 0;
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
     if (zs.total_out == out.size()) {
@@ -32,20 +39,26 @@ std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::size_t len
         inflateEnd(&zs);
         throw CaptureError(name + ": inflates to more than 2 GiB; decompress it with gunzip first");
       }
-      out.resize(out.size() * 2);
+      out.resize(std::min(kMaxInflated, out.size() * 2));
+    }
+    // zlib counts in 32 bits: a file over 4 GiB is fed in pieces.
+    if (zs.avail_in == 0 && fed < len) {
+      const std::size_t piece = std::min<std::size_t>(len - fed, 1u << 30);
+      zs.next_in = const_cast<Bytef*>(data + fed);
+      zs.avail_in = static_cast<uInt>(piece);
+      fed += piece;
     }
     zs.next_out = out.data() + zs.total_out;
-    zs.avail_out = static_cast<uInt>(out.size() - zs.total_out);
+    zs.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - zs.total_out, 1u << 30));
     rc = inflate(&zs, Z_NO_FLUSH);
     if (rc == Z_STREAM_END) break;
-    if (rc != Z_OK) {
-      std::string msg = zs.msg ? zs.msg : "corrupt data";
-      inflateEnd(&zs);
-      throw CaptureError(fmt::format("{}: gzip data is damaged ({})", name, msg));
+    if (rc != Z_OK && rc != Z_BUF_ERROR) {
+      damage = fmt::format("gzip data is damaged ({})", zs.msg ? zs.msg : "corrupt data");
+      break;
     }
-    if (zs.avail_in == 0 && zs.avail_out != 0) {
-      inflateEnd(&zs);
-      throw CaptureError(name + ": gzip data ends early (file truncated)");
+    if (zs.avail_in == 0 && fed == len && zs.avail_out != 0) {
+      damage = "gzip data ends early (file cut short)";
+      break;
     }
   }
   out.resize(zs.total_out);
@@ -57,12 +70,21 @@ std::vector<std::uint8_t> inflate_gzip(const std::uint8_t* data, std::size_t len
 
 FileSource::FileSource(const std::filesystem::path& path) : path_(path) {
   const std::string name = path.string();
-  int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a named pipe must not wait for a writer; it is
+  // refused below like every other file that cannot be mapped.
+  int fd = ::open(name.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) throw CaptureError(fmt::format("cannot open capture '{}': {}", name, std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
     ::close(fd);
-    throw CaptureError(fmt::format("capture '{}' is not a regular file", name));
+    throw CaptureError(fmt::format("cannot examine capture '{}': {}", name, std::strerror(e)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw CaptureError(
+        fmt::format("capture '{}' is {}, not a capture file{}", name, filters::file_kind(st.st_mode),
+                    S_ISFIFO(st.st_mode) ? " (captures are memory-mapped: save it to a file first)" : ""));
   }
   map_len_ = static_cast<std::size_t>(st.st_size);
   if (map_len_ == 0) {
@@ -78,7 +100,7 @@ FileSource::FileSource(const std::filesystem::path& path) : path_(path) {
   dissect::Bytes image(map_, map_len_);
   if (map_len_ >= 2 && map_[0] == 0x1f && map_[1] == 0x8b) {
     try {
-      inflated_ = inflate_gzip(map_, map_len_, name);
+      inflated_ = inflate_gzip(map_, map_len_, name, inflate_damage_);
     } catch (...) {
       ::munmap(const_cast<std::uint8_t*>(map_), map_len_);
       map_ = nullptr;
@@ -94,6 +116,7 @@ FileSource::FileSource(const std::filesystem::path& path) : path_(path) {
   if (!parser_.open(image, why)) {
     if (map_ != nullptr) ::munmap(const_cast<std::uint8_t*>(map_), map_len_);
     map_ = nullptr;
+    if (!inflate_damage_.empty()) why = fmt::format("{}, before the capture header: {}", inflate_damage_, why);
     throw CaptureError(fmt::format("'{}' is not a usable capture: {}", name, why));
   }
 }
@@ -105,12 +128,24 @@ FileSource::~FileSource() {
 bool FileSource::next(dissect::Frame& frame) {
   switch (parser_.next(frame)) {
     case dissect::CaptureFileParser::Next::frame: return true;
-    case dissect::CaptureFileParser::Next::end: return false;
+    case dissect::CaptureFileParser::Next::end:
+      // A gzip file cut at a record boundary parses to a clean end.
+      if (!inflate_damage_.empty()) error_ = inflate_damage_;
+      return false;
     case dissect::CaptureFileParser::Next::error:
-      error_ = fmt::format("{} at byte {}", parser_.error_message(), parser_.error_offset());
+      error_ = inflate_damage_.empty() ? fmt::format("{} at byte {}", parser_.error_message(), parser_.error_offset())
+                                       : fmt::format("{}: {} at byte {} of the inflated capture", inflate_damage_,
+                                                     parser_.error_message(), parser_.error_offset());
       return false;
   }
   return false;
+}
+
+std::string FileSource::unsupported_link() const {
+  const std::uint64_t n = parser_.unsupported_frames();
+  if (n == 0) return {};
+  return fmt::format("{} frame{} not looked into: {}", n, n == 1 ? " was" : "s were",
+                     dissect::unsupported_link_type_message(parser_.unsupported_link_type()));
 }
 
 void FileSource::release_before(std::uint64_t offset) noexcept {

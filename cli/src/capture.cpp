@@ -10,7 +10,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -21,6 +20,7 @@
 #include "ipsentry/capture/pcap_writer.hpp"
 #include "ipsentry/capture/pcapng_writer.hpp"
 #include "ipsentry/filters/exporters.hpp"
+#include "ipsentry/filters/file_read.hpp"
 #include "report.hpp"
 #include "version.hpp"
 
@@ -141,13 +141,17 @@ capture::LiveOptions live_options(const LiveArgs& a) {
 }
 
 std::string read_filter_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw capture::CaptureError(fmt::format("cannot read the filter file '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
+  // A filter expression is short; /dev/zero or a silent named pipe must not
+  // be read forever.
+  constexpr std::size_t kMaxFilterFile = std::size_t{1} << 20;
+  std::string raw;
+  std::string why;
+  if (!filters::read_bounded(path, kMaxFilterFile, raw, why)) {
+    throw capture::CaptureError(fmt::format("cannot read the filter file '{}': it {}", path, why));
+  }
   std::string text;
   // Comments (#...) and line breaks, as tcpdump -F allows.
-  std::istringstream lines(ss.str());
+  std::istringstream lines(raw);
   for (std::string line; std::getline(lines, line);) {
     if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
     text += line;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "ipsentry/capture/file_source.hpp"
 #include "ipsentry/capture/pcapng_writer.hpp"
 #include "ipsentry/dissect/packet.hpp"
@@ -50,6 +52,28 @@ filters::Config load_keys_for(const KeySources& sources, const std::string& capt
   }
   if (blocks != 0) described.push_back(fmt::format("{} SAs embedded in {}", all.sas.size(), capture_path));
   return all;
+}
+
+std::string output_is_input(const std::string& option, const std::string& output, const std::string& capture,
+                            const KeySources& keys) {
+  auto same = [&](const std::string& input) {
+    std::error_code ec;
+    return std::filesystem::equivalent(output, input, ec) && !ec;
+  };
+  auto refuse = [&](const std::string& what, const std::string& input) {
+    return fmt::format("{} '{}' is {} '{}'{}; writing it would replace it: choose another file", option, output, what,
+                       input, output == input ? "" : " (the same file by another name)");
+  };
+  if (same(capture)) return refuse("the input capture", capture);
+  for (const auto& c : keys.configs) {
+    if (same(c)) return refuse("the configuration", c);
+  }
+  for (const auto& [format, file] : keys.imports) {
+    if (filters::parse_key_format(format) != filters::KeyFormat::tcpdump_inline && same(file)) {
+      return refuse("the key file", file);
+    }
+  }
+  return {};
 }
 
 std::size_t learn_ike_sas(const std::string& capture_path, filters::Config& cfg) {

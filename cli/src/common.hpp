@@ -38,4 +38,12 @@ struct KeySources {
 /// could not be derived is added to the warnings. Throws CaptureError.
 std::size_t learn_ike_sas(const std::string& capture_path, filters::Config& cfg);
 
+/// The error to print when `output` (given to `option`) names one of the
+/// inputs — the capture or a configuration or key file — by any name: the
+/// same path, a symbolic link or a hard link. Writing it would replace the
+/// input (the writer renames its finished file over the name). Empty when
+/// `output` is none of them.
+[[nodiscard]] std::string output_is_input(const std::string& option, const std::string& output,
+                                          const std::string& capture, const KeySources& keys);
+
 }  // namespace ipsentry::cli

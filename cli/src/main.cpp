@@ -28,6 +28,9 @@ void add_key_options(CLI::App* cmd, KeySources& keys, std::vector<std::string>& 
                   "(FILE is then the -E argument), xfrm (ip -s xfrm state output), wireshark-ikev1, wireshark-ikev2 "
                   "(Wireshark's IKE decryption tables), strongswan-log (charon log with ike 4); repeatable")
       ->expected(2)
+      // Each --keys-from takes its FORMAT FILE pair; the pairs of every
+      // occurrence are kept in order (collect_imports reads them two by two).
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->allow_extra_args(false)
       ->type_name("FORMAT FILE");
 }

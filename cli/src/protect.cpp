@@ -1,6 +1,7 @@
 #include "protect.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <optional>
 
@@ -14,6 +15,10 @@
 namespace ipsentry::cli {
 
 int run_protect(const ProtectOptions& opt) {
+  if (auto e = output_is_input("-o", opt.output, opt.input, opt.keys); !e.empty()) {
+    fmt::print(stderr, "ipsentry: error: {}\n", e);
+    return kExitUsage;
+  }
   std::vector<std::string> described;
   filters::Config cfg;
   try {
@@ -75,12 +80,25 @@ int run_protect(const ProtectOptions& opt) {
   dissect::Packet p;
   std::uint64_t protected_count = 0;
   std::uint64_t copied = 0;
+  std::uint64_t not_ip = 0;     // raw-IP output has no place for them
+  std::uint64_t malformed = 0;  // an IP header that does not parse
+  std::uint64_t failed = 0;     // the transform refused the packet
   int rc = kExitOk;
   try {
     while (src->next(frame)) {
       dissect::dissect_frame(frame, p);
       dissect::Bytes ip = p.ip_bytes();
-      if (p.ip.version == 0 || ip.empty()) continue;  // raw IP output: non-IP frames are dropped
+      if (p.ip.version == 0 || ip.empty()) {
+        if (p.network == dissect::Network::ipv4 || p.network == dissect::Network::ipv6) {
+          ++malformed;
+          fmt::print(stderr, "ipsentry: error: frame {}: not protected: {}\n", frame.number,
+                     p.malformed != nullptr ? p.malformed : "the IP header does not parse");
+          rc = kExitNotVerified;
+        } else {
+          ++not_ip;
+        }
+        continue;
+      }
       bool selected = (!only_src || p.ip.src == *only_src) && (!only_dst || p.ip.dst == *only_dst);
       if (!selected) {
         out->write(frame.ts_ns, ip);
@@ -90,7 +108,8 @@ int run_protect(const ProtectOptions& opt) {
       o.ts_ns = frame.ts_ns;
       ipsec::OutboundResult r = engine.outbound(*sa, ip, o);
       if (r.status != ipsec::OutboundStatus::ok) {
-        fmt::print(stderr, "ipsentry: error: frame {}: {}\n", frame.number, ipsec::to_string(r.status));
+        fmt::print(stderr, "ipsentry: error: frame {}: not protected: {}\n", frame.number, ipsec::to_string(r.status));
+        ++failed;
         rc = kExitNotVerified;
         if (r.status == ipsec::OutboundStatus::seq_exhausted) break;
         continue;
@@ -102,13 +121,26 @@ int run_protect(const ProtectOptions& opt) {
       fmt::print(stderr, "ipsentry: error: capture '{}' is damaged: {}\n", opt.input, src->error());
       rc = kExitUsage;
     }
+    if (const std::string e = src->unsupported_link(); !e.empty()) {
+      fmt::print(stderr, "ipsentry: error: capture '{}': {}\n", opt.input, e);
+      rc = kExitUsage;
+    }
     out->close();
   } catch (const capture::CaptureError& e) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());
     return kExitUsage;
   }
-  fmt::print(stderr, "ipsentry: {} packets protected with SA {}, {} copied unchanged, written to {}\n",
-             protected_count, sa->name(), copied, opt.output);
+  // Every frame read is accounted for: written (protected or copied) or left out, and why.
+  std::string left_out;
+  if (not_ip + malformed + failed != 0) {
+    std::vector<std::string> why;
+    if (not_ip != 0) why.push_back(fmt::format("{} not IP", not_ip));
+    if (malformed != 0) why.push_back(fmt::format("{} malformed", malformed));
+    if (failed != 0) why.push_back(fmt::format("{} could not be protected", failed));
+    left_out = fmt::format(", {} frames left out ({})", not_ip + malformed + failed, fmt::join(why, ", "));
+  }
+  fmt::print(stderr, "ipsentry: {} packets protected with SA {}, {} copied unchanged{}, written to {}\n",
+             protected_count, sa->name(), copied, left_out, opt.output);
   return rc;
 }
 

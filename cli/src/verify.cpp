@@ -130,6 +130,12 @@ struct ResultSlot {
 
 int run_verify(const VerifyOptions& opt) {
   const auto started = Clock::now();
+  if (!opt.write_decrypted.empty()) {
+    if (auto e = output_is_input("-w", opt.write_decrypted, opt.capture, opt.keys); !e.empty()) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e);
+      return kExitUsage;
+    }
+  }
   RunInfo info;
   info.capture = opt.capture;
   filters::Config cfg;
@@ -318,10 +324,17 @@ int run_verify(const VerifyOptions& opt) {
       write_error = 1;
     }
   }
+  bool unread = false;
   if (!info.read_error.empty()) {
     fmt::print(stderr, "ipsentry: error: capture '{}' is damaged: {}\n", opt.capture, info.read_error);
-    return kExitUsage;
+    unread = true;
   }
+  // Frames verify could not look into leave the capture unverified.
+  if (const std::string e = src->unsupported_link(); !e.empty()) {
+    fmt::print(stderr, "ipsentry: error: capture '{}': {}\n", opt.capture, e);
+    unread = true;
+  }
+  if (unread) return kExitUsage;
   if (write_error) return kExitUsage;
   return all_verified(totals, analyzer) ? kExitOk : kExitNotVerified;
 }

@@ -21,14 +21,24 @@ constexpr std::uint32_t kMaxFrame = 16u * 1024 * 1024;
 
 std::uint32_t bswap32(std::uint32_t v) noexcept { return __builtin_bswap32(v); }
 
-// value * mul / div without overflowing for the resolutions pcapng allows.
+std::int64_t clamp_timestamp(std::int64_t ns) noexcept {
+  return ns > kMaxTimestampNs ? kMaxTimestampNs : ns < -kMaxTimestampNs ? -kMaxTimestampNs : ns;
+}
+
+// value * mul / div exactly: value < 2^64 and mul <= 10^9, so the product
+// fits in 128 bits whatever resolution the interface declared.
 std::int64_t scale_timestamp(std::uint64_t value, std::uint64_t mul, std::uint64_t div) noexcept {
-  if (div == 1) return static_cast<std::int64_t>(value * mul);
-  std::uint64_t whole = value / div;
-  std::uint64_t rest = value % div;
-  // rest < div <= 2^63 and mul <= 10^9: split mul to keep rest * mul in range.
-  long double frac = static_cast<long double>(rest) * static_cast<long double>(mul) / static_cast<long double>(div);
-  return static_cast<std::int64_t>(whole * mul + static_cast<std::uint64_t>(frac));
+  __extension__ using U128 = unsigned __int128;
+  const U128 ns = static_cast<U128>(value) * mul / div;
+  return ns > static_cast<U128>(kMaxTimestampNs) ? kMaxTimestampNs : static_cast<std::int64_t>(ns);
+}
+
+// if_tsoffset is a signed count of seconds; clamped before it is scaled so
+// that neither the product nor the later sum with a clamped time overflows.
+std::int64_t offset_ns(std::int64_t seconds) noexcept {
+  constexpr std::int64_t kLimit = kMaxTimestampNs / 1'000'000'000;
+  const std::int64_t s = seconds > kLimit ? kLimit : seconds < -kLimit ? -kLimit : seconds;
+  return s * 1'000'000'000;
 }
 
 }  // namespace
@@ -44,7 +54,54 @@ const char* link_type_name(std::uint32_t linktype) noexcept {
     case LinkType::ipv6: return "raw IPv6";
     case LinkType::linux_sll2: return "Linux cooked v2 (SLL2)";
   }
+  // Link types ipsentry does not dissect, named so that the refusal says what
+  // the capture holds (numbers from the tcpdump.org LINKTYPE registry).
+  if (linktype >= 147 && linktype <= 162) return "DLT_USER (private use)";
+  switch (linktype) {
+    case 6: return "IEEE 802.5 Token Ring";
+    case 9: return "PPP";
+    case 10: return "FDDI";
+    case 50: return "PPP in HDLC framing";
+    case 51: return "PPPoE";
+    case 104: return "Cisco HDLC";
+    case 105: return "IEEE 802.11";
+    case 119: return "IEEE 802.11 with Prism header";
+    case 127: return "IEEE 802.11 with radiotap header";
+    case 163: return "IEEE 802.11 with AVS header";
+    case 189:
+    case 220: return "Linux USB";
+    case 192: return "PPI";
+    case 195:
+    case 215: return "IEEE 802.15.4";
+    case 201: return "Bluetooth HCI";
+    case 204: return "PPP (pppd)";
+    case 239: return "Linux NFLOG";
+    case 252: return "Wireshark upper PDU";
+    case 253: return "Linux netlink";
+    default: break;
+  }
   return "unknown";
+}
+
+bool link_type_supported(std::uint32_t linktype) noexcept {
+  switch (static_cast<LinkType>(linktype)) {
+    case LinkType::null_bsd:
+    case LinkType::ethernet:
+    case LinkType::raw:
+    case LinkType::loop:
+    case LinkType::linux_sll:
+    case LinkType::ipv4:
+    case LinkType::ipv6:
+    case LinkType::linux_sll2: return true;
+  }
+  return false;
+}
+
+std::string unsupported_link_type_message(std::uint32_t linktype) {
+  return fmt::format(
+      "link type {} ({}) is not supported; ipsentry reads Ethernet (with 802.1Q), Linux SLL and SLL2, raw IP, and "
+      "BSD/OpenBSD loopback",
+      linktype, link_type_name(linktype));
 }
 
 std::uint32_t CaptureFileParser::rd32(const std::uint8_t* p) const noexcept {
@@ -55,6 +112,11 @@ std::uint32_t CaptureFileParser::rd32(const std::uint8_t* p) const noexcept {
 std::uint16_t CaptureFileParser::rd16(const std::uint8_t* p) const noexcept {
   std::uint16_t v = load_le16(p);
   return swapped_ ? static_cast<std::uint16_t>((v >> 8) | (v << 8)) : v;
+}
+
+void CaptureFileParser::note_link_type(std::uint32_t linktype) noexcept {
+  if (link_type_supported(linktype)) return;
+  if (unsupported_frames_++ == 0) unsupported_link_type_ = linktype;
 }
 
 CaptureFileParser::Next CaptureFileParser::fail(const char* message, std::uint64_t at) noexcept {
@@ -70,6 +132,8 @@ bool CaptureFileParser::open(Bytes image, std::string& error) {
   number_ = 0;
   interfaces_.clear();
   secrets_.clear();
+  unsupported_frames_ = 0;
+  unsupported_link_type_ = 0;
   if (image.size() < 4) {
     error = "file is too short to be a pcap or pcapng capture";
     return false;
@@ -112,6 +176,10 @@ bool CaptureFileParser::open(Bytes image, std::string& error) {
   pcap_snaplen_ = rd32(image.data() + 16);
   // The upper bits of the link-type field carry FCS information.
   pcap_linktype_ = rd32(image.data() + 20) & 0x0fffffff;
+  if (!link_type_supported(pcap_linktype_)) {
+    error = unsupported_link_type_message(pcap_linktype_);
+    return false;
+  }
   InterfaceInfo info;
   info.linktype = pcap_linktype_;
   info.snaplen = pcap_snaplen_;
@@ -139,8 +207,9 @@ CaptureFileParser::Next CaptureFileParser::next_pcap(Frame& out) {
     return fail("pcap record data is truncated (file cut short)", at);
   }
   out.number = ++number_;
-  out.ts_ns = static_cast<std::int64_t>(sec) * 1'000'000'000 +
-              static_cast<std::int64_t>(nanosecond_ ? frac : std::uint64_t{frac} * 1000);
+  // At most 2^32 s plus 2^32 * 1000 ns: within int64_t, and clamped like pcapng times.
+  out.ts_ns = clamp_timestamp(static_cast<std::int64_t>(sec) * 1'000'000'000 +
+                              static_cast<std::int64_t>(nanosecond_ ? frac : std::uint64_t{frac} * 1000));
   out.linktype = pcap_linktype_;
   out.orig_len = orig < incl ? incl : orig;
   out.interface_id = 0;
@@ -194,7 +263,7 @@ bool CaptureFileParser::parse_interface(Bytes body) {
       std::uint64_t off;
       std::memcpy(&off, val.data(), 8);
       if (swapped_) off = __builtin_bswap64(off);
-      info.ts_offset_ns = static_cast<std::int64_t>(off) * 1'000'000'000;
+      info.ts_offset_ns = offset_ns(static_cast<std::int64_t>(off));
     }
     opts = opts.subspan(4 + padded);
   }
@@ -237,8 +306,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
     pos_ = at + len;
 
     switch (type) {
-      case kBlockSectionHeader:
-        continue;
+      case kBlockSectionHeader: continue;
       case kBlockInterface:
         if (!parse_interface(body)) return fail("pcapng interface description block is malformed", at);
         continue;
@@ -266,8 +334,10 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
           return fail("pcapng packet block refers to an undefined interface", at);
         }
         const InterfaceInfo& itf = interfaces_[index];
+        note_link_type(itf.linktype);
         out.number = ++number_;
-        out.ts_ns = scale_timestamp(ts, itf.ts_mul, itf.ts_div) + itf.ts_offset_ns;
+        // Both terms are within +-kMaxTimestampNs, so the sum cannot overflow.
+        out.ts_ns = clamp_timestamp(scale_timestamp(ts, itf.ts_mul, itf.ts_div) + itf.ts_offset_ns);
         out.linktype = itf.linktype;
         out.orig_len = origlen < caplen ? caplen : origlen;
         out.interface_id = static_cast<std::uint32_t>(index);
@@ -296,6 +366,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
         std::size_t caplen = body.size() - 4;
         if (origlen < caplen) caplen = origlen;
         if (itf.snaplen != 0 && caplen > itf.snaplen) caplen = itf.snaplen;
+        note_link_type(itf.linktype);
         out.number = ++number_;
         out.ts_ns = 0;
         out.linktype = itf.linktype;
@@ -313,8 +384,7 @@ CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
           if (body.size() - 8 >= slen) secrets_.push_back({stype, body.subspan(8, slen)});
         }
         continue;
-      default:
-        continue;  // name resolution, statistics and custom blocks are not needed
+      default: continue;  // name resolution, statistics and custom blocks are not needed
     }
   }
 }

@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "ipsentry/enforce/exemption_counters.hpp"
+
 namespace ipsentry::enforce {
 
 using filters::AddressSelector;
@@ -72,6 +74,17 @@ std::vector<std::string> entry_matches(const SpdEntry& e, int family) {
   return {m};
 }
 
+// What only an exemption's rule says: conditions user space cannot check,
+// and the comment its counters are found by (exemption_counters.hpp).
+std::string exemption_extra(const SpdEntry& e, int family, bool counted) {
+  if (!e.exemption) return {};
+  std::string m;
+  if (e.hop_limit) m += fmt::format(" -m {0} --{0}-eq {1}", family == 6 ? "hl" : "ttl", *e.hop_limit);
+  if (e.root_only) m += " -m owner --uid-owner 0";
+  if (counted) m += fmt::format(" -m comment --comment {}{}", kExemptionComment, e.exemption_tag());
+  return m;
+}
+
 std::string queue_target(const RuleOptions& o) {
   std::string t = o.queues > 1 ? fmt::format(" -j NFQUEUE --queue-balance {}:{}", o.queue, o.queue + o.queues - 1)
                                : fmt::format(" -j NFQUEUE --queue-num {}", o.queue);
@@ -82,14 +95,17 @@ std::string queue_target(const RuleOptions& o) {
 bool can_be_tcp(const SpdEntry& e) { return !e.protocol || *e.protocol == 6; }
 
 // The SPD for one direction of travel, in order; what it does not permit
-// goes to `target` (the queue, or DROP in the backstop).
+// goes to `target` (the queue, or DROP in the backstop). Exemptions are for
+// this host's own traffic: none goes into a FORWARD chain. Only the queue
+// chains tag them for the counters: the backstop sees the same packets again.
 void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense, std::uint16_t mss,
-             const std::string& queue) {
+             const std::string& queue, bool forward = false, bool counted = true) {
   for (const SpdEntry& e : spd.entries()) {
     if (e.action == PolicyAction::protect && e.sense != sense) continue;
+    if (e.exemption && (e.sense != sense || forward)) continue;
     for (const std::string& m : entry_matches(e, family)) {
       if (e.action == PolicyAction::permit) {
-        out += fmt::format("-A {}{} -j RETURN\n", chain, m);
+        out += fmt::format("-A {}{}{} -j RETURN\n", chain, m, exemption_extra(e, family, counted));
         continue;
       }
       if (e.action == PolicyAction::protect && sense == Sense::outbound && mss != 0 && can_be_tcp(e)) {
@@ -178,7 +194,7 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
   }
   r += "-A IPSENTRY-FWD -m mark --mark 0x1/0x1 -j RETURN\n";
   r += "-A IPSENTRY-FWD -m mark --mark 0x2/0x2 -j RETURN\n";
-  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, mss, queue);
+  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, mss, queue, /*forward=*/true);
   r += "COMMIT\n";
   if (o.fail_open) {
     // No backstop: leftovers of a fail-closed run would drop what the
@@ -204,7 +220,8 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
     for (std::uint32_t mark : {0x1u, 0x2u, 0x4u}) {
       r += fmt::format("-A {0} -m mark --mark 0x{1:x}/0x{1:x} -j RETURN\n", chain, mark);
     }
-    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP");
+    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP",
+            /*forward=*/std::strcmp(chain, "IPSENTRY-GUARD-FWD") == 0, /*counted=*/false);
   }
   r += "COMMIT\n";
   return r;

@@ -1,19 +1,21 @@
 #include "ipsentry/filters/config.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
 #include <set>
-#include <sstream>
 
 #include "config_internal.hpp"
+#include "ipsentry/filters/file_read.hpp"
 #include "ipsentry/filters/key_hygiene.hpp"
 
 namespace ipsentry::filters {
@@ -56,6 +58,36 @@ const char* to_string(SaMode m) noexcept {
     case SaMode::tunnel: return "tunnel";
     default: return "unspecified";
   }
+}
+
+const char* to_string(Exemption e) noexcept {
+  switch (e) {
+    case Exemption::ike: return "ike";
+    case Exemption::neighbor_discovery: return "neighbor-discovery";
+    case Exemption::kerberos: return "kerberos";
+    case Exemption::rsvp: return "rsvp";
+    case Exemption::multicast: return "multicast";
+    case Exemption::broadcast: return "broadcast";
+    case Exemption::count_: break;
+  }
+  return "?";
+}
+
+std::optional<Exemption> find_exemption(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    const auto e = static_cast<Exemption>(i);
+    if (name == to_string(e)) return e;
+  }
+  return std::nullopt;
+}
+
+std::string ExemptionSet::str() const {
+  std::string out;
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    const auto e = static_cast<Exemption>(i);
+    if (has(e)) out += (out.empty() ? "" : ", ") + std::string(to_string(e));
+  }
+  return out.empty() ? "none" : out;
 }
 
 SaConfig SaConfig::clone() const {
@@ -210,20 +242,14 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
 }
 
 SecretBytes read_key_file(const fs::path& path, const Origin& where, const std::string& field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::string buf;
+  std::string why;
+  if (!read_bounded(path, kMaxKeyFile, buf, why)) {
     throw ConfigError(where.file, where.line, field,
-                      fmt::format("cannot read key file '{}': {}", path.string(), std::strerror(errno)));
+                      fmt::format("cannot read key file '{}': it {}", path.string(), why));
   }
-  std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (buf.empty())
     throw ConfigError(where.file, where.line, field, fmt::format("key file '{}' is empty", path.string()));
-  if (buf.size() > 4096) {
-    cleanse(buf.data(), buf.size());
-    throw ConfigError(
-        where.file, where.line, field,
-        fmt::format("key file '{}' is {} bytes; a key file holds at most 4096", path.string(), buf.size()));
-  }
   SecretBytes key(std::span(reinterpret_cast<const std::uint8_t*>(buf.data()), buf.size()));
   cleanse(buf.data(), buf.size());
   return key;
@@ -639,6 +665,15 @@ SaConfig parse_sa(const Ctx& c, const YAML::Node& n, std::size_t index, std::vec
                      : fmt::format("{}-any", to_string(sa.protocol));
     if (sa.dst) sa.name += "@" + sa.dst->str();
   }
+  // 0 is how Linux and strongSwan write "no anti-replay" (RFC 4303 section
+  // 3.4.3 lets a receiver turn it off), so it is honoured; but a replayed
+  // packet then passes, so it is never silent.
+  if (n["replay_window"] && sa.replay_window == 0) {
+    warnings.push_back(fmt::format(
+        "{}:{}: {}replay_window: 0 turns anti-replay off for SA {}: a replayed packet is accepted by enforce and "
+        "reported ok by verify; leave replay_window out for the default window of 64",
+        c.file, line_of(n["replay_window"]), f, sa.name));
+  }
   validate_sa(sa, f, warnings);
   return sa;
 }
@@ -909,12 +944,17 @@ std::vector<ListItem> get_strings(const Ctx& c, const YAML::Node& n, const std::
 fs::path get_path(const Ctx& c, const YAML::Node& n, const std::string& text, const std::string& field) {
   fs::path p = text;
   if (p.is_relative()) p = c.base / p;
-  // Read when enforcement starts; here only whether it is there, so that
-  // `config check` names a missing file.
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
-  std::error_code ec;
-  if (!fs::is_regular_file(p, ec)) fail(c, n, field, fmt::format("'{}' is not a file", p.string()));
+  // Read when enforcement starts; here only whether it is a file we may
+  // read, so that `config check` names a missing one. Not opened before it
+  // is known to be a regular file: a FIFO would block the open.
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) fail(c, n, field, fmt::format("'{}' is {}, not a file", p.string(), file_kind(st.st_mode)));
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
+  ::close(fd);
   return p;
 }
 
@@ -1128,6 +1168,27 @@ IkeProfile parse_ike_profile(const Ctx& c, const YAML::Node& n, std::size_t inde
   return prof;
 }
 
+ExemptionSet parse_exemptions(const Ctx& c, const YAML::Node& n) {
+  std::string known;
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    known += (i ? ", " : "") + std::string(to_string(static_cast<Exemption>(i)));
+  }
+  if (!n.IsSequence()) {
+    fail(c, n, "exemptions",
+         fmt::format("exemptions must be a list such as [ike, neighbor-discovery] (known: {})", known));
+  }
+  ExemptionSet set;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const std::string field = fmt::format("exemptions[{}]", i);
+    const std::string name = scalar(c, n[i], field);
+    const auto e = find_exemption(name);
+    if (!e) fail(c, n[i], field, fmt::format("'{}' is not an exemption (known: {})", name, known));
+    if (set.has(*e)) fail(c, n[i], field, fmt::format("'{}' is listed twice", name));
+    set.add(*e);
+  }
+  return set;
+}
+
 bool same_selector(const SaConfig& a, const SaConfig& b) {
   return a.spi == b.spi && a.protocol == b.protocol && a.dst == b.dst && a.src == b.src;
 }
@@ -1166,7 +1227,10 @@ void Config::merge(Config&& other) {
   }
   for (auto& a : other.local_addresses) local_addresses.push_back(a);
   for (auto& w : other.warnings) warnings.push_back(std::move(w));
-  if (!other.default_exemptions) default_exemptions = false;
+  if (other.exemptions_given) {
+    exemptions = other.exemptions;
+    exemptions_given = true;
+  }
 }
 
 namespace {
@@ -1183,7 +1247,8 @@ Config parse_with(const std::string& text, const Ctx& c) {
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) fail(c, root, "", "the configuration must be a mapping with sas:, policies:, interfaces:");
   try {
-    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas", "ike_sas", "ike_profiles"});
+    check_keys(c, root, "",
+               {"interfaces", "default_exemptions", "exemptions", "policies", "sas", "ike_sas", "ike_profiles"});
     if (const YAML::Node& itf = root["interfaces"]) {
       if (!itf.IsMap()) fail(c, itf, "interfaces", "interfaces must be a mapping such as {local: [addr, ...]}");
       check_keys(c, itf, "interfaces", {"local"});
@@ -1199,8 +1264,18 @@ Config parse_with(const std::string& text, const Ctx& c) {
         }
       }
     }
+    if (root["default_exemptions"] && root["exemptions"]) {
+      fail(c, root["default_exemptions"], "default_exemptions",
+           "give either exemptions: [...] (the complete list) or default_exemptions, not both");
+    }
     if (root["default_exemptions"]) {
-      cfg.default_exemptions = get_bool(c, root["default_exemptions"], "default_exemptions");
+      cfg.exemptions =
+          get_bool(c, root["default_exemptions"], "default_exemptions") ? ExemptionSet::defaults() : ExemptionSet{};
+      cfg.exemptions_given = true;
+    }
+    if (const YAML::Node& ex = root["exemptions"]) {
+      cfg.exemptions = parse_exemptions(c, ex);
+      cfg.exemptions_given = true;
     }
     if (const YAML::Node& sas = root["sas"]) {
       if (!sas.IsSequence()) fail(c, sas, "sas", "sas must be a list of SAs");
@@ -1258,20 +1333,18 @@ Config parse_config(const std::string& text, const std::string& name, const fs::
 }
 
 Config load_config(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw ConfigError(path.string(), 0, "", fmt::format("cannot open configuration: {}", std::strerror(errno)));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  fs::path base = path.parent_path();
-  if (base.empty()) base = ".";
   // The text holds inline keys: wipe our copy whatever happens.
-  std::string text = ss.str();
+  std::string text;
   struct Wipe {
     std::string& t;
     ~Wipe() { cleanse(t.data(), t.size()); }
   } wipe{text};
+  std::string why;
+  if (!read_bounded(path, kMaxConfigFile, text, why)) {
+    throw ConfigError(path.string(), 0, "", fmt::format("cannot read the configuration: it {}", why));
+  }
+  fs::path base = path.parent_path();
+  if (base.empty()) base = ".";
   const Ctx c{path.string(), base, false, {}};
   Config cfg = parse_with(text, c);
   if (c.inline_keys) {

@@ -210,6 +210,16 @@ void check_negotiate_policies(Config& cfg) {
       if (!p.peer) p.peer = prof->peer;
     }
   }
+  // A profile no policy names negotiates nothing: most likely a typo in ike:.
+  for (const auto& prof : cfg.ike_profiles) {
+    const bool used = std::any_of(cfg.policies.begin(), cfg.policies.end(), [&](const PolicyConfig& p) {
+      return p.action == PolicyAction::negotiate && p.ike == prof.name;
+    });
+    if (!used && !cfg.policies.empty()) {
+      cfg.warnings.push_back(fmt::format("{}: IKE profile '{}' is not named by any negotiate policy (ike: {})",
+                                         prof.origin.str(), prof.name, prof.name));
+    }
+  }
 }
 
 }  // namespace ipsentry::filters

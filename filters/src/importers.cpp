@@ -9,9 +9,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
+
+#include "ipsentry/filters/file_read.hpp"
 
 namespace ipsentry::filters {
 
@@ -304,13 +304,44 @@ std::vector<std::string_view> words(std::string_view line) {
   return w;
 }
 
+// Where a line of `ip xfrm state` output is: the state's own lines, or the
+// blocks that `ip -s` adds at the end (lifetimes and statistics, whose
+// "replay-window N" counts packets dropped, not the window's size).
+enum class XfrmSection { state, esn_context, statistics };
+
 struct XfrmState {
   SaConfig sa;
   int line = 0;
   bool active = false;
   bool skip = false;
   std::string skip_reason;
+  std::uint32_t info_window = 0;            // the "replay-window N" of the state line
+  std::optional<std::uint32_t> esn_window;  // "replay_window N" of the ESN anti-replay context
+  XfrmSection section = XfrmSection::state;
+  bool saw_policy = false;  // an `ip xfrm policy` entry, which holds no keys
 };
+
+// The receiver's anti-replay window. The kernel shows replay-window 0 for a
+// state whose window is in its ESN anti-replay context, for outbound states
+// (a sender keeps no window), and for states added by hand without one;
+// none of these means that a capture of the SA's packets should not be
+// checked for replays, so ipsentry keeps its default window and says so
+// unless the state is known to be outbound.
+void settle_replay_window(XfrmState& st, const std::string& file, Config& cfg) {
+  const std::uint32_t window = st.esn_window.value_or(st.info_window);
+  if (window != 0) {
+    st.sa.replay_window = window;
+    return;
+  }
+  if (st.sa.direction == Direction::outbound) return;
+  cfg.warnings.push_back(fmt::format(
+      "{}:{}: state spi 0x{:08x} has replay-window 0 ({}); ipsentry still checks its packets for replays, with a "
+      "{}-packet window",
+      file, st.line, st.sa.spi.value_or(0),
+      st.sa.direction == Direction::inbound ? "this host does not check it for replays"
+                                            : "an outbound state, or one this host does not check for replays",
+      st.sa.replay_window));
+}
 
 void flush_xfrm(XfrmState& st, const std::string& file, Config& cfg) {
   if (!st.active) return;
@@ -320,7 +351,217 @@ void flush_xfrm(XfrmState& st, const std::string& file, Config& cfg) {
     return;
   }
   if (!st.sa.spi) throw ConfigError(file, st.line, "spi", "xfrm state without a proto/spi line");
+  settle_replay_window(st, file, cfg);
   finish_sa(st.sa, cfg, file, st.line);
+}
+
+// A number as `ip -s` decorates it: "0x00000100(256)" or "1(0x00000001)".
+// Both forms must agree, so a hand-edited value cannot silently pick one.
+bool parse_decorated_u32(std::string_view text, std::uint32_t& out) {
+  const auto open = text.find('(');
+  if (open == std::string_view::npos) return parse_u32(text, out);
+  if (text.back() != ')') return false;
+  std::uint32_t other = 0;
+  return parse_u32(text.substr(0, open), out) && parse_u32(text.substr(open + 1, text.size() - open - 2), other) &&
+         other == out;
+}
+
+// An algorithm line: "enc NAME [KEY] [(BITS bits)]", "auth-trunc NAME KEY
+// [(BITS bits)] TRUNC", "aead NAME KEY [(BITS bits)] ICV". The bit count `ip -s`
+// adds is checked against the key and removed, so that the words after the
+// key are where `ip` without -s puts them. A key of zero bits is not printed.
+std::vector<std::string_view> algorithm_words(std::vector<std::string_view> w, const std::string& file, int line) {
+  for (std::size_t k = 1; k < w.size(); ++k) {
+    if (w[k] == "<<Keys" || w[k].starts_with("(ERROR")) {
+      throw ConfigError(file, line, std::string(w[0]),
+                        w[k] == "<<Keys" ? "the keys are hidden: use the output of `ip -s xfrm state` without nokeys"
+                                         : "iproute2 printed this algorithm as truncated");
+    }
+  }
+  if (w.size() >= 5 && w[3].starts_with('(') && w[4] == "bits)") {
+    std::uint32_t bits = 0;
+    const std::string_view key = w[2];
+    const std::size_t hex_digits = key.starts_with("0x") ? key.size() - 2 : key.size();
+    if (!parse_u32(w[3].substr(1), bits) || std::uint64_t{bits} != std::uint64_t{hex_digits} * 4) {
+      throw ConfigError(file, line, std::string(w[0]),
+                        fmt::format("the key has {} bits but the line says {} {}", hex_digits * 4, std::string(w[3]),
+                                    std::string(w[4])));
+    }
+    w.erase(w.begin() + 3, w.begin() + 5);
+  }
+  return w;
+}
+
+void import_xfrm_line(const std::vector<std::string_view>& w, const std::string& name, int lineno, XfrmState& st,
+                      Config& cfg) {
+  if (w.empty()) return;
+  auto need = [&](std::size_t n, const char* what) {
+    if (w.size() < n) throw ConfigError(name, lineno, what, fmt::format("'{}' line is incomplete", std::string(w[0])));
+  };
+  auto key = [&](std::string_view k, const char* what) {
+    SecretBytes s;
+    std::string why;
+    if (!parse_hex_key(k, s, why)) throw ConfigError(name, lineno, what, why);
+    return s;
+  };
+  auto number = [&](std::string_view b, const char* what) {
+    std::uint32_t v = 0;
+    if (!parse_u32(b, v)) throw ConfigError(name, lineno, what, fmt::format("'{}' is not a number", std::string(b)));
+    return v;
+  };
+  if (w[0] == "src" && w.size() >= 4 && w[2] == "dst") {
+    // `ip xfrm policy` starts its entries with a selector: prefixes, no state.
+    if (w[1].find('/') != std::string_view::npos || w[3].find('/') != std::string_view::npos) {
+      flush_xfrm(st, name, cfg);
+      st = XfrmState{};
+      st.saw_policy = true;
+      return;
+    }
+    flush_xfrm(st, name, cfg);
+    st = XfrmState{};
+    st.active = true;
+    st.line = lineno;
+    auto s = IpAddr::parse(w[1]);
+    auto d = IpAddr::parse(w[3]);
+    if (!s || !d) throw ConfigError(name, lineno, "src", "src/dst are not IP addresses");
+    st.sa.src = s;
+    st.sa.dst = d;
+    return;
+  }
+  if (!st.active) return;
+  // The lifetime and statistics blocks of `ip -s` run to the next state.
+  if (w[0] == "lifetime" || w[0] == "stats:") st.section = XfrmSection::statistics;
+  if (st.section == XfrmSection::statistics) return;
+  if (st.section == XfrmSection::esn_context) {
+    if (w[0] == "replay_window" && w.size() >= 2) {
+      // " replay_window 128, bitmap-length 4": the window of an ESN-context state.
+      std::string_view v = w[1];
+      if (!v.empty() && v.back() == ',') v.remove_suffix(1);
+      st.esn_window = number(v, "replay_window");
+      return;
+    }
+    if (w[0] == "seq-hi" || std::all_of(w.begin(), w.end(), [](std::string_view x) {
+          return std::all_of(x.begin(), x.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+        })) {
+      return;  // the counters and the bitmap
+    }
+    st.section = XfrmSection::state;
+  }
+  if (w[0] == "proto") {
+    need(4, "proto");
+    if (w[1] == "esp") {
+      st.sa.protocol = IpsecProtocol::esp;
+    } else if (w[1] == "ah") {
+      st.sa.protocol = IpsecProtocol::ah;
+    } else {
+      st.skip = true;
+      st.skip_reason = fmt::format("proto {} is not ESP or AH", std::string(w[1]));
+    }
+    for (std::size_t k = 2; k + 1 < w.size(); ++k) {
+      if (w[k] == "spi") {
+        std::uint32_t spi = 0;
+        if (!parse_decorated_u32(w[k + 1], spi)) {
+          throw ConfigError(name, lineno, "spi", fmt::format("'{}' is not an SPI", std::string(w[k + 1])));
+        }
+        st.sa.spi = spi;
+      } else if (w[k] == "mode") {
+        if (w[k + 1] == "transport") {
+          st.sa.mode = SaMode::transport;
+        } else if (w[k + 1] == "tunnel") {
+          st.sa.mode = SaMode::tunnel;
+        } else {
+          st.skip = true;
+          st.skip_reason = fmt::format("mode {} is not supported", std::string(w[k + 1]));
+        }
+      }
+    }
+  } else if (w[0] == "replay-window") {
+    need(2, "replay-window");
+    st.info_window = number(w[1], "replay-window");
+    // "replay-window 0 seq 0x00000000 flag af-unspec esn (0x10100000)": ESN is
+    // the state's flag, nothing else.
+    const auto flag = std::find(w.begin(), w.end(), std::string_view("flag"));
+    for (auto it = flag; it != w.end() && *it != "extra_flag" && !it->starts_with('('); ++it) {
+      if (*it == "esn") st.sa.esn = true;
+    }
+  } else if (w[0] == "anti-replay" && w.size() >= 3 && w[1] == "esn") {
+    st.section = XfrmSection::esn_context;
+  } else if (w[0] == "dir" && w.size() >= 2) {
+    if (w[1] == "in") st.sa.direction = Direction::inbound;
+    if (w[1] == "out") st.sa.direction = Direction::outbound;
+  } else if (w[0] == "auth" || w[0] == "auth-trunc") {
+    const auto a = algorithm_words(w, name, lineno);
+    need(2, "auth");
+    std::string alg = lower(a[1]);
+    std::uint32_t trunc = 0;
+    if (a[0] == "auth-trunc") {
+      if (a.size() < 4) throw ConfigError(name, lineno, "auth-trunc", "'auth-trunc' line is incomplete");
+      trunc = number(a[3], "auth-trunc");
+    }
+    std::optional<Integrity> ii;
+    if (alg == "hmac(md5)") ii = Integrity::hmac_md5_96;
+    if (alg == "hmac(sha1)") ii = Integrity::hmac_sha1_96;
+    if (alg == "hmac(sha256)") ii = trunc == 128 ? Integrity::hmac_sha256_128 : Integrity::hmac_sha256_96;
+    if (alg == "hmac(sha384)") ii = Integrity::hmac_sha384_192;
+    if (alg == "hmac(sha512)") ii = Integrity::hmac_sha512_256;
+    if (alg == "xcbc(aes)") ii = Integrity::aes_xcbc_96;
+    if (alg == "hmac(rmd160)") ii = Integrity::hmac_ripemd160_96;
+    if (alg == "digest_null") ii = Integrity::none;
+    if (!ii) throw ConfigError(name, lineno, "auth", fmt::format("unknown xfrm integrity algorithm '{}'", alg));
+    if (trunc != 0 && trunc != std::uint32_t{integrity_info(*ii).icv_len} * 8) {
+      throw ConfigError(name, lineno, "auth-trunc",
+                        fmt::format("{} truncated to {} bits is not a known IPsec algorithm", alg, trunc));
+    }
+    st.sa.integrity = *ii;
+    if (*ii != Integrity::none) {
+      if (a.size() < 3) throw ConfigError(name, lineno, "auth", fmt::format("{} needs a key", alg));
+      st.sa.auth_key = key(a[2], "auth");
+    }
+  } else if (w[0] == "enc") {
+    const auto a = algorithm_words(w, name, lineno);
+    need(2, "enc");
+    std::string alg = lower(a[1]);
+    auto c = find_cipher(alg);
+    if (!c) throw ConfigError(name, lineno, "enc", fmt::format("unknown xfrm cipher '{}'", alg));
+    st.sa.cipher = *c;
+    if (*c != Cipher::null) {
+      if (a.size() < 3) throw ConfigError(name, lineno, "enc", fmt::format("{} needs a key", alg));
+      st.sa.enc_key = key(a[2], "enc");
+    }
+  } else if (w[0] == "aead") {
+    const auto a = algorithm_words(w, name, lineno);
+    if (a.size() < 4) throw ConfigError(name, lineno, "aead", "'aead' line is incomplete");
+    std::string alg = lower(a[1]);
+    std::uint32_t icv = number(a[3], "aead");
+    std::optional<Cipher> c;
+    if (alg == "rfc4106(gcm(aes))") {
+      c = icv == 64 ? Cipher::aes_gcm_8 : icv == 96 ? Cipher::aes_gcm_12 : icv == 128 ? Cipher::aes_gcm_16 : c;
+    } else if (alg == "rfc4309(ccm(aes))") {
+      c = icv == 64 ? Cipher::aes_ccm_8 : icv == 96 ? Cipher::aes_ccm_12 : icv == 128 ? Cipher::aes_ccm_16 : c;
+    } else if (alg == "rfc4543(gcm(aes))" && icv == 128) {
+      c = Cipher::aes_gmac;
+    } else if (alg == "rfc7539esp(chacha20,poly1305)" && icv == 128) {
+      c = Cipher::chacha20_poly1305;
+    }
+    if (!c) throw ConfigError(name, lineno, "aead", fmt::format("unknown xfrm AEAD '{}' with a {}-bit ICV", alg, icv));
+    st.sa.cipher = *c;
+    st.sa.enc_key = key(a[2], "aead");
+  } else if (w[0] == "encap") {
+    UdpEncapConfig e;
+    for (std::size_t k = 1; k + 1 < w.size(); ++k) {
+      if (w[k] == "type" && w[k + 1] != "espinudp") {
+        st.skip = true;
+        st.skip_reason = fmt::format("encap type {} is not ESP in UDP (RFC 3948)", std::string(w[k + 1]));
+      }
+      if (w[k] == "sport" || w[k] == "dport") {
+        const std::uint32_t port = number(w[k + 1], "encap");
+        if (port > 65535)
+          throw ConfigError(name, lineno, "encap", fmt::format("{} {} is not a port", std::string(w[k]), port));
+        (w[k] == "sport" ? e.sport : e.dport) = static_cast<std::uint16_t>(port);
+      }
+    }
+    st.sa.encap = e;
+  }
 }
 
 }  // namespace
@@ -418,158 +659,43 @@ Config import_tcpdump(const std::string& text, const std::string& name) {
 Config import_xfrm(const std::string& text, const std::string& name) {
   Config cfg;
   XfrmState st;
+  bool any_state = false;
+  bool any_policy = false;
   auto lines = split_lines(text);
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    int lineno = static_cast<int>(i) + 1;
-    auto w = words(lines[i]);
-    if (w.empty()) continue;
-    auto need = [&](std::size_t n, const char* what) {
-      if (w.size() < n)
-        throw ConfigError(name, lineno, what, fmt::format("'{}' line is incomplete", std::string(w[0])));
-    };
-    auto key = [&](std::string_view k, const char* what) {
-      SecretBytes s;
-      std::string why;
-      if (!parse_hex_key(k, s, why)) throw ConfigError(name, lineno, what, why);
-      return s;
-    };
-    auto bits = [&](std::string_view b, const char* what) {
-      std::uint32_t v = 0;
-      if (!parse_u32(b, v))
-        throw ConfigError(name, lineno, what, fmt::format("'{}' is not a bit count", std::string(b)));
-      return v;
-    };
-    if (w[0] == "src" && w.size() >= 4 && w[2] == "dst") {
-      flush_xfrm(st, name, cfg);
-      st = XfrmState{};
-      st.active = true;
-      st.line = lineno;
-      auto s = IpAddr::parse(w[1]);
-      auto d = IpAddr::parse(w[3]);
-      if (!s || !d) throw ConfigError(name, lineno, "src", "src/dst are not IP addresses");
-      st.sa.src = s;
-      st.sa.dst = d;
-      continue;
-    }
-    if (!st.active) continue;
-    if (w[0] == "proto") {
-      need(4, "proto");
-      if (w[1] == "esp") {
-        st.sa.protocol = IpsecProtocol::esp;
-      } else if (w[1] == "ah") {
-        st.sa.protocol = IpsecProtocol::ah;
-      } else {
-        st.skip = true;
-        st.skip_reason = fmt::format("proto {} is not ESP or AH", std::string(w[1]));
-      }
-      for (std::size_t k = 2; k + 1 < w.size(); ++k) {
-        if (w[k] == "spi") {
-          std::uint32_t spi = 0;
-          if (!parse_u32(w[k + 1], spi)) throw ConfigError(name, lineno, "spi", "invalid spi");
-          st.sa.spi = spi;
-        } else if (w[k] == "mode") {
-          if (w[k + 1] == "transport") {
-            st.sa.mode = SaMode::transport;
-          } else if (w[k + 1] == "tunnel") {
-            st.sa.mode = SaMode::tunnel;
-          } else {
-            st.skip = true;
-            st.skip_reason = fmt::format("mode {} is not supported", std::string(w[k + 1]));
-          }
-        }
-      }
-    } else if (w[0] == "replay-window") {
-      need(2, "replay-window");
-      std::uint32_t rw = bits(w[1], "replay-window");
-      st.sa.replay_window = rw;
-      for (std::size_t k = 2; k < w.size(); ++k) {
-        if (w[k] == "esn") st.sa.esn = true;
-      }
-    } else if (w[0] == "flag") {
-      for (std::size_t k = 1; k < w.size(); ++k) {
-        if (w[k] == "esn") st.sa.esn = true;
-      }
-    } else if (w[0] == "anti-replay" && w.size() >= 2 && w[1] == "esn") {
-      st.sa.esn = true;
-    } else if (w[0] == "replay_window" && w.size() >= 2) {
-      // "replay_window 128, bitmap-length 4" in the ESN anti-replay context.
-      std::string_view v = w[1];
-      if (!v.empty() && v.back() == ',') v.remove_suffix(1);
-      st.sa.replay_window = bits(v, "replay_window");
-    } else if (w[0] == "auth" || w[0] == "auth-trunc") {
-      need(3, "auth");
-      std::string alg = lower(w[1]);
-      std::uint32_t trunc = 0;
-      if (w[0] == "auth-trunc") {
-        need(4, "auth-trunc");
-        trunc = bits(w[3], "auth-trunc");
-      }
-      std::optional<Integrity> ii;
-      if (alg == "hmac(md5)") ii = Integrity::hmac_md5_96;
-      if (alg == "hmac(sha1)") ii = Integrity::hmac_sha1_96;
-      if (alg == "hmac(sha256)") ii = trunc == 128 ? Integrity::hmac_sha256_128 : Integrity::hmac_sha256_96;
-      if (alg == "hmac(sha384)") ii = Integrity::hmac_sha384_192;
-      if (alg == "hmac(sha512)") ii = Integrity::hmac_sha512_256;
-      if (alg == "xcbc(aes)") ii = Integrity::aes_xcbc_96;
-      if (alg == "hmac(rmd160)") ii = Integrity::hmac_ripemd160_96;
-      if (alg == "digest_null") ii = Integrity::none;
-      if (!ii) throw ConfigError(name, lineno, "auth", fmt::format("unknown xfrm integrity algorithm '{}'", alg));
-      if (trunc != 0 && trunc != std::uint32_t{integrity_info(*ii).icv_len} * 8) {
-        throw ConfigError(name, lineno, "auth-trunc",
-                          fmt::format("{} truncated to {} bits is not a known IPsec algorithm", alg, trunc));
-      }
-      st.sa.integrity = *ii;
-      if (*ii != Integrity::none) st.sa.auth_key = key(w[2], "auth");
-    } else if (w[0] == "enc") {
-      need(3, "enc");
-      std::string alg = lower(w[1]);
-      auto c = find_cipher(alg);
-      if (!c) throw ConfigError(name, lineno, "enc", fmt::format("unknown xfrm cipher '{}'", alg));
-      st.sa.cipher = *c;
-      if (*c != Cipher::null) st.sa.enc_key = key(w[2], "enc");
-    } else if (w[0] == "aead") {
-      need(4, "aead");
-      std::string alg = lower(w[1]);
-      std::uint32_t icv = bits(w[3], "aead");
-      std::optional<Cipher> c;
-      if (alg == "rfc4106(gcm(aes))") {
-        c = icv == 64 ? Cipher::aes_gcm_8 : icv == 96 ? Cipher::aes_gcm_12 : icv == 128 ? Cipher::aes_gcm_16 : c;
-      } else if (alg == "rfc4309(ccm(aes))") {
-        c = icv == 64 ? Cipher::aes_ccm_8 : icv == 96 ? Cipher::aes_ccm_12 : icv == 128 ? Cipher::aes_ccm_16 : c;
-      } else if (alg == "rfc4543(gcm(aes))" && icv == 128) {
-        c = Cipher::aes_gmac;
-      } else if (alg == "rfc7539esp(chacha20,poly1305)" && icv == 128) {
-        c = Cipher::chacha20_poly1305;
-      }
-      if (!c) {
-        throw ConfigError(name, lineno, "aead", fmt::format("unknown xfrm AEAD '{}' with a {}-bit ICV", alg, icv));
-      }
-      st.sa.cipher = *c;
-      st.sa.enc_key = key(w[2], "aead");
-    } else if (w[0] == "encap") {
-      UdpEncapConfig e;
-      for (std::size_t k = 1; k + 1 < w.size(); ++k) {
-        if (w[k] == "sport") e.sport = static_cast<std::uint16_t>(bits(w[k + 1], "encap"));
-        if (w[k] == "dport") e.dport = static_cast<std::uint16_t>(bits(w[k + 1], "encap"));
-      }
-      st.sa.encap = e;
+    const int lineno = static_cast<int>(i) + 1;
+    // `ip -o` puts a whole state on one line, its lines joined by backslashes.
+    std::string_view rest = lines[i];
+    while (!rest.empty()) {
+      const auto bs = rest.find('\\');
+      const std::string_view part = rest.substr(0, bs);
+      rest = bs == std::string_view::npos ? std::string_view{} : rest.substr(bs + 1);
+      import_xfrm_line(words(part), name, lineno, st, cfg);
+      any_state = any_state || st.active;
+      any_policy = any_policy || st.saw_policy;
     }
   }
   flush_xfrm(st, name, cfg);
+  if (!any_state) {
+    throw ConfigError(name, 0, "",
+                      fmt::format("holds no xfrm state: expected the output of `ip -s xfrm state` (each state starts "
+                                  "with a line 'src ADDRESS dst ADDRESS'){}",
+                                  any_policy ? "; this looks like `ip xfrm policy` output, which has no keys" : ""));
+  }
   return cfg;
 }
 
 Config import_keys(KeyFormat format, const std::string& source) {
   if (format == KeyFormat::tcpdump_inline) return import_tcpdump(source, "tcpdump -E");
-  std::ifstream in(source, std::ios::binary);
-  if (!in) throw ConfigError(source, 0, "", fmt::format("cannot open key file: {}", std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  std::string text;
   struct Wipe {
     std::string& t;
     ~Wipe() { cleanse(t.data(), t.size()); }
   } wipe{text};
+  std::string why;
+  if (!read_bounded(source, kMaxKeyExport, text, why)) {
+    throw ConfigError(source, 0, "", fmt::format("cannot read the key file: it {}", why));
+  }
   switch (format) {
     case KeyFormat::wireshark_esp_sa: return import_wireshark_esp_sa(text, source);
     case KeyFormat::tcpdump: return import_tcpdump(text, source);

@@ -120,6 +120,14 @@ def test_bad_inputs(ipsentry, tmp):
     case("unknown key format", ["verify", sample, "--keys-from", "foo", "x"], ["unknown key format 'foo'"])
     bad_esp_sa = write(os.path.join(tmp, "esp_sa"), '"IPv4","*","*","0x10","ROT13","0x00","NULL",""\n')
     case("bad wireshark table", ["verify", sample, "--keys-from", "wireshark", bad_esp_sa], ["esp_sa:1", "ROT13"])
+    # --keys-from is repeatable (IKE and ESP tables side by side): the second
+    # one is read too, so its error is the one reported.
+    good_esp_sa = write(os.path.join(tmp, "good_esp_sa"),
+                        '"IPv4","*","*","0x00000010","AES-CBC [RFC3602]","0x00112233445566778899aabbccddeeff",'
+                        '"HMAC-SHA-256-128 [RFC4868]","0x' + "11" * 32 + '"\n')
+    second = write(os.path.join(tmp, "second_esp_sa"), '"IPv4","*","*","0x11","ROT13","0x00","NULL",""\n')
+    case("second --keys-from", ["verify", sample, "--keys-from", "wireshark", good_esp_sa, "--keys-from", "wireshark",
+                                second], ["second_esp_sa:1", "ROT13"])
     cut = os.path.join(tmp, "cut.pcap")
     with open(os.path.join(ROOT, sample), "rb") as f:
         data = f.read()

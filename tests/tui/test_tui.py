@@ -9,6 +9,7 @@ namespaces and the SA monitor attached to a running enforcement.
 Documentation addresses only; every namespace and tmux server is removed
 at the end, whatever happened."""
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -482,6 +483,57 @@ def scenario_reporting(tmp):
                                   "Lifetime left", "Proto", "Mode", "Algorithms", "Peers"])
     check(err is None, f"the SA monitor's columns line up with an unspecified mode and long IPv6 peers: {err}")
     t.dump("sa-monitor-wide")
+
+
+def scenario_save_prompt(tmp):
+    """w and W never replace a file unasked, and never the capture on screen
+    (issue 15 item 14)."""
+    print("# save: existing files and the open capture")
+    shown = os.path.join(tmp, "shown.pcap")
+    shutil.copyfile(FAULTS, shown)
+    link = os.path.join(tmp, "shown-link.pcap")
+    os.symlink(shown, link)
+    other = os.path.join(tmp, "other.pcap")
+    with open(other, "w") as f:
+        f.write("keep me\n")
+
+    def digest(path):
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    before = digest(shown)
+    t = Tui([shown, "-c", TUNNEL_CFG], 160, 30, tmp)
+    t.wait_for(lambda s: " 11 of 11 frames" in s)
+
+    def save(key, path):
+        t.keys(key)
+        t.keys("C-u")
+        t.type(path)
+        t.keys("Enter")
+
+    for key in ("w", "W"):
+        for path in (shown, link):
+            save(key, path)
+            s = t.wait_for(lambda s: "is the capture being shown" in s or "wrote" in s, 3)
+            check("is the capture being shown" in s and digest(shown) == before and os.path.islink(link),
+                  f"{key} to the open capture ({os.path.basename(path)}) is refused and leaves it as it was")
+    for key in ("w", "W"):
+        save(key, other)
+        s = t.wait_for(lambda s: "exists: overwrite it? (y/n)" in s or "wrote" in s, 3)
+        check("other.pcap' exists: overwrite it? (y/n)" in s, f"{key} to an existing file asks first")
+        t.keys("n")
+        s = t.wait_for(lambda s: "not saved" in s, 3)
+        check("not saved" in s and open(other).read() == "keep me\n", f"{key}, then n: the file is left as it was")
+    save("w", other)
+    t.wait_for(lambda s: "exists: overwrite it?" in s, 3)
+    t.keys("y")
+    s = t.wait_for(lambda s: "wrote" in s, 3)
+    n = subprocess.run(["tshark", "-r", other, "-T", "fields", "-e", "frame.number"], capture_output=True,
+                       text=True).stdout.split()
+    check("wrote 11 frames" in s and len(n) == 11, f"w, then y: the file is replaced ({len(n)} frames)")
+    fresh = os.path.join(tmp, "fresh.pcap")
+    save("w", fresh)
+    s = t.wait_for(lambda s: "wrote" in s, 3)
+    check("wrote 11 frames" in s and os.path.exists(fresh), "w to a new file writes without asking")
     t.keys("q")
     t.close()
 
@@ -683,7 +735,8 @@ def main():
     try:
         for name, fn, root in (("offline", scenario_offline, False), ("ike", scenario_ike, False),
                                ("crash", scenario_crash_and_errors, False),
-                               ("reporting", scenario_reporting, False), ("live", scenario_live, True),
+                               ("reporting", scenario_reporting, False), ("save", scenario_save_prompt, False),
+                               ("live", scenario_live, True),
                                ("triggers", scenario_live_triggers, True),
                                ("attach", scenario_attach, True)):
             if only and only != name:

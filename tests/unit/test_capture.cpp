@@ -1,5 +1,7 @@
 // The capture buffer, triggers, pcapng writing and embedded secrets.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <cstring>
@@ -11,6 +13,7 @@
 
 #include "ipsentry/capture/file_source.hpp"
 #include "ipsentry/capture/frame_buffer.hpp"
+#include "ipsentry/capture/pcap_writer.hpp"
 #include "ipsentry/capture/pcapng_writer.hpp"
 #include "ipsentry/capture/trigger.hpp"
 #include "ipsentry/filters/exporters.hpp"
@@ -304,6 +307,113 @@ TEST(PcapngWriter, NothingUnderTheFinalNameUntilClosed) {
     EXPECT_EQ(e.path().filename().string().find("ipsentry-test-unfinished.pcapng.tmp"), std::string::npos);
   }
   EXPECT_THROW(capture::PcapngWriter("/nonexistent-dir/x.pcapng", {1, 65535, "x", "", ""}, "t"), capture::CaptureError);
+}
+
+std::vector<std::uint8_t> read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const std::filesystem::path& p, const std::vector<std::uint8_t>& b) {
+  std::ofstream(p, std::ios::binary)
+      .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+std::vector<std::uint8_t> gzip(const std::vector<std::uint8_t>& in) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::vector<std::uint8_t> out(deflateBound(&zs, static_cast<uLong>(in.size())) + 32);
+  zs.next_in = const_cast<Bytef*>(in.data());
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// Issue 15 item 13: a gzip capture cut short gives the frames inflated
+// before the damage, then says what the damage is, as a plain capture does.
+TEST(FileSource, GzipCutShortGivesTheFramesBeforeTheDamage) {
+  const auto plain_path = temp_path("plain.pcap");
+  {
+    // Random bytes, so that half of the compressed file is about half of the frames.
+    std::mt19937 rnd(15);
+    capture::PcapWriter w(plain_path, 101);
+    for (std::uint64_t n = 1; n <= 40; ++n) {
+      std::vector<std::uint8_t> frame(200);
+      for (auto& b : frame) b = static_cast<std::uint8_t>(rnd());
+      w.write(static_cast<std::int64_t>(n) * 1'000'000'000, frame);
+    }
+    w.close();
+  }
+  const auto plain = read_bytes(plain_path);
+  const auto packed = gzip(plain);
+  const auto path = temp_path("cut.pcap.gz");
+  auto count = [&](std::string& error) {
+    capture::FileSource src(path);
+    dissect::Frame f;
+    std::uint64_t n = 0;
+    while (src.next(f)) {
+      ++n;
+      EXPECT_EQ(f.ts_ns, static_cast<std::int64_t>(n) * 1'000'000'000);
+    }
+    error = src.error();
+    return n;
+  };
+  std::string error;
+  write_bytes(path, std::vector<std::uint8_t>(packed.begin(), packed.begin() + static_cast<long>(packed.size() / 2)));
+  const std::uint64_t half = count(error);
+  EXPECT_GT(half, 5u);
+  EXPECT_LT(half, 40u);
+  EXPECT_EQ(error.find("gzip data ends early (file cut short): pcap record"), 0u) << error;
+  // Cut in the gzip trailer: every frame is there, and the damage still said.
+  write_bytes(path, std::vector<std::uint8_t>(packed.begin(), packed.end() - 4));
+  EXPECT_EQ(count(error), 40u);
+  EXPECT_EQ(error, "gzip data ends early (file cut short)");
+  // Damaged before the capture header ends: nothing to read.
+  write_bytes(path, std::vector<std::uint8_t>(packed.begin(), packed.begin() + 12));
+  try {
+    capture::FileSource src(path);
+    ADD_FAILURE() << "opened";
+  } catch (const capture::CaptureError& e) {
+    EXPECT_NE(std::string(e.what()).find("gzip data ends early"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+  std::filesystem::remove(plain_path);
+}
+
+// Issue 15 items 10 and 12: what cannot be a capture is refused at once,
+// naming what it is.
+TEST(FileSource, RefusesWhatIsNotACaptureItCanRead) {
+  const auto dir = temp_path("capdir");
+  std::filesystem::create_directories(dir);
+  const auto fifo = temp_path("capfifo");
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto wifi = temp_path("wifi.pcap");
+  {
+    capture::PcapWriter w(wifi, 105);
+    w.write(0, frame_bytes(1, 60));
+    w.close();
+  }
+  for (const auto& [path, says] : std::vector<std::pair<std::string, std::string>>{
+           {dir.string(), "is a directory"},
+           {fifo.string(), "is a named pipe (FIFO)"},
+           {"/dev/zero", "is a character device"},
+           {wifi.string(), "link type 105 (IEEE 802.11) is not supported"}}) {
+    try {
+      capture::FileSource src(path);
+      ADD_FAILURE() << path << " opened";
+    } catch (const capture::CaptureError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  }
+  std::filesystem::remove(fifo);
+  std::filesystem::remove(wifi);
+  std::filesystem::remove(dir);
 }
 
 TEST(Exporters, WiresharkEspSaRoundTripsThroughTheImporter) {

@@ -1,6 +1,8 @@
 // Capture-file views and frame dissection, including damaged input.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cstring>
 
 #include "ipsentry/dissect/capture_file.hpp"
@@ -127,15 +129,20 @@ std::vector<std::uint8_t> block(std::uint32_t type, const std::vector<std::uint8
   return b;
 }
 
-TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
-  std::vector<std::uint8_t> f;
+// A little-endian pcapng section header, version 1.0, section length unknown.
+std::vector<std::uint8_t> section_header_block() {
   std::vector<std::uint8_t> shb;
   le32(shb, 0x1a2b3c4d);
   le16(shb, 1);
   le16(shb, 0);
   le32(shb, 0xffffffff);
   le32(shb, 0xffffffff);
-  auto b = block(0x0a0d0d0a, shb);
+  return block(0x0a0d0d0a, shb);
+}
+
+TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
+  std::vector<std::uint8_t> f;
+  auto b = section_header_block();
   f.insert(f.end(), b.begin(), b.end());
   std::vector<std::uint8_t> idb;
   le16(idb, 101);  // raw IP
@@ -176,6 +183,125 @@ TEST(CaptureFile, PcapngWithResolutionCommentAndSimpleBlocks) {
   EXPECT_EQ(std::string(frames[0].comment.begin(), frames[0].comment.end()), "hello");
   EXPECT_EQ(frames[0].linktype, 101u);
   EXPECT_EQ(frames[1].data.size(), kEsp.size());
+}
+
+// A pcapng file: section header, one interface description block per
+// (link type, options) pair, then one enhanced packet block of kEsp per
+// (interface, 64-bit timestamp).
+std::vector<std::uint8_t> pcapng_file(const std::vector<std::pair<std::uint16_t, std::vector<std::uint8_t>>>& ifaces,
+                                      const std::vector<std::pair<std::uint32_t, std::uint64_t>>& packets) {
+  std::vector<std::uint8_t> f;
+  auto b = section_header_block();
+  f.insert(f.end(), b.begin(), b.end());
+  for (const auto& [linktype, options] : ifaces) {
+    std::vector<std::uint8_t> idb;
+    le16(idb, linktype);
+    le16(idb, 0);
+    le32(idb, 0);
+    idb.insert(idb.end(), options.begin(), options.end());
+    le16(idb, 0);
+    le16(idb, 0);
+    b = block(1, idb);
+    f.insert(f.end(), b.begin(), b.end());
+  }
+  for (const auto& [iface, ts] : packets) {
+    std::vector<std::uint8_t> epb;
+    le32(epb, iface);
+    le32(epb, static_cast<std::uint32_t>(ts >> 32));
+    le32(epb, static_cast<std::uint32_t>(ts));
+    le32(epb, static_cast<std::uint32_t>(kEsp.size()));
+    le32(epb, static_cast<std::uint32_t>(kEsp.size()));
+    epb.insert(epb.end(), kEsp.begin(), kEsp.end());
+    b = block(6, epb);
+    f.insert(f.end(), b.begin(), b.end());
+  }
+  return f;
+}
+
+std::vector<std::uint8_t> option(std::uint16_t code, const std::vector<std::uint8_t>& value) {
+  std::vector<std::uint8_t> o;
+  le16(o, code);
+  le16(o, static_cast<std::uint16_t>(value.size()));
+  o.insert(o.end(), value.begin(), value.end());
+  while (o.size() % 4) o.push_back(0);
+  return o;
+}
+
+std::vector<std::uint8_t> le64(std::int64_t v) {
+  std::vector<std::uint8_t> o;
+  le32(o, static_cast<std::uint32_t>(static_cast<std::uint64_t>(v)));
+  le32(o, static_cast<std::uint32_t>(static_cast<std::uint64_t>(v) >> 32));
+  return o;
+}
+
+// Issue 15 item 20: if_tsoffset (seconds) times 10^9 overflowed a signed
+// 64-bit integer (UBSan aborted; a release build made up a time), and so
+// could a timestamp in a coarse resolution. Every such time is clamped to
+// +-kMaxTimestampNs, where the difference of two still fits.
+TEST(CaptureFile, PcapngTimesFromAnyOffsetAndResolutionStayInRange) {
+  const std::uint64_t max_ts = ~std::uint64_t{0};
+  struct Case {
+    std::vector<std::uint8_t> options;
+    std::uint64_t ts;
+    std::int64_t want;
+  };
+  const std::vector<Case> cases = {
+      // The offset is clamped in whole seconds, 4611686018 of them.
+      {option(14, le64(INT64_MAX)), 0, 4'611'686'018'000'000'000},
+      {option(14, le64(INT64_MIN)), 0, -4'611'686'018'000'000'000},
+      // Clamped before they are added: (2^62 - 1) ns less 4611686018 s.
+      {option(14, le64(INT64_MIN)), max_ts, 427'387'903},
+      {option(14, le64(-1)), 2'000'000, 1'000'000'000},  // 2 s in microseconds, one second earlier
+      {option(9, {0x00}), max_ts, kMaxTimestampNs},      // whole seconds
+      {option(9, {0x80}), max_ts, kMaxTimestampNs},      // 2^0 s
+      {option(9, {0x80 | 63}), max_ts, 1'999'999'999},   // 2^-63 s
+      {option(9, {18}), max_ts, 18'446'744'073},         // attoseconds
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    auto frames = read_all(pcapng_file({{101, cases[i].options}}, {{0, cases[i].ts}}));
+    ASSERT_EQ(frames.size(), 1u);
+    EXPECT_EQ(frames[0].ts_ns, cases[i].want);
+  }
+  // Two extreme frames can be subtracted, as the report and the TUI do.
+  auto frames = read_all(
+      pcapng_file({{101, option(14, le64(INT64_MAX))}, {101, option(14, le64(INT64_MIN))}}, {{0, max_ts}, {1, 0}}));
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].ts_ns, kMaxTimestampNs);
+  EXPECT_EQ(frames[1].ts_ns, -4'611'686'018'000'000'000);  // whole seconds of the offset, clamped
+  EXPECT_EQ(frames[0].ts_ns - frames[1].ts_ns, 9'223'372'036'427'387'903);
+}
+
+// Issue 15 item 10: a link type ipsentry cannot dissect is named, not read
+// as frames without IP.
+TEST(CaptureFile, UnsupportedLinkTypesAreNamed) {
+  for (auto [lt, name] : std::vector<std::pair<std::uint32_t, std::string>>{{105, "IEEE 802.11"},
+                                                                            {127, "radiotap"},
+                                                                            {9, "PPP"},
+                                                                            {147, "DLT_USER"},
+                                                                            {162, "DLT_USER"},
+                                                                            {4000, "unknown"}}) {
+    SCOPED_TRACE(lt);
+    CaptureFileParser p;
+    std::string err;
+    EXPECT_FALSE(p.open(pcap_file(lt, {kEsp}), err));
+    EXPECT_NE(err.find(fmt::format("link type {} (", lt)), std::string::npos) << err;
+    EXPECT_NE(err.find(name), std::string::npos) << err;
+    EXPECT_NE(err.find("not supported"), std::string::npos) << err;
+  }
+  // pcapng: frames of an unsupported interface keep their numbers and are counted.
+  CaptureFileParser p;
+  std::string err;
+  const auto file = pcapng_file({{101, {}}, {105, {}}}, {{0, 1}, {1, 2}, {1, 3}, {0, 4}});
+  ASSERT_TRUE(p.open(file, err)) << err;
+  Frame f;
+  std::vector<std::uint64_t> numbers;
+  while (p.next(f) == CaptureFileParser::Next::frame) numbers.push_back(f.number);
+  EXPECT_EQ(numbers, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(p.unsupported_frames(), 2u);
+  EXPECT_EQ(p.unsupported_link_type(), 105u);
+  EXPECT_TRUE(link_type_supported(276));
+  EXPECT_FALSE(link_type_supported(105));
 }
 
 TEST(Dissect, LinkTypesReachTheSameEspHeader) {

@@ -360,6 +360,13 @@ TEST(IkeProfile, PskFileIsReadBounded) {
                      "    auth: { method: psk, psk_file: /dev/null }",
                  }),
                  {3, "ike_profiles[0].auth.psk_file", "/dev/null"});
+  // Never an endless read.
+  expect_refused(lines({
+                     "ike_profiles:",
+                     "  - name: p",
+                     "    auth: { method: psk, psk_file: /dev/zero }",
+                 }),
+                 {3, "ike_profiles[0].auth.psk_file", "/dev/zero"});
 }
 
 TEST(IkeProfile, CertificateProfile) {
@@ -564,6 +571,7 @@ TEST(NegotiatePolicy, InboundModesAndPeers) {
   EXPECT_EQ(c.policies[2].ipsec, PolicyIpsec::ah);
   EXPECT_EQ(c.policies[2].inbound, InboundCleartext::respond);
   EXPECT_FALSE(c.policies[3].peer);  // learned from whoever negotiates
+  EXPECT_TRUE(c.warnings.empty());   // both profiles are used
 }
 
 // The SPD shows what each negotiate entry does, in each sense.
@@ -578,6 +586,8 @@ TEST(NegotiatePolicy, SpdDescribesNegotiateEntries) {
                                                                                      "    ipsec: { mode: tunnel }",
                                                                                      "    inbound: request",
                                                                                  }));
+  // Profile 'anyone' is named by no policy.
+  EXPECT_TRUE(has_warning(c, "test.yaml:6: IKE profile 'anyone' is not named by any negotiate policy"));
   const Spd spd(c, LocalAddresses::for_config(c));
   const std::string d = spd.describe();
   EXPECT_NE(d.find("negotiate esp tunnel peer 198.51.100.1; IKE profile gw"), std::string::npos) << d;
@@ -625,7 +635,7 @@ TEST(IkeProfileRefusal, CertificateFiles) {
   expect_refused(profile("    auth: { method: cert, cert: nope.pem, key: k.pem, ca: c.pem }\n"),
                  {3, "ike_profiles[0].auth.cert", "nope.pem"});
   expect_refused(profile("    auth: { method: cert, cert: c.pem, key: k.pem, ca: [c.pem, a-directory] }\n"),
-                 {3, "ike_profiles[0].auth.ca[1]", "is not a file"});
+                 {3, "ike_profiles[0].auth.ca[1]", "is a directory, not a file"});
 }
 
 TEST(IkeProfileRefusal, ProfileSettings) {

@@ -12,7 +12,9 @@
 #include <clocale>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -279,6 +281,17 @@ class App {
   // ---------------------------------------------------------- keys
 
   bool key(int ch) {
+    if (overwrite_) {
+      // The answer to "'FILE' exists: overwrite it?": only y writes.
+      const bool decrypted = *overwrite_;
+      overwrite_.reset();
+      if (ch == 'y' || ch == 'Y') {
+        write_pcap(decrypted);
+      } else {
+        message(fmt::format("not saved: '{}' left as it was", input_), false);
+      }
+      return true;
+    }
     if (prompt_ != Prompt::none) {
       prompt_key(ch);
       return true;
@@ -599,8 +612,24 @@ class App {
     }
   }
 
+  // w / W never replace a file unasked, and never the capture on screen:
+  // its frames are read from it, and it would be lost.
   void save(bool decrypted) {
     if (input_.empty()) return;
+    std::error_code ec;
+    if (!model_->live() && std::filesystem::equivalent(input_, model_->name(), ec)) {
+      message(fmt::format("'{}' is the capture being shown; save to another file", input_), true);
+      return;
+    }
+    if (std::filesystem::exists(std::filesystem::symlink_status(input_, ec))) {
+      overwrite_ = decrypted;
+      message(fmt::format("'{}' exists: overwrite it? (y/n)", input_), true);
+      return;
+    }
+    write_pcap(decrypted);
+  }
+
+  void write_pcap(bool decrypted) {
     const std::size_t n = count();
     if (n == 0) {
       message("nothing displayed to save", true);
@@ -1257,6 +1286,7 @@ class App {
   int hex_rows_ = 1;
 
   Prompt prompt_ = Prompt::none;
+  std::optional<bool> overwrite_;  // waiting for y/n to replace input_ (decrypted frames or not)
   std::string input_;
   std::string input_error_;
   std::string message_;

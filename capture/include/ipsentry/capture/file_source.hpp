@@ -25,7 +25,8 @@ class CaptureError : public std::runtime_error {
 class FileSource {
  public:
   /// Opens and recognises a capture. Throws CaptureError naming the file and
-  /// the problem (missing, unreadable, not a capture, corrupt gzip).
+  /// the problem (missing, unreadable, a directory, device or pipe, not a
+  /// capture, an unsupported pcap link type, gzip damaged before the header).
   explicit FileSource(const std::filesystem::path& path);
   ~FileSource();
   FileSource(const FileSource&) = delete;
@@ -34,8 +35,14 @@ class FileSource {
   /// The next frame; false at the end of the file or on a damaged record (see
   /// error()). The frame's bytes stay valid until release_before() passes them.
   [[nodiscard]] bool next(dissect::Frame& frame);
-  /// A description of the damage that ended reading early, or empty.
+  /// A description of the damage that ended reading early, or empty. For a
+  /// gzip file, damage to the compressed data; the frames inflated before it
+  /// are returned first.
   [[nodiscard]] const std::string& error() const noexcept { return error_; }
+  /// Non-empty once frames were returned whose link type ipsentry cannot
+  /// dissect (pcapng interfaces; a pcap file of such a type is refused when
+  /// opened): how many, and which type.
+  [[nodiscard]] std::string unsupported_link() const;
   /// Lets the operating system drop file pages before `offset`.
   void release_before(std::uint64_t offset) noexcept;
 
@@ -53,6 +60,7 @@ class FileSource {
   std::size_t released_ = 0;
   std::vector<std::uint8_t> inflated_;
   bool compressed_ = false;
+  std::string inflate_damage_;
   dissect::CaptureFileParser parser_;
   std::string error_;
 };

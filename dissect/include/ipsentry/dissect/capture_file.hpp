@@ -16,10 +16,10 @@ namespace ipsentry::dissect {
 
 /// LINKTYPE_* values from the tcpdump.org link-layer header registry.
 enum class LinkType : std::uint32_t {
-  null_bsd = 0,     // BSD loopback: 4-byte host-order address family
+  null_bsd = 0,  // BSD loopback: 4-byte host-order address family
   ethernet = 1,
-  raw = 101,        // raw IPv4 or IPv6
-  loop = 108,       // OpenBSD loopback: network-order address family
+  raw = 101,   // raw IPv4 or IPv6
+  loop = 108,  // OpenBSD loopback: network-order address family
   linux_sll = 113,
   ipv4 = 228,
   ipv6 = 229,
@@ -27,16 +27,25 @@ enum class LinkType : std::uint32_t {
 };
 
 [[nodiscard]] const char* link_type_name(std::uint32_t linktype) noexcept;
+/// Whether dissect_frame() understands the link layer (the LinkType values).
+[[nodiscard]] bool link_type_supported(std::uint32_t linktype) noexcept;
+/// "link type 105 (IEEE 802.11) is not supported; ipsentry reads ...".
+[[nodiscard]] std::string unsupported_link_type_message(std::uint32_t linktype);
+
+/// Frame timestamps lie within +-kMaxTimestampNs (2^62 - 1 ns, the years 1824
+/// to 2116): a file may claim any time, and the parser clamps it so that the
+/// difference of two timestamps never overflows.
+inline constexpr std::int64_t kMaxTimestampNs = (std::int64_t{1} << 62) - 1;
 
 struct Frame {
-  std::uint64_t number = 0;      // 1-based position in the file
-  std::int64_t ts_ns = 0;        // nanoseconds since the Unix epoch (UTC)
+  std::uint64_t number = 0;  // 1-based position in the file
+  std::int64_t ts_ns = 0;    // nanoseconds since the Unix epoch (UTC), |ts_ns| <= kMaxTimestampNs
   std::uint32_t linktype = 0;
-  std::uint32_t orig_len = 0;    // length on the wire
+  std::uint32_t orig_len = 0;  // length on the wire
   std::uint32_t interface_id = 0;
-  std::uint64_t file_offset = 0; // offset of the record in the file image
-  Bytes data;                    // captured bytes (may be shorter than orig_len)
-  Bytes comment;                 // pcapng opt_comment of the frame, if any
+  std::uint64_t file_offset = 0;  // offset of the record in the file image
+  Bytes data;                     // captured bytes (may be shorter than orig_len)
+  Bytes comment;                  // pcapng opt_comment of the frame, if any
 };
 
 struct InterfaceInfo {
@@ -56,7 +65,8 @@ class CaptureFileParser {
   enum class Next { frame, end, error };
 
   /// Recognises the file format from its first block. On failure returns
-  /// false and sets error to a sentence naming the problem.
+  /// false and sets error to a sentence naming the problem; a pcap file whose
+  /// link type ipsentry cannot dissect is refused here.
   [[nodiscard]] bool open(Bytes image, std::string& error);
 
   /// Advances to the next frame. Returns Next::error (with error_message())
@@ -69,15 +79,18 @@ class CaptureFileParser {
   [[nodiscard]] std::uint64_t error_offset() const noexcept { return error_offset_; }
   [[nodiscard]] std::uint64_t offset() const noexcept { return pos_; }
   [[nodiscard]] std::uint64_t size() const noexcept { return image_.size(); }
-  [[nodiscard]] const std::vector<InterfaceInfo>& interfaces() const noexcept {
-    return interfaces_;
-  }
+  [[nodiscard]] const std::vector<InterfaceInfo>& interfaces() const noexcept { return interfaces_; }
   /// Raw bodies of pcapng Decryption Secrets Blocks seen so far (type, data).
   struct Secrets {
     std::uint32_t type;
     Bytes data;
   };
   [[nodiscard]] const std::vector<Secrets>& secrets() const noexcept { return secrets_; }
+  /// pcapng frames returned so far whose interface has a link type ipsentry
+  /// cannot dissect (they are still returned, so that frame numbers match
+  /// other tools), and the link type of the first of them.
+  [[nodiscard]] std::uint64_t unsupported_frames() const noexcept { return unsupported_frames_; }
+  [[nodiscard]] std::uint32_t unsupported_link_type() const noexcept { return unsupported_link_type_; }
 
  private:
   Next next_pcap(Frame& out);
@@ -87,6 +100,7 @@ class CaptureFileParser {
   std::uint32_t rd32(const std::uint8_t* p) const noexcept;
   std::uint16_t rd16(const std::uint8_t* p) const noexcept;
   Next fail(const char* message, std::uint64_t at) noexcept;
+  void note_link_type(std::uint32_t linktype) noexcept;
 
   Bytes image_{};
   Format format_ = Format::pcap;
@@ -101,6 +115,8 @@ class CaptureFileParser {
   std::vector<InterfaceInfo> interfaces_;
   std::size_t section_first_interface_ = 0;
   std::vector<Secrets> secrets_;
+  std::uint64_t unsupported_frames_ = 0;
+  std::uint32_t unsupported_link_type_ = 0;
 };
 
 }  // namespace ipsentry::dissect

@@ -20,10 +20,22 @@
 
 namespace ipsentry::filters {
 
-enum class KeyFormat { wireshark_esp_sa, tcpdump, tcpdump_inline, xfrm, wireshark_ikev1, wireshark_ikev2, strongswan_log };
+enum class KeyFormat {
+  wireshark_esp_sa,
+  tcpdump,
+  tcpdump_inline,
+  xfrm,
+  wireshark_ikev1,
+  wireshark_ikev2,
+  strongswan_log
+};
 
 [[nodiscard]] std::optional<KeyFormat> parse_key_format(std::string_view name) noexcept;
 [[nodiscard]] const char* key_format_names() noexcept;
+
+/// The most bytes read from a key export: charon logs with key dumps are the
+/// largest; anything bigger is refused rather than read into memory.
+inline constexpr std::size_t kMaxKeyExport = std::size_t{256} << 20;
 
 /// Reads `source` (a path, or the secret text itself for tcpdump-inline) and
 /// converts it. Throws ConfigError with the line of the offending entry.
