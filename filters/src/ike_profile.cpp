@@ -190,10 +190,11 @@ void check_negotiate_policies(Config& cfg) {
                                "only answer)",
                                to_string(p.inbound), prof->name));
       }
-      if (prof->peer && (p.remote.kind == AddressSelector::Kind::me ||
-                         (p.remote.kind == AddressSelector::Kind::prefix && !p.remote.prefix.contains(*prof->peer)))) {
-        fail("to", fmt::format("transport mode protects traffic with the IKE peer {}, which `to` ({}) does not "
-                               "include",
+      // With a fixed peer, what else `to` selects could never be carried:
+      // such packets would wait for an SA whose selectors never cover them.
+      if (prof->peer && !(single_address(p.remote) && p.remote.prefix.contains(*prof->peer))) {
+        fail("to", fmt::format("transport mode protects only traffic with the IKE peer {} itself: `to` must be that "
+                               "address (it is {}); use tunnel mode for what lies behind it",
                                prof->peer->str(), p.remote.str()));
       }
     } else {

@@ -560,8 +560,12 @@ TEST(NegotiatePolicy, InboundModesAndPeers) {
       "    ike: anyone",
       "    ipsec: { mode: tunnel }",
       "    inbound: respond",
+      "  - name: transport-to-the-peer",
+      "    to: 198.51.100.1/32",
+      "    action: negotiate",
+      "    ike: gw",
   }));
-  ASSERT_EQ(c.policies.size(), 4u);
+  ASSERT_EQ(c.policies.size(), 5u);
   EXPECT_EQ(c.policies[0].inbound, InboundCleartext::request);
   ASSERT_TRUE(c.policies[0].peer);  // the tunnel ends at the profile's peer
   EXPECT_EQ(c.policies[0].peer->str(), "198.51.100.1");
@@ -728,7 +732,11 @@ TEST(NegotiatePolicyRefusal, PolicyAndProfile) {
       with_profiles({"  - to: 198.51.100.0/24", "    action: negotiate", "    ike: anyone", "    inbound: request"}),
       {9, "policies[0].to", "with inbound: request"});
   expect_refused(with_profiles({"  - to: 198.51.100.9", "    action: negotiate", "    ike: gw"}),
-                 {9, "policies[0].to", "transport mode protects traffic with the IKE peer 198.51.100.1"});
+                 {9, "policies[0].to", "transport mode protects only traffic with the IKE peer 198.51.100.1 itself"});
+  expect_refused(with_profiles({"  - to: 198.51.100.0/24", "    action: negotiate", "    ike: gw"}),
+                 {9, "policies[0].to", "`to` must be that address (it is 198.51.100.0/24)"});
+  expect_refused(with_profiles({"  - name: all", "    action: negotiate", "    ike: gw", "    inbound: respond"}),
+                 {9, "policies[0].to", "(it is any)"});
   // Tunnel: one endpoint, agreed between the policy and the profile.
   expect_refused(with_profiles({"  - to: 192.0.2.128/25", "    action: negotiate", "    ike: anyone",
                                 "    ipsec: { mode: tunnel }"}),
