@@ -1015,10 +1015,10 @@ void warn_ignored_integrity(const Ctx& c, const ListItem& item, const std::strin
   const auto ignored = ignored_integrity(item.text);
   if (ignored.empty()) return;
   warnings.push_back(
-      fmt::format("{}:{}: IKE profile '{}': proposal '{}' names integrity {} beside AEAD encryption, "
+      fmt::format("{}:{}: {}: IKE profile '{}': proposal '{}' names integrity {} beside AEAD encryption, "
                   "which has its own: ignored, as strongSwan does (an IKE proposal without a PRF "
                   "takes its PRF from it)",
-                  c.file, line_of(item.node), profile, item.text, fmt::join(ignored, ", ")));
+                  c.file, line_of(item.node), item.field, profile, item.text, fmt::join(ignored, ", ")));
 }
 
 IkeProfile parse_ike_profile(const Ctx& c, const YAML::Node& n, std::size_t index, std::vector<std::string>& warnings) {

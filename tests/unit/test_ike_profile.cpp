@@ -474,9 +474,12 @@ TEST(IkeProfile, IntegrityBesideAeadIsDroppedWithAWarning) {
   EXPECT_EQ(p.proposals[0].prf, std::vector<Prf>{Prf::hmac_sha384});
   EXPECT_TRUE(p.esp_proposals[0].integrity.empty());
   EXPECT_TRUE(has_warning(c,
-                          "test.yaml:4: IKE profile 'p': proposal 'aes256gcm16-sha384-ecp384' names integrity "
+                          "test.yaml:4: ike_profiles[0].proposals[0]: IKE profile 'p': proposal "
+                          "'aes256gcm16-sha384-ecp384' names integrity "
                           "sha384 beside AEAD encryption"));
-  EXPECT_TRUE(has_warning(c, "test.yaml:5: IKE profile 'p': proposal 'aes128gcm16-sha256' names integrity sha256"));
+  EXPECT_TRUE(has_warning(c,
+                          "test.yaml:5: ike_profiles[0].esp_proposals[0]: IKE profile 'p': proposal "
+                          "'aes128gcm16-sha256' names integrity sha256"));
   EXPECT_EQ(ignored_integrity("aes128-sha256-ecp256"), std::vector<std::string>{});
   EXPECT_EQ(ignored_integrity("aes128gcm16-prfsha256-ecp256"), std::vector<std::string>{});
 }
