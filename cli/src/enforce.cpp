@@ -94,6 +94,8 @@ int run_enforce(const enforce::EnforceOptions& options, bool print_policy) {
   if (print_policy) fmt::print(stderr, "{}", e->describe_policy());
   for (const auto& w : e->warnings()) log_line("warning", w);
   if (const std::string km = filters::key_memory_notice(); !km.empty()) log_line("warning", km);
+  // Whatever the policy, these pass unchecked: say so where it is read.
+  log_line("exemptions", e->describe_exemptions());
   try {
     e->start();
   } catch (const std::exception& ex) {
@@ -236,11 +238,13 @@ void print_stats(const json& j) {
   row("Protected and sent", p.at("protected"));
   row("Verified and accepted", p.at("decapsulated"));
   row("Permitted (no protection required)", p.at("permitted"));
+  row("Exempted (see below)", p.at("exempted"));
   row("Cleartext accepted (request/respond)", p.at("cleartext_allowed"));
   row("Cleartext dropped", p.at("cleartext_dropped"));
   row("Blocked by policy", p.at("blocked"));
   row("IPsec failed verification", p.at("ipsec_failed"));
   row("Not allowed on their SA", p.at("policy_mismatch"));
+  row("Dummy packets discarded", p.at("dummy"));
   row("Dropped: SA expired", p.at("sa_expired"));
   row("Dropped: sequence numbers exhausted", p.at("seq_exhausted"));
   row("Dropped: sequence number unrecorded", p.at("seq_unrecorded"));
@@ -264,6 +268,13 @@ void print_stats(const json& j) {
     row("Rules put back (changed by others)", g->at("rules_restored"));
     row("Statistics socket bound again", g->at("socket_restored"));
     row("State file writes failed", g->at("state_write_failures"));
+  }
+  fmt::print("\nExemptions (passed without a policy: to or from this host only)\n");
+  if (j.at("exemptions").empty()) fmt::print("  none\n");
+  for (const auto& x : j.at("exemptions")) {
+    const std::string name =
+        fmt::format("{} {}", x.at("exemption").get<std::string>(), x.at("direction").get<std::string>());
+    row(name.c_str(), x.at("packets"));
   }
   // The table the TUI's SA monitor shows when attached, from the same code.
   fmt::print("\nSecurity associations\n");

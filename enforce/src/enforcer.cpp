@@ -21,6 +21,7 @@ using ipsec::SecurityAssociation;
 const char* outcome_key(Outcome o) noexcept {
   switch (o) {
     case Outcome::permitted: return "permitted";
+    case Outcome::exempted: return "exempted";
     case Outcome::protected_sent: return "protected";
     case Outcome::decapsulated: return "decapsulated";
     case Outcome::cleartext_allowed: return "cleartext_allowed";
@@ -28,6 +29,7 @@ const char* outcome_key(Outcome o) noexcept {
     case Outcome::cleartext_dropped: return "cleartext_dropped";
     case Outcome::ipsec_failed: return "ipsec_failed";
     case Outcome::policy_mismatch: return "policy_mismatch";
+    case Outcome::dummy: return "dummy";
     case Outcome::sa_expired: return "sa_expired";
     case Outcome::seq_exhausted: return "seq_exhausted";
     case Outcome::seq_unrecorded: return "seq_unrecorded";
@@ -73,7 +75,12 @@ State::State(filters::Config config, filters::LocalAddresses local)
     : config_(std::move(config)), spd_(config_, std::move(local)) {
   std::vector<filters::SaConfig> copies;
   copies.reserve(config_.sas.size());
-  for (const auto& sa : config_.sas) copies.push_back(sa.clone());
+  for (const auto& sa : config_.sas) {
+    copies.push_back(sa.clone());
+    // An SA given without a mode works in its policy's: the engine must not
+    // guess tunnel from the next header of what a transport SA carries.
+    copies.back().mode = spd_.sa_mode(sa);
+  }
   sad_ = ipsec::Sad(std::move(copies));
   const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < sad_.size(); ++i) {
@@ -475,6 +482,11 @@ Decision Worker::done(Outcome o, bool accept) noexcept {
   return d;
 }
 
+Decision Worker::exempt(const filters::SpdEntry& e) noexcept {
+  ++counters_.exempted[exemption_index(e)];
+  return done(Outcome::exempted, true);
+}
+
 bool Worker::usable(State& state, SecurityAssociation& sa, bool sending) noexcept {
   SaLife& life = state.life(sa.index());
   if (life.hard_expired.load(std::memory_order_relaxed)) return false;
@@ -537,7 +549,8 @@ namespace {
 const filters::SpdEntry* lookup_past_ike(const filters::Spd& spd, const filters::PacketSelector& sel,
                                          Sense sense) noexcept {
   for (const auto& e : spd.entries()) {
-    if (is_ike_exemption(e)) continue;
+    // As lookup(): root's exemptions are the kernel rule's to judge.
+    if (is_ike_exemption(e) || e.root_only) continue;
     if (is_ipsec_action(e.action) && e.sense != sense) continue;
     if (e.matches(sel, spd.local())) return &e;
   }
@@ -549,13 +562,14 @@ const filters::SpdEntry* lookup_past_ike(const filters::Spd& spd, const filters:
 Decision Worker::outbound(State& state, const Packet& p, Hook hook, std::uint32_t mtu, std::uint32_t ifindex,
                           std::int64_t now_ns) noexcept {
   const filters::PacketSelector sel = filters::selector_of(p);
-  const filters::SpdEntry* e = state.spd().lookup(sel, Sense::outbound);
+  const filters::SpdEntry* e = state.spd().lookup(sel, Sense::outbound, hook == Hook::forward);
   // Where ipsentry negotiates, its own IKE leaves with its mark and is never
   // queued: a local packet on the IKE ports that reaches this point is some
   // other program's, and the exemption must not carry it out in the clear.
   if (e != nullptr && hook == Hook::output && state.has_negotiate() && is_ike_exemption(*e)) {
     e = lookup_past_ike(state.spd(), sel, Sense::outbound);
   }
+  if (e != nullptr && e->exemption) return exempt(*e);
   if (e == nullptr || e->action == PolicyAction::permit) return done(Outcome::permitted, true);
   if (e->action == PolicyAction::block) return done(Outcome::blocked, false);
   if (e->action == PolicyAction::negotiate) return negotiate_out(state, *e, p, sel, hook, mtu, ifindex, now_ns);
@@ -675,24 +689,26 @@ Decision Worker::protect(State& state, const Packet& p, const filters::PacketSel
 }
 
 Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns) noexcept {
-  // IKE and NAT keepalives on UDP 4500 share the port with ESP-in-UDP (RFC
-  // 3948): only the ESP is IPsec to check; IKE is key management. A
-  // keepalive only keeps the NAT's mapping open and "SHOULD be ignored"
-  // (section 2.3): passed on, it would meet a closed port and draw an ICMP
-  // error back through the NAT. It moves no mapping: nothing authenticates it.
+  // A NAT keepalive only keeps the NAT's mapping open and "SHOULD be ignored"
+  // (RFC 3948 section 2.3): passed on, it would meet a closed port and draw an
+  // ICMP error back through the NAT. It moves no mapping: nothing
+  // authenticates it. IKE sharing UDP 4500 is judged below like other
+  // cleartext (the ike exemption passes it).
   if (outer.encap == dissect::UdpEncap::nat_keepalive) return done(Outcome::nat_keepalive, false);
-  if (outer.encap == dissect::UdpEncap::ike_marker) return done(Outcome::permitted, true);
-  // IKE to this host's own daemon: the daemon authenticates it, and a
-  // require policy covering the peer must not drop the negotiation that
-  // would protect it.
+  // IKE to this host's own daemon (UDP 500, or 4500 with or without the
+  // non-ESP marker): the daemon authenticates it, and a require policy
+  // covering the peer must not drop the negotiation that would protect it.
+  // Only what is addressed to us: forwarded IKE is judged as cleartext.
   if (state.has_negotiate() && !outer.is_ipsec() && outer.ip.protocol == 17 && outer.l4.present &&
       (outer.l4.dport == 500 || outer.l4.dport == 4500) && state.spd().local().contains(outer.ip.dst)) {
     return done(Outcome::permitted, true);
   }
   if (!outer.is_ipsec()) {
-    // Cleartext arriving: what does the policy say about it?
+    // Cleartext arriving (IKE on UDP 4500 included: only the ESP sharing
+    // that port is IPsec): what does the policy say?
     const filters::PacketSelector sel = filters::selector_of(outer);
     const filters::SpdEntry* e = state.spd().lookup(sel, Sense::inbound);
+    if (e != nullptr && e->exemption) return exempt(*e);
     if (e == nullptr || e->action == PolicyAction::permit) return done(Outcome::permitted, true);
     if (e->action == PolicyAction::block) return done(Outcome::blocked, false);
     if (e->policy->inbound != filters::InboundCleartext::require) return done(Outcome::cleartext_allowed, true);
@@ -704,6 +720,7 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
   }
   // Peel the IPsec layers (AH around ESP, or one of them).
   std::array<const SecurityAssociation*, ipsec::kMaxNesting> used{};
+  std::array<filters::SaMode, ipsec::kMaxNesting> modes{};
   std::size_t n_used = 0;
   SecurityAssociation* outer_sa = nullptr;
   bool outer_authenticated = false;  // the ICV (or AEAD tag) of the outermost layer verified
@@ -734,54 +751,91 @@ Decision Worker::inbound(State& state, const Packet& outer, std::int64_t now_ns)
       outer_authenticated = r.reason == ipsec::Reason::verified;
       outer_seq = r.seq;
     }
-    used[n_used++] = r.sa;
+    // Traffic flow confidentiality padding: counted, never logged, never delivered.
+    if (r.reason == ipsec::Reason::dummy_packet) return done(Outcome::dummy, false);
+    used[n_used] = r.sa;
+    modes[n_used++] = r.mode;
     const Bytes inner = r.mode == filters::SaMode::tunnel ? r.payload : r.rebuilt;
-    if (inner.empty()) return done(Outcome::policy_mismatch, false);  // e.g. a dummy packet (next header 59)
+    if (inner.empty()) return done(Outcome::policy_mismatch, false);
     Packet& next = layers[depth % 2];
     next = Packet{};
     dissect::dissect_ip(inner, next);
     if (next.ip.version == 0) return done(Outcome::not_ip, false);
     cur = &next;
-    if (!next.is_ipsec()) break;
+    // A tunnel may carry somebody else's IPsec (hosts behind the gateways
+    // protecting their own traffic, ESP in UDP 4500 included): that is
+    // forwarded, not opened here. Only what is addressed to us is.
+    if (!next.is_ipsec() || (r.mode == filters::SaMode::tunnel && !state.spd().local().contains(next.ip.dst))) break;
   }
-  // RFC 4301 section 5.2: the inner packet must be one the SA may carry.
+  // RFC 4301 section 5.2: the inner packet must be one its SAs may carry. The
+  // first entry selecting it (exemptions aside: they are about cleartext)
+  // must be a protect entry that lists every SA it came on, in that entry's
+  // mode and, for a tunnel, between the entry's endpoints. Anything else -
+  // an inner source outside the peer's network, a destination outside ours
+  // or this gateway itself, another protocol or port - is dropped.
   const filters::PacketSelector sel = filters::selector_of(*cur);
-  const filters::SpdEntry* e = state.spd().lookup(sel, Sense::inbound);
-  bool allowed = false;
+  const filters::SpdEntry* e = state.spd().lookup_protected(sel);
+  const char* why = nullptr;
   const NegotiatedChild* child = state.life(used[0]->index()).child;
   if (child != nullptr) {
     // A negotiated SA carries what its negotiated selectors say (narrowed
     // by the responder, RFC 7296 section 2.9), and nothing the SPD would
     // treat otherwise: a block, or another IPsec policy.
-    allowed = n_used == 1 && child->carries(sel, false) &&
-              (e == nullptr || e->action == PolicyAction::permit ||
-               (e->action == PolicyAction::negotiate && e->policy_index == child->policy));
-  } else if (e == nullptr || e->action == PolicyAction::permit) {
-    allowed = true;  // would have been accepted in clear as well
-  } else if (e->action == PolicyAction::protect) {
+    if (n_used != 1) {
+      why = "came in a bundle, which IKEv2 never negotiates";
+    } else if (!child->carries(sel, false)) {
+      why = "is outside its negotiated traffic selectors";
+    } else if (e != nullptr && e->action != PolicyAction::permit &&
+               !(e->action == PolicyAction::negotiate && e->policy_index == child->policy)) {
+      why = "belongs to another policy than the one it was negotiated for";
+    }
+  } else if (e == nullptr || e->action != PolicyAction::protect) {
+    why = "is outside what that SA may carry";
+  } else {
     const auto& es = state.entry_sas(*e);
-    allowed = true;
+    const filters::PolicyConfig& pol = *e->policy;
     bool esp = false;
     bool ah = false;
     for (std::size_t i = 0; i < n_used; ++i) {
-      if (std::find(es.inbound.begin(), es.inbound.end(), used[i]) == es.inbound.end()) allowed = false;
+      if (std::find(es.inbound.begin(), es.inbound.end(), used[i]) == es.inbound.end()) {
+        why = "belongs to a policy that does not list that SA";
+      } else if (modes[i] != pol.mode) {
+        why = "arrived in another mode than its policy's";
+      }
       (used[i]->config().protocol == IpsecProtocol::esp ? esp : ah) = true;
     }
-    const auto want = e->policy->ipsec;
-    if ((want != filters::PolicyIpsec::ah && !esp) || (want != filters::PolicyIpsec::esp && !ah)) allowed = false;
-    if (e->policy->mode == filters::SaMode::tunnel && outer.ip.src != *e->policy->peer) allowed = false;
-    if (allowed && e->policy->inbound == filters::InboundCleartext::respond) {
+    if ((pol.ipsec != filters::PolicyIpsec::ah && !esp) || (pol.ipsec != filters::PolicyIpsec::esp && !ah)) {
+      why = "lacks the IPsec protocol its policy requires";
+    }
+    if ((e->outer_src && outer.ip.src != *e->outer_src) || (e->outer_dst && outer.ip.dst != *e->outer_dst)) {
+      why = "came through another tunnel than its policy's";
+    }
+    if (why == nullptr && pol.inbound == filters::InboundCleartext::respond) {
       state.respond_peer_add(e->policy_index, sel.src);
     }
   }
-  if (!allowed) {
+  if (why != nullptr) {
     event(EventKind::policy_mismatch, [&] {
-      return fmt::format(
-          "{} -> {} protocol {} arrived on SA {} but {}", sel.src.str(), sel.dst.str(), sel.protocol, used[0]->name(),
-          child != nullptr && !child->carries(sel, false) ? "its negotiated traffic selectors do not cover it"
-          : e == nullptr
-              ? "no policy covers it"
-              : fmt::format("policy '{}' does not accept it on that SA", e->policy ? e->policy->name : e->name));
+      std::string text = fmt::format("{} -> {} protocol {}", sel.src.str(), sel.dst.str(), sel.protocol);
+      if (sel.has_ports) text += fmt::format(" port {} -> {}", sel.sport, sel.dport);
+      text += fmt::format(" arrived on SA {} ({}", used[0]->name(), to_string(modes[0]));
+      if (modes[0] == filters::SaMode::tunnel) text += fmt::format(" {} -> {}", outer.ip.src.str(), outer.ip.dst.str());
+      text += fmt::format(") but {}", why);
+      // Name what the SA may carry and what matched instead, so that the
+      // operator sees which side is wrong.
+      const filters::SpdEntry* own = nullptr;
+      for (const auto& x : state.spd().entries()) {
+        const auto& in = state.entry_sas(x).inbound;
+        if (x.action == PolicyAction::protect && x.sense == Sense::inbound &&
+            std::find(in.begin(), in.end(), used[0]) != in.end()) {
+          own = &x;
+          break;
+        }
+      }
+      if (child != nullptr) text += fmt::format(" (negotiated for policy '{}')", child->policy_name);
+      if (own != nullptr) text += fmt::format(" (policy '{}': {} -> {})", own->name, own->src.str(), own->dst.str());
+      if (e != nullptr && e != own) text += fmt::format(" (it matches '{}' first)", e->name);
+      return text + ": dropped";
     });
     return done(Outcome::policy_mismatch, false);
   }

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "ipsentry/enforce/enforcer.hpp"
+#include "ipsentry/enforce/exemption_counters.hpp"
 
 namespace ipsentry::enforce {
 
@@ -74,6 +75,17 @@ std::vector<std::string> entry_matches(const SpdEntry& e, int family) {
   return {m};
 }
 
+// What only an exemption's rule says: conditions user space cannot check,
+// and the comment its counters are found by (exemption_counters.hpp).
+std::string exemption_extra(const SpdEntry& e, int family, bool counted) {
+  if (!e.exemption) return {};
+  std::string m;
+  if (e.hop_limit) m += fmt::format(" -m {0} --{0}-eq {1}", family == 6 ? "hl" : "ttl", *e.hop_limit);
+  if (e.root_only) m += " -m owner --uid-owner 0";
+  if (counted) m += fmt::format(" -m comment --comment {}{}", kExemptionComment, e.exemption_tag());
+  return m;
+}
+
 std::string queue_target(const RuleOptions& o) {
   std::string t = o.queues > 1 ? fmt::format(" -j NFQUEUE --queue-balance {}:{}", o.queue, o.queue + o.queues - 1)
                                : fmt::format(" -j NFQUEUE --queue-num {}", o.queue);
@@ -89,19 +101,23 @@ bool negotiates(const filters::Spd& spd) {
 }
 
 // The SPD for one direction of travel, in order; what it does not permit
-// goes to `target` (the queue, or DROP in the backstop). `local_out`: the
-// chain sees what this host sends (OUTPUT), where the IKE exemptions are
-// left out when ipsentry runs IKE itself (its own IKE carries its mark and
-// returned before; what is left on those ports is other programs').
+// goes to `target` (the queue, or DROP in the backstop). Exemptions are for
+// this host's own traffic: none goes into a FORWARD chain. Only the queue
+// chains tag them for the counters: the backstop sees the same packets again.
+// `local_out`: the chain sees what this host sends (OUTPUT), where the IKE
+// exemptions are left out when ipsentry runs IKE itself (its own IKE carries
+// its mark and returned before; what is left on those ports is other
+// programs').
 void compile(std::string& out, const char* chain, const filters::Spd& spd, int family, Sense sense, std::uint16_t mss,
-             const std::string& queue, bool local_out = false) {
+             const std::string& queue, bool forward = false, bool counted = true, bool local_out = false) {
   const bool own_ike = local_out && negotiates(spd);
   for (const SpdEntry& e : spd.entries()) {
     if (is_ipsec_action(e.action) && e.sense != sense) continue;
+    if (e.exemption && (e.sense != sense || forward)) continue;
     if (own_ike && is_ike_exemption(e)) continue;
     for (const std::string& m : entry_matches(e, family)) {
       if (e.action == PolicyAction::permit) {
-        out += fmt::format("-A {}{} -j RETURN\n", chain, m);
+        out += fmt::format("-A {}{}{} -j RETURN\n", chain, m, exemption_extra(e, family, counted));
         continue;
       }
       if (is_ipsec_action(e.action) && sense == Sense::outbound && mss != 0 && can_be_tcp(e)) {
@@ -181,7 +197,8 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
   if (with_hooks) r += hook_lines("mangle", existing);
   r += "-A IPSENTRY-OUT -o lo -j RETURN\n";
   r += fmt::format("-A IPSENTRY-OUT -m mark --mark 0x{0:x}/0x{0:x} -j RETURN\n", 0x2);
-  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, mss, queue, /*local_out=*/true);
+  compile(r, "IPSENTRY-OUT", spd, family, Sense::outbound, mss, queue, /*forward=*/false, /*counted=*/true,
+          /*local_out=*/true);
   // Any conntrack match makes the kernel reassemble fragments before the
   // raw table, so fragmented ESP reaches the queue whole (NFQUEUE.md Q5 E).
   r += "-A IPSENTRY-FWD -m conntrack --ctstate INVALID\n";
@@ -193,7 +210,7 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
   }
   r += "-A IPSENTRY-FWD -m mark --mark 0x1/0x1 -j RETURN\n";
   r += "-A IPSENTRY-FWD -m mark --mark 0x2/0x2 -j RETURN\n";
-  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, mss, queue);
+  compile(r, "IPSENTRY-FWD", spd, family, Sense::outbound, mss, queue, /*forward=*/true);
   r += "COMMIT\n";
   if (o.fail_open) {
     // No backstop: leftovers of a fail-closed run would drop what the
@@ -219,7 +236,9 @@ std::string render(const filters::Spd& spd, int family, const RuleOptions& o, bo
     for (std::uint32_t mark : {0x1u, 0x2u, 0x4u}) {
       r += fmt::format("-A {0} -m mark --mark 0x{1:x}/0x{1:x} -j RETURN\n", chain, mark);
     }
-    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP", std::strcmp(chain, "IPSENTRY-GUARD-OUT") == 0);
+    const bool out_chain = std::strcmp(chain, "IPSENTRY-GUARD-OUT") == 0;
+    compile(r, chain, spd, family, Sense::outbound, 0, " -j DROP", /*forward=*/!out_chain, /*counted=*/false,
+            /*local_out=*/out_chain);
   }
   r += "COMMIT\n";
   return r;

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipsentry/dissect/checksum.hpp"
+#include "ipsentry/enforce/exemption_counters.hpp"
 #include "ipsentry/enforce/natt.hpp"
 #include "ipsentry/filters/key_hygiene.hpp"
 
@@ -166,6 +167,26 @@ json byte_counters(const ipsec::ByteCounters& c) {
           {"authenticated_bytes", c.authenticated_bytes},
           {"transport_bytes", c.transport_bytes},
           {"tunnel_bytes", c.tunnel_bytes}};
+}
+
+// Each exemption with the packets it let pass: those the kernel rules
+// returned and those user space passed.
+json exemptions_json(const filters::Spd& spd, const Counters& total, const std::vector<ExemptionCount>& kernel) {
+  json out = json::array();
+  std::set<std::string> seen;
+  for (const auto& e : spd.entries()) {
+    if (!e.exemption) continue;
+    const std::string tag = e.exemption_tag();
+    if (!seen.insert(tag).second) continue;
+    std::uint64_t packets = total.exempted[exemption_index(e)];
+    for (const auto& k : kernel) {
+      if (k.tag == tag) packets += k.packets;
+    }
+    out.push_back({{"exemption", filters::to_string(e.exemption_kind)},
+                   {"direction", e.sense == filters::Sense::inbound ? "in" : "out"},
+                   {"packets", packets}});
+  }
+  return out;
 }
 
 std::uint64_t seq_limit(const filters::SaConfig& c) { return c.esn ? ~std::uint64_t{0} - 1 : 0xffffffffull; }
@@ -432,6 +453,11 @@ void Enforcement::compute_rule_options() {
 std::string Enforcement::describe_policy() const {
   std::shared_lock lock(state_mu_);
   return state_->spd().describe();
+}
+
+std::string Enforcement::describe_exemptions() const {
+  std::shared_lock lock(state_mu_);
+  return state_->spd().describe_exemptions();
 }
 
 std::size_t Enforcement::sa_count() const {
@@ -967,6 +993,7 @@ void Enforcement::stop() {
 }
 
 std::string Enforcement::snapshot_json() {
+  const std::vector<ExemptionCount> kernel_exempted = exemption_counters();  // runs iptables-save: not under the lock
   std::shared_lock lock(state_mu_);
   Counters total;
   ipsec::GlobalCounters g;
@@ -1011,6 +1038,7 @@ std::string Enforcement::snapshot_json() {
     outcomes[outcome_key(static_cast<Outcome>(i))] = total.by_outcome[i];
   }
   j["packets"] = outcomes;
+  j["exemptions"] = exemptions_json(state_->spd(), total, kernel_exempted);
   j["icmp_sent"] = total.icmp_sent;
   std::size_t active = 0;
   std::set<std::string> tunnels;

@@ -1,7 +1,10 @@
 #include "ipsentry/filters/config.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -56,6 +59,36 @@ const char* to_string(SaMode m) noexcept {
     case SaMode::tunnel: return "tunnel";
     default: return "unspecified";
   }
+}
+
+const char* to_string(Exemption e) noexcept {
+  switch (e) {
+    case Exemption::ike: return "ike";
+    case Exemption::neighbor_discovery: return "neighbor-discovery";
+    case Exemption::kerberos: return "kerberos";
+    case Exemption::rsvp: return "rsvp";
+    case Exemption::multicast: return "multicast";
+    case Exemption::broadcast: return "broadcast";
+    case Exemption::count_: break;
+  }
+  return "?";
+}
+
+std::optional<Exemption> find_exemption(std::string_view name) noexcept {
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    const auto e = static_cast<Exemption>(i);
+    if (name == to_string(e)) return e;
+  }
+  return std::nullopt;
+}
+
+std::string ExemptionSet::str() const {
+  std::string out;
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    const auto e = static_cast<Exemption>(i);
+    if (has(e)) out += (out.empty() ? "" : ", ") + std::string(to_string(e));
+  }
+  return out.empty() ? "none" : out;
 }
 
 SaConfig SaConfig::clone() const {
@@ -912,12 +945,17 @@ std::vector<ListItem> get_strings(const Ctx& c, const YAML::Node& n, const std::
 fs::path get_path(const Ctx& c, const YAML::Node& n, const std::string& text, const std::string& field) {
   fs::path p = text;
   if (p.is_relative()) p = c.base / p;
-  // Read when enforcement starts; here only whether it is there, so that
-  // `config check` names a missing file.
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
-  std::error_code ec;
-  if (!fs::is_regular_file(p, ec)) fail(c, n, field, fmt::format("'{}' is not a file", p.string()));
+  // Read when enforcement starts; here only whether it is a file we may
+  // read, so that `config check` names a missing one. Not opened before it
+  // is known to be a regular file: a FIFO would block the open.
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) fail(c, n, field, fmt::format("'{}' is {}, not a file", p.string(), file_kind(st.st_mode)));
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(c, n, field, fmt::format("cannot read '{}': {}", p.string(), std::strerror(errno)));
+  ::close(fd);
   return p;
 }
 
@@ -978,10 +1016,10 @@ void warn_ignored_integrity(const Ctx& c, const ListItem& item, const std::strin
   const auto ignored = ignored_integrity(item.text);
   if (ignored.empty()) return;
   warnings.push_back(
-      fmt::format("{}:{}: IKE profile '{}': proposal '{}' names integrity {} beside AEAD encryption, "
+      fmt::format("{}:{}: {}: IKE profile '{}': proposal '{}' names integrity {} beside AEAD encryption, "
                   "which has its own: ignored, as strongSwan does (an IKE proposal without a PRF "
                   "takes its PRF from it)",
-                  c.file, line_of(item.node), profile, item.text, fmt::join(ignored, ", ")));
+                  c.file, line_of(item.node), item.field, profile, item.text, fmt::join(ignored, ", ")));
 }
 
 IkeProfile parse_ike_profile(const Ctx& c, const YAML::Node& n, std::size_t index, std::vector<std::string>& warnings) {
@@ -1131,6 +1169,27 @@ IkeProfile parse_ike_profile(const Ctx& c, const YAML::Node& n, std::size_t inde
   return prof;
 }
 
+ExemptionSet parse_exemptions(const Ctx& c, const YAML::Node& n) {
+  std::string known;
+  for (std::size_t i = 0; i < kExemptionCount; ++i) {
+    known += (i ? ", " : "") + std::string(to_string(static_cast<Exemption>(i)));
+  }
+  if (!n.IsSequence()) {
+    fail(c, n, "exemptions",
+         fmt::format("exemptions must be a list such as [ike, neighbor-discovery] (known: {})", known));
+  }
+  ExemptionSet set;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const std::string field = fmt::format("exemptions[{}]", i);
+    const std::string name = scalar(c, n[i], field);
+    const auto e = find_exemption(name);
+    if (!e) fail(c, n[i], field, fmt::format("'{}' is not an exemption (known: {})", name, known));
+    if (set.has(*e)) fail(c, n[i], field, fmt::format("'{}' is listed twice", name));
+    set.add(*e);
+  }
+  return set;
+}
+
 bool same_selector(const SaConfig& a, const SaConfig& b) {
   return a.spi == b.spi && a.protocol == b.protocol && a.dst == b.dst && a.src == b.src;
 }
@@ -1169,7 +1228,10 @@ void Config::merge(Config&& other) {
   }
   for (auto& a : other.local_addresses) local_addresses.push_back(a);
   for (auto& w : other.warnings) warnings.push_back(std::move(w));
-  if (!other.default_exemptions) default_exemptions = false;
+  if (other.exemptions_given) {
+    exemptions = other.exemptions;
+    exemptions_given = true;
+  }
 }
 
 namespace {
@@ -1186,7 +1248,8 @@ Config parse_with(const std::string& text, const Ctx& c) {
   if (root.IsNull()) return cfg;
   if (!root.IsMap()) fail(c, root, "", "the configuration must be a mapping with sas:, policies:, interfaces:");
   try {
-    check_keys(c, root, "", {"interfaces", "default_exemptions", "policies", "sas", "ike_sas", "ike_profiles"});
+    check_keys(c, root, "",
+               {"interfaces", "default_exemptions", "exemptions", "policies", "sas", "ike_sas", "ike_profiles"});
     if (const YAML::Node& itf = root["interfaces"]) {
       if (!itf.IsMap()) fail(c, itf, "interfaces", "interfaces must be a mapping such as {local: [addr, ...]}");
       check_keys(c, itf, "interfaces", {"local"});
@@ -1202,8 +1265,18 @@ Config parse_with(const std::string& text, const Ctx& c) {
         }
       }
     }
+    if (root["default_exemptions"] && root["exemptions"]) {
+      fail(c, root["default_exemptions"], "default_exemptions",
+           "give either exemptions: [...] (the complete list) or default_exemptions, not both");
+    }
     if (root["default_exemptions"]) {
-      cfg.default_exemptions = get_bool(c, root["default_exemptions"], "default_exemptions");
+      cfg.exemptions =
+          get_bool(c, root["default_exemptions"], "default_exemptions") ? ExemptionSet::defaults() : ExemptionSet{};
+      cfg.exemptions_given = true;
+    }
+    if (const YAML::Node& ex = root["exemptions"]) {
+      cfg.exemptions = parse_exemptions(c, ex);
+      cfg.exemptions_given = true;
     }
     if (const YAML::Node& sas = root["sas"]) {
       if (!sas.IsSequence()) fail(c, sas, "sas", "sas must be a list of SAs");

@@ -190,10 +190,11 @@ void check_negotiate_policies(Config& cfg) {
                                "only answer)",
                                to_string(p.inbound), prof->name));
       }
-      if (prof->peer && (p.remote.kind == AddressSelector::Kind::me ||
-                         (p.remote.kind == AddressSelector::Kind::prefix && !p.remote.prefix.contains(*prof->peer)))) {
-        fail("to", fmt::format("transport mode protects traffic with the IKE peer {}, which `to` ({}) does not "
-                               "include",
+      // With a fixed peer, what else `to` selects could never be carried:
+      // such packets would wait for an SA whose selectors never cover them.
+      if (prof->peer && !(single_address(p.remote) && p.remote.prefix.contains(*prof->peer))) {
+        fail("to", fmt::format("transport mode protects only traffic with the IKE peer {} itself: `to` must be that "
+                               "address (it is {}); use tunnel mode for what lies behind it",
                                prof->peer->str(), p.remote.str()));
       }
     } else {
@@ -208,6 +209,16 @@ void check_negotiate_policies(Config& cfg) {
                                        prof->name, prof->peer->str()));
       }
       if (!p.peer) p.peer = prof->peer;
+    }
+  }
+  // A profile no policy names negotiates nothing: most likely a typo in ike:.
+  for (const auto& prof : cfg.ike_profiles) {
+    const bool used = std::any_of(cfg.policies.begin(), cfg.policies.end(), [&](const PolicyConfig& p) {
+      return p.action == PolicyAction::negotiate && p.ike == prof.name;
+    });
+    if (!used && !cfg.policies.empty()) {
+      cfg.warnings.push_back(fmt::format("{}: IKE profile '{}' is not named by any negotiate policy (ike: {})",
+                                         prof.origin.str(), prof.name, prof.name));
     }
   }
 }

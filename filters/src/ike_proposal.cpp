@@ -345,38 +345,38 @@ std::optional<std::string> parse_child_proposal(std::string_view text, IpsecProt
   return std::nullopt;
 }
 
-std::vector<std::string> deprecated_algorithms(const IkeProposal& p) {
+namespace {
+
+// RFC 8247 (IKE) and RFC 8221 (ESP, AH) deprecate the same ciphers, SHA-1,
+// MD5 and modp1024; the PRFs are IKE's only.
+std::vector<std::string> deprecated_of(const std::vector<KeyedCipher>& enc, const std::vector<Integrity>& integ,
+                                       const std::vector<Prf>& prf, const std::vector<DhGroup>& dh) {
   std::vector<std::string> out;
-  for (const auto& c : p.encryption) {
+  for (const auto& c : enc) {
     if (cipher_info(c.cipher).deprecated) out.push_back(c.str());
   }
-  for (auto i : p.integrity) {
+  for (auto i : integ) {
     if (i == Integrity::hmac_sha1_96) out.emplace_back("sha1");
     if (i == Integrity::hmac_md5_96) out.emplace_back("md5");
   }
-  for (auto x : p.prf) {
+  for (auto x : prf) {
     if (x == Prf::hmac_sha1) out.emplace_back("prfsha1");
     if (x == Prf::hmac_md5) out.emplace_back("prfmd5");
   }
-  for (auto g : p.dh) {
+  for (auto g : dh) {
     if (deprecated(g)) out.emplace_back(to_string(g));
   }
   return out;
 }
 
+}  // namespace
+
+std::vector<std::string> deprecated_algorithms(const IkeProposal& p) {
+  return deprecated_of(p.encryption, p.integrity, p.prf, p.dh);
+}
+
 std::vector<std::string> deprecated_algorithms(const ChildProposal& p) {
-  std::vector<std::string> out;
-  for (const auto& c : p.encryption) {
-    if (cipher_info(c.cipher).deprecated) out.push_back(c.str());
-  }
-  for (auto i : p.integrity) {
-    if (i == Integrity::hmac_sha1_96) out.emplace_back("sha1");
-    if (i == Integrity::hmac_md5_96) out.emplace_back("md5");
-  }
-  for (auto g : p.dh) {
-    if (deprecated(g)) out.emplace_back(to_string(g));
-  }
-  return out;
+  return deprecated_of(p.encryption, p.integrity, {}, p.dh);
 }
 
 std::vector<std::string> ignored_integrity(std::string_view text) {

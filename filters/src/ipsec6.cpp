@@ -106,6 +106,10 @@ struct Policy {
   std::string mode;   // transport | tunnel | ""
   std::optional<IpAddr> gateway;
   bool mirrored = true;
+  // Direction INBOUND of a TUNNEL policy: the inbound half of a gateway
+  // tunnel, ending at `endpoint` (this gateway), from `remote` to `local`.
+  bool inbound_half = false;
+  std::optional<IpAddr> endpoint;
   std::string action;  // permit | block | protect
   std::vector<std::string> sas;
 };
@@ -222,7 +226,6 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
       if (!gw) bad(8, "not an address or *");
       p.gateway = gw;
     }
-    if (p.mode == "tunnel" && !p.gateway) bad(8, "a TUNNEL policy needs the remote gateway's address");
     if (upper(f[9].text) != "NONE") {
       bad(9, "SA bundles (nested policies) are not supported; use NONE and ipsec protocol ah+esp in YAML");
     }
@@ -232,9 +235,32 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
     } else if (dir == "OUTBOUND") {
       p.mirrored = false;
     } else if (dir == "INBOUND") {
-      bad(10, "inbound-only policies are not supported; use BIDIRECT (or OUTBOUND)");
+      if (p.mode != "tunnel") {
+        bad(10,
+            "an inbound-only policy exists here only as the inbound half of a gateway tunnel (IPSecMode TUNNEL); "
+            "use BIDIRECT (or OUTBOUND)");
+      }
+      p.mirrored = false;
+      p.inbound_half = true;
     } else {
       bad(10, "Direction must be BIDIRECT, OUTBOUND or INBOUND");
+    }
+    if (p.inbound_half) {
+      // The seeds' gateway names itself as the endpoint of its inbound rule;
+      // with --tunnel-local, a different RemoteGWIPAddr is the sending gateway.
+      p.endpoint = options.tunnel_local ? options.tunnel_local : p.gateway;
+      if (!p.endpoint) {
+        bad(8, "the inbound half of a tunnel ends at this gateway: give its address here or with --tunnel-local");
+      }
+      if (p.gateway && *p.gateway == *p.endpoint) p.gateway.reset();
+    } else if (p.mode == "tunnel") {
+      if (!p.gateway) bad(8, "a TUNNEL policy needs the remote gateway's address");
+      if (options.tunnel_local && *p.gateway == *options.tunnel_local) {
+        bad(8,
+            "this is --tunnel-local, this gateway itself: a tunnel rule whose endpoint is this gateway is the "
+            "inbound half of the tunnel (the seeds' second rule, from the remote network to ours); give it "
+            "Direction INBOUND, with RemoteIPAddr the remote side and LocalIPAddr ours");
+      }
     }
     auto itf = number(f[12].text);
     if (!itf) bad(12, "not an interface index");
@@ -312,6 +338,9 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
     auto it = std::find_if(policies.begin(), policies.end(), [&](const Policy& p) { return p.index == *pol; });
     if (it == policies.end()) bad(11, "no policy in the .spd file has this number");
     if (it->action != "protect") bad(11, fmt::format("policy {} is not an APPLY policy", *pol));
+    if (it->inbound_half && s.direction != "inbound") {
+      bad(10, fmt::format("policy {} is the inbound half of a tunnel (Direction INBOUND): its SAs are INBOUND", *pol));
+    }
     it->sas.push_back(fmt::format("sa-{}", s.index));
     s.policy = static_cast<std::size_t>(it - policies.begin());
     sas.push_back(std::move(s));
@@ -320,16 +349,34 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
   std::string y;
   y += fmt::format("# Imported by `ipsentry config import --ipsec6` from {} and {}.\n", spd_name, sad_name);
   y += "# Policies keep the files' order (decreasing numbers): first match wins.\n";
+  std::vector<IpAddr> endpoints;
+  for (const Policy& p : policies) {
+    if (p.inbound_half && std::find(endpoints.begin(), endpoints.end(), *p.endpoint) == endpoints.end()) {
+      endpoints.push_back(*p.endpoint);
+    }
+  }
+  if (!endpoints.empty()) {
+    y += "# The inbound half of a tunnel ends at this gateway: its address is \"me\".\ninterfaces: { local: [";
+    for (std::size_t i = 0; i < endpoints.size(); ++i) y += (i ? ", " : "") + endpoints[i].str();
+    y += "] }\n";
+  }
   y += "policies:\n";
   for (const Policy& p : policies) {
     y += fmt::format("  - name: policy-{}\n", p.index);
-    y += fmt::format("    from: {}\n    to: {}\n    protocol: {}\n", p.local, p.remote, p.protocol);
-    if (p.local_port != "any") y += fmt::format("    from_port: {}\n", p.local_port);
-    if (p.remote_port != "any") y += fmt::format("    to_port: {}\n", p.remote_port);
+    // The inbound half selects what arrives: from the remote side to ours.
+    const bool in = p.inbound_half;
+    y += fmt::format("    from: {}\n    to: {}\n    protocol: {}\n", in ? p.remote : p.local, in ? p.local : p.remote,
+                     p.protocol);
+    if ((in ? p.remote_port : p.local_port) != "any") {
+      y += fmt::format("    from_port: {}\n", in ? p.remote_port : p.local_port);
+    }
+    if ((in ? p.local_port : p.remote_port) != "any") {
+      y += fmt::format("    to_port: {}\n", in ? p.local_port : p.remote_port);
+    }
     y += fmt::format("    mirrored: {}\n    action: {}\n", p.mirrored ? "true" : "false", p.action);
     if (p.action == "protect") {
       y += fmt::format("    ipsec: {{ protocol: {}, mode: {}", p.ipsec, p.mode);
-      if (p.mode == "tunnel") y += fmt::format(", peer: {}", p.gateway->str());
+      if (p.mode == "tunnel") y += fmt::format(", peer: {}", in ? p.endpoint->str() : p.gateway->str());
       y += " }\n    sas: [";
       for (std::size_t i = 0; i < p.sas.size(); ++i) y += (i ? ", " : "") + p.sas[i];
       y += "]\n";
@@ -349,6 +396,16 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
                                         s.index));
         }
         y += fmt::format("    src: {}\n", options.tunnel_local->str());
+      } else if (p.inbound_half) {
+        // The sending gateway: named by RemoteGWIPAddr, or by the outbound
+        // half of the same tunnel (the same networks, the other way).
+        std::optional<IpAddr> from = p.gateway;
+        for (const Policy& o : policies) {
+          if (!from && o.mode == "tunnel" && !o.inbound_half && o.remote == p.remote && o.local == p.local) {
+            from = o.gateway;
+          }
+        }
+        if (from) y += fmt::format("    src: {}\n", from->str());
       } else if (p.gateway) {
         y += fmt::format("    src: {}\n", p.gateway->str());
       }
@@ -365,7 +422,7 @@ Ipsec6Import import_ipsec6_text(const std::string& spd_text, const std::string& 
   }
   // The result must load: the same checks as any configuration file.
   Config check = parse_config(y, "(imported configuration)", options.output_dir);
-  Spd spd(check, LocalAddresses{});
+  Spd spd(check, LocalAddresses{check.local_addresses, {}});
   for (auto& w : check.warnings) result.warnings.push_back(std::move(w));
   result.yaml = std::move(y);
   return result;

@@ -315,6 +315,12 @@ InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, Inbo
   } else {
     r.reason = Reason::verified_no_integrity;
   }
+  if (nh == dissect::proto::no_next && r.reason != Reason::icv_unchecked) {
+    // RFC 4303 section 2.6: a dummy packet (traffic flow confidentiality) is
+    // valid and must be discarded by the receiver: there is no packet to rebuild.
+    r.reason = Reason::dummy_packet;
+    return r;
+  }
   if (rebuild && r.mode == SaMode::transport) {
     std::size_t start = h.udp_encap ? p.l4.offset : h.offset;
     r.rebuilt = rebuild_transport(p, start, nh, payload, s.rebuilt);

@@ -166,4 +166,20 @@ inline filters::SaConfig make_sa(filters::IpsecProtocol proto, filters::Cipher c
   return sa;
 }
 
+/// The `sas:` section of a configuration: an AES-GCM-16 ESP SA pair, "out"
+/// from `me` to `peer` and "in" back, keys in hex. `extra_out` is added to
+/// "out" (indented settings); `mode` is written when given.
+inline std::string esp_sa_pair(const std::string& me, const std::string& peer, const std::string& spi_out,
+                               const std::string& key_out, const std::string& spi_in, const std::string& key_in,
+                               const std::string& extra_out = "", const std::string& mode = "") {
+  auto sa = [&](const char* name, const std::string& spi, const char* dir, const std::string& src,
+                const std::string& dst, const std::string& key) {
+    return std::string("  - name: ") + name + "\n    spi: " + spi + "\n    direction: " + dir + "\n    src: " + src +
+           "\n    dst: " + dst + "\n    protocol: esp\n" + (mode.empty() ? "" : "    mode: " + mode + "\n") +
+           "    encryption: aes-gcm-16\n    enc_key: 0x" + key + "\n";
+  };
+  return "sas:\n" + sa("out", spi_out, "outbound", me, peer, key_out) + extra_out +
+         sa("in", spi_in, "inbound", peer, me, key_in);
+}
+
 }  // namespace ipsentry::test

@@ -18,6 +18,7 @@
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/filters/ipsec6.hpp"
 #include "ipsentry/filters/spd.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -47,28 +48,12 @@ policies:
     to: {1}
     mirrored: true
     action: protect
-    inbound: {6}
+    inbound: {2}
     ipsec: {{ protocol: esp, mode: transport }}
     sas: [out, in]
-sas:
-  - name: out
-    spi: {2}
-    direction: outbound
-    src: {0}
-    dst: {1}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{3}
-{7}  - name: in
-    spi: {4}
-    direction: inbound
-    src: {1}
-    dst: {0}
-    protocol: esp
-    encryption: aes-gcm-16
-    enc_key: 0x{5}
 )",
-                     me, peer, spi_out, key_out, spi_in, key_in, inbound, extra_out);
+                     me, peer, inbound) +
+         test::esp_sa_pair(me, peer, spi_out, key_out, spi_in, key_in, extra_out);
 }
 
 constexpr const char* kKeyAB = "00112233445566778899aabbccddeeff01020304";
@@ -135,14 +120,17 @@ TEST(Spd, FirstMatchMirroredAndExemptions) {
   std::swap(s.src, s.dst);
   EXPECT_EQ(spd.lookup(s, filters::Sense::outbound), nullptr);
   EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "host (mirrored)");
-  // IKE and multicast pass before any policy.
+  // IKE to our IKE port passes before any policy; a source port proves nothing.
   s.protocol = 17;
   s.sport = 500;
-  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "exempt ike");
+  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "host (mirrored)");
+  s.dport = 500;
+  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "exempt ike in");
+  // Multicast is exempt only when asked for.
   s.protocol = 1;
   s.has_ports = false;
   s.dst = ip("224.0.0.5");
-  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound)->name, "exempt multicast");
+  EXPECT_EQ(spd.lookup(s, filters::Sense::inbound), nullptr);
   // "me" is only our address.
   s.dst = ip("192.0.2.3");
   s.src = ip("192.0.2.2");
@@ -318,7 +306,7 @@ TEST(Enforcer, CleartextBlockAndExemptions) {
   EXPECT_EQ(clear.outcome, Outcome::cleartext_dropped);
   Decision ike = h.wb.process(h.b, Hook::prerouting, udp4("192.0.2.1", "192.0.2.2", 500, 10), 0, 1, 1);
   EXPECT_TRUE(ike.accept);
-  EXPECT_EQ(ike.outcome, Outcome::permitted);
+  EXPECT_EQ(ike.outcome, Outcome::exempted);
   Decision blocked = h.wa.process(h.a, Hook::output, tcp4("192.0.2.1", "192.0.2.2", 8080), 1500, 1, 1);
   EXPECT_FALSE(blocked.accept);
   EXPECT_EQ(blocked.outcome, Outcome::blocked);

@@ -360,6 +360,13 @@ TEST(IkeProfile, PskFileIsReadBounded) {
                      "    auth: { method: psk, psk_file: /dev/null }",
                  }),
                  {3, "ike_profiles[0].auth.psk_file", "/dev/null"});
+  // Never an endless read.
+  expect_refused(lines({
+                     "ike_profiles:",
+                     "  - name: p",
+                     "    auth: { method: psk, psk_file: /dev/zero }",
+                 }),
+                 {3, "ike_profiles[0].auth.psk_file", "/dev/zero"});
 }
 
 TEST(IkeProfile, CertificateProfile) {
@@ -467,9 +474,12 @@ TEST(IkeProfile, IntegrityBesideAeadIsDroppedWithAWarning) {
   EXPECT_EQ(p.proposals[0].prf, std::vector<Prf>{Prf::hmac_sha384});
   EXPECT_TRUE(p.esp_proposals[0].integrity.empty());
   EXPECT_TRUE(has_warning(c,
-                          "test.yaml:4: IKE profile 'p': proposal 'aes256gcm16-sha384-ecp384' names integrity "
+                          "test.yaml:4: ike_profiles[0].proposals[0]: IKE profile 'p': proposal "
+                          "'aes256gcm16-sha384-ecp384' names integrity "
                           "sha384 beside AEAD encryption"));
-  EXPECT_TRUE(has_warning(c, "test.yaml:5: IKE profile 'p': proposal 'aes128gcm16-sha256' names integrity sha256"));
+  EXPECT_TRUE(has_warning(c,
+                          "test.yaml:5: ike_profiles[0].esp_proposals[0]: IKE profile 'p': proposal "
+                          "'aes128gcm16-sha256' names integrity sha256"));
   EXPECT_EQ(ignored_integrity("aes128-sha256-ecp256"), std::vector<std::string>{});
   EXPECT_EQ(ignored_integrity("aes128gcm16-prfsha256-ecp256"), std::vector<std::string>{});
 }
@@ -553,8 +563,12 @@ TEST(NegotiatePolicy, InboundModesAndPeers) {
       "    ike: anyone",
       "    ipsec: { mode: tunnel }",
       "    inbound: respond",
+      "  - name: transport-to-the-peer",
+      "    to: 198.51.100.1/32",
+      "    action: negotiate",
+      "    ike: gw",
   }));
-  ASSERT_EQ(c.policies.size(), 4u);
+  ASSERT_EQ(c.policies.size(), 5u);
   EXPECT_EQ(c.policies[0].inbound, InboundCleartext::request);
   ASSERT_TRUE(c.policies[0].peer);  // the tunnel ends at the profile's peer
   EXPECT_EQ(c.policies[0].peer->str(), "198.51.100.1");
@@ -564,6 +578,7 @@ TEST(NegotiatePolicy, InboundModesAndPeers) {
   EXPECT_EQ(c.policies[2].ipsec, PolicyIpsec::ah);
   EXPECT_EQ(c.policies[2].inbound, InboundCleartext::respond);
   EXPECT_FALSE(c.policies[3].peer);  // learned from whoever negotiates
+  EXPECT_TRUE(c.warnings.empty());   // both profiles are used
 }
 
 // The SPD shows what each negotiate entry does, in each sense.
@@ -578,6 +593,8 @@ TEST(NegotiatePolicy, SpdDescribesNegotiateEntries) {
                                                                                      "    ipsec: { mode: tunnel }",
                                                                                      "    inbound: request",
                                                                                  }));
+  // Profile 'anyone' is named by no policy.
+  EXPECT_TRUE(has_warning(c, "test.yaml:6: IKE profile 'anyone' is not named by any negotiate policy"));
   const Spd spd(c, LocalAddresses::for_config(c));
   const std::string d = spd.describe();
   EXPECT_NE(d.find("negotiate esp tunnel peer 198.51.100.1; IKE profile gw"), std::string::npos) << d;
@@ -625,7 +642,7 @@ TEST(IkeProfileRefusal, CertificateFiles) {
   expect_refused(profile("    auth: { method: cert, cert: nope.pem, key: k.pem, ca: c.pem }\n"),
                  {3, "ike_profiles[0].auth.cert", "nope.pem"});
   expect_refused(profile("    auth: { method: cert, cert: c.pem, key: k.pem, ca: [c.pem, a-directory] }\n"),
-                 {3, "ike_profiles[0].auth.ca[1]", "is not a file"});
+                 {3, "ike_profiles[0].auth.ca[1]", "is a directory, not a file"});
 }
 
 TEST(IkeProfileRefusal, ProfileSettings) {
@@ -718,7 +735,11 @@ TEST(NegotiatePolicyRefusal, PolicyAndProfile) {
       with_profiles({"  - to: 198.51.100.0/24", "    action: negotiate", "    ike: anyone", "    inbound: request"}),
       {9, "policies[0].to", "with inbound: request"});
   expect_refused(with_profiles({"  - to: 198.51.100.9", "    action: negotiate", "    ike: gw"}),
-                 {9, "policies[0].to", "transport mode protects traffic with the IKE peer 198.51.100.1"});
+                 {9, "policies[0].to", "transport mode protects only traffic with the IKE peer 198.51.100.1 itself"});
+  expect_refused(with_profiles({"  - to: 198.51.100.0/24", "    action: negotiate", "    ike: gw"}),
+                 {9, "policies[0].to", "`to` must be that address (it is 198.51.100.0/24)"});
+  expect_refused(with_profiles({"  - name: all", "    action: negotiate", "    ike: gw", "    inbound: respond"}),
+                 {9, "policies[0].to", "(it is any)"});
   // Tunnel: one endpoint, agreed between the policy and the profile.
   expect_refused(with_profiles({"  - to: 192.0.2.128/25", "    action: negotiate", "    ike: anyone",
                                 "    ipsec: { mode: tunnel }"}),

@@ -52,7 +52,8 @@ inline constexpr std::uint32_t kMarkPassed = 0x4;        // outbound, accepted b
 
 /// Why a packet was dropped or what was done with it; indexes Counters::by_reason.
 enum class Outcome : std::uint8_t {
-  permitted,          // no policy, a permit policy, or an exemption
+  permitted,          // no policy or a permit policy
+  exempted,           // an exemption (IKE, Neighbor Discovery, ...) let it pass without a policy
   protected_sent,     // protected and sent
   decapsulated,       // verified inbound IPsec, inner packet accepted
   cleartext_allowed,  // cleartext a request/respond policy accepts
@@ -60,6 +61,7 @@ enum class Outcome : std::uint8_t {
   cleartext_dropped,  // cleartext a require policy says must be protected
   ipsec_failed,       // inbound IPsec that did not verify (see the verdict counters)
   policy_mismatch,    // verified, but the inner packet does not belong on that SA
+  dummy,              // verified ESP dummy packet (next header 59): discarded silently
   sa_expired,         // hard lifetime reached
   seq_exhausted,      // the sequence number would wrap
   seq_unrecorded,     // sequence number above what the state file records (writing it did not finish in time)
@@ -77,13 +79,21 @@ inline constexpr std::size_t kOutcomeCount = static_cast<std::size_t>(Outcome::c
 
 struct Counters {
   std::array<std::uint64_t, kOutcomeCount> by_outcome{};
+  /// Packets user space let pass by an exemption (IKE on UDP 4500 is queued
+  /// with the ESP sharing its port), by exemption_index().
+  std::array<std::uint64_t, 2 * filters::kExemptionCount> exempted{};
   std::uint64_t icmp_sent = 0;
   Counters& operator+=(const Counters& o) noexcept {
     for (std::size_t i = 0; i < by_outcome.size(); ++i) by_outcome[i] += o.by_outcome[i];
+    for (std::size_t i = 0; i < exempted.size(); ++i) exempted[i] += o.exempted[i];
     icmp_sent += o.icmp_sent;
     return *this;
   }
 };
+/// Where an exemption entry is counted in Counters::exempted.
+[[nodiscard]] inline std::size_t exemption_index(const filters::SpdEntry& e) noexcept {
+  return 2 * static_cast<std::size_t>(e.exemption_kind) + (e.sense == filters::Sense::inbound ? 0 : 1);
+}
 
 /// A traffic selector as IKE negotiated it (RFC 7296 section 3.13.1): an
 /// address range, an IP protocol (0: any) and a port range.
@@ -329,6 +339,7 @@ class Worker {
     bool allow(std::int64_t now_ns) noexcept;
   };
   Decision done(Outcome o, bool accept) noexcept;
+  Decision exempt(const filters::SpdEntry& e) noexcept;
 
   ipsec::Engine engine_;
   std::mutex mu_;

@@ -106,6 +106,8 @@ class Enforcement {
   /// The statistics as JSON (no keys).
   [[nodiscard]] std::string snapshot_json();
   [[nodiscard]] std::string describe_policy() const;
+  /// Every exemption and its selectors, on one line.
+  [[nodiscard]] std::string describe_exemptions() const;
   [[nodiscard]] std::size_t sa_count() const;
   [[nodiscard]] const RuleOptions& rule_options() const noexcept { return rule_options_; }
   /// Configuration warnings (file modes, deprecated algorithms, ...).

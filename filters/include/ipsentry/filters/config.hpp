@@ -188,8 +188,8 @@ struct IkeProfile {
   std::vector<IkeProposal> proposals;
   std::vector<ChildProposal> esp_proposals;
   std::vector<ChildProposal> ah_proposals;
-  std::uint64_t ike_lifetime = 8 * 3600;  // seconds (the seeds' Main Mode default)
-  std::uint64_t child_lifetime = 900;     // seconds (the seeds' Quick Mode default: 15 min)
+  std::uint64_t ike_lifetime = 8 * 3600;            // seconds (the seeds' Main Mode default)
+  std::uint64_t child_lifetime = 900;               // seconds (the seeds' Quick Mode default: 15 min)
   std::uint64_t child_lifetime_bytes = 2ull << 30;  // the seeds' 2 GB
   std::uint64_t child_lifetime_packets = 0;         // 0: none
   DhGroup pfs = DhGroup::none;
@@ -202,9 +202,45 @@ struct IkeProfile {
   [[nodiscard]] std::string describe() const;
 };
 
+/// Traffic to or from this host that passes without any policy being
+/// consulted (`exemptions:` in the configuration). The seeds' Windows 2000
+/// default exempted IKE, Kerberos, RSVP, multicast and broadcast in both
+/// directions by port alone, so any packet with source port 88 or 500 went
+/// past "Secure Server" unchecked; only IKE and IPv6 Neighbor Discovery are
+/// exempt by default here, and never for forwarded traffic.
+enum class Exemption : std::uint8_t { ike, neighbor_discovery, kerberos, rsvp, multicast, broadcast, count_ };
+inline constexpr std::size_t kExemptionCount = static_cast<std::size_t>(Exemption::count_);
+/// "ike", "neighbor-discovery", ... as written in the configuration.
+[[nodiscard]] const char* to_string(Exemption e) noexcept;
+[[nodiscard]] std::optional<Exemption> find_exemption(std::string_view name) noexcept;
+
+/// A set of exemptions (one bit each).
+class ExemptionSet {
+ public:
+  constexpr ExemptionSet() = default;
+  [[nodiscard]] static constexpr ExemptionSet defaults() noexcept {
+    ExemptionSet s;
+    s.add(Exemption::ike);
+    s.add(Exemption::neighbor_discovery);
+    return s;
+  }
+  constexpr void add(Exemption e) noexcept { bits_ |= bit(e); }
+  [[nodiscard]] constexpr bool has(Exemption e) const noexcept { return (bits_ & bit(e)) != 0; }
+  [[nodiscard]] constexpr bool empty() const noexcept { return bits_ == 0; }
+  [[nodiscard]] std::string str() const;  // "ike, neighbor-discovery" or "none"
+  friend constexpr bool operator==(ExemptionSet, ExemptionSet) noexcept = default;
+
+ private:
+  static constexpr std::uint8_t bit(Exemption e) noexcept {
+    return static_cast<std::uint8_t>(1u << static_cast<unsigned>(e));
+  }
+  std::uint8_t bits_ = 0;
+};
+
 struct Config {
   std::vector<dissect::IpAddr> local_addresses;
-  bool default_exemptions = true;
+  ExemptionSet exemptions = ExemptionSet::defaults();
+  bool exemptions_given = false;  // `exemptions:` or `default_exemptions:` was in the file
   std::vector<PolicyConfig> policies;
   std::vector<SaConfig> sas;
   std::vector<IkeSaConfig> ike_sas;

@@ -7,7 +7,16 @@
 // outbound sense (A is our side), the mirrored one the inbound sense: a
 // protect entry is applied to packets leaving through it, and checked on
 // packets arriving through it. Permit and block entries act on any packet
-// they match. The seeds' default exemptions come first unless turned off.
+// they match.
+//
+// A one-way tunnel policy whose peer is one of this host's addresses is
+// the inbound half of a gateway tunnel, as the seeds' Windows gateway writes
+// it (two rules, the second naming our own gateway as the tunnel endpoint):
+// its entry has the inbound sense and selects the packets as written.
+//
+// Exemptions (config.hpp) come first. Each has one sense: inbound ones only
+// select packets addressed to this host, outbound ones packets this host
+// sends, and none applies to forwarded traffic.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +39,8 @@ struct PacketSelector {
   std::uint8_t protocol = 0;
   std::uint16_t sport = 0;  // for ICMP/ICMPv6: the type
   std::uint16_t dport = 0;
-  bool has_ports = false;  // TCP, UDP, SCTP with its header present
+  std::uint8_t hop_limit = 0;  // IPv4 TTL / IPv6 hop limit
+  bool has_ports = false;      // TCP, UDP, SCTP with its header present
   bool has_icmp_type = false;
 };
 
@@ -55,13 +65,30 @@ struct SpdEntry {
   PortRange sport;
   PortRange dport;
   std::optional<std::pair<std::uint8_t, std::uint8_t>> icmp_types;  // exemptions only
+  /// Exemptions only: Neighbor Discovery is accepted only with hop limit
+  /// 255, which no router forwards (RFC 4861 section 6.1.1).
+  std::optional<std::uint8_t> hop_limit;
+  /// Outbound exemptions only: the packet must come from a socket owned by
+  /// root. Only the kernel rule can tell (user space never sees the owner),
+  /// so lookup() passes such entries over: what reaches user space is then
+  /// judged by the policies.
+  bool root_only = false;
   PolicyAction action = PolicyAction::permit;
   bool exemption = false;
+  Exemption exemption_kind = Exemption::ike;
+  /// Tunnel protect entries: the outer addresses their packets carry (the
+  /// peer as destination going out, as source coming in; this gateway as
+  /// destination for the inbound half of a one-way tunnel rule).
+  std::optional<dissect::IpAddr> outer_src;
+  std::optional<dissect::IpAddr> outer_dst;
   /// The policy this entry was made from (nullptr for exemptions).
   const PolicyConfig* policy = nullptr;
   std::size_t policy_index = 0;
 
   [[nodiscard]] bool matches(const PacketSelector& p, const LocalAddresses& local) const noexcept;
+  /// Exemptions: "ike-in", "neighbor-discovery-out", ... (names the kernel
+  /// rules and the statistics).
+  [[nodiscard]] std::string exemption_tag() const;
 };
 
 class Spd {
@@ -73,9 +100,14 @@ class Spd {
   /// for tunnel policies, transport SAs otherwise. Throws ConfigError.
   Spd(const Config& config, LocalAddresses local);
 
-  /// The first entry matching `p`; protect entries of the other sense are
-  /// passed over. nullptr: no entry matches (the packet is permitted).
-  [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense) const noexcept;
+  /// The first entry matching `p`; protect entries and exemptions of the
+  /// other sense are passed over, and every exemption for a `forwarded`
+  /// packet. nullptr: no entry matches (the packet is permitted).
+  [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense, bool forwarded = false) const noexcept;
+  /// For the inner packet of verified inbound IPsec: the first inbound entry
+  /// matching it, exemptions passed over (they say what may arrive
+  /// unprotected; what arrives on an SA must be what its policy selects).
+  [[nodiscard]] const SpdEntry* lookup_protected(const PacketSelector& p) const noexcept;
 
   [[nodiscard]] const std::vector<SpdEntry>& entries() const noexcept { return entries_; }
   [[nodiscard]] const LocalAddresses& local() const noexcept { return local_; }
@@ -88,8 +120,12 @@ class Spd {
 
   /// The effective, ordered policy as a table (no keys).
   [[nodiscard]] std::string describe() const;
+  /// The exemptions with their selectors, on one line ("none" when there are none).
+  [[nodiscard]] std::string describe_exemptions() const;
 
  private:
+  [[nodiscard]] std::string local_list() const;
+
   const Config* config_ = nullptr;
   LocalAddresses local_;
   std::vector<SpdEntry> entries_;

@@ -26,6 +26,7 @@ inline constexpr std::size_t kVerdictCount = 8;
 #define IPSENTRY_REASONS(X)                                                                               \
   X(verified, ok, "verified")                                                                            \
   X(verified_no_integrity, ok, "decrypted; the SA has no integrity protection")                          \
+  X(dummy_packet, ok, "dummy packet (next header 59), discarded (RFC 4303 section 2.6)")                 \
   X(icv_unchecked, unverifiable, "decrypted; ICV skipped, not checked (the SA has no integrity key)")    \
   X(icv_mismatch, icv_fail, "ICV mismatch")                                                              \
   X(tag_mismatch, icv_fail, "authentication tag mismatch")                                               \
