@@ -28,8 +28,8 @@ artifacts="$build/fuzz-artifacts"
 mkdir -p "$work" "$artifacts"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-declare -A weight=([fuzz_capture_file]=3 [fuzz_packet]=3 [fuzz_ike]=2 [fuzz_importers]=1 [fuzz_config]=1)
-targets=(fuzz_capture_file fuzz_packet fuzz_ike fuzz_importers fuzz_config)  # longest first
+declare -A weight=([fuzz_capture_file]=3 [fuzz_packet]=3 [fuzz_ike]=2 [fuzz_ike_responder]=2 [fuzz_importers]=1 [fuzz_config]=1)
+targets=(fuzz_capture_file fuzz_packet fuzz_ike fuzz_ike_responder fuzz_importers fuzz_config)  # longest first
 status=0
 
 # A fuzzer reading standard input would wait on a terminal or a pipe: give it nothing.
