@@ -214,22 +214,34 @@ NegotiatedChild& State::install_child(ChildInstall c) {
       throw std::invalid_argument(fmt::format("child {}: {}", c.id, why));
     }
   }
+  ch->outbound_active = !c.outbound_deferred;
   children_.push_back(std::move(child));
-  if (c.replaces) {
-    // RFC 7296 section 2.8: the new outbound SA is used at once; the old
-    // inbound one stays until the peer has switched (its DELETE, or the
-    // daemon's timeout). Nothing sends on the old outbound SA any more.
-    if (NegotiatedChild* old = find_child(*c.replaces); old != nullptr && old->outbound != nullptr) {
-      // Its NAT mapping is the peer's, not the SA's: it carries over.
-      if (ch->outbound->config().encap && old->outbound->config().encap) {
-        life(ch->outbound->index()).nat.take_over(life(old->outbound->index()).nat);
-      }
-      const std::size_t i = old->outbound->index();
-      old->outbound = nullptr;
-      remove_sa(i);
-    }
-  }
+  // RFC 7296 section 2.8: the new outbound SA is used at once (rekey
+  // initiator), or once the peer deleted the old child (rekey responder:
+  // activate_outbound); the old inbound one stays until the peer has
+  // switched (its DELETE, or the daemon's timeout).
+  if (c.replaces && ch->outbound_active) (void)retire_outbound(*ch, *c.replaces);
   return *ch;
+}
+
+std::size_t State::retire_outbound(NegotiatedChild& fresh, std::uint64_t old_id) {
+  NegotiatedChild* old = find_child(old_id);
+  if (old == nullptr || old == &fresh || old->outbound == nullptr || fresh.outbound == nullptr) return 0;
+  // Its NAT mapping is the peer's, not the SA's: it carries over.
+  if (fresh.outbound->config().encap && old->outbound->config().encap) {
+    life(fresh.outbound->index()).nat.take_over(life(old->outbound->index()).nat);
+  }
+  const std::size_t i = old->outbound->index();
+  old->outbound = nullptr;
+  remove_sa(i);
+  return 1;
+}
+
+std::size_t State::activate_outbound(std::uint64_t id, std::optional<std::uint64_t> replaces) {
+  NegotiatedChild* ch = find_child(id);
+  if (ch == nullptr || ch->outbound == nullptr) return 0;
+  ch->outbound_active = true;
+  return replaces ? retire_outbound(*ch, *replaces) : 0;
 }
 
 NegotiatedChild* State::find_child(std::uint64_t id) noexcept {
@@ -312,7 +324,7 @@ void State::update_peer(std::uint64_t ike_sa, const dissect::IpAddr& peer, std::
 NegotiatedChild* State::child_for(std::size_t policy, const filters::PacketSelector& p) noexcept {
   NegotiatedChild* best = nullptr;
   for (auto& c : children_) {
-    if (c->policy != policy || c->outbound == nullptr) continue;
+    if (c->policy != policy || c->outbound == nullptr || !c->outbound_active) continue;
     if (life(c->outbound->index()).hard_expired.load(std::memory_order_relaxed)) continue;
     if (best != nullptr && best->order > c->order) continue;
     if (c->carries(p, true)) best = c.get();

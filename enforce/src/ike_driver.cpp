@@ -540,6 +540,8 @@ void IkeDriver::execute(Actions& actions, TimeNs now) {
             send(a);
           } else if constexpr (std::is_same_v<T, ike::v2::InstallAction>) {
             install(a);
+          } else if constexpr (std::is_same_v<T, ike::v2::ActivateOutboundAction>) {
+            activate_outbound(a);
           } else if constexpr (std::is_same_v<T, ike::v2::RemoveAction>) {
             remove(a);
           } else if constexpr (std::is_same_v<T, ike::v2::UpdatePeerAction>) {
@@ -632,6 +634,18 @@ void IkeDriver::send(const ike::v2::SendAction& a) {
   ++counters_.datagrams_sent;
 }
 
+namespace {
+
+std::string rekey_note(const ike::v2::ChildSa& c) {
+  if (!c.replaces) return {};
+  if (c.outbound_deferred) {
+    return fmt::format(" (rekeys child {}; the outbound SA is used once the peer deletes that child)", *c.replaces);
+  }
+  return fmt::format(" (rekeys child {}; its outbound SA is replaced)", *c.replaces);
+}
+
+}  // namespace
+
 void IkeDriver::install(const ike::v2::InstallAction& a) {
   const ike::v2::ChildSa& c = a.sa;
   ChildInstall ci;
@@ -646,11 +660,12 @@ void IkeDriver::install(const ike::v2::InstallAction& a) {
   for (const auto& t : c.local_ts) ci.local_ts.push_back(to_range(t));
   for (const auto& t : c.remote_ts) ci.remote_ts.push_back(to_range(t));
   ci.replaces = c.replaces;
+  ci.outbound_deferred = c.outbound_deferred;
   std::string error;
   std::size_t removed = 0;
   host_.with_state(true, [&](State& s) {
     try {
-      if (c.replaces) {
+      if (c.replaces && !c.outbound_deferred) {
         if (const NegotiatedChild* old = s.find_child(*c.replaces); old != nullptr && old->outbound != nullptr) {
           removed = 1;
         }
@@ -677,7 +692,7 @@ void IkeDriver::install(const ike::v2::InstallAction& a) {
   log(EventKind::sa_installed,
       fmt::format("IKE: child SA {} of policy {} installed: in {}, out {}{}", c.child, c.policy_name,
                   c.inbound.describe(), c.outbound.describe(),
-                  c.replaces ? fmt::format(" (rekeys child {}; its outbound SA is replaced)", *c.replaces) : ""));
+                  rekey_note(c)));
   if (key_files_) {
     std::string why;
     for (const auto* sa : {&c.inbound, &c.outbound}) {
@@ -685,6 +700,21 @@ void IkeDriver::install(const ike::v2::InstallAction& a) {
     }
     write_key_files();
   }
+}
+
+void IkeDriver::activate_outbound(const ike::v2::ActivateOutboundAction& a) {
+  std::size_t removed = 0;
+  std::uint32_t spi = 0;
+  host_.with_state(true, [&](State& s) {
+    removed = s.activate_outbound(a.child, a.replaces);
+    if (const NegotiatedChild* ch = s.find_child(a.child); ch != nullptr && ch->outbound != nullptr) {
+      spi = ch->outbound->config().spi.value_or(0);
+    }
+  });
+  if (removed != 0 && host_.counted) host_.counted(0, removed);
+  log(EventKind::sa_installed,
+      fmt::format("IKE: child SA {} sends on its outbound SA 0x{:08x} from now on{}", a.child, spi,
+                  a.replaces ? fmt::format(" (child {}'s outbound SA removed)", *a.replaces) : ""));
 }
 
 void IkeDriver::remove(const ike::v2::RemoveAction& a) {

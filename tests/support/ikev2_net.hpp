@@ -261,12 +261,22 @@ class Net {
   void on(Node& n, InstallAction& i) {
     const auto id = i.sa.child;
     n.log.push_back("install " + std::to_string(id) +
-                    (i.sa.replaces ? " replaces " + std::to_string(*i.sa.replaces) : std::string()));
+                    (i.sa.replaces ? " replaces " + std::to_string(*i.sa.replaces) : std::string()) +
+                    (i.sa.outbound_deferred ? " inbound" : ""));
     log.push_back(n.name + ": " + n.log.back());
-    if (i.sa.replaces) n.outbound.erase(*i.sa.replaces);
-    n.outbound.insert(id);
+    if (!i.sa.outbound_deferred) {
+      if (i.sa.replaces) n.outbound.erase(*i.sa.replaces);
+      n.outbound.insert(id);
+    }
     n.inbound.insert(id);
     n.children.emplace(id, std::move(i.sa));
+  }
+  void on(Node& n, ActivateOutboundAction& a) {
+    n.log.push_back("outbound " + std::to_string(a.child) +
+                    (a.replaces ? " replaces " + std::to_string(*a.replaces) : std::string()));
+    log.push_back(n.name + ": " + n.log.back());
+    if (a.replaces) n.outbound.erase(*a.replaces);
+    if (n.children.count(a.child) != 0) n.outbound.insert(a.child);
   }
   void on(Node& n, RemoveAction& r) {
     n.log.push_back("remove " + std::to_string(r.child) + (r.inbound_only ? " inbound" : ""));

@@ -123,6 +123,9 @@ struct ChildInstall {
   std::vector<TsRange> local_ts;
   std::vector<TsRange> remote_ts;
   std::optional<std::uint64_t> replaces;  // the child this one rekeys
+  /// A rekey responder's child: its outbound SA is installed but not used,
+  /// and the outbound SA of `replaces` stays in use, until activate_outbound().
+  bool outbound_deferred = false;
 };
 
 /// An installed negotiated CHILD_SA. Its SAs live in the State's SAD, after
@@ -139,6 +142,7 @@ struct NegotiatedChild {
   ipsec::SecurityAssociation* inbound = nullptr;   // nullptr once removed
   ipsec::SecurityAssociation* outbound = nullptr;  // nullptr once a rekey replaced it, or removed
   std::uint64_t order = 0;                         // installation order: the newest protects
+  bool outbound_active = true;                     // false: a deferred outbound SA (ChildInstall), not used yet
   /// Whether a packet from `src` to `dst` may travel on it (local_ts covers
   /// our side, remote_ts the peer's), seen in the outbound sense.
   [[nodiscard]] bool carries(const filters::PacketSelector& p, bool outbound_sense) const noexcept;
@@ -226,9 +230,13 @@ class State {
   /// Whether a policy negotiates its SAs (the IKE driver runs).
   [[nodiscard]] bool has_negotiate() const noexcept { return negotiate_; }
   /// Installs a negotiated child (a rekey replaces the outbound SA of the
-  /// child it names at once; the old inbound SA stays until removed).
+  /// child it names at once, unless the new one is deferred; the old
+  /// inbound SA stays until removed).
   /// Throws std::invalid_argument when the policy or an SA is unusable.
   NegotiatedChild& install_child(ChildInstall c);
+  /// A deferred outbound SA is used from now on; the outbound SA of
+  /// `replaces` is removed. Returns the number of SAs removed.
+  std::size_t activate_outbound(std::uint64_t id, std::optional<std::uint64_t> replaces);
   /// Removes a child's SAs (`inbound_only`: its outbound SA is gone
   /// already). Falls back to the SPIs when the id is unknown. Returns the
   /// number of SAs removed.
@@ -250,6 +258,9 @@ class State {
  private:
   void pair_nat_sas();
   std::size_t add_runtime_sa(filters::SaConfig c, NegotiatedChild* child);
+  /// Removes the outbound SA of child `old_id` now that `fresh` sends (its
+  /// NAT mapping carries over). Returns the number of SAs removed.
+  std::size_t retire_outbound(NegotiatedChild& fresh, std::uint64_t old_id);
   void remove_sa(std::size_t index);
 
   filters::Config config_;

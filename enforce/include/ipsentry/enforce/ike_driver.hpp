@@ -165,6 +165,7 @@ class IkeDriver {
   void publish(ike::v2::TimeNs now);
   void send(const ike::v2::SendAction& a);
   void install(const ike::v2::InstallAction& a);
+  void activate_outbound(const ike::v2::ActivateOutboundAction& a);
   void remove(const ike::v2::RemoveAction& a);
   void acquire_done(const ike::v2::AcquireDoneAction& a);
   void event(const ike::v2::EventAction& a, ike::v2::TimeNs now);

@@ -79,9 +79,22 @@ struct ChildSa {
   std::vector<TrafficSelector> local_ts;  // as negotiated (narrowed)
   std::vector<TrafficSelector> remote_ts;
   std::optional<std::uint64_t> replaces;  // the child this one rekeys
+  /// Only the inbound SA is used for now; the outbound one waits for an
+  /// ActivateOutboundAction, and the outbound SA of `replaces` stays in
+  /// use until then. A rekey responder's child (strongSwan's delayed
+  /// outbound SA): the peer installs the pair only when our answer reaches
+  /// it, so our first packets on the new SPI would find nothing there.
+  bool outbound_deferred = false;
 };
 struct InstallAction {
   ChildSa sa;
+};
+/// The deferred outbound SA of `child` is used from now on (the peer
+/// deleted the child it rekeyed, or the grace for that ended); the outbound
+/// SA of `replaces`, if still there, no longer is.
+struct ActivateOutboundAction {
+  std::uint64_t child = 0;
+  std::optional<std::uint64_t> replaces;
 };
 /// Removes a child's SAs. `inbound_only`: the outbound SA was already
 /// replaced by a rekey; the inbound one goes now.
@@ -149,8 +162,8 @@ struct KeysAction {
   filters::SecretBytes sk_ei, sk_er, sk_ai, sk_ar;
 };
 
-using Action = std::variant<SendAction, InstallAction, RemoveAction, UpdatePeerAction, AcquireDoneAction,
-                            SoftAssociationAction, EventAction, KeysAction>;
+using Action = std::variant<SendAction, InstallAction, ActivateOutboundAction, RemoveAction, UpdatePeerAction,
+                            AcquireDoneAction, SoftAssociationAction, EventAction, KeysAction>;
 using Actions = std::vector<Action>;
 
 // ---- observation -----------------------------------------------------------
