@@ -3,6 +3,7 @@
 // old inbound SA kept until the Delete), collisions, IKE SA rekeying, DPD,
 // deletes from either side, peers that restart, NAT traversal and port
 // floating, reconfiguration and shutdown.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -149,6 +150,119 @@ TEST(Ikev2Lifecycle, OldInboundGoesAfterTheGraceWhenTheDeleteIsLost) {
   EXPECT_EQ(p->b->inbound.count(old_b), 1u);
   p->net.run(2 * kSec);
   EXPECT_EQ(p->b->inbound.count(old_b), 0u);  // 10 s grace
+}
+
+/// The SPIs `x` sends on that `y` has no inbound SA for: a packet sent on
+/// one of them now is dropped by `y` as an unknown SPI.
+std::vector<std::uint32_t> spis_unknown_to_peer(const Node& x, const Node& y) {
+  std::vector<std::uint32_t> r;
+  for (auto id : x.outbound) {
+    const std::uint32_t spi = *x.children.at(id).outbound.spi;
+    const bool known = std::any_of(y.inbound.begin(), y.inbound.end(),
+                                   [&](std::uint64_t c) { return *y.children.at(c).inbound.spi == spi; });
+    if (!known) r.push_back(spi);
+  }
+  return r;
+}
+
+/// After every action batch of either end: each outbound SA in place has
+/// its inbound twin at the peer already, and no end is without one.
+struct NoUnknownSpi {
+  std::vector<std::string> failures;
+  void watch(Net& net, Node& a, Node& b) {
+    net.after_actions = [this, &net, &a, &b](Node&) {
+      for (auto [x, y] : {std::pair{&a, &b}, std::pair{&b, &a}}) {
+        if (x->active(0).empty()) failures.push_back(x->name + " has no outbound SA");
+        for (auto spi : spis_unknown_to_peer(*x, *y)) {
+          failures.push_back(fmt::format("{} sends on SPI {:08x}, which {} has not installed (t={} s)", x->name, spi,
+                                         y->name, net.now / kSec));
+        }
+      }
+    };
+  }
+};
+
+TEST(Ikev2Lifecycle, RekeyResponderKeepsItsOutboundUntilTheDelete) {
+  // strongSwan's delayed outbound SA of a rekey responder: B answers A's
+  // rekey with the new inbound SA installed, but sends on the old SA until
+  // A, which installs the new pair only when the answer arrives, deletes
+  // the old one. Switching at the answer lost B's first packets on the new
+  // SPI (unknown to A for a round trip).
+  auto p = up(tunnel_a(), tunnel_b());
+  NoUnknownSpi watch;
+  watch.watch(p->net, *p->a, *p->b);
+  const std::uint64_t old_b = *p->b->outbound.begin();
+  const std::uint32_t old_b_spi = *p->b->children.at(old_b).outbound.spi;
+  soft_expire(p->net, *p->a);
+  p->net.step();  // B answers: the new inbound SA is in place, the outbound one waits
+  ASSERT_EQ(p->b->inbound.size(), 2u);
+  ASSERT_EQ(p->b->outbound.size(), 1u);
+  EXPECT_EQ(*p->b->outbound.begin(), old_b) << "B switched before A has the new SA";
+  p->net.step();  // A installs the new pair, sends on it, and sends the Delete of the old one
+  ASSERT_EQ(p->a->outbound.size(), 1u);
+  EXPECT_EQ(p->b->outbound.count(old_b), 1u) << "B switched before the Delete";
+  EXPECT_EQ(p->b->snap(p->net.now).ike_sas.at(0).children.size(), 2u);
+  p->net.step();  // B takes the Delete: now it sends on the new SA and removes the old pair
+  ASSERT_EQ(p->b->outbound.size(), 1u);
+  const std::uint32_t new_b_spi = *p->b->children.at(*p->b->outbound.begin()).outbound.spi;
+  EXPECT_NE(new_b_spi, old_b_spi);
+  EXPECT_EQ(p->b->inbound.count(old_b), 0u);
+  EXPECT_TRUE(spis_unknown_to_peer(*p->b, *p->a).empty());
+  p->net.step();  // A removes its old inbound SA
+  EXPECT_EQ(p->a->inbound.size(), 1u);
+  EXPECT_EQ(p->b->inbound.size(), 1u);
+  expect_keys_agree(*p->a, *p->b);
+  for (const auto& f : watch.failures) ADD_FAILURE() << f;
+}
+
+TEST(Ikev2Lifecycle, RekeyResponderSwitchesAfterTheGraceWhenTheDeleteIsLost) {
+  // The Delete never comes (lost, every retransmission): B still switches,
+  // once A has had the grace to take the answer, and never is without an
+  // outbound SA meanwhile.
+  auto p = up(tunnel_a(), tunnel_b());
+  const std::uint64_t old_b = *p->b->outbound.begin();
+  soft_expire(p->net, *p->a);
+  p->net.step();
+  p->net.step();
+  p->net.drop = [](const Wire& w) { return w.from == 0; };
+  p->net.run(9 * kSec);
+  EXPECT_EQ(p->b->outbound.count(old_b), 1u);
+  EXPECT_EQ(p->b->outbound.size(), 1u);
+  p->net.run(2 * kSec);
+  ASSERT_EQ(p->b->outbound.size(), 1u);
+  EXPECT_EQ(p->b->outbound.count(old_b), 0u);
+  EXPECT_TRUE(spis_unknown_to_peer(*p->b, *p->a).empty());
+}
+
+TEST(Ikev2Lifecycle, NoPacketOnAnSpiThePeerHasNotInstalled) {
+  // Both ends rekey over time (20 s children, jittered), then collide on
+  // purpose with either end losing: at no moment does an end send on an SPI
+  // the other has not installed, or lack an outbound SA.
+  for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+    SCOPED_TRACE(seed);
+    Cfg ca = tunnel_a();
+    Cfg cb = tunnel_b();
+    ca.extra = cb.extra = std::string("lifetime: { ike: 8h, child: 20s }") + (seed % 2 == 0 ? "\n    pfs: ecp256" : "");
+    Net net;
+    Node& a = net.add("A", kA, ca.yaml(), {}, seed);
+    Node& b = net.add("B", kB, cb.yaml(), {}, seed * 100);
+    net.acquire(a, 1, 0, kB, "192.0.2.10", "192.0.2.200");
+    net.run(5 * kSec);
+    ASSERT_EQ(a.outbound.size(), 1u);
+    NoUnknownSpi watch;
+    watch.watch(net, a, b);
+    net.run(40 * kSec);
+    EXPECT_GE(a.snap(net.now).counters.rekeys, 2u);
+    soft_expire(net, a);
+    soft_expire(net, b);
+    net.run(12 * kSec);
+    EXPECT_EQ(a.outbound.size(), 1u);
+    EXPECT_EQ(b.outbound.size(), 1u);
+    EXPECT_EQ(a.inbound.size(), 1u);
+    EXPECT_EQ(b.inbound.size(), 1u);
+    expect_keys_agree(a, b);
+    for (const auto& f : watch.failures) ADD_FAILURE() << f;
+  }
 }
 
 /// The nonces of the CREATE_CHILD_SA exchanges on the wire, decrypted with

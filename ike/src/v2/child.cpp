@@ -156,7 +156,8 @@ void Daemon::Impl::send_create_child(IkeSa& sa, ChildRequest req, TimeNs now, Ac
 // ---- initiator: answers ----------------------------------------------------------------------
 
 Child* Daemon::Impl::accept_child_response(IkeSa& sa, ChildRequest& req, const Message& m, Bytes pfs_shared, Bytes ni,
-                                           Bytes nr, std::optional<std::uint64_t> replaces, TimeNs now, Actions& out) {
+                                           Bytes nr, std::optional<std::uint64_t> replaces, TimeNs now, Actions& out,
+                                           bool defer_outbound) {
   const auto* sa_p = m.find<SaPayload>(pt::v2_sa);
   const auto* tsi = m.find<TsPayload>(pt::v2_tsi);
   const auto* tsr = m.find<TsPayload>(pt::v2_tsr);
@@ -189,7 +190,8 @@ Child* Daemon::Impl::accept_child_response(IkeSa& sa, ChildRequest& req, const M
   }
   const ChildKeys keys = derive_child_keys(sa.suite.prf, sa.sk_d.bytes(), pfs_shared, ni, nr,
                                            choice->suite.encryption_key_len(), choice->suite.integrity_key_len());
-  Installed what{choice->suite, req.transport, req.spi, choice->peer_spi, tsi->selectors, tsr->selectors, true};
+  Installed what{choice->suite,  req.transport,  req.spi, choice->peer_spi,
+                 tsi->selectors, tsr->selectors, true,    defer_outbound};
   Child& c = install_child(sa, req.policy, std::move(what), keys, replaces, now, out);
   req.spi = 0;
   for (auto id : req.acquires) acquire_done(out, id, AcquireDoneAction::Result::protect, c.id);
@@ -218,18 +220,18 @@ void Daemon::Impl::on_create_child_response(IkeSa& sa, ChildRequest req, const M
   }
   // A rekey collision (RFC 7296 2.8.1): the exchange with the lowest of
   // the four nonces made the redundant child; its initiator deletes it.
+  // Won: ours replaces the old child at once (the peer's, made when we
+  // answered it, never sent: its outbound SA waited). Lost: ours is
+  // redundant and never sends; the peer's takes over when the peer
+  // deletes the old child (as charon concludes a lost collision).
   Child* old = req.rekeys ? find_child(*req.rekeys) : nullptr;
   if (old != nullptr && old->ike_sa != sa.id) old = nullptr;
+  const bool lost = old != nullptr && old->peer_rekey_child &&
+                    detail::lower_nonce(detail::min_nonce(req.nonce, nonce->data), old->peer_rekey_lowest);
   std::optional<std::uint64_t> replaces;
-  bool lost = false;
-  if (old != nullptr && old->peer_rekey_child) {
-    lost = detail::lower_nonce(detail::min_nonce(req.nonce, nonce->data), old->peer_rekey_lowest);
-    if (!lost) replaces = old->peer_rekey_child;
-  } else if (old != nullptr) {
-    replaces = old->id;
-  }
+  if (old != nullptr && !lost) replaces = old->id;
   const std::uint64_t old_id = old != nullptr ? old->id : 0;  // child ids start at 1
-  Child* fresh = accept_child_response(sa, req, m, shared->bytes(), req.nonce, nonce->data, replaces, now, out);
+  Child* fresh = accept_child_response(sa, req, m, shared->bytes(), req.nonce, nonce->data, replaces, now, out, lost);
   req.ke.reset();
   if (fresh == nullptr || old_id == 0) return;
   Child* o = find_child(old_id);
@@ -240,7 +242,8 @@ void Daemon::Impl::on_create_child_response(IkeSa& sa, ChildRequest req, const M
     return;
   }
   if (o != nullptr && o->peer_rekey_child) {
-    // We won: the peer deletes its child, whose outbound we just replaced.
+    // We won: the peer deletes its redundant child, whose outbound SA was
+    // never used.
     if (Child* theirs = find_child(*o->peer_rekey_child)) theirs->outbound_replaced = true;
     o->peer_rekey_child.reset();
   }
@@ -400,7 +403,10 @@ Child* Daemon::Impl::answer_child(IkeSa& sa, const Message& m, std::optional<std
   }
   const ChildKeys keys = derive_child_keys(sa.suite.prf, sa.sk_d.bytes(), shared->bytes(), ni, nr,
                                            choice->suite.encryption_key_len(), choice->suite.integrity_key_len());
-  Installed what{choice->suite, transport, spi, choice->peer_spi, nar.responder, nar.initiator, false};
+  // A rekey: the initiator installs the new pair only when this answer
+  // reaches it, so we keep sending on the old SA until it deletes it.
+  Installed what{choice->suite, transport,     spi,   choice->peer_spi,
+                 nar.responder, nar.initiator, false, rekeys.has_value()};
   Child& c = install_child(sa, *pol, std::move(what), keys, rekeys, now, out);
   if (transport) resp.payloads.push_back(detail::notify_payload(notify::use_transport_mode));
   resp.payloads.push_back({pt::v2_sa, SaPayload{{choice->answer}}});
@@ -526,6 +532,7 @@ Child& Daemon::Impl::install_child(IkeSa& sa, std::size_t policy_index, Installe
   c.local_ts = std::move(what.local_ts);
   c.remote_ts = std::move(what.remote_ts);
   c.installed_at = now;
+  c.outbound_pending = what.defer_outbound;
   c.rekey_at = prof.child_lifetime != 0 ? now + detail::jittered(*random, prof.child_lifetime) : kNever;
   c.expire_at = prof.child_lifetime != 0 ? now + static_cast<TimeNs>(prof.child_lifetime) * kSecond : kNever;
   child_spis.insert(c.spi_in);
@@ -540,21 +547,30 @@ Child& Daemon::Impl::install_child(IkeSa& sa, std::size_t policy_index, Installe
   cs.local_ts = c.local_ts;
   cs.remote_ts = c.remote_ts;
   cs.replaces = replaces;
+  cs.outbound_deferred = what.defer_outbound;
   Child* old = replaces ? find_child(*replaces) : nullptr;
   if (old != nullptr) {
-    // Its outbound SA is replaced now; its inbound one stays until the
-    // Delete exchange (or the grace) so that nothing in flight is lost.
-    old->outbound_replaced = true;
+    // Its inbound SA stays until the Delete exchange (or the grace) so that
+    // nothing in flight is lost. Its outbound SA is replaced now, or, when
+    // ours waits (rekey responder), when it goes: the peer's Delete, the
+    // grace, or its hard lifetime, whichever comes first.
     if (old->state == ChildState::installed) old->state = ChildState::rekeyed;
     old->rekey_at = kNever;
-    old->remove_at = std::min(old->remove_at, now + detail::kRekeyGrace);
+    old->remove_at = std::min({old->remove_at, now + detail::kRekeyGrace, old->expire_at});
+    if (what.defer_outbound) {
+      old->successor = c.id;
+    } else {
+      old->outbound_replaced = true;
+      old->successor.reset();  // a collision we won: the peer's child never sends
+    }
   }
   ++counters.child_sas_established;
   const std::string text =
-      fmt::format("CHILD_SA {} ({}) {}: SPIs {:08x} in / {:08x} out, {}, {} mode{}, {} === {}", c.id, c.policy_name,
+      fmt::format("CHILD_SA {} ({}) {}: SPIs {:08x} in / {:08x} out{}, {}, {} mode{}, {} === {}", c.id, c.policy_name,
                   old != nullptr ? fmt::format("rekeyed CHILD_SA {}", old->id) : std::string("established"), c.spi_in,
-                  c.spi_out, c.suite.str(), c.transport ? "transport" : "tunnel",
-                  c.udp_encap ? ", UDP-encapsulated" : "", ts_text(c.local_ts), ts_text(c.remote_ts));
+                  c.spi_out, c.outbound_pending ? " (outbound once the old SA is deleted)" : "", c.suite.str(),
+                  c.transport ? "transport" : "tunnel", c.udp_encap ? ", UDP-encapsulated" : "", ts_text(c.local_ts),
+                  ts_text(c.remote_ts));
   if (old != nullptr) ++counters.rekeys;
   out.emplace_back(InstallAction{std::move(cs)});
   event(out, old != nullptr ? EventKind::child_rekeyed : EventKind::child_established, text);
@@ -575,6 +591,16 @@ void Daemon::Impl::queue_child_rekey(IkeSa& sa, Child& c, TimeNs now, Actions& o
 }
 
 void Daemon::Impl::remove_child(Child& c, const std::string& reason, Actions& out) {
+  if (c.successor) {
+    // Rekeyed as responder: the new outbound SA takes over before the old
+    // one goes (by now the peer has the new pair, or had the grace for it).
+    if (Child* s = find_child(*c.successor); s != nullptr && s->outbound_pending) {
+      s->outbound_pending = false;
+      out.emplace_back(ActivateOutboundAction{s->id, c.id});
+      c.outbound_replaced = true;
+    }
+    c.successor.reset();
+  }
   out.emplace_back(RemoveAction{c.id, c.spi_in, c.spi_out, c.outbound_replaced, reason});
   event(
       out, EventKind::child_deleted,

@@ -41,7 +41,10 @@ namespace detail {
 inline constexpr TimeNs kSecond = 1'000'000'000;
 inline constexpr TimeNs kNever = INT64_MAX;
 /// How long the old inbound SA of a rekeyed child stays when the Delete
-/// exchange does not finish (design: 10 s).
+/// exchange does not finish (design: 10 s). A rekey responder waits as
+/// long at most for the peer's Delete before it sends on the new SA: the
+/// peer (ipsentry) keeps its old inbound SA that long after it installed
+/// the new pair, which is after our answer left.
 inline constexpr TimeNs kRekeyGrace = 10 * kSecond;
 /// IKE_SA_INIT retries with a COOKIE (charon's MAX_RETRIES).
 inline constexpr unsigned kMaxCookieRetries = 5;
@@ -200,7 +203,8 @@ struct IkeSa {
 
 enum class ChildState : std::uint8_t {
   installed,
-  rekeyed,   // replaced by a newer child: outbound gone, inbound kept until its Delete or the grace
+  rekeyed,   // replaced by a newer child: inbound kept until its Delete or the grace; outbound
+             // gone, or (rekey responder) in use until the peer's Delete or the grace
   deleting,  // our Delete is in flight
 };
 
@@ -220,6 +224,12 @@ struct Child {
   TimeNs expire_at = kNever;
   TimeNs remove_at = kNever;  // rekeyed: the old inbound SA goes at the latest then
   bool outbound_replaced = false;
+  /// A rekey responder's new child: its outbound SA is not used until the
+  /// peer deletes the child it rekeyed (ActivateOutboundAction).
+  bool outbound_pending = false;
+  /// Rekeyed as responder: the child whose outbound SA takes over from
+  /// ours when this one goes (the peer's Delete, the grace, expiry).
+  std::optional<std::uint64_t> successor;
   bool rekey_queued = false;  // a rekey of it is queued or in flight
   // Child rekey collision (RFC 7296 2.8.1): the child we created answering
   // the peer's rekey of this one while ours was in flight, and the lowest
@@ -429,8 +439,11 @@ struct Daemon::Impl {
   void prepare_child_request(IkeSa& sa, ChildRequest& req, bool create_child);
   void add_child_payloads(const ChildRequest& req, Message& m) const;
   /// Initiator: the child part of a response. Returns the new child or nullptr.
+  /// `defer_outbound`: a rekey collision we lost; the child is redundant
+  /// and never sends.
   Child* accept_child_response(IkeSa& sa, ChildRequest& req, const Message& m, Bytes pfs_shared, Bytes ni, Bytes nr,
-                               std::optional<std::uint64_t> replaces, TimeNs now, Actions& out);
+                               std::optional<std::uint64_t> replaces, TimeNs now, Actions& out,
+                               bool defer_outbound = false);
   /// Responder: the child part of a request; adds the response payloads
   /// (or the error notify) to `resp`. Returns the installed child or nullptr.
   Child* answer_child(IkeSa& sa, const Message& m, std::optional<std::uint64_t> rekeys, bool create_child,
@@ -443,6 +456,7 @@ struct Daemon::Impl {
     std::uint32_t spi_in = 0, spi_out = 0;
     std::vector<TrafficSelector> local_ts, remote_ts;
     bool exchange_initiator = false;
+    bool defer_outbound = false;  // see ChildSa::outbound_deferred
   };
   Child& install_child(IkeSa& sa, std::size_t policy, Installed what, const ChildKeys& keys,
                        std::optional<std::uint64_t> replaces, TimeNs now, Actions& out);
@@ -456,6 +470,8 @@ struct Daemon::Impl {
   void finish_child_rekey(IkeSa& sa, Child& fresh, const ChildRequest& req, Bytes nr, TimeNs now, Actions& out);
   void queue_child_rekey(IkeSa& sa, Child& c, TimeNs now, Actions& out);
   void child_request_failed(IkeSa& sa, ChildRequest& req, const std::string& why, TimeNs now, Actions& out);
+  /// Removes a child's SAs; a deferred outbound SA of its successor is used
+  /// from then on (never a moment without one).
   void remove_child(Child& c, const std::string& reason, Actions& out);
   void child_expired(std::uint64_t child, bool hard, TimeNs now, Actions& out);
 

@@ -71,8 +71,8 @@ void Daemon::Impl::tick_children(TimeNs now, Actions& out) {
     Child* c = find_child(id);
     if (c == nullptr) continue;
     IkeSa* sa = find_sa(c->ike_sa);
-    if (c->outbound_replaced && now >= c->remove_at) {
-      remove_child(*c, "rekeyed", out);
+    if ((c->outbound_replaced || c->successor) && now >= c->remove_at) {
+      remove_child(*c, c->outbound_replaced ? "rekeyed" : "rekeyed (the peer's Delete did not come)", out);
     } else if (c->state == ChildState::installed && now >= c->expire_at) {
       child_expired(id, true, now, out);
     } else if (c->state == ChildState::installed && !c->rekey_queued && now >= c->rekey_at) {
@@ -114,7 +114,7 @@ TimeNs Daemon::Impl::next_deadline() const noexcept {
   TimeNs d = gate.next_deadline();
   for (const auto& [id, sa] : sas) d = std::min(d, sa_deadline(*sa));
   for (const auto& [id, c] : children) {
-    if (c.outbound_replaced) d = std::min(d, c.remove_at);
+    if (c.outbound_replaced || c.successor) d = std::min(d, c.remove_at);
     if (c.state != ChildState::installed) continue;
     d = std::min(d, c.expire_at);
     if (!c.rekey_queued) d = std::min(d, c.rekey_at);
