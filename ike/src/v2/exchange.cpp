@@ -66,13 +66,26 @@ void Daemon::Impl::on_request(IkeSa& sa, const Datagram& d, const Message& h, Ti
   Buffer hash = detail::sha256(d.data);
   const bool fragment = is_fragment(d.data);
   if (sa.cache.valid && h.message_id == sa.cache.mid) {
-    // RFC 7383 2.6.1: of a fragmented request only fragment 1 (whose hash
-    // the cache holds) brings the response again; the others are ignored.
-    if (fragment && d.data.size() > dissect::ike::kHeaderLen + 6 &&
-        dissect::load_be16(d.data.data() + dissect::ike::kHeaderLen + 4) != 1) {
-      return;
+    bool again = detail::equal_const(hash, sa.cache.request_hash);
+    if (fragment) {
+      // RFC 7383 2.6.1: of a fragmented request only fragment 1 brings the
+      // response again, the others are ignored. The same bytes as the
+      // fragment 1 answered (what the cache's hash is of), or a fragment 1
+      // of that message that authenticates (the peer may have
+      // re-fragmented it, 2.5.3).
+      if (d.data.size() < dissect::ike::kHeaderLen + 8 ||
+          dissect::load_be16(d.data.data() + dissect::ike::kHeaderLen + 4) != 1) {
+        return;
+      }
+      if (!again) {
+        Message header;
+        Fragment f;
+        std::string why;
+        again = decode_fragment(d.data, sa.sk_in.get(), header, f, why) == DecodeStatus::ok;
+        filters::cleanse(f.plain.data(), f.plain.size());
+      }
     }
-    if (detail::equal_const(hash, sa.cache.request_hash)) {
+    if (again) {
       for (const auto& p : sa.cache.packets) emit_send(out, d.local, d.remote, p);
     } else {
       invalid(out, now,
