@@ -209,9 +209,9 @@ std::unique_ptr<Pair> rsa_pair(Options oa = {}, Options ob = {}) {
   return p;
 }
 
-void start(Pair& p) {
+void start(Pair& p, TimeNs run = 60 * kSec) {
   p.net.acquire(*p.a, 1, 0, kB, "192.0.2.10", "192.0.2.200");
-  p.net.run(60 * kSec);
+  p.net.run(run);
 }
 
 void expect_up(const Pair& p) {
@@ -324,6 +324,55 @@ TEST(Ikev2Fragments, ALostFragmentIsRetransmittedWithTheOthers) {
     EXPECT_EQ(req.size(), 2 * nreq) << response;
     EXPECT_EQ(resp.size(), response ? 2 * nresp : nresp) << response;
   }
+}
+
+TEST(Ikev2Fragments, OnlyFragmentOneOfAnAnsweredRequestBringsTheResponseAgain) {
+  Options keys;
+  keys.save_keys = true;
+  auto p = rsa_pair(keys, {});
+  start(*p, 2 * kSec);  // IKE_AUTH is the last exchange: B's response cache holds it
+  expect_up(*p);
+  ASSERT_EQ(p->a->keys.size(), 1u);
+  const KeysAction& k = p->a->keys[0];
+  const ike::SkCipher sk_i(k.suite, k.sk_ei.bytes(), k.sk_ai.bytes());
+  // A's IKE_AUTH request, reassembled with its keys and fragmented anew
+  // (other sizes, new IVs): what a peer re-fragmenting its retransmission sends.
+  FragmentSet set;
+  Message request;
+  for (const auto& w : p->net.sent) {
+    const Frag f = frag_of(w);
+    if (f.exchange != xt::v2_auth || f.response) continue;
+    Fragment part;
+    std::string why;
+    ASSERT_EQ(decode_fragment(w.data, &sk_i, request, part, why), DecodeStatus::ok) << why;
+    (void)set.add(request.message_id, std::move(part));
+  }
+  std::uint8_t first = 0;
+  const Buffer plain = set.take(first);
+  std::string why;
+  ASSERT_EQ(decode_reassembled(plain, first, request, why), DecodeStatus::ok) << why;
+  SeededRandom random(99);
+  const auto again = encode_fragments(request, sk_i, random, 1000);
+  ASSERT_GE(again.size(), 2u);
+  const std::size_t nresp = auth_datagrams(*p, true).size();
+  auto send_to_b = [&](const Buffer& bytes) {
+    Wire w;
+    w.src = {ip(kA), 500};
+    w.dst = {ip(kB), 500};
+    w.data = bytes;
+    const std::size_t before = p->net.sent.size();
+    p->net.deliver(w);
+    return p->net.sent.size() - before;
+  };
+  // Fragment 2: ignored. Fragment 1: the whole response again.
+  EXPECT_EQ(send_to_b(again[1]), 0u);
+  EXPECT_EQ(send_to_b(again[0]), nresp) << p->b->event_text(EventKind::invalid_message);
+  // A forged fragment 1 brings nothing and is counted.
+  const auto invalid = p->b->snap(p->net.now).counters.invalid_packets;
+  Buffer forged = again[0];
+  forged[forged.size() - 5] ^= 1;
+  EXPECT_EQ(send_to_b(forged), 0u);
+  EXPECT_EQ(p->b->snap(p->net.now).counters.invalid_packets, invalid + 1);
 }
 
 TEST(Ikev2Fragments, ForgedFragmentsAreDroppedAndTheRealOnesComplete) {
