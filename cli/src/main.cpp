@@ -191,6 +191,11 @@ int run(int argc, char** argv) {
                  "(mode 0600), updated at every rekey, for `verify --keys-from` and tshark; without it no key is "
                  "written anywhere")
       ->type_name("DIR");
+  en->add_option("--ike-fragment-size", enf.ike_fragment_size,
+                 "largest IP datagram of an IKE message once both peers support IKE fragmentation (RFC 7383); larger "
+                 "encrypted messages go as fragments (default 1280, as strongSwan's; 0: never fragment and do not "
+                 "announce support)")
+      ->check(CLI::Range(0, 65535) & !CLI::Range(1, 575));
   en->add_flag("--print-policy", enf_print_policy, "print the effective policy at start");
   en->add_flag("--cleanup", enf_cleanup,
                "remove the rules and socket left behind by an enforcement that died (refused while one runs in this "

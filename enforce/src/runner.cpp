@@ -600,6 +600,8 @@ void Enforcement::start_ike() {
   host.log = log_;
   ike::v2::Options o;
   o.save_keys = !options_.save_keys.empty();
+  o.fragmentation = options_.ike_fragment_size != 0;
+  o.fragment_size = options_.ike_fragment_size;
   // The daemon holds the configuration by reference: the running State's,
   // replaced only on the driver thread (reload()).
   std::unique_ptr<IkeProtocol> protocol = make_ike_daemon(state_->config(), state_->spd().local(), o);

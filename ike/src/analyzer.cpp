@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ipsentry/ike/crypto.hpp"
+#include "ipsentry/ike/message.hpp"
 #include "ipsentry/ipsec/crypto.hpp"
 
 namespace ipsentry::ike {
@@ -194,13 +195,9 @@ struct Analyzer::IkeSaState {
     int responses = 0;
   };
   std::map<std::uint32_t, Exchange> exchanges;
-  // IKEv2 fragments being collected, per message ID and direction.
-  struct Frags {
-    std::uint16_t total = 0;
-    std::uint8_t first = 0;
-    std::map<std::uint16_t, Vec> parts;
-  };
-  std::map<std::pair<std::uint32_t, bool>, Frags> frags;
+  // IKEv2 fragments being collected, per message ID and direction, with
+  // the daemon's bounds and rules (RFC 7383 2.6).
+  std::map<std::pair<std::uint32_t, bool>, v2::FragmentSet> frags;
   std::map<std::pair<std::uint32_t, bool>, Vec> last_msg;
 };
 
@@ -412,17 +409,30 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
           const std::uint16_t num = dissect::load_be16(skb.data());
           const std::uint16_t total = dissect::load_be16(skb.data() + 2);
           auto& f = st.frags[{h.message_id, from_initiator}];
-          if (num == 1) f.first = sk->next;
-          f.total = total;
-          f.parts[num] = std::move(out);
-          if (f.parts.size() == total && total > 0 && f.parts.begin()->first == 1 && f.parts.rbegin()->first == total) {
-            for (auto& [n, part] : f.parts) rec.plaintext.insert(rec.plaintext.end(), part.begin(), part.end());
-            rec.first_inner = f.first;
+          v2::Fragment part;
+          part.number = num;
+          part.total = total;
+          part.first_payload = sk->next;
+          part.plain = std::move(out);
+          const auto added = f.add(h.message_id, std::move(part));
+          if (added == v2::FragmentSet::Added::complete) {
+            rec.plaintext = f.take(rec.first_inner);
             st.frags.erase({h.message_id, from_initiator});
             rec.detail += fmt::format("; {} fragments reassembled", total);
           } else {
             rec.status = DecryptStatus::fragment;
             rec.detail += fmt::format("; fragment {} of {}", num, total);
+            switch (added) {
+              case v2::FragmentSet::Added::duplicate: rec.detail += " (a retransmission)"; break;
+              case v2::FragmentSet::Added::inconsistent: rec.detail += " (ignored: other fragments say more)"; break;
+              case v2::FragmentSet::Added::too_many:
+                rec.detail += fmt::format(" (ignored: more than {})", v2::FragmentSet::kMaxFragments);
+                break;
+              case v2::FragmentSet::Added::too_big:
+                rec.detail += fmt::format(" (all dropped: more than {} bytes)", v2::FragmentSet::kMaxBytes);
+                break;
+              default: break;
+            }
           }
         } else {
           rec.plaintext = std::move(out);

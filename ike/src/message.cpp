@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "ipsentry/dissect/ike.hpp"
@@ -486,7 +487,7 @@ std::optional<Message> decode_header(Bytes bytes, std::string& why) {
   m.initiator = h.initiator_v2();
   m.response = h.response_v2();
   m.message_id = h.message_id;
-  m.encrypted = h.next_payload == pt::v2_sk;
+  m.encrypted = h.next_payload == pt::v2_sk || h.next_payload == pt::v2_skf;
   return m;
 }
 
@@ -539,6 +540,142 @@ DecodeStatus decode(Bytes bytes, const SkCipher* sk, Message& out, std::string& 
   filters::cleanse(plain->data(), plain->size());
   if (st != DecodeStatus::ok) out.payloads.clear();
   return st;
+}
+
+// ---- IKE fragmentation (RFC 7383) ------------------------------------------
+
+bool is_fragment(Bytes bytes) noexcept { return bytes.size() > 16 && bytes[16] == pt::v2_skf; }
+
+std::vector<Buffer> encode_fragments(const Message& m, const SkCipher& sk, Random& random, std::size_t max_message) {
+  Buffer whole = encode(m, &sk, random);
+  std::vector<Buffer> out;
+  if (whole.size() <= max_message) {
+    out.push_back(std::move(whole));
+    return out;
+  }
+  Buffer inner;
+  const std::uint8_t first = encode_chain(inner, m.payloads);
+  // The most plaintext a fragment carries: IKE header, SKF header with its
+  // two fragment fields, and the sealed data (IV, padding, ICV) must fit.
+  constexpr std::size_t kOverhead = dik::kHeaderLen + 8;
+  std::size_t chunk = max_message > kOverhead ? max_message - kOverhead : 0;
+  while (chunk > 0 && kOverhead + sk.sealed_size(chunk) > max_message) --chunk;
+  if (chunk == 0) {
+    filters::cleanse(inner.data(), inner.size());
+    throw std::length_error("IKEv2 encoder: the fragment size leaves no room for data");
+  }
+  const std::size_t total = (inner.size() + chunk - 1) / chunk;
+  if (total > FragmentSet::kMaxFragments) {
+    filters::cleanse(inner.data(), inner.size());
+    throw std::length_error(
+        fmt::format("IKEv2 encoder: {} fragments needed, at most {}", total, FragmentSet::kMaxFragments));
+  }
+  for (std::size_t i = 0; i < total; ++i) {
+    const Bytes part = Bytes(inner).subspan(i * chunk, std::min(chunk, inner.size() - i * chunk));
+    Buffer b;
+    b.reserve(max_message);
+    encode_header(b, m, pt::v2_skf);
+    put8(b, i == 0 ? first : pt::none);  // RFC 7383 2.5: the first payload's type in fragment 1 only
+    put8(b, 0);
+    const std::size_t sealed = sk.sealed_size(part.size());
+    put16(b, static_cast<std::uint16_t>(8 + sealed));
+    put16(b, static_cast<std::uint16_t>(i + 1));
+    put16(b, static_cast<std::uint16_t>(total));
+    dissect::store_be32(b.data() + 24, static_cast<std::uint32_t>(b.size() + sealed));
+    sk.seal(b, part, random);
+    out.push_back(std::move(b));
+  }
+  filters::cleanse(inner.data(), inner.size());
+  return out;
+}
+
+DecodeStatus decode_fragment(Bytes bytes, const SkCipher* sk, Message& header, Fragment& out, std::string& why) {
+  header = Message{};
+  out = Fragment{};
+  auto h = decode_header(bytes, why);
+  if (!h) return DecodeStatus::malformed;
+  header = std::move(*h);
+  if (!is_fragment(bytes)) {
+    why = "not an Encrypted Fragment message";
+    return DecodeStatus::malformed;
+  }
+  // SKF is the only payload (RFC 7383 2.5) and runs to the message's end.
+  const Bytes p = bytes.subspan(dik::kHeaderLen);
+  if (p.size() < 8 || dissect::load_be16(p.data() + 2) != p.size()) {
+    why = "the Encrypted Fragment payload's length is not the rest of the message";
+    return DecodeStatus::malformed;
+  }
+  const std::uint16_t number = dissect::load_be16(p.data() + 4);
+  const std::uint16_t total = dissect::load_be16(p.data() + 6);
+  if (number == 0 || total == 0 || number > total) {
+    why = fmt::format("fragment {} of {}", number, total);
+    return DecodeStatus::malformed;
+  }
+  if (sk == nullptr) {
+    why = "encrypted, and no keys for it";
+    return DecodeStatus::no_keys;
+  }
+  auto plain = sk->open(bytes, dik::kHeaderLen + 8, why);
+  if (!plain) return DecodeStatus::integrity_failed;
+  out.number = number;
+  out.total = total;
+  out.first_payload = p[0];
+  out.plain = std::move(*plain);
+  return DecodeStatus::ok;
+}
+
+DecodeStatus decode_reassembled(Bytes plain, std::uint8_t first_payload, Message& out, std::string& why) {
+  out.encrypted = true;
+  out.payloads.clear();
+  std::optional<dik::Payload> nested;
+  const DecodeStatus st = decode_chain(plain, first_payload, true, out.payloads, nested, why);
+  if (st != DecodeStatus::ok) out.payloads.clear();
+  return st;
+}
+
+FragmentSet::Added FragmentSet::add(std::uint32_t mid, Fragment f) {
+  if (f.total > kMaxFragments) return Added::too_many;
+  if (f.number == 0 || f.number > f.total) return Added::inconsistent;
+  if (!parts_.empty() && mid == mid_) {
+    if (f.total < total_) return Added::inconsistent;
+    if (f.total > total_) clear();  // re-fragmented smaller: start anew (RFC 7383 2.6)
+  } else if (!parts_.empty()) {
+    clear();
+  }
+  mid_ = mid;
+  total_ = f.total;
+  auto it = std::lower_bound(parts_.begin(), parts_.end(), f.number,
+                             [](const auto& part, std::uint16_t n) { return part.first < n; });
+  if (it != parts_.end() && it->first == f.number) {
+    filters::cleanse(f.plain.data(), f.plain.size());
+    return Added::duplicate;
+  }
+  if (bytes_ + f.plain.size() > kMaxBytes) {
+    filters::cleanse(f.plain.data(), f.plain.size());
+    clear();
+    return Added::too_big;
+  }
+  if (f.number == 1) first_ = f.first_payload;
+  bytes_ += f.plain.size();
+  parts_.insert(it, {f.number, std::move(f.plain)});
+  return parts_.size() == total_ ? Added::complete : Added::kept;
+}
+
+Buffer FragmentSet::take(std::uint8_t& first_payload) {
+  Buffer out;
+  out.reserve(bytes_);
+  for (const auto& [n, part] : parts_) out.insert(out.end(), part.begin(), part.end());
+  first_payload = first_;
+  clear();
+  return out;
+}
+
+void FragmentSet::clear() noexcept {
+  for (auto& [n, part] : parts_) filters::cleanse(part.data(), part.size());
+  parts_.clear();
+  total_ = 0;
+  first_ = 0;
+  bytes_ = 0;
 }
 
 }  // namespace ipsentry::ike::v2

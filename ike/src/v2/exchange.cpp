@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "ipsentry/dissect/ike.hpp"
+#include "ipsentry/dissect/wire.hpp"
 #include "state.hpp"
 
 namespace ipsentry::ike::v2 {
@@ -63,9 +64,29 @@ Buffer critical_type(const Message& m) {
 
 void Daemon::Impl::on_request(IkeSa& sa, const Datagram& d, const Message& h, TimeNs now, Actions& out) {
   Buffer hash = detail::sha256(d.data);
+  const bool fragment = is_fragment(d.data);
   if (sa.cache.valid && h.message_id == sa.cache.mid) {
-    if (detail::equal_const(hash, sa.cache.request_hash)) {
-      emit_send(out, d.local, d.remote, sa.cache.packet);
+    bool again = detail::equal_const(hash, sa.cache.request_hash);
+    if (fragment) {
+      // RFC 7383 2.6.1: of a fragmented request only fragment 1 brings the
+      // response again, the others are ignored. The same bytes as the
+      // fragment 1 answered (what the cache's hash is of), or a fragment 1
+      // of that message that authenticates (the peer may have
+      // re-fragmented it, 2.5.3).
+      if (d.data.size() < dissect::ike::kHeaderLen + 8 ||
+          dissect::load_be16(d.data.data() + dissect::ike::kHeaderLen + 4) != 1) {
+        return;
+      }
+      if (!again) {
+        Message header;
+        Fragment f;
+        std::string why;
+        again = decode_fragment(d.data, sa.sk_in.get(), header, f, why) == DecodeStatus::ok;
+        filters::cleanse(f.plain.data(), f.plain.size());
+      }
+    }
+    if (again) {
+      for (const auto& p : sa.cache.packets) emit_send(out, d.local, d.remote, p);
     } else {
       invalid(out, now,
               fmt::format("IKE SA {}: a different request with the answered message ID {}", sa.id, h.message_id));
@@ -80,7 +101,13 @@ void Daemon::Impl::on_request(IkeSa& sa, const Datagram& d, const Message& h, Ti
   }
   Message m;
   std::string why;
-  const DecodeStatus st = decode(d.data, sa.sk_in.get(), m, why);
+  DecodeStatus st = DecodeStatus::ok;
+  if (fragment) {
+    if (!collect_fragment(sa, d, sa.request_frags, m, st, why, now, out)) return;
+    hash = sa.request_frag1_hash;  // what a retransmitted fragment 1 is compared with
+  } else {
+    st = decode(d.data, sa.sk_in.get(), m, why);
+  }
   if (st == DecodeStatus::unsupported_critical) {
     // Authenticated (the SK payload opened), so it is answered.
     Message resp = response_to(sa, m);
@@ -120,7 +147,12 @@ void Daemon::Impl::on_response(IkeSa& sa, const Datagram& d, const Message& h, T
   Message m;
   std::string why;
   const bool init = h.exchange == xt::v2_sa_init;
-  const DecodeStatus st = decode(d.data, init ? nullptr : sa.sk_in.get(), m, why);
+  DecodeStatus st = DecodeStatus::ok;
+  if (!init && is_fragment(d.data)) {
+    if (!collect_fragment(sa, d, sa.response_frags, m, st, why, now, out)) return;
+  } else {
+    st = decode(d.data, init ? nullptr : sa.sk_in.get(), m, why);
+  }
   if (st != DecodeStatus::ok) {
     // Dropped without a trace on the SA: a forgery must not stop us from
     // taking the real response (we keep retransmitting meanwhile).
@@ -175,28 +207,85 @@ void Daemon::Impl::emit_send(Actions& out, const Endpoint& l, const Endpoint& r,
   out.emplace_back(SendAction{l, r, std::move(bytes), l.port == 4500});
 }
 
+std::vector<Buffer> Daemon::Impl::encode_out(const IkeSa& sa, const Message& m, const Endpoint& from,
+                                             const Endpoint& remote) {
+  if (!m.encrypted) return {encode(m, nullptr, *random)};
+  if (!sa.fragmentation || options.fragment_size == 0) return {encode(m, sa.sk_out.get(), *random)};
+  // The fragment size is that of the IP datagram, as charon's: without the
+  // IP and UDP headers and the non-ESP marker on port 4500.
+  const std::size_t headers = (remote.addr.is_v4() ? 20 : 40) + 8 + (from.port == 4500 ? 4 : 0);
+  const std::size_t max = options.fragment_size > headers + 64 ? options.fragment_size - headers : 64;
+  return encode_fragments(m, *sa.sk_out, *random, max);
+}
+
+bool Daemon::Impl::collect_fragment(IkeSa& sa, const Datagram& d, FragmentSet& set, Message& m, DecodeStatus& st,
+                                    std::string& why, TimeNs now, Actions& out) {
+  Fragment f;
+  Message header;
+  if (!sa.fragmentation) {
+    why = "a fragment, and IKE fragmentation was not negotiated";
+    st = DecodeStatus::malformed;
+  } else {
+    st = decode_fragment(d.data, sa.sk_in.get(), header, f, why);
+  }
+  if (st != DecodeStatus::ok) {
+    // Unauthenticated fragments are not kept (RFC 7383 2.6): a forgery
+    // cannot displace the real ones.
+    invalid(out, now, fmt::format("IKE SA {}: fragment from {} dropped: {}", sa.id, d.remote.str(), why));
+    return false;
+  }
+  const std::uint16_t number = f.number;
+  const std::uint16_t total = f.total;
+  if (number == 1 && !header.response) sa.request_frag1_hash = detail::sha256(d.data);
+  switch (set.add(header.message_id, std::move(f))) {
+    case FragmentSet::Added::kept: return false;
+    case FragmentSet::Added::duplicate: return false;
+    case FragmentSet::Added::complete: break;
+    case FragmentSet::Added::inconsistent:
+      invalid(out, now,
+              fmt::format("IKE SA {}: fragment {} of {} of message {} dropped: other fragments say more", sa.id, number,
+                          total, header.message_id));
+      return false;
+    case FragmentSet::Added::too_many:
+      invalid(out, now,
+              fmt::format("IKE SA {}: fragment {} of {} dropped: more than {} fragments", sa.id, number, total,
+                          FragmentSet::kMaxFragments));
+      return false;
+    case FragmentSet::Added::too_big:
+      invalid(out, now,
+              fmt::format("IKE SA {}: message {} dropped: its fragments exceed {} bytes", sa.id, header.message_id,
+                          FragmentSet::kMaxBytes));
+      return false;
+  }
+  std::uint8_t first = 0;
+  Buffer plain = set.take(first);
+  m = std::move(header);
+  st = decode_reassembled(plain, first, m, why);
+  filters::cleanse(plain.data(), plain.size());
+  return true;
+}
+
 void Daemon::Impl::send_request(IkeSa& sa, Work work, Message m, TimeNs now, Actions& out) {
   m.message_id = sa.next_mid++;
-  Buffer bytes = encode(m, m.encrypted ? sa.sk_out.get() : nullptr, *random);
   detail::Outstanding o;
   o.mid = m.message_id;
   o.exchange = m.exchange;
   o.work = std::move(work);
-  o.packet = bytes;
+  o.packets = encode_out(sa, m, sa.local, sa.remote);
   o.deadline = now + retransmit_delay(0);
-  emit_send(out, sa.local, sa.remote, std::move(bytes));
+  for (const auto& p : o.packets) emit_send(out, sa.local, sa.remote, p);
   sa.outstanding = std::move(o);
 }
 
 void Daemon::Impl::send_response(IkeSa& sa, const Message& m, const Datagram& request, Bytes request_hash,
                                  Actions& out) {
-  Buffer bytes = encode(m, sa.sk_out.get(), *random);
   sa.cache.valid = true;
   sa.cache.mid = m.message_id;
   sa.cache.request_hash.assign(request_hash.begin(), request_hash.end());
-  sa.cache.packet = bytes;
-  // RFC 7296 2.11: a response goes where the request came from.
-  emit_send(out, request.local, request.remote, std::move(bytes));
+  // RFC 7296 2.11: a response goes where the request came from. RFC 7383
+  // 2.5: a response to a fragmented request may itself be fragmented.
+  sa.cache.packets = encode_out(sa, m, request.local, request.remote);
+  for (const auto& p : sa.cache.packets) emit_send(out, request.local, request.remote, p);
 }
 
 void Daemon::Impl::queue(IkeSa& sa, Work w, TimeNs now, Actions& out) {
@@ -252,7 +341,7 @@ void Daemon::Impl::retransmit(IkeSa& sa, TimeNs now, Actions& out) {
   event(out, EventKind::retransmit,
         fmt::format("IKE SA {}: retransmit {} of {} request {} to {}", sa.id, o.retransmits, detail::work_name(o.work),
                     o.mid, sa.remote.str()));
-  emit_send(out, sa.local, sa.remote, o.packet);
+  for (const auto& p : o.packets) emit_send(out, sa.local, sa.remote, p);
 }
 
 void Daemon::Impl::request_timed_out(IkeSa& sa, TimeNs now, Actions& out) {

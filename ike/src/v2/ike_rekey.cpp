@@ -234,6 +234,7 @@ IkeSa* Daemon::Impl::make_rekeyed_sa(IkeSa& old_sa, bool initiator, std::uint64_
   n.sk_in = initiator ? std::move(cr) : std::move(ci);
   n.nat_local = old_sa.nat_local;
   n.nat_remote = old_sa.nat_remote;
+  n.fragmentation = old_sa.fragmentation;
   n.local_id = old_sa.local_id;
   n.remote_id = old_sa.remote_id;
   n.state = SaState::established;

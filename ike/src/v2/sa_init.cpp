@@ -228,6 +228,9 @@ void Daemon::Impl::respond_init(const Datagram& d, const Message& m, Bytes hash,
   if (m.notify(notify::nat_detection_source_ip) != nullptr) {
     for (auto& p : natd_payloads(sa)) r.payloads.push_back(std::move(p));
   }
+  // RFC 7383 2.3: the responder announces it only to an initiator that did.
+  sa.fragmentation = options.fragmentation && m.notify(notify::fragmentation_supported) != nullptr;
+  if (sa.fragmentation) r.payloads.push_back(detail::notify_payload(notify::fragmentation_supported, {}));
   const auto cert = std::find_if(sa.candidates.begin(), sa.candidates.end(), [](const auto& p) { return p->cert(); });
   if (cert != sa.candidates.end()) {
     r.payloads.push_back({pt::v2_certreq, CertReqPayload{4, (*cert)->trust->certreq_data()}});
@@ -268,11 +271,13 @@ void Daemon::Impl::send_init_request(IkeSa& sa, TimeNs now, Actions& out) {
   m.payloads.push_back({pt::v2_ke, KePayload{static_cast<std::uint16_t>(sa.ke->group()), sa.ke->public_value()}});
   m.payloads.push_back({pt::v2_nonce, NoncePayload{sa.ni}});
   for (auto& p : natd_payloads(sa)) m.payloads.push_back(std::move(p));
+  // RFC 7383 2.3: announced by both; used only when both do.
+  if (options.fragmentation) m.payloads.push_back(detail::notify_payload(notify::fragmentation_supported, {}));
   if (sa.profile->cert()) m.payloads.push_back(detail::our_signature_hashes());
   sa.outstanding.reset();
   sa.next_mid = 0;  // a retry with a cookie or another group is message 0 again
   send_request(sa, detail::InitWork{}, std::move(m), now, out);
-  sa.init_request = sa.outstanding->packet;
+  sa.init_request = sa.outstanding->packets.front();
 }
 
 void Daemon::Impl::on_init_response(IkeSa& sa, const Datagram& d, const Message& m, TimeNs now, Actions& out) {
@@ -309,6 +314,7 @@ void Daemon::Impl::on_init_response(IkeSa& sa, const Datagram& d, const Message&
   sa.init_response.assign(d.data.begin(), d.data.end());
   sa.peer_hashes = detail::signature_hashes(m);
   sa.peer_certreq = m.find<CertReqPayload>(pt::v2_certreq) != nullptr;
+  sa.fragmentation = options.fragmentation && m.notify(notify::fragmentation_supported) != nullptr;
   sa.ke.reset();
   detect_nat(sa, m, d.remote, d.local);
   if (!derive_initial_keys(sa, shared->bytes(), out)) {

@@ -126,7 +126,7 @@ struct Outstanding {
   std::uint32_t mid = 0;
   std::uint8_t exchange = 0;
   Work work;
-  Buffer packet;
+  std::vector<Buffer> packets;  // one datagram, or its RFC 7383 fragments: all retransmitted
   unsigned retransmits = 0;
   TimeNs deadline = kNever;
 };
@@ -135,8 +135,8 @@ struct Outstanding {
 struct ResponseCache {
   bool valid = false;
   std::uint32_t mid = 0;
-  Buffer request_hash;
-  Buffer packet;
+  Buffer request_hash;  // of the request, or of its fragment 1 (RFC 7383 2.6.1)
+  std::vector<Buffer> packets;
 };
 
 struct IkeSa {
@@ -170,6 +170,13 @@ struct IkeSa {
   bool nat_local = false;           // we are behind a NAT
   bool nat_remote = false;          // the peer is
   std::string local_id, remote_id;  // text, for the snapshot and events
+
+  // RFC 7383: both announced IKEV2_FRAGMENTATION_SUPPORTED. The peer's
+  // fragments of its current request and of the response to ours, and the
+  // hash of its current request's fragment 1 (what the response cache keeps).
+  bool fragmentation = false;
+  FragmentSet request_frags, response_frags;
+  Buffer request_frag1_hash;
 
   // Windows.
   std::uint32_t next_mid = 0;  // our next request
@@ -389,6 +396,14 @@ struct Daemon::Impl {
   [[nodiscard]] Message response_to(const IkeSa& sa, const Message& request) const;
   [[nodiscard]] Message request_of(const IkeSa& sa, std::uint8_t exchange) const;
   void emit_send(Actions& out, const Endpoint& local, const Endpoint& remote, Buffer bytes);
+  /// An encrypted message as it goes to `remote` from `from`: fragmented
+  /// (RFC 7383) when that was negotiated and it is larger than the fragment size.
+  [[nodiscard]] std::vector<Buffer> encode_out(const IkeSa& sa, const Message& m, const Endpoint& from,
+                                               const Endpoint& remote);
+  /// Collects an authenticated fragment of the peer's message; true with
+  /// `m` filled once it is whole (`st` then says how it decoded).
+  [[nodiscard]] bool collect_fragment(IkeSa& sa, const Datagram& d, FragmentSet& set, Message& m, DecodeStatus& st,
+                                      std::string& why, TimeNs now, Actions& out);
   /// Starts queued work when no request is in flight.
   void start_next(std::uint64_t sa_id, TimeNs now, Actions& out);
   void start_work(IkeSa& sa, Work work, TimeNs now, Actions& out);

@@ -54,6 +54,9 @@ struct EnforceOptions {
   /// The IKE ports (tests move them); the held-packet limits.
   std::uint16_t ike_port = 500;
   std::uint16_t ike_natt_port = 4500;
+  /// IKE fragmentation (RFC 7383): the largest IP datagram of an IKE message;
+  /// 0 turns it off (not announced, never sent).
+  std::uint32_t ike_fragment_size = 1280;
   IkeChannelLimits acquire_limits;
 };
 

@@ -245,6 +245,12 @@ struct Options {
   /// them from its seeded `random` instead, so that a recorded exchange
   /// replays byte for byte.
   std::unique_ptr<KeyExchange> (*key_exchange)(filters::DhGroup group, Random& random) = nullptr;
+  /// IKE fragmentation (RFC 7383): announced in IKE_SA_INIT when true; once
+  /// both peers announce it, encrypted messages whose IP datagram would be
+  /// larger than `fragment_size` bytes (charon's default, IPv4 and IPv6)
+  /// go as Encrypted Fragment messages.
+  bool fragmentation = true;
+  std::size_t fragment_size = 1280;
 };
 
 class Daemon {

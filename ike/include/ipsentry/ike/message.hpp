@@ -210,4 +210,81 @@ enum class DecodeStatus : std::uint8_t {
 /// holds at least the header.
 [[nodiscard]] DecodeStatus decode(Bytes bytes, const SkCipher* sk, Message& out, std::string& why);
 
+// ---- IKE fragmentation (RFC 7383) ------------------------------------------
+
+/// Whether `bytes` (a whole IKEv2 message) is an Encrypted Fragment message:
+/// its first payload is SKF (53).
+[[nodiscard]] bool is_fragment(Bytes bytes) noexcept;
+
+/// Encodes an encrypted message as it goes on the wire: one SK message when
+/// it fits in `max_message` bytes (the IKE message, without IP, UDP or
+/// non-ESP marker), else Encrypted Fragment messages of at most that size,
+/// each sealed with its own IV and ICV, the first payload's type in
+/// fragment 1 only (RFC 7383 2.5). Throws std::length_error when
+/// `max_message` leaves no room for data or the message needs more than
+/// FragmentSet::kMaxFragments fragments.
+[[nodiscard]] std::vector<Buffer> encode_fragments(const Message& m, const SkCipher& sk, Random& random,
+                                                   std::size_t max_message);
+
+/// One authenticated fragment's contents.
+struct Fragment {
+  std::uint16_t number = 0;
+  std::uint16_t total = 0;
+  std::uint8_t first_payload = 0;  // Next Payload of the SKF payload: meaningful in fragment 1 only
+  Buffer plain;                    // its part of the inner payload chain
+};
+
+/// Decodes one Encrypted Fragment message: the header into `header`, the
+/// opened fragment into `out`. The ICV is checked before anything is
+/// returned (RFC 7383 2.6). SKF must be the only payload; Fragment Number
+/// must be 1..Total.
+[[nodiscard]] DecodeStatus decode_fragment(Bytes bytes, const SkCipher* sk, Message& header, Fragment& out,
+                                           std::string& why);
+
+/// Decodes a reassembled inner payload chain into `out`, which already
+/// holds the header (decode_fragment's). As decode() does for SK's contents.
+[[nodiscard]] DecodeStatus decode_reassembled(Bytes plain, std::uint8_t first_payload, Message& out, std::string& why);
+
+/// The fragments of one message being collected (RFC 7383 2.6), bounded
+/// in count and size. Used by the daemon (authenticated fragments only)
+/// and by the analyzer.
+class FragmentSet {
+ public:
+  static constexpr std::uint16_t kMaxFragments = 32;
+  static constexpr std::size_t kMaxBytes = 64 * 1024;  // of plaintext, all fragments together
+
+  enum class Added : std::uint8_t {
+    kept,          // stored, more to come
+    complete,      // every fragment is here: take() the message
+    duplicate,     // this fragment number is already stored: ignored
+    inconsistent,  // a smaller Total Fragments than the stored ones: ignored
+    too_many,      // Total Fragments above kMaxFragments: ignored
+    too_big,       // the fragments together exceed kMaxBytes: all dropped
+  };
+
+  /// Adds fragment `f` of message ID `mid`. A fragment of another message
+  /// ID, or with a larger Total Fragments (the sender re-fragmented it
+  /// smaller, RFC 7383 2.6), starts the collection anew.
+  Added add(std::uint32_t mid, Fragment f);
+  /// The reassembled inner chain and its first payload type; clears the set.
+  [[nodiscard]] Buffer take(std::uint8_t& first_payload);
+  void clear() noexcept;
+  [[nodiscard]] bool empty() const noexcept { return parts_.empty(); }
+  [[nodiscard]] std::uint32_t message_id() const noexcept { return mid_; }
+
+  FragmentSet() = default;
+  ~FragmentSet() { clear(); }
+  FragmentSet(const FragmentSet&) = delete;
+  FragmentSet& operator=(const FragmentSet&) = delete;
+  FragmentSet(FragmentSet&&) noexcept = default;
+  FragmentSet& operator=(FragmentSet&&) noexcept = default;
+
+ private:
+  std::uint32_t mid_ = 0;
+  std::uint16_t total_ = 0;
+  std::uint8_t first_ = 0;
+  std::size_t bytes_ = 0;
+  std::vector<std::pair<std::uint16_t, Buffer>> parts_;  // sorted by number
+};
+
 }  // namespace ipsentry::ike::v2
