@@ -196,6 +196,21 @@ int run(int argc, char** argv) {
                  "encrypted messages go as fragments (default 1280, as strongSwan's; 0: never fragment and do not "
                  "announce support)")
       ->check(CLI::Range(0, 65535) & !CLI::Range(1, 575));
+  en->add_option_function<std::string>(
+        "--ike-retransmit",
+        [&enf](const std::string& text) { enf.ike_retransmit = ipsentry::enforce::parse_ike_retransmit(text); },
+        "IKE retransmission as strongSwan's retransmit_timeout, retransmit_base, retransmit_tries: a request is "
+        "sent again after TIMEOUT x BASE^n seconds, TRIES times, then the IKE SA is given up; the whole wait is "
+        "also how long dead-peer detection and a request policy's fallback take (default 4,1.8,5: 165 s)")
+      ->type_name("TIMEOUT,BASE,TRIES")
+      ->check([](const std::string& text) {
+        try {
+          (void)ipsentry::enforce::parse_ike_retransmit(text);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      });
   en->add_flag("--print-policy", enf_print_policy, "print the effective policy at start");
   en->add_flag("--cleanup", enf_cleanup,
                "remove the rules and socket left behind by an enforcement that died (refused while one runs in this "

@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -227,6 +229,48 @@ void raise_wanted(ipsec::SecurityAssociation& sa, std::uint64_t seq) noexcept {
 }
 
 }  // namespace
+
+double IkeRetransmit::span() const noexcept {
+  double total = 0;
+  for (unsigned n = 0; n <= tries; ++n) total += timeout * std::pow(base, static_cast<double>(n));
+  return total;
+}
+
+IkeRetransmit parse_ike_retransmit(std::string_view text) {
+  std::vector<std::string_view> parts;
+  for (std::size_t start = 0;;) {
+    const std::size_t comma = text.find(',', start);
+    parts.push_back(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  if (parts.size() != 3)
+    throw std::invalid_argument(fmt::format("'{}': give TIMEOUT,BASE,TRIES (charon's default is 4,1.8,5)", text));
+  const auto number = [&](std::string_view part, const char* what, double lo, double hi) {
+    double v = 0;
+    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (ec != std::errc() || end != part.data() + part.size() || part.empty() || !std::isfinite(v))
+      throw std::invalid_argument(fmt::format("{} '{}' is not a number", what, part));
+    if (v < lo || v > hi) throw std::invalid_argument(fmt::format("{} {} is outside {}..{}", what, part, lo, hi));
+    return v;
+  };
+  IkeRetransmit r;
+  r.timeout = number(parts[0], "TIMEOUT (seconds)", kRetransmitTimeoutMin, kRetransmitTimeoutMax);
+  r.base = number(parts[1], "BASE", kRetransmitBaseMin, kRetransmitBaseMax);
+  unsigned tries = 0;
+  const auto [end, ec] = std::from_chars(parts[2].data(), parts[2].data() + parts[2].size(), tries);
+  if (ec != std::errc() || end != parts[2].data() + parts[2].size() || parts[2].empty())
+    throw std::invalid_argument(fmt::format("TRIES '{}' is not a whole number", parts[2]));
+  if (tries > kRetransmitTriesMax)
+    throw std::invalid_argument(fmt::format("TRIES {} is outside 0..{}", tries, kRetransmitTriesMax));
+  r.tries = tries;
+  // A peer that never answers holds packets (request) and keeps a dead
+  // peer's SAs (DPD) for the whole span: more than an hour is a mistake.
+  if (r.span() > kRetransmitSpanMax)
+    throw std::invalid_argument(fmt::format("{} s x {}^n for {} tries waits {:.0f} s before giving up (at most {:.0f})",
+                                            parts[0], parts[1], tries, r.span(), kRetransmitSpanMax));
+  return r;
+}
 
 void Enforcement::Recorder::nearing(ipsec::SecurityAssociation& sa) noexcept {
   // Use reached record_at: the saver may not get the SA's mutex to see it.
@@ -602,6 +646,9 @@ void Enforcement::start_ike() {
   o.save_keys = !options_.save_keys.empty();
   o.fragmentation = options_.ike_fragment_size != 0;
   o.fragment_size = options_.ike_fragment_size;
+  o.retransmit_timeout = static_cast<ike::v2::TimeNs>(std::llround(options_.ike_retransmit.timeout * 1e9));
+  o.retransmit_base = options_.ike_retransmit.base;
+  o.retransmit_tries = options_.ike_retransmit.tries;
   // The daemon holds the configuration by reference: the running State's,
   // replaced only on the driver thread (reload()).
   std::unique_ptr<IkeProtocol> protocol = make_ike_daemon(state_->config(), state_->spd().local(), o);

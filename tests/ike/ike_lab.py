@@ -583,6 +583,9 @@ class Ipsentry(Peer):
                                              # save_keys=False: as in production (the bench)
                                              *(["--save-keys", self.keydir] if self.opts.get("save_keys", True)
                                                else []),
+                                             # "TIMEOUT,BASE,TRIES": a short schedule for tests that wait it out
+                                             *(["--ike-retransmit", self.opts["ike_retransmit"]]
+                                               if self.opts.get("ike_retransmit") else []),
                                              *self.opts.get("extra", [])],
                                    stdout=subprocess.DEVNULL, stderr=open(self.logpath, "a"))
         # Its rules, sockets and statistics socket: seconds on a loaded machine.

@@ -26,8 +26,11 @@ happened and nothing leaks in the clear under *require*.
            cc: charon detects; ci/ic: ipsentry (responder/initiator) detects
            the killed charon
 
-The cases run at the same time: `silent` and `dpd` wait for ipsentry's
-retransmissions (4 s x 1.8^n, 5 tries: about 165 s, docs/ike-keying.md).
+The cases run at the same time. `silent` and `dpd` wait for ipsentry's
+retransmissions to run out, so their ipsentry peers run a short schedule
+(`--ike-retransmit 1,1.5,3`: 1 + 1.5 + 2.25 + 3.4 s, about 8 s, instead of
+the default 165 s, docs/ike-keying.md): the same sequence of retries and
+giving up, only sooner.
 
 Usage: test_ike_failures.py --ipsentry PATH [--roles cc,ci,ic] [--only CASE] (root; 77 = skipped)
 """
@@ -45,21 +48,24 @@ import signal  # noqa: E402
 from ike_lab import (ROLES, Conn, captures, established, hosts, ike_messages, ike_rows_from_keysets,  # noqa: E402
                      ipv4_packets, make_peer, negotiations, ping, run_scenarios, uat_dir, wait_for)
 
-# ipsentry's retransmissions (docs/ike-keying.md): 4 s x 1.8^n for n = 0..5,
-# then the IKE SA is given up; plus slack for a loaded machine.
-IPSENTRY_GIVE_UP = sum(4 * 1.8 ** n for n in range(6)) + 30
+# The short retransmission schedule of `silent` and `dpd` (TIMEOUT,BASE,TRIES):
+# requests sent again after 1 s x 1.5^n, 3 times, the IKE SA given up after
+# the sum for n = 0..3; plus slack for a loaded machine.
+RETRANSMIT = (1, 1.5, 3)
+RETRANSMIT_OPT = ",".join(map(str, RETRANSMIT))
+IPSENTRY_GIVE_UP = sum(RETRANSMIT[0] * RETRANSMIT[1] ** n for n in range(RETRANSMIT[2] + 1)) + 30
 A, B = "192.0.2.1", "192.0.2.2"
 
 
-def pair(lab, role, ci_kw=None, cr_kw=None, n_pairs=1, start=True):
+def pair(lab, role, ci_kw=None, cr_kw=None, n_pairs=1, start=True, **peer_kw):
     topo = hosts(lab, n_pairs)
     ki, kr = ROLES[role]
     ci = Conn(**{"name": "c", "addr": A, "peer": B, "local_ts": f"{A}/32", "remote_ts": f"{B}/32",
                  "initiator": True, **(ci_kw or {})})
     cr = Conn(**{"name": "c", "addr": B, "peer": A, "local_ts": f"{B}/32", "remote_ts": f"{A}/32", **(cr_kw or {})})
     caps = captures(lab, topo, "fail")
-    pi = make_peer(ki, lab, "a", topo.ns["a"], [ci], retransmit_tries=2)
-    pr = make_peer(kr, lab, "b", topo.ns["b"], [cr], retransmit_tries=2)
+    pi = make_peer(ki, lab, "a", topo.ns["a"], [ci], retransmit_tries=2, **peer_kw)
+    pr = make_peer(kr, lab, "b", topo.ns["b"], [cr], retransmit_tries=2, **peer_kw)
     if start:
         pr.start()
         pi.start()
@@ -252,7 +258,7 @@ def scenario_silent(lab, role):
              Conn("req2", "192.0.2.3", "192.0.2.4", "192.0.2.3/32", "192.0.2.4/32", inbound="require",
                   initiator=True)]
     caps = captures(lab, topo, "silent")
-    pi = make_peer("ipsentry", lab, "a", topo.ns["a"], conns)
+    pi = make_peer("ipsentry", lab, "a", topo.ns["a"], conns, ike_retransmit=RETRANSMIT_OPT)
     pi.start()
     pingers = {c.name: lab.popen(topo.ns["a"], ["ping", "-n", "-i", "1", "-W", "1", "-w", str(int(IPSENTRY_GIVE_UP)),
                                                 "-I", c.addr, c.peer], stdout=subprocess.DEVNULL)
@@ -295,7 +301,7 @@ def scenario_silent(lab, role):
 def scenario_dpd(lab, role):
     ki, kr = ROLES[role]
     # Who is killed: the charon facing ipsentry (ipsentry detects), or in cc the responder.
-    topo, pi, pr, caps = pair(lab, role, ci_kw={"dpd": 2}, cr_kw={"dpd": 2})
+    topo, pi, pr, caps = pair(lab, role, ci_kw={"dpd": 2}, cr_kw={"dpd": 2}, ike_retransmit=RETRANSMIT_OPT)
     if not established(pr) and pi.kind == "charon":
         pi.initiate()
     got, _, _ = ping(lab, topo.ns["a"], B, count=3, wait=5)

@@ -15,6 +15,7 @@
 #include "ipsentry/dissect/checksum.hpp"
 #include "ipsentry/enforce/enforcer.hpp"
 #include "ipsentry/enforce/rules.hpp"
+#include "ipsentry/enforce/runner.hpp"
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/filters/ipsec6.hpp"
 #include "ipsentry/filters/spd.hpp"
@@ -416,3 +417,41 @@ TEST(Rules, FailClosedUnlessAskedAndOrdered) {
 }
 
 }  // namespace
+
+// --ike-retransmit: charon's three numbers, their ranges, and a total wait
+// bounded because DPD and a request policy's fallback take that long.
+TEST(IkeRetransmit, ParsesCharonsNumbersAndRefusesOutOfRange) {
+  using ipsentry::enforce::parse_ike_retransmit;
+  const auto d = parse_ike_retransmit("4,1.8,5");
+  EXPECT_DOUBLE_EQ(d.timeout, 4.0);
+  EXPECT_DOUBLE_EQ(d.base, 1.8);
+  EXPECT_EQ(d.tries, 5u);
+  // 4 + 7.2 + 12.96 + 23.328 + 41.9904 + 75.58272: charon's documented 165 s.
+  EXPECT_NEAR(d.span(), 165.06, 0.01);
+  EXPECT_NEAR(ipsentry::enforce::IkeRetransmit{}.span(), d.span(), 1e-9);
+  const auto s = parse_ike_retransmit("0.5,1,0");
+  EXPECT_DOUBLE_EQ(s.timeout, 0.5);
+  EXPECT_EQ(s.tries, 0u);
+  EXPECT_DOUBLE_EQ(s.span(), 0.5);
+  const auto refused = [](const char* text, const char* why) {
+    try {
+      (void)parse_ike_retransmit(text);
+      ADD_FAILURE() << text << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << text << ": " << e.what();
+    }
+  };
+  refused("4,1.8", "TIMEOUT,BASE,TRIES");
+  refused("4,1.8,5,1", "TIMEOUT,BASE,TRIES");
+  refused("", "TIMEOUT,BASE,TRIES");
+  refused("0.05,1.8,5", "TIMEOUT (seconds) 0.05 is outside 0.1..120");
+  refused("121,1,0", "outside 0.1..120");
+  refused("x,1.8,5", "TIMEOUT (seconds) 'x' is not a number");
+  refused("4,,5", "BASE '' is not a number");
+  refused("4,0.9,5", "BASE 0.9 is outside 1..4");
+  refused("4,1.8,-1", "TRIES '-1' is not a whole number");
+  refused("4,1.8,2.5", "TRIES '2.5' is not a whole number");
+  refused("0.1,1,21", "TRIES 21 is outside 0..20");
+  refused("nan,1.8,5", "not a number");
+  refused("120,2,5", "waits 7560 s before giving up (at most 3600)");
+}

@@ -21,6 +21,7 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -35,6 +36,27 @@
 namespace ipsentry::enforce {
 
 inline constexpr const char* kDefaultSocket = "/run/ipsentry/enforce.sock";
+
+/// IKE retransmission (RFC 7296 2.4; charon's strongswan.conf
+/// retransmit_timeout, retransmit_base, retransmit_tries): a request is sent
+/// again after timeout x base^n seconds for n = 0..tries-1, and the IKE SA
+/// is given up timeout x base^tries seconds after the last try. Its total
+/// is also how long DPD takes to declare a silent peer dead and how long a
+/// request policy holds packets before its soft association.
+struct IkeRetransmit {
+  double timeout = 4.0;  // seconds
+  double base = 1.8;
+  unsigned tries = 5;
+  [[nodiscard]] double span() const noexcept;  // seconds from the first send to giving up
+};
+/// Limits of --ike-retransmit (and the reasons for them in parse_ike_retransmit).
+inline constexpr double kRetransmitTimeoutMin = 0.1, kRetransmitTimeoutMax = 120.0;
+inline constexpr double kRetransmitBaseMin = 1.0, kRetransmitBaseMax = 4.0;
+inline constexpr unsigned kRetransmitTriesMax = 20;
+inline constexpr double kRetransmitSpanMax = 3600.0;
+/// "TIMEOUT,BASE,TRIES" (e.g. "4,1.8,5"): throws std::invalid_argument
+/// naming the field and its range.
+[[nodiscard]] IkeRetransmit parse_ike_retransmit(std::string_view text);
 
 struct EnforceOptions {
   std::string config;
@@ -57,6 +79,8 @@ struct EnforceOptions {
   /// IKE fragmentation (RFC 7383): the largest IP datagram of an IKE message;
   /// 0 turns it off (not announced, never sent).
   std::uint32_t ike_fragment_size = 1280;
+  /// --ike-retransmit: how long an IKE request waits for its answer.
+  IkeRetransmit ike_retransmit;
   IkeChannelLimits acquire_limits;
 };
 
