@@ -202,6 +202,8 @@ IkeDriver::~IkeDriver() {
   } catch (...) {
     // stop() logs what it could not do.
   }
+  // Its writer reports into counters_ and the log: gone before they are.
+  key_files_.reset();
   for (auto& s : sockets_) {
     if (s.fd >= 0) close(s.fd);
   }
@@ -288,7 +290,14 @@ void IkeDriver::bind_sockets() {
 
 void IkeDriver::start() {
   if (!options_.save_keys.empty()) {
-    key_files_.emplace(options_.save_keys);
+    // Rewrites run on the key files' own thread: this reports each.
+    key_files_.emplace(options_.save_keys, [this](const std::string& error) {
+      {
+        std::scoped_lock l(snap_mu_);
+        ++(error.empty() ? counters_.key_file_writes : counters_.key_file_errors);
+      }
+      if (!error.empty()) log(EventKind::warning, error);
+    });
     log(EventKind::warning,
         fmt::format("--save-keys: the keys of every IKE and ESP SA negotiated are written to {}/{} and {}/{}: "
                     "anyone who reads them can decrypt the traffic",
@@ -319,6 +328,8 @@ void IkeDriver::stop() {
     }
   }
   for (auto id : channel_.expire(INT64_MAX)) (void)id;
+  // The key files hold every SA negotiated when enforcement exits.
+  if (key_files_) key_files_->flush();
 }
 
 void IkeDriver::call(const Job& job) {
@@ -838,18 +849,9 @@ void IkeDriver::keys(const ike::v2::KeysAction& a) {
 }
 
 void IkeDriver::write_key_files() {
-  // A full disk or a removed directory costs the proof, never the SA.
-  try {
-    key_files_->write();
-    std::scoped_lock l(snap_mu_);
-    ++counters_.key_file_writes;
-  } catch (const std::exception& e) {
-    {
-      std::scoped_lock l(snap_mu_);
-      ++counters_.key_file_errors;
-    }
-    log(EventKind::warning, e.what());
-  }
+  // Two fsyncs are tens of milliseconds: never on this thread, which would
+  // then negotiate a few dozen SAs a second. The writer counts and logs.
+  key_files_->write_later();
 }
 
 IkeDriverCounters IkeDriver::counters() const {

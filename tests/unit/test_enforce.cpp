@@ -7,8 +7,10 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "ipsentry/enforce/enforcer.hpp"
 #include "ipsentry/enforce/rules.hpp"
 #include "ipsentry/enforce/runner.hpp"
+#include "ipsentry/enforce/save_keys.hpp"
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/filters/ipsec6.hpp"
 #include "ipsentry/filters/spd.hpp"
@@ -454,4 +457,61 @@ TEST(IkeRetransmit, ParsesCharonsNumbersAndRefusesOutOfRange) {
   refused("0.1,1,21", "TRIES 21 is outside 0..20");
   refused("nan,1.8,5", "not a number");
   refused("120,2,5", "waits 7560 s before giving up (at most 3600)");
+}
+
+// --save-keys: rewrites run on the writer thread, coalesce, and every row
+// added before flush() (or the destructor) is in the files, mode 0600.
+TEST(KeyFiles, WriterThreadCoalescesAndFlushLeavesEveryRow) {
+  namespace fs = std::filesystem;
+  using ipsentry::enforce::KeyFiles;
+  const fs::path dir = fs::temp_directory_path() / fmt::format("ipsentry-keyfiles-{}", ::getpid());
+  fs::remove_all(dir);
+  const auto rows_in = [&](const char* name) {
+    std::ifstream in(dir / name);
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) n += !line.empty() && line[0] != '#';
+    return n;
+  };
+  std::vector<std::uint8_t> key(16, 0x5a);
+  const ipsentry::filters::SecretBytes k{std::span<const std::uint8_t>(key)};
+  const ipsentry::filters::KeyedCipher aes128{ipsentry::filters::Cipher::aes_cbc, 16};
+  std::atomic<int> ok{0}, failed{0};
+  constexpr int kRows = 200;
+  // The first rewrite's report waits until every row is added: the rewrites
+  // asked for meanwhile must coalesce into one.
+  std::promise<void> added;
+  std::shared_future<void> all_added = added.get_future().share();
+  std::atomic<bool> first{true};
+  {
+    KeyFiles files(dir, [&](const std::string& error) {
+      if (first.exchange(false)) all_added.wait();
+      ++(error.empty() ? ok : failed);
+    });
+    std::string why;
+    for (int i = 0; i < kRows; ++i) {
+      ASSERT_TRUE(
+          files.add_ike(1000 + i, 2000 + i, aes128, ipsentry::filters::Integrity::hmac_sha256_128, k, k, k, k, why))
+          << why;
+      files.write_later();  // returns at once: the writes (two fsyncs each) are the writer's
+    }
+    added.set_value();
+    files.flush();
+    EXPECT_EQ(rows_in(KeyFiles::kIkeFile), static_cast<std::size_t>(kRows));
+    EXPECT_EQ(failed.load(), 0);
+    EXPECT_GE(files.rewrites(), 1u);
+    EXPECT_LE(files.rewrites(), 2u) << "the rewrites asked for while one was pending coalesce";
+    EXPECT_EQ(static_cast<std::uint64_t>(ok.load()), files.rewrites());
+    EXPECT_EQ(fs::status(dir / KeyFiles::kIkeFile).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write);
+    ASSERT_TRUE(files.add_ike(7, 8, aes128, ipsentry::filters::Integrity::hmac_sha256_128, k, k, k, k, why));
+    files.write_later();  // not flushed: the destructor writes it
+  }
+  EXPECT_EQ(rows_in(KeyFiles::kIkeFile), static_cast<std::size_t>(kRows + 1));
+  EXPECT_EQ(rows_in(KeyFiles::kEspFile), 0u);
+  // Reopened: the rows are read back and kept.
+  {
+    KeyFiles again(dir);
+    EXPECT_EQ(again.ike_rows(), static_cast<std::size_t>(kRows + 1));
+  }
+  fs::remove_all(dir);
 }

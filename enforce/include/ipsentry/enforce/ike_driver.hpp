@@ -170,7 +170,7 @@ class IkeDriver {
   void acquire_done(const ike::v2::AcquireDoneAction& a);
   void event(const ike::v2::EventAction& a, ike::v2::TimeNs now);
   void keys(const ike::v2::KeysAction& a);
-  void write_key_files();  // --save-keys: both files rewritten, failures counted and logged
+  void write_key_files();  // --save-keys: both files rewritten on the key files' writer thread
   bool raw_send(std::span<const std::uint8_t> ip_packet) noexcept;
   void log(EventKind kind, const std::string& text) const;
   void wake() noexcept;

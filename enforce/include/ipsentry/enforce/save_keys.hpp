@@ -10,6 +10,13 @@
 // atomically (a temporary file, fsync, rename) at every change, so a
 // reader never sees half a file.
 //
+// The rewrites run on a writer thread of their own: two fsyncs take tens
+// of milliseconds, which on the IKE thread capped negotiations at a few
+// dozen a second. The IKE thread adds a row and asks for a rewrite
+// (write_later); rewrites asked for while one is pending coalesce into one
+// (a queue bounded at one pending rewrite, which writes every row added
+// before it starts), and flush() waits until the files hold every row.
+//
 // Rows are never removed, not even for deleted or rekeyed SAs, and rows
 // already in the files when enforcement starts are kept: a capture spans
 // rekeys and restarts, and every SA it shows needs its row. An SA's row
@@ -17,10 +24,14 @@
 // 15-minute rekeying; delete the files to start afresh.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ipsentry/filters/config.hpp"
@@ -51,9 +62,15 @@ class KeyFiles {
   static constexpr const char* kIkeFile = "ikev2_decryption_table";
   static constexpr const char* kEspFile = "esp_sa";
 
-  /// Creates or checks DIR and reads the rows already in its files.
+  /// How each rewrite of the writer thread went: `error` empty when both
+  /// files were written, else why not. Called on the writer thread.
+  using Written = std::function<void(const std::string& error)>;
+
+  /// Creates or checks DIR, reads the rows already in its files and
+  /// rewrites them at once (on this thread), then starts the writer.
   /// Throws std::runtime_error naming the directory or file.
-  explicit KeyFiles(std::filesystem::path dir);
+  explicit KeyFiles(std::filesystem::path dir, Written written = {});
+  /// Writes what is pending, then stops the writer.
   ~KeyFiles();
   KeyFiles(const KeyFiles&) = delete;
   KeyFiles& operator=(const KeyFiles&) = delete;
@@ -68,17 +85,35 @@ class KeyFiles {
   /// tells them apart). False with `why` for AH and algorithms Wireshark
   /// cannot name.
   bool add_esp(const filters::SaConfig& sa, std::string& why);
-  /// Rewrites both files. Throws std::runtime_error.
+  /// Rewrites both files now, on the calling thread. Throws std::runtime_error.
   void write() const;
+  /// Asks the writer thread to rewrite both files with every row added so
+  /// far; returns at once. The outcome goes to `written`.
+  void write_later();
+  /// Waits until every rewrite asked for is done (enforcement stopping:
+  /// the files are current when it exits).
+  void flush();
 
   [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
-  [[nodiscard]] std::size_t ike_rows() const noexcept { return ike_.size(); }
-  [[nodiscard]] std::size_t esp_rows() const noexcept { return esp_.size(); }
+  [[nodiscard]] std::size_t ike_rows() const;
+  [[nodiscard]] std::size_t esp_rows() const;
+  /// Rewrites the writer thread has finished (fewer than asked for: coalesced).
+  [[nodiscard]] std::uint64_t rewrites() const;
 
  private:
+  void writer_main();
+
   std::filesystem::path dir_;
+  Written written_;
+  mutable std::mutex mu_;         // the rows and the generations below
+  std::condition_variable cv_;    // write_later -> writer; writer -> flush
   std::vector<std::string> ike_;  // key material: wiped when dropped
   std::vector<std::string> esp_;
+  std::uint64_t asked_ = 0;  // rewrites asked for (a generation)
+  std::uint64_t done_ = 0;   // the generation the files hold
+  std::uint64_t rewrites_ = 0;
+  bool stopping_ = false;
+  std::thread writer_;  // last: started when everything above exists
 };
 
 }  // namespace ipsentry::enforce
