@@ -96,11 +96,12 @@ SaStateFile SaStateFile::load(const fs::path& path) {
   SaStateFile st;
   struct stat sb {};
   if (::lstat(path.c_str(), &sb) != 0 && errno == ENOENT) return st;
-  std::ifstream in(path, std::ios::binary);
-  if (!in || !S_ISREG(sb.st_mode)) {
-    throw StateError(fmt::format("cannot read the state file {}: {}", path.string(),
-                                 S_ISREG(sb.st_mode) ? std::strerror(errno) : "not a regular file"));
+  // Checked before opening: opening a named pipe would wait for a writer.
+  if (!S_ISREG(sb.st_mode)) {
+    throw StateError(fmt::format("cannot read the state file {}: not a regular file", path.string()));
   }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw StateError(fmt::format("cannot read the state file {}: {}", path.string(), std::strerror(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();

@@ -271,9 +271,9 @@ SaMode Spd::sa_mode(const SaConfig& sa) const noexcept {
   return SaMode::unspecified;
 }
 
-std::string Spd::local_list() const {
+std::string Spd::local_list(const char* separator) const {
   std::string out;
-  for (const auto& a : local_.addresses) out += (out.empty() ? "" : ", ") + a.str();
+  for (const auto& a : local_.addresses) out += (out.empty() ? "" : separator) + a.str();
   return out.empty() ? "none" : out;
 }
 
@@ -427,9 +427,7 @@ std::string Spd::describe_exemptions() const {
 
 std::string Spd::describe() const {
   std::string out;
-  out += "Local addresses (\"me\"):";
-  if (local_.addresses.empty()) out += " none";
-  for (const auto& a : local_.addresses) out += " " + a.str();
+  out += "Local addresses (\"me\"): " + local_list(" ");
   out += fmt::format(
       "\nExemptions: {} (they pass without any policy: inbound only when addressed to this host, outbound only "
       "when sent by it, never when forwarded; `exemptions: [...]` chooses them)\n",

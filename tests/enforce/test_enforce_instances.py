@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import test_enforce as te  # noqa: E402  (the namespace helpers of the main enforcement test)
 from ipsec_configs import GCM_AB, GCM_BA, esp_config  # noqa: E402
-from netns import ipsentry_as_root, run_scenario, sh  # noqa: E402
+from netns import UdpSink, ipsentry_as_root, run_scenario, sh  # noqa: E402
 
 A, B = te.A, te.B
 check = te.check
@@ -52,18 +52,6 @@ while time.time() < end:
     i += 1
     time.sleep(0.002)
 print(i)
-"""
-
-UDP_SINK = r"""
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.settimeout(0.2)
-end = time.time() + float(sys.argv[3])
-while time.time() < end:
-    try:
-        print(s.recv(2000).decode(errors='replace'), flush=True)
-    except socket.timeout:
-        pass
 """
 
 # Binds an NFQUEUE queue over raw netlink, as another program would, and
@@ -159,12 +147,9 @@ def scenario_second_instance(tmp):
     check(our_rules(a) == before and te.rules(a) > 0, "the running enforcement's rules are untouched")
     check(ea.stats() is not None, "the running enforcement still answers on its socket")
     n, _ = te.ping(a, B, 3)
-    sink = subprocess.Popen(["ip", "netns", "exec", b, "/usr/bin/python3", "-c", UDP_SINK, B, "6000", "2"],
-                            stdout=subprocess.PIPE, text=True)
-    te.PROCS.append(sink)
-    time.sleep(0.3)
+    sink = UdpSink(b, B, 6000, 2, te.PROCS)
     te.nsx(a, "/usr/bin/python3", "-c", UDP_STREAM, B, "6000", "1")
-    got = sink.communicate(timeout=10)[0].split()
+    got = sink.proc.communicate(timeout=10)[0].split()
     cap.stop()
     check(n == 3 and len(got) > 100, f"traffic still flows, protected ({n}/3 pings, {len(got)} datagrams)")
     clear = wire_cleartext(cap.path)
@@ -181,9 +166,7 @@ def scenario_second_instance(tmp):
 def scenario_rules_deleted(tmp):
     print("# someone deletes the chains with iptables: backstop, guard, gap")
     a, b, ca, cb, ea, eb = start_pair(tmp, "del")
-    sink = subprocess.Popen(["ip", "netns", "exec", b, "/usr/bin/python3", "-c", UDP_SINK, B, "6000", "9"],
-                            stdout=subprocess.PIPE, text=True)
-    te.PROCS.append(sink)
+    sink = UdpSink(b, B, 6000, 9, te.PROCS)
     cap = te.Capture(b, "eb", os.path.join(tmp, "deleted.pcap"), "not arp")
     stream = subprocess.Popen(["ip", "netns", "exec", a, "/usr/bin/python3", "-c", UDP_STREAM, B, "6000", "7"],
                               stdout=subprocess.PIPE, text=True)
@@ -207,7 +190,7 @@ def scenario_rules_deleted(tmp):
     gap2 = attack("iptables -t mangle -F; iptables -t filter -F", "-A OUTPUT -j IPSENTRY-GUARD-OUT")
     time.sleep(1)
     n_sent = int(stream.communicate(timeout=20)[0] or 0)
-    got = sink.communicate(timeout=20)[0].split()
+    got = sink.proc.communicate(timeout=20)[0].split()
     cap.stop()
     check(gap1 is not None and gap1 < 1.5,
           f"the mangle chain deleted by hand is reinstalled by the guard in {ms(gap1)}")
@@ -341,32 +324,26 @@ def scenario_kill_restart(tmp):
     cap1 = te.Capture(b, "eb", os.path.join(tmp, "k9-before.pcap"), "esp")
     te.ping(a, B, 5)
     # b sends one datagram to a; the moment a has delivered it, a is killed.
-    sink = subprocess.Popen(["ip", "netns", "exec", a, "/usr/bin/python3", "-c", UDP_SINK, A, "6001", "5"],
-                            stdout=subprocess.PIPE, text=True)
-    te.PROCS.append(sink)
-    time.sleep(0.3)
+    sink = UdpSink(a, A, 6001, 5, te.PROCS)
     te.nsx(b, "/usr/bin/python3", "-c",
            f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'replay-me', ('{A}', 6001))")
     delivered = False
-    for line in sink.stdout:
+    for line in sink.proc.stdout:
         if "replay-me" in line:
             delivered = True
             ea.proc.kill()
             break
     ea.proc.wait(timeout=10)
-    sink.kill()
+    sink.proc.kill()
     cap1.stop()
     check(delivered, "a delivered b's datagram, then was killed with SIGKILL")
     before_out = esp_seqs(cap1.path, "0x00001001")
     check(ea.start(), "a restarts on the same state directory (no --cleanup needed)")
     cap2 = te.Capture(b, "eb", os.path.join(tmp, "k9-after.pcap"), "esp")
-    sink = subprocess.Popen(["ip", "netns", "exec", a, "/usr/bin/python3", "-c", UDP_SINK, A, "6001", "3"],
-                            stdout=subprocess.PIPE, text=True)
-    te.PROCS.append(sink)
-    time.sleep(0.3)
+    sink = UdpSink(a, A, 6001, 3, te.PROCS)
     replays_before = ea.stats()["quick_mode"]["packets_with_replay_detection"]
     r = te.nsx(b, "/usr/bin/python3", "-c", REPLAY, cap1.path, "eb")
-    got = sink.communicate(timeout=10)[0]
+    got = sink.proc.communicate(timeout=10)[0]
     check(r.returncode == 0 and "replay-me" not in got,
           f"the last packet a accepted before the crash (seq {r.stdout.strip()}), replayed after the restart, is "
           f"not delivered")

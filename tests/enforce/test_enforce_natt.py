@@ -22,7 +22,6 @@ mode, on both. Checked:
 Needs root (exit 77 = skipped otherwise). Documentation addresses only;
 every namespace is removed whatever happens.
 """
-import argparse
 import hashlib
 import os
 import signal
@@ -33,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 sys.path.insert(0, os.path.dirname(__file__))
-from netns import sh  # noqa: E402
+from netns import ipsentry_as_root, run_scenario, sh  # noqa: E402
 from ipsec_configs import GCM_AB, GCM_BA  # noqa: E402
 import test_enforce as te  # noqa: E402  (its namespaces, enforcers, captures and checks)
 from test_enforce import Capture, Enforcer, check, cleanup, ns_add, nsx, ping, tshark  # noqa: E402
@@ -378,23 +377,12 @@ def scenario(tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ipsentry", required=True)
-    args = ap.parse_args()
-    te.IPSENTRY = os.path.abspath(args.ipsentry)
-    if os.geteuid() != 0:
-        print("skipped: needs root for network namespaces and netfilter")
+    te.IPSENTRY = ipsentry_as_root()
+    if te.IPSENTRY is None:
         return 77
     with tempfile.TemporaryDirectory(prefix="ipsentry-natt-") as tmp:
         os.chmod(tmp, 0o755)
-        try:
-            scenario(tmp)
-        except Exception as e:  # a crash of the test itself is a failure too
-            import traceback
-            traceback.print_exc()
-            te.FAILS.append(f"exception: {e}")
-        finally:
-            cleanup()
+        run_scenario("natt", scenario, tmp, te.FAILS, cleanup)
     print(f"{len(te.FAILS)} failure(s)" if te.FAILS else "all NAT traversal checks passed")
     return 1 if te.FAILS else 0
 

@@ -19,7 +19,6 @@ What leaves is checked on the wire with tcpdump and tshark. Needs root (exit
 77 = skipped otherwise); documentation addresses only; every namespace is
 removed whatever happens. ONLY=host|gateway runs one scenario.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -34,6 +33,7 @@ sys.path.insert(0, HERE)
 import test_enforce as base  # noqa: E402
 from test_enforce import Capture, Enforcer, check, link, ns_add, nsx, tshark, up  # noqa: E402
 from ipsec_configs import GCM_AB, GCM_BA, esp_config  # noqa: E402
+from netns import UdpSink, ipsentry_as_root, run_scenario  # noqa: E402
 from esp_ref import RefSA  # noqa: E402
 
 import warnings  # noqa: E402
@@ -43,21 +43,6 @@ from scapy.all import IP, UDP, Raw  # noqa: E402
 
 A, B = "192.0.2.1", "192.0.2.2"
 A_MAC, B_MAC = "02:00:00:00:0a:01", "02:00:00:00:0b:01"
-
-# Receives UDP datagrams on ADDR:PORT for SECONDS and prints each payload.
-UDP_SINK = r"""
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.settimeout(0.3)
-print('ready', flush=True)
-end = time.time() + float(sys.argv[3])
-while time.time() < end:
-    try:
-        print(s.recv(4000).decode(errors='replace'), flush=True)
-    except socket.timeout:
-        pass
-"""
 
 # Sends one UDP datagram from SPORT (as whoever runs it).
 UDP_SEND = r"""
@@ -78,18 +63,6 @@ sendp([Ether(dst=sys.argv[2]) / IP(bytes.fromhex(h)) for h in sys.argv[3:]], ifa
 """
 
 
-class Sink:
-    def __init__(self, ns, addr, port, seconds):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", UDP_SINK, addr, str(port),
-                                      str(seconds)], stdout=subprocess.PIPE, text=True)
-        base.PROCS.append(self.proc)
-        self.proc.stdout.readline()  # "ready"
-
-    def received(self):
-        out = self.proc.communicate(timeout=60)[0]
-        return [l for l in out.splitlines() if l]
-
-
 def send_raw(ns, iface, dst_mac, packets):
     r = nsx(ns, "/usr/bin/python3", "-c", SEND_RAW, iface, dst_mac, *[bytes(p).hex() for p in packets])
     if r.returncode != 0:
@@ -102,7 +75,7 @@ def spoof_from_exempt_ports(ns, iface, mac, src, dst, sink_ns, enforcer):
     towards UDP port 6000 of `dst`: what the application there received, and
     how many packets `enforcer` dropped and counted meanwhile."""
     before = enforcer.stats()
-    sink = Sink(sink_ns, dst, 6000, 4)
+    sink = UdpSink(sink_ns, dst, 6000, 4, base.PROCS)
     send_raw(ns, iface, mac, [IP(src=src, dst=dst) / UDP(sport=p, dport=6000) / Raw(f"spoof-from-{p}".encode())
                               for p in (88, 500, 4500)])
     got = sink.received()
@@ -191,7 +164,7 @@ def scenario_host(tmp):
                         f"and fails as an unknown SPI)")
     # IKE to B's own port 500 still passes, from 500 and from a NAT's port.
     before = eb.stats()
-    sink = Sink(b, B, 500, 3)
+    sink = UdpSink(b, B, 500, 3, base.PROCS)
     send_raw(a, "ea", B_MAC, [IP(src=A, dst=B) / UDP(sport=sp, dport=500) / Raw(f"ike-from-{sp}".encode())
                               for sp in (500, 31234)])
     got = sink.received()
@@ -291,7 +264,7 @@ def scenario_gateway(tmp):
     n, _ = base.ping(ha, HOST_B, 3)
     check(n == 3, "hostA pings hostB through the tunnel")
     # Through the gateway: what hostA sends from the old exempt ports is tunneled.
-    sink_b = Sink(hb, HOST_B, 6000, 4)
+    sink_b = UdpSink(hb, HOST_B, 6000, 4, base.PROCS)
     for p in (88, 500, 4500):
         send_udp(ha, HOST_A, p, HOST_B, 6000, f"netA-from-{p}")
     got = sink_b.received()
@@ -307,7 +280,7 @@ def scenario_gateway(tmp):
     check(dropped == 3, f"... gw1 drops and counts all three ({dropped})")
     # IKE from gw2 to gw1's port 500 is gw1's own and passes.
     before = e1.stats()
-    sink_ike = Sink(g1, G1, 500, 3)
+    sink_ike = UdpSink(g1, G1, 500, 3, base.PROCS)
     send_udp(g2, G2, 500, G1, 500, "ike-gw2")
     got = sink_ike.received()
     after = e1.stats()
@@ -326,8 +299,8 @@ def scenario_gateway(tmp):
 
     before = e1.stats()
     log_before = e1.log_text()
-    sink_a = Sink(ha, HOST_A, 6000, 5)
-    sink_g = Sink(g1, "0.0.0.0", 6000, 5)
+    sink_a = UdpSink(ha, HOST_A, 6000, 5, base.PROCS)
+    sink_g = UdpSink(g1, "0.0.0.0", 6000, 5, base.PROCS)
     cap = Capture(g1, "g1m", os.path.join(tmp, "gw-forged.pcap"), "esp")
     send_raw(g2, "g2m", G1_MAC, [
         tunnel(inner(HOST_B, HOST_A, "tunnel-good")),
@@ -353,28 +326,15 @@ def scenario_gateway(tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ipsentry", required=True)
-    args = ap.parse_args()
-    base.IPSENTRY = os.path.abspath(args.ipsentry)
-    if os.geteuid() != 0:
-        print("skipped: needs root for network namespaces and netfilter")
+    base.IPSENTRY = ipsentry_as_root()
+    if base.IPSENTRY is None:
         return 77
     only = os.environ.get("ONLY")
     with tempfile.TemporaryDirectory(prefix="ipsentry-policy-") as tmp:
         os.chmod(tmp, 0o755)
-        try:
-            if only in (None, "host"):
-                scenario_host(tmp)
-                base.cleanup()
-            if only in (None, "gateway"):
-                scenario_gateway(tmp)
-        except Exception as e:  # a crash of the test itself is a failure too
-            import traceback
-            traceback.print_exc()
-            base.FAILS.append(f"exception: {e}")
-        finally:
-            base.cleanup()
+        for name, fn in (("host", scenario_host), ("gateway", scenario_gateway)):
+            if only in (None, name):
+                run_scenario(name, fn, tmp, base.FAILS, base.cleanup)
     print(f"{len(base.FAILS)} failure(s)" if base.FAILS else "all enforcement policy checks passed")
     return 1 if base.FAILS else 0
 

@@ -36,6 +36,38 @@ class VethPair:
             remove_namespace(ns)
 
 
+# Receives UDP datagrams on ADDR:PORT for SECONDS and prints each payload,
+# after a "ready" line once it is bound.
+UDP_SINK = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.settimeout(0.3)
+print('ready', flush=True)
+end = time.time() + float(sys.argv[3])
+while time.time() < end:
+    try:
+        print(s.recv(4000).decode(errors='replace'), flush=True)
+    except socket.timeout:
+        pass
+"""
+
+
+class UdpSink:
+    """UDP_SINK in namespace `ns`, bound before the constructor returns.
+    `procs`: the test's list of processes to kill at cleanup."""
+
+    def __init__(self, ns, addr, port, seconds, procs):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", UDP_SINK, addr, str(port),
+                                      str(seconds)], stdout=subprocess.PIPE, text=True)
+        procs.append(self.proc)
+        self.proc.stdout.readline()  # "ready"
+
+    def received(self, timeout=60):
+        out = self.proc.communicate(timeout=timeout)[0]
+        return [l for l in out.splitlines() if l]
+
+
 def remove_namespace(ns):
     """Kills what still runs in `ns` and deletes it, whatever its state."""
     for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():

@@ -3,14 +3,17 @@
 // sequence-number ceilings in the engine, the state file's key ids and
 // merge, the instance locks, reading our iptables rules back, and the key
 // hygiene checks.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -272,6 +275,28 @@ TEST(StateFile, ADamagedFileIsRefusedNotOverwritten) {
       EXPECT_NE(std::string(e.what()).find("will not start"), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(StateFile, ANamedPipeIsRefusedWithoutWaitingForAWriter) {
+  TempDir d;
+  const fs::path file = d.path() / "sa-state.json";
+  ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);
+  auto load = std::async(std::launch::async, [&] {
+    try {
+      (void)SaStateFile::load(file);
+    } catch (const enforce::StateError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  });
+  if (load.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    // Opening for reading waits for a writer: be that writer so the test ends.
+    const int fd = ::open(file.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) ::close(fd);
+    ADD_FAILURE() << "load() waited for a writer on a named pipe";
+  }
+  const std::string what = load.get();
+  EXPECT_NE(what.find("not a regular file"), std::string::npos) << what;
 }
 
 // ------------------------------------------------------------ locks

@@ -124,7 +124,8 @@ class Spd {
   [[nodiscard]] std::string describe_exemptions() const;
 
  private:
-  [[nodiscard]] std::string local_list() const;
+  /// This host's addresses, or "none".
+  [[nodiscard]] std::string local_list(const char* separator = ", ") const;
 
   const Config* config_ = nullptr;
   LocalAddresses local_;
