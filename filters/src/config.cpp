@@ -1146,6 +1146,20 @@ IkeProfile parse_ike_profile(const Ctx& c, const YAML::Node& n, std::size_t inde
     }
   } else if (!child_groups.empty()) {
     prof.pfs = child_groups.front();
+    // swanctl.conf reads "aes128gcm16-modp2048, aes128gcm16" as PFS
+    // preferred, none accepted; here every proposal takes the group, so PFS
+    // is required. Say so rather than let a copied line mean something else.
+    for (const auto* list : {&prof.esp_proposals, &prof.ah_proposals}) {
+      const auto without = std::find_if(list->begin(), list->end(), [](const auto& p) { return p.dh.empty(); });
+      if (without != list->end()) {
+        warnings.push_back(fmt::format(
+            "{}:{}: IKE profile '{}': proposal '{}' names no DH group but others do; ipsentry uses {} with it too, "
+            "so a rekey always has PFS (strongSwan would also accept one without); write pfs: to say so",
+            c.file, line_of(n[list == &prof.esp_proposals ? "esp_proposals" : "ah_proposals"]), prof.name,
+            without->text, to_string(prof.pfs)));
+        break;
+      }
+    }
   }
   // A proposal without groups takes the profile's PFS group, so that what
   // is offered and accepted on a rekey is the same group (ike_proposal.hpp).

@@ -258,6 +258,33 @@ TEST(IkeProfile, PfsGroupCompletesProposalsWithoutGroups) {
   EXPECT_EQ(p.ah_proposals[0].dh, std::vector<DhGroup>{DhGroup::modp2048});
 }
 
+TEST(IkeProfile, MixedPfsProposalsWithoutPfsFieldWarn) {
+  // swanctl.conf would read the second proposal as "no PFS accepted"; here it
+  // takes the group, and the loader says so (the line of esp_proposals).
+  const Config c = parse(lines({
+      "ike_profiles:",
+      "  - name: p",
+      "    auth: { method: psk, psk: \"0123456789abcdef0123\" }",
+      "    esp_proposals: [aes128gcm16-modp2048, aes128gcm16]",
+  }));
+  const IkeProfile& p = c.ike_profiles.at(0);
+  EXPECT_EQ(p.pfs, DhGroup::modp2048);
+  EXPECT_EQ(p.esp_proposals[1].dh, std::vector<DhGroup>{DhGroup::modp2048});
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_NE(c.warnings[0].find("test.yaml:4: IKE profile 'p': proposal 'aes128gcm16' names no DH group"),
+            std::string::npos)
+      << c.warnings[0];
+  // Written with pfs:, the same list is what the user asked for: no warning.
+  const Config d = parse(lines({
+      "ike_profiles:",
+      "  - name: p",
+      "    auth: { method: psk, psk: \"0123456789abcdef0123\" }",
+      "    esp_proposals: [aes128gcm16-modp2048, aes128gcm16]",
+      "    pfs: modp2048",
+  }));
+  EXPECT_TRUE(d.warnings.empty()) << d.warnings.front();
+}
+
 TEST(IkeProfile, EsnChaChaAndOtherChildAlgorithms) {
   const Config c = parse(lines({
       "ike_profiles:",
