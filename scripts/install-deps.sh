@@ -11,7 +11,7 @@ packages=(
   libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev libmnl-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev python3-scapy python3-yaml python3-cryptography
-  tmux tshark tcpdump tcpreplay iperf3 iproute2 iptables time iputils-ping util-linux
+  tmux tshark tcpdump tcpreplay iperf3 iproute2 iptables conntrack time iputils-ping util-linux
   # IKE peers for the namespace tests (kernel-libipsec gives user-space ESP;
   # its AES-GCM comes from the gcm and openssl plugins of the standard set)
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins

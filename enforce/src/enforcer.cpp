@@ -608,8 +608,8 @@ Decision Worker::outbound(State& state, const Packet& p, Hook hook, std::uint32_
 }
 
 Decision Worker::negotiate_out(State& state, const filters::SpdEntry& e, const Packet& p,
-                               const filters::PacketSelector& sel, Hook hook, std::uint32_t mtu,
-                               std::uint32_t ifindex, std::int64_t now_ns) noexcept {
+                               const filters::PacketSelector& sel, Hook hook, std::uint32_t mtu, std::uint32_t ifindex,
+                               std::int64_t now_ns) noexcept {
   const filters::PolicyConfig& pol = *e.policy;
   if (NegotiatedChild* child = state.child_for(e.policy_index, sel); child != nullptr) {
     SecurityAssociation* sa = child->outbound;
@@ -630,8 +630,7 @@ Decision Worker::negotiate_out(State& state, const filters::SpdEntry& e, const P
     case filters::InboundCleartext::require: break;
   }
   if (ike_ == nullptr) return done(Outcome::protect_failed, false);  // never in the clear
-  const IkeChannel::Hold h =
-      ike_->hold(e.policy_index, peer, sel, p.ip_bytes(), hook == Hook::forward, now_ns);
+  const IkeChannel::Hold h = ike_->hold(e.policy_index, peer, sel, p.ip_bytes(), hook == Hook::forward, now_ns);
   return done(h == IkeChannel::Hold::full ? Outcome::negotiation_full : Outcome::negotiating, false);
 }
 
@@ -877,6 +876,9 @@ void Worker::learn_nat_mapping(State& state, SecurityAssociation& sa, std::uint6
           return fmt::format("SA {}: {}'s NAT mapping moved from port {} to {} (authenticated packet on SA {})",
                              child->outbound->name(), outer.ip.src.str(), was, outer.l4.sport, sa.name());
         });
+        // Its IKE SA must follow too, or DPD, rekeys and Deletes go to a
+        // mapping that no longer exists.
+        if (ike_ != nullptr) (void)ike_->mapping(child->id, outer.ip.src, outer.l4.sport);
       }
     }
     return;

@@ -101,6 +101,24 @@ bool IkeChannel::expired(std::uint64_t child, bool hard) noexcept {
   return true;
 }
 
+bool IkeChannel::mapping(std::uint64_t child, const dissect::IpAddr& peer, std::uint16_t port) noexcept {
+  {
+    std::scoped_lock lock(mu_);
+    if (notices_.size() >= limits_.notices) {
+      ++counters_.notices_dropped;
+      return false;
+    }
+    IkeNotice n;
+    n.kind = IkeNotice::Kind::nat_mapping;
+    n.child = child;
+    n.peer = peer;
+    n.port = port;
+    post(n);
+  }
+  wake();
+  return true;
+}
+
 std::vector<IkeNotice> IkeChannel::drain() {
   std::uint64_t v = 0;
   if (fd_ >= 0) (void)!read(fd_, &v, sizeof v);

@@ -18,6 +18,10 @@ class DaemonProtocol final : public IkeProtocol {
   void expired(std::uint64_t child, bool hard, ike::v2::TimeNs now, ike::v2::Actions& out) override {
     d_.expired(child, hard, now, out);
   }
+  void nat_mapping(std::uint64_t child, const ike::v2::Endpoint& from, ike::v2::TimeNs now,
+                   ike::v2::Actions& out) override {
+    d_.nat_mapping(child, from, now, out);
+  }
   void tick(ike::v2::TimeNs now, ike::v2::Actions& out) override { d_.tick(now, out); }
   [[nodiscard]] ike::v2::TimeNs next_deadline() const noexcept override { return d_.next_deadline(); }
   void reconfigure(const filters::Config& config, const filters::LocalAddresses& local, ike::v2::TimeNs now,

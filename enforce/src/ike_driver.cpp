@@ -113,28 +113,6 @@ std::string endpoint(const ike::v2::Endpoint& e) {
   return e.addr.is_v6() ? fmt::format("[{}]:{}", e.addr.str(), e.port) : fmt::format("{}:{}", e.addr.str(), e.port);
 }
 
-const char* event_name(ike::v2::EventKind k) noexcept {
-  using K = ike::v2::EventKind;
-  switch (k) {
-    case K::ike_established: return "ike-established";
-    case K::ike_failed: return "ike-failed";
-    case K::ike_rekeyed: return "ike-rekeyed";
-    case K::ike_deleted: return "ike-deleted";
-    case K::child_established: return "child-established";
-    case K::child_rekeyed: return "child-rekeyed";
-    case K::child_deleted: return "child-deleted";
-    case K::auth_failed: return "auth-failed";
-    case K::dpd_timeout: return "dpd-timeout";
-    case K::retransmit: return "retransmit";
-    case K::invalid_message: return "invalid-message";
-    case K::cookies: return "cookies";
-    case K::half_open_limit: return "half-open-limit";
-    case K::soft_association: return "soft-association";
-    case K::count_: break;
-  }
-  return "?";
-}
-
 }  // namespace
 
 TimeNs IkeDriver::now() noexcept {
@@ -535,6 +513,9 @@ void IkeDriver::notices(TimeNs now, Actions& out) {
       case IkeNotice::Kind::hard_expired:
         protocol_->expired(n.child, n.kind == IkeNotice::Kind::hard_expired, now, out);
         break;
+      case IkeNotice::Kind::nat_mapping:
+        protocol_->nat_mapping(n.child, ike::v2::Endpoint{n.peer, n.port}, now, out);
+        break;
     }
   }
 }
@@ -700,10 +681,8 @@ void IkeDriver::install(const ike::v2::InstallAction& a) {
     ++counters_.installs;
   }
   if (host_.counted) host_.counted(2, removed);
-  log(EventKind::sa_installed,
-      fmt::format("IKE: child SA {} of policy {} installed: in {}, out {}{}", c.child, c.policy_name,
-                  c.inbound.describe(), c.outbound.describe(),
-                  rekey_note(c)));
+  log(EventKind::sa_installed, fmt::format("IKE: child SA {} of policy {} installed: in {}, out {}{}", c.child,
+                                           c.policy_name, c.inbound.describe(), c.outbound.describe(), rekey_note(c)));
   if (key_files_) {
     std::string why;
     for (const auto* sa : {&c.inbound, &c.outbound}) {
@@ -829,7 +808,7 @@ void IkeDriver::event(const ike::v2::EventAction& a, TimeNs now) {
     return;
   }
   ++rl.used;
-  std::string text = fmt::format("IKE {}: {}", event_name(a.kind), a.text);
+  std::string text = fmt::format("IKE {}: {}", ike::v2::to_string(a.kind), a.text);
   if (rl.suppressed != 0) {
     text += fmt::format(" ({} more like it were not logged)", rl.suppressed);
     rl.suppressed = 0;

@@ -553,6 +553,50 @@ TEST(Ikev2Lifecycle, NatDetectionFloatAndMappingChange) {
   EXPECT_EQ(nb.children.at(*nb.outbound.begin()).outbound.encap->dport, 35500);
 }
 
+TEST(Ikev2Lifecycle, EspFromANewNatMappingMovesTheIkeSa) {
+  // The NAT maps A anew while A sends only ESP: B's data path tells the
+  // daemon, and B's next IKE message (here its DPD) goes to the new port.
+  Cfg a = make_cfg("192.0.2.200", "203.0.113.2", "192.0.2.0/26", "192.0.2.64/26");
+  Cfg b = make_cfg("203.0.113.2", "198.51.100.77", "192.0.2.64/26", "192.0.2.0/26");
+  b.extra = "dpd: 5s";
+  Net net;
+  net.natted = 0;
+  net.nat_public = ip("198.51.100.77");
+  Node& na = net.add("A", a.me.c_str(), a.yaml(), {}, 3);
+  Node& nb = net.add("B", b.me.c_str(), b.yaml(), {}, 4);
+  net.acquire(na, 1, 0, "203.0.113.2", "192.0.2.10", "192.0.2.70");
+  net.run(1 * kSec);
+  ASSERT_EQ(nb.snap(net.now).ike_sas.size(), 1u);
+  ASSERT_EQ(nb.snap(net.now).ike_sas[0].remote.port, 34500);
+  const std::uint64_t child = *nb.outbound.begin();
+  Actions out;
+  // Not the peer's address, or the same port: nothing moves.
+  nb.daemon->nat_mapping(child, Endpoint{ip("198.51.100.78"), 35500}, net.now, out);
+  nb.daemon->nat_mapping(child, Endpoint{ip("198.51.100.77"), 34500}, net.now, out);
+  nb.daemon->nat_mapping(child + 1000, Endpoint{ip("198.51.100.77"), 35500}, net.now, out);
+  EXPECT_TRUE(out.empty());
+  nb.daemon->nat_mapping(child, Endpoint{ip("198.51.100.77"), 35500}, net.now, out);
+  ASSERT_EQ(out.size(), 2u);  // the event and the update
+  net.nat_port_base = 31000;
+  net.execute(nb, out);
+  ASSERT_EQ(nb.updates.size(), 1u);
+  EXPECT_EQ(nb.updates[0].peer.port, 35500);
+  EXPECT_EQ(nb.snap(net.now).ike_sas[0].remote.port, 35500);
+  EXPECT_NE(nb.event_text(EventKind::peer_moved).find("moved from 198.51.100.77:34500 to 198.51.100.77:35500"),
+            std::string::npos)
+      << nb.event_text(EventKind::peer_moved);
+  // B's DPD after A's silence reaches A through the new mapping, and A answers.
+  const std::size_t before = net.sent.size();
+  net.run(8 * kSec);
+  bool dpd_to_new_port = false;
+  for (std::size_t i = before; i < net.sent.size(); ++i) {
+    if (net.sent[i].dst.addr == ip("198.51.100.77")) dpd_to_new_port |= net.sent[i].dst.port == 35500;
+    EXPECT_FALSE(net.sent[i].dst.addr == ip("198.51.100.77") && net.sent[i].dst.port == 34500);
+  }
+  EXPECT_TRUE(dpd_to_new_port);
+  EXPECT_EQ(nb.snap(net.now).ike_sas.size(), 1u);
+}
+
 TEST(Ikev2Lifecycle, NoNatNoFloat) {
   auto p = up(tunnel_a(), tunnel_b());
   const auto s = p->a->snap(p->net.now);

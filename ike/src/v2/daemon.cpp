@@ -523,6 +523,10 @@ void Daemon::expired(std::uint64_t child, bool hard, TimeNs now, Actions& out) {
   impl_->child_expired(child, hard, now, out);
 }
 
+void Daemon::nat_mapping(std::uint64_t child, const Endpoint& from, TimeNs now, Actions& out) {
+  impl_->child_mapping(child, from, now, out);
+}
+
 void Daemon::tick(TimeNs now, Actions& out) { impl_->tick(now, out); }
 
 TimeNs Daemon::next_deadline() const noexcept { return impl_->next_deadline(); }

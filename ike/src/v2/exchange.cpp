@@ -365,10 +365,32 @@ void Daemon::Impl::peer_moved(IkeSa& sa, const Datagram& d, Actions& out) {
   // RFC 7296 2.23: only a peer behind a NAT may move, and only an
   // authenticated message (we are called after decode succeeded) moves it.
   if (!sa.nat_remote) return;
+  event(out, EventKind::peer_moved,
+        fmt::format("IKE SA {}: peer moved from {} to {} (authenticated IKE message)", sa.id, sa.remote.str(),
+                    d.remote.str()));
   sa.remote = d.remote;
   sa.local = d.local;
   // The children's ESP in UDP follows (the driver updates their outbound SAs).
   out.emplace_back(UpdatePeerAction{sa.id, sa.remote});
+}
+
+void Daemon::Impl::child_mapping(std::uint64_t child, const Endpoint& from, TimeNs /*now*/, Actions& out) {
+  const Child* c = find_child(child);
+  if (c == nullptr) return;
+  IkeSa* sa = find_sa(c->ike_sa);
+  // The data path learns a mapping per peer address and only from the
+  // newest authenticated packet; the IKE SA takes the port it found, for a
+  // peer behind a NAT only (RFC 7296 2.23), and only while that peer is who
+  // it talks to.
+  if (sa == nullptr || !sa->established() || !sa->nat_remote || sa->remote.addr != from.addr ||
+      sa->remote.port == from.port) {
+    return;
+  }
+  event(out, EventKind::peer_moved,
+        fmt::format("IKE SA {}: peer's NAT mapping moved from {} to {} (authenticated ESP of CHILD_SA {})", sa->id,
+                    sa->remote.str(), from.str(), child));
+  sa->remote.port = from.port;
+  out.emplace_back(UpdatePeerAction{sa->id, sa->remote});
 }
 
 }  // namespace ipsentry::ike::v2

@@ -489,6 +489,7 @@ struct Daemon::Impl {
   /// from then on (never a moment without one).
   void remove_child(Child& c, const std::string& reason, Actions& out);
   void child_expired(std::uint64_t child, bool hard, TimeNs now, Actions& out);
+  void child_mapping(std::uint64_t child, const Endpoint& from, TimeNs now, Actions& out);
 
   // ---- IKE SA rekey (ike_rekey.cpp) ----
   void send_ike_rekey(IkeSa& sa, detail::IkeRekeyWork work, TimeNs now, Actions& out);

@@ -32,6 +32,7 @@ const char* to_string(EventKind k) noexcept {
     case EventKind::cookies: return "cookies";
     case EventKind::half_open_limit: return "half-open-limit";
     case EventKind::soft_association: return "soft-association";
+    case EventKind::peer_moved: return "peer-moved";
     case EventKind::count_: break;
   }
   return "?";

@@ -28,10 +28,10 @@
 namespace ipsentry::enforce {
 
 struct IkeChannelLimits {
-  std::size_t per_peer = 8;         // held packets per (policy, peer): the seeds' acquire_queue default
-  std::size_t total = 256;          // held packets over every peer
-  std::size_t notices = 1024;       // acquires and lifetime reports waiting for the driver
-  std::size_t max_peers = 128;      // acquires in flight at once
+  std::size_t per_peer = 8;                   // held packets per (policy, peer): the seeds' acquire_queue default
+  std::size_t total = 256;                    // held packets over every peer
+  std::size_t notices = 1024;                 // acquires and lifetime reports waiting for the driver
+  std::size_t max_peers = 128;                // acquires in flight at once
   std::int64_t acquire_ns = 120'000'000'000;  // an acquire the daemon never ends is given up after this
 };
 
@@ -43,25 +43,26 @@ struct HeldPacket {
 
 /// Something a worker posted for the driver.
 struct IkeNotice {
-  enum class Kind : std::uint8_t { acquire, soft_expired, hard_expired };
+  enum class Kind : std::uint8_t { acquire, soft_expired, hard_expired, nat_mapping };
   Kind kind = Kind::acquire;
   // acquire
   std::uint64_t acquire = 0;
   std::size_t policy = 0;
   dissect::IpAddr peer;            // the IKE peer: the tunnel endpoint, or the destination in transport mode
   filters::PacketSelector packet;  // the packet that started it (RFC 7296 2.9)
-  // soft/hard_expired
+  // soft/hard_expired, nat_mapping (with `peer` and `port`: where its ESP in UDP now comes from)
   std::uint64_t child = 0;
+  std::uint16_t port = 0;
 };
 
 struct IkeChannelCounters {
-  std::uint64_t acquires = 0;         // acquires started
-  std::uint64_t held = 0;             // packets held for a negotiation
-  std::uint64_t held_dropped = 0;     // packets that found the buffer full
-  std::uint64_t notices_dropped = 0;  // notices that found the queue full
-  std::uint64_t acquires_expired = 0; // acquires the daemon never ended
-  std::uint64_t held_now = 0;         // packets held at the moment
-  std::uint64_t acquires_now = 0;     // acquires in flight at the moment
+  std::uint64_t acquires = 0;          // acquires started
+  std::uint64_t held = 0;              // packets held for a negotiation
+  std::uint64_t held_dropped = 0;      // packets that found the buffer full
+  std::uint64_t notices_dropped = 0;   // notices that found the queue full
+  std::uint64_t acquires_expired = 0;  // acquires the daemon never ended
+  std::uint64_t held_now = 0;          // packets held at the moment
+  std::uint64_t acquires_now = 0;      // acquires in flight at the moment
 };
 
 class IkeChannel {
@@ -81,6 +82,9 @@ class IkeChannel {
             std::span<const std::uint8_t> packet, bool forwarded, std::int64_t now_ns) noexcept;
   /// Worker: a negotiated child reached a byte/packet lifetime. False: the queue was full.
   bool expired(std::uint64_t child, bool hard) noexcept;
+  /// Worker: authenticated ESP in UDP of a negotiated child came from a new
+  /// NAT mapping. False: the queue was full.
+  bool mapping(std::uint64_t child, const dissect::IpAddr& peer, std::uint16_t port) noexcept;
 
   /// Driver: the eventfd that becomes readable when something was posted (-1 without one).
   [[nodiscard]] int event_fd() const noexcept { return fd_; }

@@ -52,6 +52,8 @@ class IkeProtocol {
   virtual void receive(const ike::v2::Datagram& d, ike::v2::TimeNs now, ike::v2::Actions& out) = 0;
   virtual void acquire(const ike::v2::Acquire& a, ike::v2::TimeNs now, ike::v2::Actions& out) = 0;
   virtual void expired(std::uint64_t child, bool hard, ike::v2::TimeNs now, ike::v2::Actions& out) = 0;
+  virtual void nat_mapping(std::uint64_t child, const ike::v2::Endpoint& from, ike::v2::TimeNs now,
+                           ike::v2::Actions& out) = 0;
   virtual void tick(ike::v2::TimeNs now, ike::v2::Actions& out) = 0;
   [[nodiscard]] virtual ike::v2::TimeNs next_deadline() const noexcept = 0;
   virtual void reconfigure(const filters::Config& config, const filters::LocalAddresses& local, ike::v2::TimeNs now,

@@ -47,10 +47,10 @@ struct Datagram {
 
 /// The data path saw a packet for a negotiate policy and has no SA for it.
 struct Acquire {
-  std::uint64_t id = 0;       // the driver's handle for the packets it holds
-  std::size_t policy = 0;     // index in Config::policies (action negotiate)
-  Endpoint local;             // our address toward the peer (port 500)
-  Endpoint remote;            // the peer: the tunnel endpoint, or the packet's destination in transport mode
+  std::uint64_t id = 0;        // the driver's handle for the packets it holds
+  std::size_t policy = 0;      // index in Config::policies (action negotiate)
+  Endpoint local;              // our address toward the peer (port 500)
+  Endpoint remote;             // the peer: the tunnel endpoint, or the packet's destination in transport mode
   TrafficSelector packet_src;  // the triggering packet's source and destination (RFC 7296 2.9)
   TrafficSelector packet_dst;
 };
@@ -73,7 +73,7 @@ struct ChildSa {
   std::uint64_t child = 0;   // the daemon's id of this child
   std::size_t policy = 0;    // index in Config::policies
   std::string policy_name;
-  Endpoint peer;             // the peer's IKE endpoint (for NAT-T: its mapped address and port)
+  Endpoint peer;  // the peer's IKE endpoint (for NAT-T: its mapped address and port)
   filters::SaConfig inbound;
   filters::SaConfig outbound;
   std::vector<TrafficSelector> local_ts;  // as negotiated (narrowed)
@@ -145,6 +145,7 @@ enum class EventKind : std::uint8_t {
   cookies,          // cookies turned on or off
   half_open_limit,
   soft_association,
+  peer_moved,  // a peer behind a NAT came from a new address or port (RFC 7296 2.23)
   count_
 };
 [[nodiscard]] const char* to_string(EventKind k) noexcept;  // "ike-established", ...
@@ -170,7 +171,7 @@ using Actions = std::vector<Action>;
 
 /// The IP Security Monitor's Main Mode table, counted live.
 struct MainModeCounters {
-  std::uint64_t ike_sas_established = 0;   // "Main Modes"
+  std::uint64_t ike_sas_established = 0;    // "Main Modes"
   std::uint64_t child_sas_established = 0;  // "Quick Modes"
   std::uint64_t negotiation_failures = 0;
   std::uint64_t authentication_failures = 0;
@@ -268,6 +269,11 @@ class Daemon {
   /// The data path counted a child's soft (rekey now) or hard byte/packet
   /// lifetime (its SAs are gone: delete it and renegotiate on demand).
   void expired(std::uint64_t child, bool hard, TimeNs now, Actions& out);
+  /// The data path authenticated ESP in UDP of `child` arriving from a new
+  /// NAT mapping, `from` (what the kernel's XFRM mapping event tells
+  /// charon). A peer behind a NAT whose mapping changed while it sent no IKE
+  /// would otherwise get our DPD, rekeys and Deletes at its old port.
+  void nat_mapping(std::uint64_t child, const Endpoint& from, TimeNs now, Actions& out);
   /// Runs what is due at `now`.
   void tick(TimeNs now, Actions& out);
   /// When tick() next has something to do (INT64_MAX: nothing scheduled).
