@@ -622,109 +622,124 @@ void Analyzer::check_phase1_keys(MessageRecord& rec, IkeSaState& st, bool from_i
   if (st.psk) p1.auth_failure = true;
 }
 
+// What tracking needs of a message's payloads, the cleartext ones and the
+// decrypted ones alike: a message says the same whether it was encrypted.
+struct Analyzer::Payloads {
+  bool v2 = false;
+  std::vector<const dik::Payload*> all;
+  std::vector<dik::Notify> notifies;
+  const dik::Payload* sa = nullptr;
+  const dik::Payload* nonce = nullptr;
+  const dik::Payload* ke = nullptr;
+  bool transport_mode = false;  // USE_TRANSPORT_MODE (IKEv2)
+
+  Payloads(bool is_v2, const dik::Chain& outer, const dik::Chain* inner) : v2(is_v2) {
+    for (const auto& pl : outer.payloads) all.push_back(&pl);
+    if (inner != nullptr) {
+      for (const auto& pl : inner->payloads) all.push_back(&pl);
+    }
+    for (const auto* pl : all) {
+      if (pl->type == dik::pt::v1_notify || pl->type == dik::pt::v2_notify) {
+        if (auto n = dik::parse_notify(pl->body, v2)) notifies.push_back(*n);
+      }
+    }
+    for (const auto* pl : all) {
+      if (pl->type == dik::pt::v1_sa || pl->type == dik::pt::v2_sa) sa = pl;
+      if (pl->type == dik::pt::v1_nonce || pl->type == dik::pt::v2_nonce) nonce = pl;
+      if (pl->type == dik::pt::v1_ke || pl->type == dik::pt::v2_ke) ke = pl;
+    }
+    transport_mode =
+        std::any_of(notifies.begin(), notifies.end(), [&](const dik::Notify& n) { return v2 && n.type == 16391; });
+  }
+  [[nodiscard]] const dik::Notify* first_error() const {
+    for (const auto& n : notifies) {
+      if (is_error_notify(v2, n.type)) return &n;
+    }
+    return nullptr;
+  }
+  [[nodiscard]] bool has(std::uint8_t type) const {
+    return std::any_of(all.begin(), all.end(), [&](const dik::Payload* pl) { return pl->type == type; });
+  }
+  [[nodiscard]] std::vector<dik::Proposal> proposals() const { return dik::parse_sa(sa->body, v2).proposals; }
+};
+
+int Analyzer::new_neg(const MessageRecord& rec, const std::string& kind, std::uint32_t mid, const IpAddr& initiator,
+                      const IpAddr& responder) {
+  const dik::Header& h = rec.header;
+  Negotiation n;
+  n.version = h.major;
+  n.kind = kind;
+  n.spi_i = h.spi_i;
+  n.spi_r = h.spi_r;
+  n.message_id = mid;
+  n.initiator = initiator;
+  n.responder = responder;
+  n.first_ns = rec.ts_ns;
+  n.last_ns = rec.ts_ns;
+  negotiations_.push_back(n);
+  const std::size_t idx = negotiations_.size() - 1;
+  auto key = initiator < responder ? std::make_pair(initiator, responder) : std::make_pair(responder, initiator);
+  unanswered_[key].push_back(idx);
+  return static_cast<int>(idx);
+}
+
+void Analyzer::touch(MessageRecord& rec, int idx, bool answer) {
+  Negotiation& n = negotiations_[static_cast<std::size_t>(idx)];
+  n.frames.push_back(rec.frame);
+  n.last_ns = rec.ts_ns;
+  if (rec.header.spi_r != 0) n.spi_r = rec.header.spi_r;
+  if (rec.retransmission) ++n.retransmissions;
+  if (answer && !n.answered) {
+    n.answered = true;
+    auto key =
+        n.initiator < n.responder ? std::make_pair(n.initiator, n.responder) : std::make_pair(n.responder, n.initiator);
+    auto it = unanswered_.find(key);
+    if (it != unanswered_.end()) {
+      auto& v = it->second;
+      v.erase(std::remove(v.begin(), v.end(), static_cast<std::size_t>(idx)), v.end());
+      if (v.empty()) unanswered_.erase(it);
+    }
+  }
+  rec.negotiation = idx;
+}
+
+// The error ends the negotiation, even one that looked established (the
+// initiator rejecting the responder's last message); a repeat of it marks
+// the message but changes nothing.
+void Analyzer::fail(MessageRecord& rec, int idx, const dik::Notify& n) {
+  Negotiation& neg = negotiations_[static_cast<std::size_t>(idx)];
+  rec.ends_negotiation = true;
+  if (neg.outcome == Outcome::failed) return;
+  const bool v2 = rec.header.v2();
+  neg.outcome = Outcome::failed;
+  neg.reason = dik::notify_str(v2, n.type);
+  if (is_auth_failure(v2, n.type)) neg.auth_failure = true;
+}
+
+// The CHILD_SAs negotiated inside IKE_AUTH end with their IKE SA when it
+// fails: shown failed, counted once, with the IKE SA.
+void Analyzer::fail_auth_children(const IkeSaState& st) {
+  const Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  for (const auto& [mid, ex] : st.exchanges) {
+    if (ex.neg < 0 || mid > st.last_auth_mid) continue;
+    Negotiation& child = negotiations_[static_cast<std::size_t>(ex.neg)];
+    if (child.outcome == Outcome::failed) continue;
+    child.outcome = Outcome::failed;
+    child.failed_with = st.ike_neg;
+    child.reason = fmt::format("{} (its IKE_SA failed)", ike.reason);
+  }
+}
+
 void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner, IkeSaState& st) {
   const dik::Header& h = rec.header;
   const bool v2 = h.v2();
   const bool from_initiator = v2 ? h.initiator_v2() : rec.src == st.initiator;
   const bool response = v2 ? h.response_v2() : false;
 
-  // Every payload the message holds, decrypted or not.
-  std::vector<const dik::Payload*> all;
-  for (const auto& pl : outer.payloads) all.push_back(&pl);
-  if (inner != nullptr) {
-    for (const auto& pl : inner->payloads) all.push_back(&pl);
-  }
-  std::vector<dik::Notify> notifies;
-  for (const auto* pl : all) {
-    if (pl->type == dik::pt::v1_notify || pl->type == dik::pt::v2_notify) {
-      if (auto n = dik::parse_notify(pl->body, v2)) notifies.push_back(*n);
-    }
-  }
-  for (const auto& n : notifies) {
+  const Payloads pl(v2, outer, inner);
+  for (const auto& n : pl.notifies) {
     if (n.type == 4) ++stats_.invalid_cookies;  // INVALID-COOKIE (IKEv1) and INVALID_IKE_SPI (IKEv2) are both 4
   }
-
-  auto new_neg = [&](const std::string& kind, std::uint32_t mid, const IpAddr& initiator, const IpAddr& responder) {
-    Negotiation n;
-    n.version = h.major;
-    n.kind = kind;
-    n.spi_i = h.spi_i;
-    n.spi_r = h.spi_r;
-    n.message_id = mid;
-    n.initiator = initiator;
-    n.responder = responder;
-    n.first_ns = rec.ts_ns;
-    n.last_ns = rec.ts_ns;
-    negotiations_.push_back(n);
-    const std::size_t idx = negotiations_.size() - 1;
-    auto key = initiator < responder ? std::make_pair(initiator, responder) : std::make_pair(responder, initiator);
-    unanswered_[key].push_back(idx);
-    return static_cast<int>(idx);
-  };
-  auto touch = [&](int idx, bool answer) {
-    Negotiation& n = negotiations_[static_cast<std::size_t>(idx)];
-    n.frames.push_back(rec.frame);
-    n.last_ns = rec.ts_ns;
-    if (h.spi_r != 0) n.spi_r = h.spi_r;
-    if (rec.retransmission) ++n.retransmissions;
-    if (answer && !n.answered) {
-      n.answered = true;
-      auto key = n.initiator < n.responder ? std::make_pair(n.initiator, n.responder)
-                                           : std::make_pair(n.responder, n.initiator);
-      auto it = unanswered_.find(key);
-      if (it != unanswered_.end()) {
-        auto& v = it->second;
-        v.erase(std::remove(v.begin(), v.end(), static_cast<std::size_t>(idx)), v.end());
-        if (v.empty()) unanswered_.erase(it);
-      }
-    }
-    rec.negotiation = idx;
-  };
-  // The error ends the negotiation, even one that looked established (the
-  // initiator rejecting the responder's last message); a repeat of it marks
-  // the message but changes nothing.
-  auto fail = [&](int idx, const dik::Notify& n) {
-    Negotiation& neg = negotiations_[static_cast<std::size_t>(idx)];
-    rec.ends_negotiation = true;
-    if (neg.outcome == Outcome::failed) return;
-    neg.outcome = Outcome::failed;
-    neg.reason = dik::notify_str(v2, n.type);
-    if (is_auth_failure(v2, n.type)) neg.auth_failure = true;
-  };
-  // The CHILD_SAs negotiated inside IKE_AUTH end with their IKE SA when it
-  // fails: shown failed, counted once, with the IKE SA.
-  auto fail_auth_children = [&]() {
-    const Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-    for (auto& [mid, ex] : st.exchanges) {
-      if (ex.neg < 0 || mid > st.last_auth_mid) continue;
-      Negotiation& child = negotiations_[static_cast<std::size_t>(ex.neg)];
-      if (child.outcome == Outcome::failed) continue;
-      child.outcome = Outcome::failed;
-      child.failed_with = st.ike_neg;
-      child.reason = fmt::format("{} (its IKE_SA failed)", ike.reason);
-    }
-  };
-  auto first_error = [&]() -> const dik::Notify* {
-    for (const auto& n : notifies) {
-      if (is_error_notify(v2, n.type)) return &n;
-    }
-    return nullptr;
-  };
-  auto learn_sa = [&](const dik::Payload& pl, std::vector<dik::Proposal>& out) {
-    dik::SaPayload sa = dik::parse_sa(pl.body, v2);
-    out = std::move(sa.proposals);
-  };
-  const dik::Payload* sa_pl = nullptr;
-  const dik::Payload* nonce_pl = nullptr;
-  const dik::Payload* ke_pl = nullptr;
-  for (const auto* pl : all) {
-    if (pl->type == dik::pt::v1_sa || pl->type == dik::pt::v2_sa) sa_pl = pl;
-    if (pl->type == dik::pt::v1_nonce || pl->type == dik::pt::v2_nonce) nonce_pl = pl;
-    if (pl->type == dik::pt::v1_ke || pl->type == dik::pt::v2_ke) ke_pl = pl;
-  }
-  const bool transport_mode =
-      std::any_of(notifies.begin(), notifies.end(), [&](const dik::Notify& n) { return v2 && n.type == 16391; });
-
   if (!v2) {
     switch (h.exchange) {
       case dik::xt::v1_main:
@@ -732,14 +747,13 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
       case dik::xt::v1_base:
       case dik::xt::v1_auth_only: {
         if (st.ike_neg < 0) {
-          st.ike_neg = new_neg(h.exchange == dik::xt::v1_aggressive ? "Aggressive Mode" : "Main Mode", 0, st.initiator,
-                               st.responder);
+          st.ike_neg = new_neg(rec, h.exchange == dik::xt::v1_aggressive ? "Aggressive Mode" : "Main Mode", 0,
+                               st.initiator, st.responder);
         }
-        touch(st.ike_neg, !from_initiator);
+        touch(rec, st.ike_neg, !from_initiator);
         Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-        if (sa_pl != nullptr && !from_initiator) {
-          std::vector<dik::Proposal> props;
-          learn_sa(*sa_pl, props);
+        if (pl.sa != nullptr && !from_initiator) {
+          const std::vector<dik::Proposal> props = pl.proposals();
           if (!props.empty() && !props.front().transforms.empty()) {
             neg.proposal = dik::proposal_str(props.front(), false);
             const auto& t = props.front().transforms.front();
@@ -749,10 +763,10 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             if (auto am = t.attribute(3)) st.psk = *am == 1;
           }
         }
-        if (ke_pl != nullptr) (from_initiator ? st.ke_i : st.ke_r).assign(ke_pl->body.begin(), ke_pl->body.end());
-        if (nonce_pl != nullptr) (from_initiator ? st.ni : st.nr).assign(nonce_pl->body.begin(), nonce_pl->body.end());
-        if (const dik::Notify* e = first_error()) {
-          fail(st.ike_neg, *e);
+        if (pl.ke != nullptr) (from_initiator ? st.ke_i : st.ke_r).assign(pl.ke->body.begin(), pl.ke->body.end());
+        if (pl.nonce != nullptr) (from_initiator ? st.ni : st.nr).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+        if (const dik::Notify* e = pl.first_error()) {
+          fail(rec, st.ike_neg, *e);
         } else if (neg.outcome == Outcome::in_progress &&
                    ((h.exchange == dik::xt::v1_main && !from_initiator && h.encrypted_v1()) ||
                     (h.exchange == dik::xt::v1_aggressive && from_initiator && neg.frames.size() >= 3))) {
@@ -764,7 +778,7 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
       case dik::xt::v1_quick: {
         auto& ex = st.exchanges[h.message_id];
         if (ex.neg < 0) {
-          ex.neg = new_neg("Quick Mode", h.message_id, rec.src, rec.dst);
+          ex.neg = new_neg(rec, "Quick Mode", h.message_id, rec.src, rec.dst);
           ex.requester = rec.src;
           ex.peer = rec.dst;
           // Quick Mode runs inside an established phase 1.
@@ -774,13 +788,12 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
           st.established = true;
         }
         const bool from_requester = rec.src == ex.requester;
-        touch(ex.neg, !from_requester);
+        touch(rec, ex.neg, !from_requester);
         Negotiation& neg = negotiations_[static_cast<std::size_t>(ex.neg)];
         if (!rec.retransmission) (from_requester ? ex.requests : ex.responses) += 1;
         if (inner != nullptr) {
-          if (sa_pl != nullptr) {
-            std::vector<dik::Proposal> props;
-            learn_sa(*sa_pl, props);
+          if (pl.sa != nullptr) {
+            const std::vector<dik::Proposal> props = pl.proposals();
             if (from_requester && ex.offered.empty()) {
               ex.offered = props;
             } else if (!from_requester && !props.empty()) {
@@ -788,11 +801,11 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
               neg.proposal = dik::proposal_str(props.front(), false);
             }
           }
-          if (nonce_pl != nullptr)
-            (from_requester ? ex.ni : ex.nr).assign(nonce_pl->body.begin(), nonce_pl->body.end());
-          if (ke_pl != nullptr) ex.pfs = true;
+          if (pl.nonce != nullptr)
+            (from_requester ? ex.ni : ex.nr).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+          if (pl.ke != nullptr) ex.pfs = true;
         }
-        if (const dik::Notify* e = first_error()) fail(ex.neg, *e);
+        if (const dik::Notify* e = pl.first_error()) fail(rec, ex.neg, *e);
         if (neg.outcome == Outcome::in_progress && ex.requests >= 2 && ex.responses >= 1) {
           neg.outcome = Outcome::established;
         }
@@ -807,7 +820,7 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
         // initiator rejecting the last Main Mode message: phase 1 failed.
         const Negotiation* p1 = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
         int target = -1;
-        const dik::Notify* e = first_error();
+        const dik::Notify* e = pl.first_error();
         if (e != nullptr) {
           if (p1 != nullptr && p1->outcome != Outcome::established) {
             target = st.ike_neg;
@@ -822,10 +835,10 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
           }
         }
         if (target >= 0) {
-          touch(target, true);
-          fail(target, *e);
+          touch(rec, target, true);
+          fail(rec, target, *e);
         } else if (p1 != nullptr && p1->outcome != Outcome::established) {
-          touch(st.ike_neg, false);  // inside phase 1, or the peers still talking about its failure
+          touch(rec, st.ike_neg, false);  // inside phase 1, or the peers still talking about its failure
         }
         break;
       }
@@ -838,14 +851,13 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
   } else {
     switch (h.exchange) {
       case dik::xt::v2_sa_init: {
-        if (st.ike_neg < 0) st.ike_neg = new_neg("IKE_SA", 0, st.initiator, st.responder);
-        touch(st.ike_neg, response);
+        if (st.ike_neg < 0) st.ike_neg = new_neg(rec, "IKE_SA", 0, st.initiator, st.responder);
+        touch(rec, st.ike_neg, response);
         Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-        if (nonce_pl != nullptr) (response ? st.nr : st.ni).assign(nonce_pl->body.begin(), nonce_pl->body.end());
+        if (pl.nonce != nullptr) (response ? st.nr : st.ni).assign(pl.nonce->body.begin(), pl.nonce->body.end());
         if (response) {
-          if (sa_pl != nullptr) {
-            std::vector<dik::Proposal> props;
-            learn_sa(*sa_pl, props);
+          if (pl.sa != nullptr) {
+            const std::vector<dik::Proposal> props = pl.proposals();
             if (!props.empty()) {
               neg.proposal = dik::proposal_str(props.front(), true);
               for (const auto& t : props.front().transforms) {
@@ -858,14 +870,14 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
               }
             }
           }
-          for (const auto& n : notifies) {
+          for (const auto& n : pl.notifies) {
             if (n.type == 16390 || n.type == 17) {
               // COOKIE / INVALID_KE_PAYLOAD: the initiator is expected to retry.
               neg.reason = fmt::format("responder asked for a retry with {}", dik::notify_str(true, n.type));
               neg.answered = false;
             }
           }
-          if (const dik::Notify* e = first_error(); e != nullptr && e->type != 17) fail(st.ike_neg, *e);
+          if (const dik::Notify* e = pl.first_error(); e != nullptr && e->type != 17) fail(rec, st.ike_neg, *e);
         }
         break;
       }
@@ -873,8 +885,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
       case dik::xt::v2_create_child: {
         const bool auth = h.exchange == dik::xt::v2_auth;
         if (auth) {
-          if (st.ike_neg < 0) st.ike_neg = new_neg("IKE_SA", 0, st.initiator, st.responder);
-          touch(st.ike_neg, response);
+          if (st.ike_neg < 0) st.ike_neg = new_neg(rec, "IKE_SA", 0, st.initiator, st.responder);
+          touch(rec, st.ike_neg, response);
           st.last_auth_mid = std::max(st.last_auth_mid, h.message_id);
         }
         // The exchange's requester: the original initiator for IKE_AUTH; for
@@ -885,9 +897,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
           ex.peer = response ? rec.src : rec.dst;
         }
         if (inner != nullptr) {
-          if (sa_pl != nullptr) {
-            std::vector<dik::Proposal> props;
-            learn_sa(*sa_pl, props);
+          if (pl.sa != nullptr) {
+            const std::vector<dik::Proposal> props = pl.proposals();
             if (!response) {
               ex.offered = props;
               if (!props.empty() && props.front().protocol == 1) ex.ike_rekey = true;
@@ -896,19 +907,19 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             }
           }
           if (!response)
-            ex.transport_req = transport_mode;
+            ex.transport_req = pl.transport_mode;
           else
-            ex.transport_resp = transport_mode;
-          if (!auth && nonce_pl != nullptr)
-            (response ? ex.nr : ex.ni).assign(nonce_pl->body.begin(), nonce_pl->body.end());
-          if (!auth && ke_pl != nullptr) ex.pfs = true;
-          if ((sa_pl != nullptr || !auth) && ex.neg < 0) {
-            ex.neg = new_neg(ex.ike_rekey ? "IKE_SA rekey" : "CHILD_SA", h.message_id, ex.requester, ex.peer);
+            ex.transport_resp = pl.transport_mode;
+          if (!auth && pl.nonce != nullptr)
+            (response ? ex.nr : ex.ni).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+          if (!auth && pl.ke != nullptr) ex.pfs = true;
+          if ((pl.sa != nullptr || !auth) && ex.neg < 0) {
+            ex.neg = new_neg(rec, ex.ike_rekey ? "IKE_SA rekey" : "CHILD_SA", h.message_id, ex.requester, ex.peer);
           }
         } else if (!auth && ex.neg < 0) {
-          ex.neg = new_neg("CREATE_CHILD_SA", h.message_id, ex.requester, ex.peer);
+          ex.neg = new_neg(rec, "CREATE_CHILD_SA", h.message_id, ex.requester, ex.peer);
         }
-        if (ex.neg >= 0) touch(ex.neg, response);
+        if (ex.neg >= 0) touch(rec, ex.neg, response);
         if (response) {
           Negotiation* ike = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
           if (inner == nullptr) {
@@ -921,13 +932,12 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
               negotiations_[static_cast<std::size_t>(ex.neg)].reason = "answered; the result is encrypted";
             }
           } else {
-            const dik::Notify* e = first_error();
-            bool has_auth = std::any_of(all.begin(), all.end(),
-                                        [](const dik::Payload* pl) { return pl->type == dik::pt::v2_auth; });
+            const dik::Notify* e = pl.first_error();
+            const bool has_auth = pl.has(dik::pt::v2_auth);
             if (auth && ike != nullptr) {
               // Without an AUTH payload an error ends the IKE SA itself.
               if (e != nullptr && (is_auth_failure(true, e->type) || !has_auth)) {
-                fail(st.ike_neg, *e);
+                fail(rec, st.ike_neg, *e);
               } else if (has_auth && ike->outcome != Outcome::failed) {
                 ike->outcome = Outcome::established;
                 ike->reason.clear();
@@ -937,9 +947,9 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
             if (ex.neg >= 0) {
               Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
               if (auth && ike != nullptr && ike->outcome == Outcome::failed) {
-                fail_auth_children();
+                fail_auth_children(st);
               } else if (e != nullptr) {
-                fail(ex.neg, *e);
+                fail(rec, ex.neg, *e);
               } else if (ex.chosen) {
                 cn.outcome = Outcome::established;
                 cn.proposal = dik::proposal_str(*ex.chosen, true);
@@ -957,12 +967,12 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
         // IKE_AUTH, and the IKE SA failed after all.
         if (st.ike_neg < 0) break;
         Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-        const dik::Notify* e = first_error();
+        const dik::Notify* e = pl.first_error();
         if (e != nullptr && is_auth_failure(true, e->type) && !response && from_initiator && st.last_auth_mid != 0 &&
             h.message_id == st.last_auth_mid + 1) {
-          touch(st.ike_neg, true);
-          fail(st.ike_neg, *e);
-          fail_auth_children();
+          touch(rec, st.ike_neg, true);
+          fail(rec, st.ike_neg, *e);
+          fail_auth_children(st);
         } else if (ike.outcome == Outcome::unknown && h.message_id > st.last_auth_mid && st.last_auth_mid != 0) {
           ike.outcome = Outcome::established;
           ike.reason = "implied by later exchanges on the IKE SA";

@@ -178,8 +178,17 @@ class Analyzer {
   struct IkeSaState;
 
  private:
+  struct Payloads;
+
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
+  // The negotiations a message belongs to: opened, touched by the message,
+  // ended by an error Notify.
+  int new_neg(const MessageRecord& rec, const std::string& kind, std::uint32_t mid, const dissect::IpAddr& initiator,
+              const dissect::IpAddr& responder);
+  void touch(MessageRecord& rec, int idx, bool answer);
+  void fail(MessageRecord& rec, int idx, const dissect::ike::Notify& n);
+  void fail_auth_children(const IkeSaState& st);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
   /// IKEv1 phase 1: whether the peers' encrypted messages show that they
   /// derived different keys (pre-shared keys that differ); ends it if so.
