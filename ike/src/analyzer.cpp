@@ -626,6 +626,7 @@ void Analyzer::check_phase1_keys(MessageRecord& rec, IkeSaState& st, bool from_i
 // decrypted ones alike: a message says the same whether it was encrypted.
 struct Analyzer::Payloads {
   bool v2 = false;
+  bool decrypted = false;  // its encrypted payloads are among them (an ICV mismatch included)
   std::vector<const dik::Payload*> all;
   std::vector<dik::Notify> notifies;
   const dik::Payload* sa = nullptr;
@@ -633,7 +634,7 @@ struct Analyzer::Payloads {
   const dik::Payload* ke = nullptr;
   bool transport_mode = false;  // USE_TRANSPORT_MODE (IKEv2)
 
-  Payloads(bool is_v2, const dik::Chain& outer, const dik::Chain* inner) : v2(is_v2) {
+  Payloads(bool is_v2, const dik::Chain& outer, const dik::Chain* inner) : v2(is_v2), decrypted(inner != nullptr) {
     for (const auto& pl : outer.payloads) all.push_back(&pl);
     if (inner != nullptr) {
       for (const auto& pl : inner->payloads) all.push_back(&pl);
@@ -730,124 +731,141 @@ void Analyzer::fail_auth_children(const IkeSaState& st) {
   }
 }
 
+// IKEv1 phase 1 (RFC 2409 5): Main Mode and Aggressive Mode, and RFC 2408's
+// Base and Authentication Only exchanges tracked alike. What the responder
+// chose, the KE payloads and the nonces are kept: the IVs and keys of the
+// later encrypted messages are made of them.
+void Analyzer::track_phase1(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool from_initiator) {
+  const dik::Header& h = rec.header;
+  if (st.ike_neg < 0) {
+    st.ike_neg = new_neg(rec, h.exchange == dik::xt::v1_aggressive ? "Aggressive Mode" : "Main Mode", 0, st.initiator,
+                         st.responder);
+  }
+  touch(rec, st.ike_neg, !from_initiator);
+  Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  if (pl.sa != nullptr && !from_initiator) {
+    const std::vector<dik::Proposal> props = pl.proposals();
+    if (!props.empty() && !props.front().transforms.empty()) {
+      neg.proposal = dik::proposal_str(props.front(), false);
+      const auto& t = props.front().transforms.front();
+      if (auto e = t.attribute(1)) st.cipher = v1_phase1_cipher(*e);
+      if (auto kl = t.attribute(14)) st.key_bits = *kl;
+      if (auto hs = t.attribute(2)) st.prf = filters::prf_from_ikev1_hash(*hs);
+      if (auto am = t.attribute(3)) st.psk = *am == 1;
+    }
+  }
+  if (pl.ke != nullptr) (from_initiator ? st.ke_i : st.ke_r).assign(pl.ke->body.begin(), pl.ke->body.end());
+  if (pl.nonce != nullptr) (from_initiator ? st.ni : st.nr).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+  if (const dik::Notify* e = pl.first_error()) {
+    fail(rec, st.ike_neg, *e);
+  } else if (neg.outcome == Outcome::in_progress &&
+             ((h.exchange == dik::xt::v1_main && !from_initiator && h.encrypted_v1()) ||
+              (h.exchange == dik::xt::v1_aggressive && from_initiator && neg.frames.size() >= 3))) {
+    neg.outcome = Outcome::established;
+    st.established = true;
+  }
+}
+
+// Quick Mode (RFC 2409 5.5), one per message ID. Its proposals and nonces
+// are kept for learning the ESP keys; it is established once the requester
+// has sent two messages and the responder one.
+void Analyzer::track_quick_mode(MessageRecord& rec, const Payloads& pl, IkeSaState& st) {
+  const dik::Header& h = rec.header;
+  auto& ex = st.exchanges[h.message_id];
+  if (ex.neg < 0) {
+    ex.neg = new_neg(rec, "Quick Mode", h.message_id, rec.src, rec.dst);
+    ex.requester = rec.src;
+    ex.peer = rec.dst;
+    // Quick Mode runs inside an established phase 1.
+    if (st.ike_neg >= 0 && negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome == Outcome::in_progress) {
+      negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome = Outcome::established;
+    }
+    st.established = true;
+  }
+  const bool from_requester = rec.src == ex.requester;
+  touch(rec, ex.neg, !from_requester);
+  Negotiation& neg = negotiations_[static_cast<std::size_t>(ex.neg)];
+  if (!rec.retransmission) (from_requester ? ex.requests : ex.responses) += 1;
+  if (pl.decrypted) {
+    if (pl.sa != nullptr) {
+      const std::vector<dik::Proposal> props = pl.proposals();
+      if (from_requester && ex.offered.empty()) {
+        ex.offered = props;
+      } else if (!from_requester && !props.empty()) {
+        ex.chosen = props.front();
+        neg.proposal = dik::proposal_str(props.front(), false);
+      }
+    }
+    if (pl.nonce != nullptr) (from_requester ? ex.ni : ex.nr).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+    if (pl.ke != nullptr) ex.pfs = true;
+  }
+  if (const dik::Notify* e = pl.first_error()) fail(rec, ex.neg, *e);
+  if (neg.outcome == Outcome::in_progress && ex.requests >= 2 && ex.responses >= 1) {
+    neg.outcome = Outcome::established;
+  }
+}
+
+// An Informational exchange of its own (a delete, a keepalive) is no
+// part of the negotiation before it; an error belongs to the one it
+// ends: phase 1 while it runs, else the newest Quick Mode still
+// running. An authentication failure before any Quick Mode is the
+// initiator rejecting the last Main Mode message: phase 1 failed.
+void Analyzer::track_v1_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st) {
+  const Negotiation* p1 = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
+  int target = -1;
+  const dik::Notify* e = pl.first_error();
+  if (e != nullptr) {
+    if (p1 != nullptr && p1->outcome != Outcome::established) {
+      target = st.ike_neg;
+    } else {
+      for (auto& [mid, ex] : st.exchanges) {
+        if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress)
+          target = ex.neg;
+      }
+    }
+    if (target < 0 && p1 != nullptr && is_auth_failure(false, e->type) && st.exchanges.empty()) {
+      target = st.ike_neg;
+    }
+  }
+  if (target >= 0) {
+    touch(rec, target, true);
+    fail(rec, target, *e);
+  } else if (p1 != nullptr && p1->outcome != Outcome::established) {
+    touch(rec, st.ike_neg, false);  // inside phase 1, or the peers still talking about its failure
+  }
+}
+
+void Analyzer::track_v1(MessageRecord& rec, const Payloads& pl, IkeSaState& st) {
+  const dik::Header& h = rec.header;
+  const bool from_initiator = rec.src == st.initiator;
+  switch (h.exchange) {
+    case dik::xt::v1_main:
+    case dik::xt::v1_aggressive:
+    case dik::xt::v1_base:
+    case dik::xt::v1_auth_only: track_phase1(rec, pl, st, from_initiator); break;
+    case dik::xt::v1_quick: track_quick_mode(rec, pl, st); break;
+    case dik::xt::v1_informational:
+    case dik::xt::v1_transaction: track_v1_informational(rec, pl, st); break;
+    default: break;
+  }
+  if (st.ike_neg >= 0 && (rec.status == DecryptStatus::decrypted || rec.status == DecryptStatus::failed) &&
+      (h.message_id == 0 || h.exchange == dik::xt::v1_informational)) {
+    check_phase1_keys(rec, st, from_initiator);
+  }
+}
+
 void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner, IkeSaState& st) {
   const dik::Header& h = rec.header;
   const bool v2 = h.v2();
-  const bool from_initiator = v2 ? h.initiator_v2() : rec.src == st.initiator;
-  const bool response = v2 ? h.response_v2() : false;
+  const bool from_initiator = h.initiator_v2();
+  const bool response = h.response_v2();
 
   const Payloads pl(v2, outer, inner);
   for (const auto& n : pl.notifies) {
     if (n.type == 4) ++stats_.invalid_cookies;  // INVALID-COOKIE (IKEv1) and INVALID_IKE_SPI (IKEv2) are both 4
   }
   if (!v2) {
-    switch (h.exchange) {
-      case dik::xt::v1_main:
-      case dik::xt::v1_aggressive:
-      case dik::xt::v1_base:
-      case dik::xt::v1_auth_only: {
-        if (st.ike_neg < 0) {
-          st.ike_neg = new_neg(rec, h.exchange == dik::xt::v1_aggressive ? "Aggressive Mode" : "Main Mode", 0,
-                               st.initiator, st.responder);
-        }
-        touch(rec, st.ike_neg, !from_initiator);
-        Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-        if (pl.sa != nullptr && !from_initiator) {
-          const std::vector<dik::Proposal> props = pl.proposals();
-          if (!props.empty() && !props.front().transforms.empty()) {
-            neg.proposal = dik::proposal_str(props.front(), false);
-            const auto& t = props.front().transforms.front();
-            if (auto e = t.attribute(1)) st.cipher = v1_phase1_cipher(*e);
-            if (auto kl = t.attribute(14)) st.key_bits = *kl;
-            if (auto hs = t.attribute(2)) st.prf = filters::prf_from_ikev1_hash(*hs);
-            if (auto am = t.attribute(3)) st.psk = *am == 1;
-          }
-        }
-        if (pl.ke != nullptr) (from_initiator ? st.ke_i : st.ke_r).assign(pl.ke->body.begin(), pl.ke->body.end());
-        if (pl.nonce != nullptr) (from_initiator ? st.ni : st.nr).assign(pl.nonce->body.begin(), pl.nonce->body.end());
-        if (const dik::Notify* e = pl.first_error()) {
-          fail(rec, st.ike_neg, *e);
-        } else if (neg.outcome == Outcome::in_progress &&
-                   ((h.exchange == dik::xt::v1_main && !from_initiator && h.encrypted_v1()) ||
-                    (h.exchange == dik::xt::v1_aggressive && from_initiator && neg.frames.size() >= 3))) {
-          neg.outcome = Outcome::established;
-          st.established = true;
-        }
-        break;
-      }
-      case dik::xt::v1_quick: {
-        auto& ex = st.exchanges[h.message_id];
-        if (ex.neg < 0) {
-          ex.neg = new_neg(rec, "Quick Mode", h.message_id, rec.src, rec.dst);
-          ex.requester = rec.src;
-          ex.peer = rec.dst;
-          // Quick Mode runs inside an established phase 1.
-          if (st.ike_neg >= 0 && negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome == Outcome::in_progress) {
-            negotiations_[static_cast<std::size_t>(st.ike_neg)].outcome = Outcome::established;
-          }
-          st.established = true;
-        }
-        const bool from_requester = rec.src == ex.requester;
-        touch(rec, ex.neg, !from_requester);
-        Negotiation& neg = negotiations_[static_cast<std::size_t>(ex.neg)];
-        if (!rec.retransmission) (from_requester ? ex.requests : ex.responses) += 1;
-        if (inner != nullptr) {
-          if (pl.sa != nullptr) {
-            const std::vector<dik::Proposal> props = pl.proposals();
-            if (from_requester && ex.offered.empty()) {
-              ex.offered = props;
-            } else if (!from_requester && !props.empty()) {
-              ex.chosen = props.front();
-              neg.proposal = dik::proposal_str(props.front(), false);
-            }
-          }
-          if (pl.nonce != nullptr)
-            (from_requester ? ex.ni : ex.nr).assign(pl.nonce->body.begin(), pl.nonce->body.end());
-          if (pl.ke != nullptr) ex.pfs = true;
-        }
-        if (const dik::Notify* e = pl.first_error()) fail(rec, ex.neg, *e);
-        if (neg.outcome == Outcome::in_progress && ex.requests >= 2 && ex.responses >= 1) {
-          neg.outcome = Outcome::established;
-        }
-        break;
-      }
-      case dik::xt::v1_informational:
-      case dik::xt::v1_transaction: {
-        // An Informational exchange of its own (a delete, a keepalive) is no
-        // part of the negotiation before it; an error belongs to the one it
-        // ends: phase 1 while it runs, else the newest Quick Mode still
-        // running. An authentication failure before any Quick Mode is the
-        // initiator rejecting the last Main Mode message: phase 1 failed.
-        const Negotiation* p1 = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
-        int target = -1;
-        const dik::Notify* e = pl.first_error();
-        if (e != nullptr) {
-          if (p1 != nullptr && p1->outcome != Outcome::established) {
-            target = st.ike_neg;
-          } else {
-            for (auto& [mid, ex] : st.exchanges) {
-              if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress)
-                target = ex.neg;
-            }
-          }
-          if (target < 0 && p1 != nullptr && is_auth_failure(false, e->type) && st.exchanges.empty()) {
-            target = st.ike_neg;
-          }
-        }
-        if (target >= 0) {
-          touch(rec, target, true);
-          fail(rec, target, *e);
-        } else if (p1 != nullptr && p1->outcome != Outcome::established) {
-          touch(rec, st.ike_neg, false);  // inside phase 1, or the peers still talking about its failure
-        }
-        break;
-      }
-      default: break;
-    }
-    if (st.ike_neg >= 0 && (rec.status == DecryptStatus::decrypted || rec.status == DecryptStatus::failed) &&
-        (h.message_id == 0 || h.exchange == dik::xt::v1_informational)) {
-      check_phase1_keys(rec, st, from_initiator);
-    }
+    track_v1(rec, pl, st);
   } else {
     switch (h.exchange) {
       case dik::xt::v2_sa_init: {

@@ -189,6 +189,12 @@ class Analyzer {
   void touch(MessageRecord& rec, int idx, bool answer);
   void fail(MessageRecord& rec, int idx, const dissect::ike::Notify& n);
   void fail_auth_children(const IkeSaState& st);
+  // One function per exchange, along the seams of the IKEv2 daemon's files
+  // (ike/src/v2/): what the exchange says about its negotiation.
+  void track_v1(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_phase1(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool from_initiator);
+  void track_quick_mode(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_v1_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
   /// IKEv1 phase 1: whether the peers' encrypted messages show that they
   /// derived different keys (pre-shared keys that differ); ends it if so.
