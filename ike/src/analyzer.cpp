@@ -143,6 +143,26 @@ std::string spi_hex(dissect::Bytes b) {
 
 }  // namespace
 
+// One exchange that may create SAs (Quick Mode, IKE_AUTH, CREATE_CHILD_SA).
+struct Analyzer::Exchange {
+  int neg = -1;
+  IpAddr requester;
+  IpAddr peer;
+  Vec ni;
+  Vec nr;
+  bool pfs = false;
+  bool ike_rekey = false;
+  bool transport_req = false;
+  bool transport_resp = false;
+  std::vector<dik::Proposal> offered;
+  std::vector<Vec> offered_spis;
+  std::optional<dik::Proposal> chosen;
+  Vec chosen_spi;
+  bool learned = false;
+  int requests = 0;
+  int responses = 0;
+};
+
 struct Analyzer::IkeSaState {
   std::uint8_t version = 0;
   std::uint64_t spi_i = 0;
@@ -175,25 +195,7 @@ struct Analyzer::IkeSaState {
     Vec last_msg;
   };
   std::map<std::uint32_t, Iv> ivs;
-  // One exchange that may create SAs (Quick Mode, IKE_AUTH, CREATE_CHILD_SA).
-  struct Exchange {
-    int neg = -1;
-    IpAddr requester;
-    IpAddr peer;
-    Vec ni;
-    Vec nr;
-    bool pfs = false;
-    bool ike_rekey = false;
-    bool transport_req = false;
-    bool transport_resp = false;
-    std::vector<dik::Proposal> offered;
-    std::vector<Vec> offered_spis;
-    std::optional<dik::Proposal> chosen;
-    Vec chosen_spi;
-    bool learned = false;
-    int requests = 0;
-    int responses = 0;
-  };
+  using Exchange = Analyzer::Exchange;
   std::map<std::uint32_t, Exchange> exchanges;
   // IKEv2 fragments being collected, per message ID and direction, with
   // the daemon's bounds and rules (RFC 7383 2.6).
@@ -854,12 +856,189 @@ void Analyzer::track_v1(MessageRecord& rec, const Payloads& pl, IkeSaState& st) 
   }
 }
 
+// IKE_SA_INIT (RFC 7296 1.2). Its response says what the IKE SA is: the
+// algorithms its encrypted messages need when the keys do not name them. A
+// COOKIE or INVALID_KE_PAYLOAD answer asks the initiator to try again, so the
+// negotiation still waits for its answer.
+void Analyzer::track_sa_init(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response) {
+  if (st.ike_neg < 0) st.ike_neg = new_neg(rec, "IKE_SA", 0, st.initiator, st.responder);
+  touch(rec, st.ike_neg, response);
+  Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  if (pl.nonce != nullptr) (response ? st.nr : st.ni).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+  if (!response) return;
+  if (pl.sa != nullptr) {
+    const std::vector<dik::Proposal> props = pl.proposals();
+    if (!props.empty()) {
+      neg.proposal = dik::proposal_str(props.front(), true);
+      for (const auto& t : props.front().transforms) {
+        if (t.type == 1) {
+          st.cipher = filters::cipher_from_ikev2(t.id);
+          st.key_bits = t.attribute(14);
+        }
+        if (t.type == 2) st.prf = filters::prf_from_ikev2(t.id);
+        if (t.type == 3) st.integrity = filters::integrity_from_ikev2(t.id);
+      }
+    }
+  }
+  for (const auto& n : pl.notifies) {
+    if (n.type == 16390 || n.type == 17) {
+      neg.reason = fmt::format("responder asked for a retry with {}", dik::notify_str(true, n.type));
+      neg.answered = false;
+    }
+  }
+  if (const dik::Notify* e = pl.first_error(); e != nullptr && e->type != 17) fail(rec, st.ike_neg, *e);
+}
+
+// What IKE_AUTH and CREATE_CHILD_SA share: an exchange that may create SAs
+// (RFC 7296 1.3), one per message ID, whose proposals and nonces learning
+// its keys takes. Its requester is the original initiator for IKE_AUTH and
+// whoever sends the request for CREATE_CHILD_SA. A CREATE_CHILD_SA request
+// that offers IKE proposals rekeys the IKE SA (RFC 7296 1.3.2) instead of
+// creating a CHILD_SA. IKE_AUTH's CHILD_SA has no nonces or KE payload of
+// its own: it takes IKE_SA_INIT's.
+Analyzer::Exchange& Analyzer::child_exchange(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response,
+                                             bool auth) {
+  const dik::Header& h = rec.header;
+  auto& ex = st.exchanges[h.message_id];
+  if (ex.requester.empty()) {
+    ex.requester = response ? rec.dst : rec.src;
+    ex.peer = response ? rec.src : rec.dst;
+  }
+  if (pl.decrypted) {
+    if (pl.sa != nullptr) {
+      const std::vector<dik::Proposal> props = pl.proposals();
+      if (!response) {
+        ex.offered = props;
+        if (!props.empty() && props.front().protocol == 1) ex.ike_rekey = true;
+      } else if (!props.empty()) {
+        ex.chosen = props.front();
+      }
+    }
+    if (!response)
+      ex.transport_req = pl.transport_mode;
+    else
+      ex.transport_resp = pl.transport_mode;
+    if (!auth && pl.nonce != nullptr) (response ? ex.nr : ex.ni).assign(pl.nonce->body.begin(), pl.nonce->body.end());
+    if (!auth && pl.ke != nullptr) ex.pfs = true;
+    if ((pl.sa != nullptr || !auth) && ex.neg < 0) {
+      ex.neg = new_neg(rec, ex.ike_rekey ? "IKE_SA rekey" : "CHILD_SA", h.message_id, ex.requester, ex.peer);
+    }
+  } else if (!auth && ex.neg < 0) {
+    ex.neg = new_neg(rec, "CREATE_CHILD_SA", h.message_id, ex.requester, ex.peer);
+  }
+  if (ex.neg >= 0) touch(rec, ex.neg, response);
+  return ex;
+}
+
+// A response that stays encrypted answers the exchange, but not how.
+void Analyzer::child_answer_unread(const Exchange& ex) {
+  if (ex.neg < 0) return;
+  Negotiation& n = negotiations_[static_cast<std::size_t>(ex.neg)];
+  if (n.outcome != Outcome::in_progress) return;
+  n.outcome = Outcome::unknown;
+  n.reason = "answered; the result is encrypted";
+}
+
+// A decrypted response ends the exchange: with its error, or with the
+// proposal it chose.
+void Analyzer::child_answered(MessageRecord& rec, const Exchange& ex, const dik::Notify* error) {
+  if (error != nullptr) {
+    fail(rec, ex.neg, *error);
+  } else if (ex.chosen) {
+    Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
+    cn.outcome = Outcome::established;
+    cn.proposal = dik::proposal_str(*ex.chosen, true);
+  }
+}
+
+// IKE_AUTH (RFC 7296 1.2): its response establishes the IKE SA or ends it,
+// and the CHILD_SA it carries with it.
+void Analyzer::track_ike_auth(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response) {
+  if (st.ike_neg < 0) st.ike_neg = new_neg(rec, "IKE_SA", 0, st.initiator, st.responder);
+  touch(rec, st.ike_neg, response);
+  st.last_auth_mid = std::max(st.last_auth_mid, rec.header.message_id);
+  const Exchange& ex = child_exchange(rec, pl, st, response, true);
+  if (!response) return;
+  Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  if (!pl.decrypted) {
+    if (ike.outcome == Outcome::in_progress) {
+      ike.outcome = Outcome::unknown;
+      ike.reason = "IKE_AUTH answered; the result is encrypted (give the IKE keys)";
+    }
+    child_answer_unread(ex);
+    return;
+  }
+  const dik::Notify* e = pl.first_error();
+  const bool has_auth = pl.has(dik::pt::v2_auth);
+  // Without an AUTH payload an error ends the IKE SA itself.
+  if (e != nullptr && (is_auth_failure(true, e->type) || !has_auth)) {
+    fail(rec, st.ike_neg, *e);
+  } else if (has_auth && ike.outcome != Outcome::failed) {
+    ike.outcome = Outcome::established;
+    ike.reason.clear();
+    st.established = true;
+  }
+  if (ex.neg < 0) return;
+  if (ike.outcome == Outcome::failed) {
+    fail_auth_children(st);
+  } else {
+    child_answered(rec, ex, e);
+  }
+}
+
+// CREATE_CHILD_SA (RFC 7296 1.3): a new or rekeyed CHILD_SA, or a rekeyed
+// IKE SA. That it runs at all shows the IKE SA was up, even when IKE_AUTH's
+// result was encrypted.
+void Analyzer::track_create_child(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response) {
+  const Exchange& ex = child_exchange(rec, pl, st, response, false);
+  if (response && !pl.decrypted) {
+    child_answer_unread(ex);
+  } else if (response && ex.neg >= 0) {
+    child_answered(rec, ex, pl.first_error());
+  }
+  if (st.ike_neg < 0) return;
+  Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  if (ike.outcome == Outcome::unknown) {
+    ike.outcome = Outcome::established;
+    ike.reason = "implied by later exchanges on the IKE SA";
+  }
+}
+
+// A later exchange of its own (a delete, a liveness check): no part of the
+// IKE SA's negotiation, though it shows the SA was up. The exception is RFC
+// 7296 2.21.2's: an initiator that cannot verify the responder's AUTH says
+// so in the INFORMATIONAL that follows IKE_AUTH, and the IKE SA failed
+// after all.
+void Analyzer::track_v2_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response) {
+  const dik::Header& h = rec.header;
+  if (st.ike_neg < 0) return;
+  Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
+  const dik::Notify* e = pl.first_error();
+  if (e != nullptr && is_auth_failure(true, e->type) && !response && h.initiator_v2() && st.last_auth_mid != 0 &&
+      h.message_id == st.last_auth_mid + 1) {
+    touch(rec, st.ike_neg, true);
+    fail(rec, st.ike_neg, *e);
+    fail_auth_children(st);
+  } else if (ike.outcome == Outcome::unknown && h.message_id > st.last_auth_mid && st.last_auth_mid != 0) {
+    ike.outcome = Outcome::established;
+    ike.reason = "implied by later exchanges on the IKE SA";
+  }
+}
+
+void Analyzer::track_v2(MessageRecord& rec, const Payloads& pl, IkeSaState& st) {
+  const bool response = rec.header.response_v2();
+  switch (rec.header.exchange) {
+    case dik::xt::v2_sa_init: track_sa_init(rec, pl, st, response); break;
+    case dik::xt::v2_auth: track_ike_auth(rec, pl, st, response); break;
+    case dik::xt::v2_create_child: track_create_child(rec, pl, st, response); break;
+    case dik::xt::v2_informational: track_v2_informational(rec, pl, st, response); break;
+    default: break;
+  }
+}
+
 void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner, IkeSaState& st) {
   const dik::Header& h = rec.header;
   const bool v2 = h.v2();
-  const bool from_initiator = h.initiator_v2();
-  const bool response = h.response_v2();
-
   const Payloads pl(v2, outer, inner);
   for (const auto& n : pl.notifies) {
     if (n.type == 4) ++stats_.invalid_cookies;  // INVALID-COOKIE (IKEv1) and INVALID_IKE_SPI (IKEv2) are both 4
@@ -867,145 +1046,7 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
   if (!v2) {
     track_v1(rec, pl, st);
   } else {
-    switch (h.exchange) {
-      case dik::xt::v2_sa_init: {
-        if (st.ike_neg < 0) st.ike_neg = new_neg(rec, "IKE_SA", 0, st.initiator, st.responder);
-        touch(rec, st.ike_neg, response);
-        Negotiation& neg = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-        if (pl.nonce != nullptr) (response ? st.nr : st.ni).assign(pl.nonce->body.begin(), pl.nonce->body.end());
-        if (response) {
-          if (pl.sa != nullptr) {
-            const std::vector<dik::Proposal> props = pl.proposals();
-            if (!props.empty()) {
-              neg.proposal = dik::proposal_str(props.front(), true);
-              for (const auto& t : props.front().transforms) {
-                if (t.type == 1) {
-                  st.cipher = filters::cipher_from_ikev2(t.id);
-                  st.key_bits = t.attribute(14);
-                }
-                if (t.type == 2) st.prf = filters::prf_from_ikev2(t.id);
-                if (t.type == 3) st.integrity = filters::integrity_from_ikev2(t.id);
-              }
-            }
-          }
-          for (const auto& n : pl.notifies) {
-            if (n.type == 16390 || n.type == 17) {
-              // COOKIE / INVALID_KE_PAYLOAD: the initiator is expected to retry.
-              neg.reason = fmt::format("responder asked for a retry with {}", dik::notify_str(true, n.type));
-              neg.answered = false;
-            }
-          }
-          if (const dik::Notify* e = pl.first_error(); e != nullptr && e->type != 17) fail(rec, st.ike_neg, *e);
-        }
-        break;
-      }
-      case dik::xt::v2_auth:
-      case dik::xt::v2_create_child: {
-        const bool auth = h.exchange == dik::xt::v2_auth;
-        if (auth) {
-          if (st.ike_neg < 0) st.ike_neg = new_neg(rec, "IKE_SA", 0, st.initiator, st.responder);
-          touch(rec, st.ike_neg, response);
-          st.last_auth_mid = std::max(st.last_auth_mid, h.message_id);
-        }
-        // The exchange's requester: the original initiator for IKE_AUTH; for
-        // CREATE_CHILD_SA whoever sends the request.
-        auto& ex = st.exchanges[h.message_id];
-        if (ex.requester.empty()) {
-          ex.requester = response ? rec.dst : rec.src;
-          ex.peer = response ? rec.src : rec.dst;
-        }
-        if (inner != nullptr) {
-          if (pl.sa != nullptr) {
-            const std::vector<dik::Proposal> props = pl.proposals();
-            if (!response) {
-              ex.offered = props;
-              if (!props.empty() && props.front().protocol == 1) ex.ike_rekey = true;
-            } else if (!props.empty()) {
-              ex.chosen = props.front();
-            }
-          }
-          if (!response)
-            ex.transport_req = pl.transport_mode;
-          else
-            ex.transport_resp = pl.transport_mode;
-          if (!auth && pl.nonce != nullptr)
-            (response ? ex.nr : ex.ni).assign(pl.nonce->body.begin(), pl.nonce->body.end());
-          if (!auth && pl.ke != nullptr) ex.pfs = true;
-          if ((pl.sa != nullptr || !auth) && ex.neg < 0) {
-            ex.neg = new_neg(rec, ex.ike_rekey ? "IKE_SA rekey" : "CHILD_SA", h.message_id, ex.requester, ex.peer);
-          }
-        } else if (!auth && ex.neg < 0) {
-          ex.neg = new_neg(rec, "CREATE_CHILD_SA", h.message_id, ex.requester, ex.peer);
-        }
-        if (ex.neg >= 0) touch(rec, ex.neg, response);
-        if (response) {
-          Negotiation* ike = st.ike_neg >= 0 ? &negotiations_[static_cast<std::size_t>(st.ike_neg)] : nullptr;
-          if (inner == nullptr) {
-            if (auth && ike != nullptr && ike->outcome == Outcome::in_progress) {
-              ike->outcome = Outcome::unknown;
-              ike->reason = "IKE_AUTH answered; the result is encrypted (give the IKE keys)";
-            }
-            if (ex.neg >= 0 && negotiations_[static_cast<std::size_t>(ex.neg)].outcome == Outcome::in_progress) {
-              negotiations_[static_cast<std::size_t>(ex.neg)].outcome = Outcome::unknown;
-              negotiations_[static_cast<std::size_t>(ex.neg)].reason = "answered; the result is encrypted";
-            }
-          } else {
-            const dik::Notify* e = pl.first_error();
-            const bool has_auth = pl.has(dik::pt::v2_auth);
-            if (auth && ike != nullptr) {
-              // Without an AUTH payload an error ends the IKE SA itself.
-              if (e != nullptr && (is_auth_failure(true, e->type) || !has_auth)) {
-                fail(rec, st.ike_neg, *e);
-              } else if (has_auth && ike->outcome != Outcome::failed) {
-                ike->outcome = Outcome::established;
-                ike->reason.clear();
-                st.established = true;
-              }
-            }
-            if (ex.neg >= 0) {
-              Negotiation& cn = negotiations_[static_cast<std::size_t>(ex.neg)];
-              if (auth && ike != nullptr && ike->outcome == Outcome::failed) {
-                fail_auth_children(st);
-              } else if (e != nullptr) {
-                fail(rec, ex.neg, *e);
-              } else if (ex.chosen) {
-                cn.outcome = Outcome::established;
-                cn.proposal = dik::proposal_str(*ex.chosen, true);
-              }
-            }
-          }
-        }
-        break;
-      }
-      case dik::xt::v2_informational: {
-        // A later exchange of its own (a delete, a liveness check): no part
-        // of the IKE SA's negotiation, though it shows the SA was up. The
-        // exception is RFC 7296 2.21.2's: an initiator that cannot verify
-        // the responder's AUTH says so in the INFORMATIONAL that follows
-        // IKE_AUTH, and the IKE SA failed after all.
-        if (st.ike_neg < 0) break;
-        Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-        const dik::Notify* e = pl.first_error();
-        if (e != nullptr && is_auth_failure(true, e->type) && !response && from_initiator && st.last_auth_mid != 0 &&
-            h.message_id == st.last_auth_mid + 1) {
-          touch(rec, st.ike_neg, true);
-          fail(rec, st.ike_neg, *e);
-          fail_auth_children(st);
-        } else if (ike.outcome == Outcome::unknown && h.message_id > st.last_auth_mid && st.last_auth_mid != 0) {
-          ike.outcome = Outcome::established;
-          ike.reason = "implied by later exchanges on the IKE SA";
-        }
-        break;
-      }
-      default: break;
-    }
-    if (h.exchange == dik::xt::v2_create_child && st.ike_neg >= 0) {
-      Negotiation& ike = negotiations_[static_cast<std::size_t>(st.ike_neg)];
-      if (ike.outcome == Outcome::unknown) {
-        ike.outcome = Outcome::established;
-        ike.reason = "implied by later exchanges on the IKE SA";
-      }
-    }
+    track_v2(rec, pl, st);
   }
 
   // ---- learn the ESP keys of the SA this exchange created

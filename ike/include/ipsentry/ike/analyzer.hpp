@@ -178,6 +178,7 @@ class Analyzer {
   struct IkeSaState;
 
  private:
+  struct Exchange;
   struct Payloads;
 
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
@@ -195,6 +196,14 @@ class Analyzer {
   void track_phase1(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool from_initiator);
   void track_quick_mode(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
   void track_v1_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_v2(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_sa_init(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  void track_ike_auth(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  void track_create_child(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  void track_v2_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  Exchange& child_exchange(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response, bool auth);
+  void child_answer_unread(const Exchange& ex);
+  void child_answered(MessageRecord& rec, const Exchange& ex, const dissect::ike::Notify* error);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
   /// IKEv1 phase 1: whether the peers' encrypted messages show that they
   /// derived different keys (pre-shared keys that differ); ends it if so.
