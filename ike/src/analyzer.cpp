@@ -141,6 +141,66 @@ std::string spi_hex(dissect::Bytes b) {
   return s;
 }
 
+// The algorithms of the proposal an exchange chose for an ESP or AH SA, and
+// whether ipsentry implements them all.
+struct ChildAlgorithms {
+  Cipher cipher = Cipher::null;
+  Integrity integ = Integrity::none;
+  bool esn = false;
+  std::optional<std::uint32_t> bits;
+  filters::SaMode mode = filters::SaMode::tunnel;
+  bool known = true;
+};
+
+// IKEv2 gives every algorithm a transform of its own type (RFC 7296 3.3.2);
+// the mode is transport when both peers sent USE_TRANSPORT_MODE (1.3.1).
+ChildAlgorithms v2_child_algorithms(const dik::Proposal& chosen, bool transport) {
+  ChildAlgorithms a;
+  for (const auto& t : chosen.transforms) {
+    if (t.type == 1) {
+      auto c = filters::cipher_from_ikev2(t.id);
+      a.known = a.known && c.has_value();
+      if (c) a.cipher = *c;
+      a.bits = t.attribute(14);
+    } else if (t.type == 3) {
+      auto i = filters::integrity_from_ikev2(t.id);
+      a.known = a.known && i.has_value();
+      if (i) a.integ = *i;
+    } else if (t.type == 5) {
+      a.esn = t.id == 1;
+    }
+  }
+  if (transport) a.mode = filters::SaMode::transport;
+  return a;
+}
+
+// IKEv1's IPsec DOI (RFC 2407 4.4.4, 4.5): one transform, whose ID is the
+// ESP cipher or the AH algorithm, with attributes for the rest.
+ChildAlgorithms v1_child_algorithms(const dik::Proposal& chosen) {
+  ChildAlgorithms a;
+  if (chosen.transforms.empty()) return a;
+  const auto& t = chosen.transforms.front();
+  if (chosen.protocol == 3) {
+    auto c = v1_esp_cipher(t.id);
+    a.known = a.known && c.has_value();
+    if (c) a.cipher = *c;
+    a.bits = t.attribute(6);
+  }
+  if (auto au = t.attribute(5)) {
+    auto i = v1_auth_alg(*au);
+    a.known = a.known && i.has_value();
+    if (i) a.integ = *i;
+  } else if (chosen.protocol == 2) {
+    auto i = v1_auth_alg(t.id == 2 ? 1 : t.id == 3 ? 2 : t.id);
+    a.known = a.known && i.has_value();
+    if (i) a.integ = *i;
+  }
+  if (auto m = t.attribute(4))
+    a.mode = (*m == 2 || *m == 4 || *m == 61444) ? filters::SaMode::transport : filters::SaMode::tunnel;
+  if (auto e = t.attribute(11)) a.esn = *e == 1;
+  return a;
+}
+
 }  // namespace
 
 // One exchange that may create SAs (Quick Mode, IKE_AUTH, CREATE_CHILD_SA).
@@ -1049,33 +1109,57 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     track_v2(rec, pl, st);
   }
 
-  // ---- learn the ESP keys of the SA this exchange created
+  learn_child_sas(rec, st);
+}
+
+// What deriving the keys of the SAs an exchange created takes, once
+// learn_child_sas has found it all in the capture and the keys.
+struct Analyzer::ChildKeying {
+  std::string where;  // "Quick Mode 0x... of IKE SA ...": for the notes and the SAs' origin
+  bool v2 = false;
+  Prf prf{};
+  dissect::Bytes sk_d;  // SK_d (IKEv2) or SKEYID_d (IKEv1)
+  dissect::Bytes ni;
+  dissect::Bytes nr;
+  const dik::Proposal* chosen = nullptr;
+  const dik::Proposal* offered = nullptr;  // the requester's proposal that was chosen
+  ChildAlgorithms alg;
+};
+
+// The ESP or AH keys of the SA an exchange created, once its answer is in
+// (RFC 7296 2.17, RFC 2409 5.5). Only with everything they are made of in
+// the capture and the keys; a note says what is missing otherwise.
+void Analyzer::learn_child_sas(const MessageRecord& rec, IkeSaState& st) {
   if (rec.negotiation < 0) return;
+  const dik::Header& h = rec.header;
   auto it = st.exchanges.find(h.message_id);
   if (it == st.exchanges.end()) return;
-  IkeSaState::Exchange& ex = it->second;
+  Exchange& ex = it->second;
   if (ex.learned || !ex.chosen || ex.offered.empty() || st.key < 0) return;
   const filters::IkeSaConfig& key = keys_[static_cast<std::size_t>(st.key)];
-  const bool v2x = v2;
-  const Vec& ni = v2x && h.exchange == dik::xt::v2_auth ? st.ni : ex.ni;
-  const Vec& nr = v2x && h.exchange == dik::xt::v2_auth ? st.nr : ex.nr;
+  ChildKeying k;
+  k.v2 = h.v2();
+  // IKE_AUTH's CHILD_SA is keyed with IKE_SA_INIT's nonces.
+  const bool auth = k.v2 && h.exchange == dik::xt::v2_auth;
+  k.ni = auth ? st.ni : ex.ni;
+  k.nr = auth ? st.nr : ex.nr;
   ex.learned = true;
-  const std::string where = fmt::format("{} 0x{:08x} of IKE SA {:016x}",
-                                        v2x ? dik::exchange_name(h.exchange) : "Quick Mode", h.message_id, h.spi_i);
+  k.where = fmt::format("{} 0x{:08x} of IKE SA {:016x}", k.v2 ? dik::exchange_name(h.exchange) : "Quick Mode",
+                        h.message_id, h.spi_i);
   if (key.sk_d.empty()) return;  // only the IKE messages were to be decrypted
   if (ex.pfs) {
     notes_.push_back(
         fmt::format("{}: uses PFS (a KE payload); its ESP keys need the Diffie-Hellman secret, "
                     "which no capture holds",
-                    where));
+                    k.where));
     return;
   }
   if (ex.ike_rekey || ex.chosen->protocol == 1) {
-    notes_.push_back(fmt::format("{}: rekeys the IKE SA; the new IKE keys need its Diffie-Hellman secret", where));
+    notes_.push_back(fmt::format("{}: rekeys the IKE SA; the new IKE keys need its Diffie-Hellman secret", k.where));
     return;
   }
-  if (ni.empty() || nr.empty()) {
-    notes_.push_back(fmt::format("{}: the nonces are not in the capture, so its ESP keys cannot be derived", where));
+  if (k.ni.empty() || k.nr.empty()) {
+    notes_.push_back(fmt::format("{}: the nonces are not in the capture, so its ESP keys cannot be derived", k.where));
     return;
   }
   const std::optional<Prf> prf_alg = key.prf ? key.prf : st.prf;
@@ -1083,90 +1167,53 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     notes_.push_back(
         fmt::format("{}: the prf is unknown (no IKE_SA_INIT response or phase 1 SA in the capture; "
                     "give prf: / hash:)",
-                    where));
+                    k.where));
     return;
   }
-  const dik::Proposal& chosen = *ex.chosen;
-  const dik::Proposal* offered = &ex.offered.front();
+  k.prf = *prf_alg;
+  k.sk_d = key.sk_d.bytes();
+  k.chosen = &*ex.chosen;
+  k.offered = &ex.offered.front();
   for (const auto& o : ex.offered) {
-    if (o.number == chosen.number) offered = &o;
+    if (o.number == k.chosen->number) k.offered = &o;
   }
-  if (chosen.spi.size() != 4 || offered->spi.size() != 4) {
-    notes_.push_back(fmt::format("{}: the proposals carry no 4-byte SPIs", where));
+  if (k.chosen->spi.size() != 4 || k.offered->spi.size() != 4) {
+    notes_.push_back(fmt::format("{}: the proposals carry no 4-byte SPIs", k.where));
     return;
   }
-  if (chosen.protocol != 2 && chosen.protocol != 3) {
-    notes_.push_back(fmt::format("{}: protocol {} is neither ESP nor AH", where, chosen.protocol));
+  if (k.chosen->protocol != 2 && k.chosen->protocol != 3) {
+    notes_.push_back(fmt::format("{}: protocol {} is neither ESP nor AH", k.where, k.chosen->protocol));
     return;
   }
-  // Algorithms of the chosen proposal.
-  Cipher cipher = Cipher::null;
-  Integrity integ = Integrity::none;
-  bool esn = false;
-  std::optional<std::uint32_t> bits;
-  filters::SaMode mode = filters::SaMode::tunnel;
-  bool known = true;
-  if (v2x) {
-    for (const auto& t : chosen.transforms) {
-      if (t.type == 1) {
-        auto c = filters::cipher_from_ikev2(t.id);
-        known = known && c.has_value();
-        if (c) cipher = *c;
-        bits = t.attribute(14);
-      } else if (t.type == 3) {
-        auto i = filters::integrity_from_ikev2(t.id);
-        known = known && i.has_value();
-        if (i) integ = *i;
-      } else if (t.type == 5) {
-        esn = t.id == 1;
-      }
-    }
-    if (ex.transport_req && ex.transport_resp) mode = filters::SaMode::transport;
-  } else if (!chosen.transforms.empty()) {
-    const auto& t = chosen.transforms.front();
-    if (chosen.protocol == 3) {
-      auto c = v1_esp_cipher(t.id);
-      known = known && c.has_value();
-      if (c) cipher = *c;
-      bits = t.attribute(6);
-    }
-    if (auto a = t.attribute(5)) {
-      auto i = v1_auth_alg(*a);
-      known = known && i.has_value();
-      if (i) integ = *i;
-    } else if (chosen.protocol == 2) {
-      auto i = v1_auth_alg(t.id == 2 ? 1 : t.id == 3 ? 2 : t.id);
-      known = known && i.has_value();
-      if (i) integ = *i;
-    }
-    if (auto m = t.attribute(4))
-      mode = (*m == 2 || *m == 4 || *m == 61444) ? filters::SaMode::transport : filters::SaMode::tunnel;
-    if (auto e = t.attribute(11)) esn = *e == 1;
-  }
-  if (!known) {
-    notes_.push_back(fmt::format("{}: the chosen algorithm ({}) is not one ipsentry implements", where,
-                                 dik::proposal_str(chosen, v2x)));
+  k.alg = k.v2 ? v2_child_algorithms(*k.chosen, ex.transport_req && ex.transport_resp) : v1_child_algorithms(*k.chosen);
+  if (!k.alg.known) {
+    notes_.push_back(fmt::format("{}: the chosen algorithm ({}) is not one ipsentry implements", k.where,
+                                 dik::proposal_str(*k.chosen, k.v2)));
     return;
   }
-  const std::size_t ek = cipher_key_bytes(cipher, bits);
-  const std::size_t ak = filters::integrity_info(integ).key_len;
-  const std::uint8_t proto = chosen.protocol;
-  // Direction 1: requester → responder, on the responder's SPI.
-  // Direction 2: responder → requester, on the requester's SPI.
+  add_learned(rec, ex, k);
+}
+
+// The two SAs of the exchange, one per direction: requester → responder on
+// the responder's SPI, and back on the requester's. IKEv2 derives one KEYMAT
+// for both (RFC 7296 2.17), IKEv1 one per SPI (RFC 2409 5.5).
+void Analyzer::add_learned(const MessageRecord& rec, const Exchange& ex, const ChildKeying& k) {
+  const ChildAlgorithms& a = k.alg;
+  const std::size_t ek = cipher_key_bytes(a.cipher, a.bits);
+  const std::size_t ak = filters::integrity_info(a.integ).key_len;
+  const std::uint8_t proto = k.chosen->protocol;
   struct Dir {
     dissect::Bytes spi;
     IpAddr src;
     IpAddr dst;
   };
-  const Dir dirs[2] = {{chosen.spi, ex.requester, ex.peer}, {offered->spi, ex.peer, ex.requester}};
-  // IKEv2: one KEYMAT for both directions (RFC 7296 2.17); IKEv1: one per
-  // SPI (RFC 2409 5.5).
+  const Dir dirs[2] = {{k.chosen->spi, ex.requester, ex.peer}, {k.offered->spi, ex.peer, ex.requester}};
   std::optional<ChildKeys> child;
-  if (v2x) {
+  if (k.v2) {
     try {
-      child = derive_child_keys(*prf_alg, key.sk_d.bytes(), {}, ni, nr, ek, ak);
+      child = derive_child_keys(k.prf, k.sk_d, {}, k.ni, k.nr, ek, ak);
     } catch (const CryptoError&) {
-      notes_.push_back(fmt::format("{}: key derivation failed", where));
+      notes_.push_back(fmt::format("{}: key derivation failed", k.where));
       return;
     }
   }
@@ -1174,13 +1221,13 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
   for (int d = 0; d < 2; ++d) {
     filters::SecretBytes enc_key;
     filters::SecretBytes auth_key;
-    if (v2x) {
+    if (k.v2) {
       enc_key = (d == 0 ? child->encr_i : child->encr_r).clone();
       auth_key = (d == 0 ? child->integ_i : child->integ_r).clone();
     } else {
-      const filters::SecretBytes mat = v1_keymat(*prf_alg, key.sk_d.bytes(), proto, dirs[d].spi, ex.ni, ex.nr, ek + ak);
+      const filters::SecretBytes mat = v1_keymat(k.prf, k.sk_d, proto, dirs[d].spi, k.ni, k.nr, ek + ak);
       if (mat.size() != ek + ak) {
-        notes_.push_back(fmt::format("{}: key derivation failed", where));
+        notes_.push_back(fmt::format("{}: key derivation failed", k.where));
         return;
       }
       enc_key = mat.first(ek);
@@ -1191,19 +1238,19 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
     sa.protocol = proto == 2 ? filters::IpsecProtocol::ah : filters::IpsecProtocol::esp;
     sa.src = dirs[d].src;
     sa.dst = dirs[d].dst;
-    sa.mode = mode;
-    sa.cipher = proto == 2 ? Cipher::null : cipher;
+    sa.mode = a.mode;
+    sa.cipher = proto == 2 ? Cipher::null : a.cipher;
     sa.enc_key = std::move(enc_key);
-    sa.integrity = integ;
+    sa.integrity = a.integ;
     sa.auth_key = std::move(auth_key);
-    sa.esn = esn;
+    sa.esn = a.esn;
     sa.name = fmt::format("ike:{:08x}", *sa.spi);
-    sa.origin = filters::Origin{fmt::format("IKE {} (frame {})", where, rec.frame), 0, {}};
+    sa.origin = filters::Origin{fmt::format("IKE {} (frame {})", k.where, rec.frame), 0, {}};
     std::vector<std::string> warnings;
     try {
       filters::validate_sa(sa, "", warnings);
     } catch (const filters::ConfigError& e) {
-      notes_.push_back(fmt::format("{}: derived SA 0x{} is not usable: {}", where, spi_hex(dirs[d].spi), e.what()));
+      notes_.push_back(fmt::format("{}: derived SA 0x{} is not usable: {}", k.where, spi_hex(dirs[d].spi), e.what()));
       continue;
     }
     cn.child_spis.push_back(

@@ -180,6 +180,7 @@ class Analyzer {
  private:
   struct Exchange;
   struct Payloads;
+  struct ChildKeying;
 
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
@@ -204,6 +205,9 @@ class Analyzer {
   Exchange& child_exchange(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response, bool auth);
   void child_answer_unread(const Exchange& ex);
   void child_answered(MessageRecord& rec, const Exchange& ex, const dissect::ike::Notify* error);
+  // The ESP/AH SAs an exchange created, with keys derived from SK_d / SKEYID_d.
+  void learn_child_sas(const MessageRecord& rec, IkeSaState& st);
+  void add_learned(const MessageRecord& rec, const Exchange& ex, const ChildKeying& k);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
   /// IKEv1 phase 1: whether the peers' encrypted messages show that they
   /// derived different keys (pre-shared keys that differ); ends it if so.
