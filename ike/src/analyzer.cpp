@@ -263,6 +263,78 @@ struct Analyzer::IkeSaState {
   std::map<std::pair<std::uint32_t, bool>, Vec> last_msg;
 };
 
+namespace {
+
+// Who is the initiator: IKEv2 says so in every header; in IKEv1 the first
+// message of the SA has a zero responder cookie.
+bool note_roles(Analyzer::IkeSaState& st, const dik::Header& h, const dissect::Packet& p) {
+  bool from_initiator = true;
+  if (h.v2()) {
+    from_initiator = h.initiator_v2();
+    if (!st.roles_known) {
+      st.initiator = from_initiator ? p.ip.src : p.ip.dst;
+      st.responder = from_initiator ? p.ip.dst : p.ip.src;
+      st.roles_known = true;
+    }
+  } else {
+    if (!st.roles_known) {
+      st.initiator = p.ip.src;
+      st.responder = p.ip.dst;
+      st.roles_known = true;
+    }
+    from_initiator = p.ip.src == st.initiator;
+  }
+  return from_initiator;
+}
+
+// The payload and Notify types a record lists, outer and decrypted, for the
+// reports and filters that go by them.
+void list_payloads(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner) {
+  for (const auto& pl : outer.payloads) rec.payloads.push_back(pl.type);
+  if (inner != nullptr) {
+    for (const auto& pl : inner->payloads) rec.inner_payloads.push_back(pl.type);
+  }
+  for (const dik::Chain* c : {&outer, inner}) {
+    if (c == nullptr) continue;
+    for (const auto& pl : c->payloads) {
+      if (pl.type != dik::pt::v1_notify && pl.type != dik::pt::v2_notify) continue;
+      if (auto n = dik::parse_notify(pl.body, rec.header.v2())) rec.notifies.push_back(n->type);
+    }
+  }
+}
+
+// The summary line: "IKEv2 IKE_AUTH request 1 ... [ IDi AUTH SA TSi TSr ]",
+// with the decrypted payloads in place of the SK payload, and what went
+// wrong with the decryption.
+std::string summary_of(const MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner) {
+  const dik::Header& h = rec.header;
+  const bool v2 = h.v2();
+  const char* ex = dik::exchange_name(h.exchange);
+  std::string what =
+      v2 ? fmt::format("IKEv2 {} {} {}", ex ? ex : "exchange", h.response_v2() ? "response" : "request", h.message_id)
+         : fmt::format("IKEv1 {}{}", ex ? ex : "exchange",
+                       h.message_id != 0 ? fmt::format(" 0x{:08x}", h.message_id) : "");
+  std::string payloads;
+  if (inner != nullptr) {
+    std::string outer_s = dik::chain_summary(outer, v2);
+    // Replace the SK payload by what it held.
+    payloads =
+        outer_s.empty() ? dik::chain_summary(*inner, v2) : outer_s + " { " + dik::chain_summary(*inner, v2) + " }";
+  } else if (h.encrypted_v1()) {
+    payloads = "encrypted";
+  } else {
+    payloads = dik::chain_summary(outer, v2);
+  }
+  std::string summary = fmt::format("{} {:016x}/{:016x} [ {} ]", what, h.spi_i, h.spi_r, payloads);
+  if (rec.status != DecryptStatus::cleartext && rec.status != DecryptStatus::decrypted) {
+    summary += fmt::format(" ({}{}{})", to_string(rec.status), rec.detail.empty() ? "" : ": ", rec.detail);
+  }
+  if (rec.retransmission) summary += " (retransmission)";
+  return summary;
+}
+
+}  // namespace
+
 Analyzer::Analyzer(std::vector<filters::IkeSaConfig> keys) : keys_(std::move(keys)), key_bound_(keys_.size(), false) {}
 Analyzer::~Analyzer() = default;
 
@@ -339,7 +411,7 @@ std::vector<int> Analyzer::key_candidates(const dik::Header& h, const IkeSaState
   return candidates;
 }
 
-MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg) {
+MessageRecord& Analyzer::new_record(const dissect::Frame& frame, const dissect::Packet& p) {
   records_.emplace_back();
   MessageRecord& rec = records_.back();
   by_frame_[frame.number] = records_.size() - 1;
@@ -350,6 +422,22 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
   rec.sport = p.l4.sport;
   rec.dport = p.l4.dport;
   ++stats_.messages;
+  return rec;
+}
+
+// Retransmissions: the same bytes again in the same direction.
+void Analyzer::note_retransmission(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, bool from_initiator) {
+  auto key = std::make_pair(rec.header.message_id, from_initiator);
+  Vec& last = st.last_msg[key];
+  if (last.size() == msg.size() && std::equal(last.begin(), last.end(), msg.begin())) {
+    rec.retransmission = true;
+    ++stats_.retransmissions;
+  }
+  last.assign(msg.begin(), msg.end());
+}
+
+MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg) {
+  MessageRecord& rec = new_record(frame, p);
   dik::Header& h = rec.header;
   if (const char* err = dik::parse_header(msg, h)) {
     rec.malformed = err;
@@ -364,34 +452,8 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
   msg = msg.first(std::min<std::size_t>(h.length, msg.size()));
   IkeSaState& st = state_for(h);
   if (h.spi_r != 0 && st.spi_r == 0) st.spi_r = h.spi_r;
-  // Who is the initiator: IKEv2 says so in every header; in IKEv1 the first
-  // message of the SA has a zero responder cookie.
-  bool from_initiator = true;
-  if (v2) {
-    from_initiator = h.initiator_v2();
-    if (!st.roles_known) {
-      st.initiator = from_initiator ? p.ip.src : p.ip.dst;
-      st.responder = from_initiator ? p.ip.dst : p.ip.src;
-      st.roles_known = true;
-    }
-  } else {
-    if (!st.roles_known) {
-      st.initiator = p.ip.src;
-      st.responder = p.ip.dst;
-      st.roles_known = true;
-    }
-    from_initiator = p.ip.src == st.initiator;
-  }
-  // Retransmissions: the same bytes again in the same direction.
-  {
-    auto key = std::make_pair(h.message_id, from_initiator);
-    Vec& last = st.last_msg[key];
-    if (last.size() == msg.size() && std::equal(last.begin(), last.end(), msg.begin())) {
-      rec.retransmission = true;
-      ++stats_.retransmissions;
-    }
-    last.assign(msg.begin(), msg.end());
-  }
+  const bool from_initiator = note_roles(st, h, p);
+  note_retransmission(rec, st, msg, from_initiator);
 
   const dissect::Bytes body = msg.subspan(dik::kHeaderLen);
   dik::Chain outer;
@@ -615,42 +677,8 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
     if (rec.status == DecryptStatus::failed) ++stats_.invalid_packets;
   }
 
-  for (const auto& pl : outer.payloads) rec.payloads.push_back(pl.type);
-  if (have_inner) {
-    for (const auto& pl : inner.payloads) rec.inner_payloads.push_back(pl.type);
-  }
-  for (const dik::Chain* c : {&outer, have_inner ? &inner : nullptr}) {
-    if (c == nullptr) continue;
-    for (const auto& pl : c->payloads) {
-      if (pl.type != dik::pt::v1_notify && pl.type != dik::pt::v2_notify) continue;
-      if (auto n = dik::parse_notify(pl.body, v2)) rec.notifies.push_back(n->type);
-    }
-  }
-
-  // ---- summary line
-  {
-    const char* ex = dik::exchange_name(h.exchange);
-    std::string what =
-        v2 ? fmt::format("IKEv2 {} {} {}", ex ? ex : "exchange", h.response_v2() ? "response" : "request", h.message_id)
-           : fmt::format("IKEv1 {}{}", ex ? ex : "exchange",
-                         h.message_id != 0 ? fmt::format(" 0x{:08x}", h.message_id) : "");
-    std::string payloads;
-    if (have_inner) {
-      std::string outer_s = dik::chain_summary(outer, v2);
-      // Replace the SK payload by what it held.
-      payloads =
-          outer_s.empty() ? dik::chain_summary(inner, v2) : outer_s + " { " + dik::chain_summary(inner, v2) + " }";
-    } else if (encrypted_v1) {
-      payloads = "encrypted";
-    } else {
-      payloads = dik::chain_summary(outer, v2);
-    }
-    rec.summary = fmt::format("{} {:016x}/{:016x} [ {} ]", what, h.spi_i, h.spi_r, payloads);
-    if (rec.status != DecryptStatus::cleartext && rec.status != DecryptStatus::decrypted) {
-      rec.summary += fmt::format(" ({}{}{})", to_string(rec.status), rec.detail.empty() ? "" : ": ", rec.detail);
-    }
-    if (rec.retransmission) rec.summary += " (retransmission)";
-  }
+  list_payloads(rec, outer, have_inner ? &inner : nullptr);
+  rec.summary = summary_of(rec, outer, have_inner ? &inner : nullptr);
   track(rec, outer, have_inner ? &inner : nullptr, st);
   return rec;
 }

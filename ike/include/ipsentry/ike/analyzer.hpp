@@ -183,6 +183,8 @@ class Analyzer {
   struct ChildKeying;
 
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
+  MessageRecord& new_record(const dissect::Frame& frame, const dissect::Packet& p);
+  void note_retransmission(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, bool from_initiator);
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
   // The negotiations a message belongs to: opened, touched by the message,
   // ended by an error Notify.
