@@ -287,6 +287,90 @@ bool note_roles(Analyzer::IkeSaState& st, const dik::Header& h, const dissect::P
   return from_initiator;
 }
 
+// How trying one key on an encrypted message ended.
+enum class Attempt : std::uint8_t { next_key, give_up, opened };
+
+// One key on an IKEv2 SK or SKF payload. A key without SPIs (a trial key)
+// whose ICV does not match belongs to another IKE SA: the next one is tried.
+// An ICV mismatch under the key named for this SA decrypts anyway, flagged.
+Attempt open_sk(const filters::IkeSaConfig& k, const Analyzer::IkeSaState& st, MessageRecord& rec, dissect::Bytes msg,
+                const dik::Payload& sk, bool from_initiator, Vec& plain, bool& icv_ok) {
+  const bool trial = !k.spi_i;
+  const bool frag = sk.type == dik::pt::v2_skf;
+  const std::optional<Cipher> cipher = k.cipher ? k.cipher : st.cipher;
+  if (!cipher) {
+    rec.detail = "the encryption algorithm is unknown (no IKE_SA_INIT response in the capture; give encryption:)";
+    return Attempt::next_key;
+  }
+  const auto& ci = filters::cipher_info(*cipher);
+  const filters::SecretBytes& ek = from_initiator ? k.sk_ei : k.sk_er;
+  const filters::SecretBytes& ak = from_initiator ? k.sk_ai : k.sk_ar;
+  const std::size_t pre = frag ? 4 : 0;
+  if (sk.body.size() < pre) {
+    rec.detail = "encrypted payload too short";
+    return Attempt::give_up;
+  }
+  // The key table gives SK_e whole; the suite takes its length from it.
+  IkeSuite suite;
+  suite.encryption = {*cipher, static_cast<std::uint16_t>(ek.size() - std::min<std::size_t>(ek.size(), ci.salt_len))};
+  suite.integrity = ci.aead() ? Integrity::none : k.integrity ? *k.integrity : st.integrity.value_or(Integrity::none);
+  std::string why;
+  std::optional<Vec> opened;
+  SkCipher::Trust trust = SkCipher::Trust::verified;
+  try {
+    const SkCipher skc = SkCipher::for_inspection(suite, ek.bytes(), ak.bytes());
+    // The SK payload runs to its own end (it is the last payload), its IV
+    // after the generic header and, in SKF, the fragment fields.
+    const std::size_t sk_off = dik::kHeaderLen + sk.offset;
+    opened = skc.inspect(msg.first(sk_off + 4 + sk.body.size()), sk_off + (frag ? 8 : 4), trust, why);
+  } catch (const CryptoError& e) {
+    why = e.what();
+  }
+  if (trial && opened && trust == SkCipher::Trust::icv_mismatch) return Attempt::next_key;
+  if (!opened) {
+    rec.detail = why;
+    return trial ? Attempt::next_key : Attempt::give_up;
+  }
+  plain = std::move(*opened);
+  icv_ok = trust != SkCipher::Trust::icv_mismatch;
+  return Attempt::opened;
+}
+
+// One decrypted SKF fragment, collected with the daemon's bounds and rules
+// (RFC 7383 2.6); the message is whole with the last one.
+void add_fragment(MessageRecord& rec, Analyzer::IkeSaState& st, const dik::Payload& skf, bool from_initiator,
+                  Vec plain) {
+  const dik::Header& h = rec.header;
+  const std::uint16_t num = dissect::load_be16(skf.body.data());
+  const std::uint16_t total = dissect::load_be16(skf.body.data() + 2);
+  auto& f = st.frags[{h.message_id, from_initiator}];
+  v2::Fragment part;
+  part.number = num;
+  part.total = total;
+  part.first_payload = skf.next;
+  part.plain = std::move(plain);
+  const auto added = f.add(h.message_id, std::move(part));
+  if (added == v2::FragmentSet::Added::complete) {
+    rec.plaintext = f.take(rec.first_inner);
+    st.frags.erase({h.message_id, from_initiator});
+    rec.detail += fmt::format("; {} fragments reassembled", total);
+    return;
+  }
+  rec.status = DecryptStatus::fragment;
+  rec.detail += fmt::format("; fragment {} of {}", num, total);
+  switch (added) {
+    case v2::FragmentSet::Added::duplicate: rec.detail += " (a retransmission)"; break;
+    case v2::FragmentSet::Added::inconsistent: rec.detail += " (ignored: other fragments say more)"; break;
+    case v2::FragmentSet::Added::too_many:
+      rec.detail += fmt::format(" (ignored: more than {})", v2::FragmentSet::kMaxFragments);
+      break;
+    case v2::FragmentSet::Added::too_big:
+      rec.detail += fmt::format(" (all dropped: more than {} bytes)", v2::FragmentSet::kMaxBytes);
+      break;
+    default: break;
+  }
+}
+
 // The payload and Notify types a record lists, outer and decrypted, for the
 // reports and filters that go by them.
 void list_payloads(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner) {
@@ -436,6 +520,56 @@ void Analyzer::note_retransmission(MessageRecord& rec, IkeSaState& st, dissect::
   last.assign(msg.begin(), msg.end());
 }
 
+// IKEv2 (RFC 7296 3.14): the SK payload, or one SKF fragment of it (RFC
+// 7383), opened with the first key that fits.
+bool Analyzer::decrypt_v2(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, const dik::Chain& outer,
+                          bool from_initiator, dik::Chain& inner) {
+  const dik::Payload* sk = nullptr;
+  for (const auto& pl : outer.payloads) {
+    if (pl.type == dik::pt::v2_sk || pl.type == dik::pt::v2_skf) sk = &pl;
+  }
+  if (sk == nullptr) return false;
+  ++stats_.encrypted;
+  for (int ki : key_candidates(rec.header, st, rec)) {
+    Vec plain;
+    bool icv_ok = false;
+    const Attempt a = open_sk(keys_[static_cast<std::size_t>(ki)], st, rec, msg, *sk, from_initiator, plain, icv_ok);
+    if (a == Attempt::next_key) continue;
+    if (a == Attempt::opened) accept_v2(ki, rec, st, *sk, from_initiator, std::move(plain), icv_ok);
+    break;
+  }
+  if (rec.status == DecryptStatus::decrypted || rec.status == DecryptStatus::icv_mismatch) {
+    if (!rec.plaintext.empty() || rec.first_inner == 0) {
+      inner = dik::walk(rec.plaintext, rec.first_inner);
+      if (rec.status == DecryptStatus::decrypted) ++stats_.decrypted;
+      return true;
+    }
+  } else if (rec.status == DecryptStatus::failed) {
+    ++stats_.invalid_packets;
+  }
+  return false;
+}
+
+// The key opened the message: it is the IKE SA's from now on, and a key
+// without SPIs is no longer tried on other IKE SAs. A fragment waits for
+// the others.
+void Analyzer::accept_v2(int ki, MessageRecord& rec, IkeSaState& st, const dik::Payload& sk, bool from_initiator,
+                         Vec plain, bool icv_ok) {
+  const auto& k = keys_[static_cast<std::size_t>(ki)];
+  if (!k.spi_i) key_bound_[static_cast<std::size_t>(ki)] = true;
+  st.key = ki;
+  rec.status = icv_ok ? DecryptStatus::decrypted : DecryptStatus::icv_mismatch;
+  rec.detail = icv_ok ? fmt::format("decrypted with {}", k.name)
+                      : fmt::format("ICV mismatch under {}: decrypted anyway, do not trust the contents", k.name);
+  if (!icv_ok) ++stats_.invalid_packets;
+  if (sk.type == dik::pt::v2_skf) {
+    add_fragment(rec, st, sk, from_initiator, std::move(plain));
+  } else {
+    rec.plaintext = std::move(plain);
+    rec.first_inner = sk.next;
+  }
+}
+
 MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg) {
   MessageRecord& rec = new_record(frame, p);
   dik::Header& h = rec.header;
@@ -466,114 +600,8 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
     ++stats_.invalid_packets;
   }
 
-  // ---- decryption
   if (v2) {
-    const dik::Payload* sk = nullptr;
-    for (const auto& pl : outer.payloads) {
-      if (pl.type == dik::pt::v2_sk || pl.type == dik::pt::v2_skf) sk = &pl;
-    }
-    if (sk != nullptr) {
-      ++stats_.encrypted;
-      const bool frag = sk->type == dik::pt::v2_skf;
-      const std::size_t sk_off = dik::kHeaderLen + sk->offset;
-      const std::size_t hdr = frag ? 8 : 4;
-      const std::vector<int> candidates = key_candidates(h, st, rec);
-      for (int ki : candidates) {
-        const auto& k = keys_[static_cast<std::size_t>(ki)];
-        const bool trial = !k.spi_i;
-        const std::optional<Cipher> cipher = k.cipher ? k.cipher : st.cipher;
-        if (!cipher) {
-          rec.detail = "the encryption algorithm is unknown (no IKE_SA_INIT response in the capture; give encryption:)";
-          continue;
-        }
-        const auto& ci = filters::cipher_info(*cipher);
-        const filters::SecretBytes& ek = from_initiator ? k.sk_ei : k.sk_er;
-        const filters::SecretBytes& ak = from_initiator ? k.sk_ai : k.sk_ar;
-        const dissect::Bytes skb = sk->body;
-        const std::size_t pre = frag ? 4 : 0;
-        if (skb.size() < pre) {
-          rec.detail = "encrypted payload too short";
-          break;
-        }
-        // The key table gives SK_e whole; the suite takes its length from it.
-        IkeSuite suite;
-        suite.encryption = {*cipher,
-                            static_cast<std::uint16_t>(ek.size() - std::min<std::size_t>(ek.size(), ci.salt_len))};
-        suite.integrity = ci.aead()     ? Integrity::none
-                          : k.integrity ? *k.integrity
-                                        : st.integrity.value_or(Integrity::none);
-        std::string why;
-        std::optional<Vec> opened;
-        SkCipher::Trust trust = SkCipher::Trust::verified;
-        try {
-          const SkCipher skc = SkCipher::for_inspection(suite, ek.bytes(), ak.bytes());
-          // The SK payload runs to its own end (it is the last payload), its
-          // IV after the generic header and, in SKF, the fragment fields.
-          opened = skc.inspect(msg.first(sk_off + 4 + skb.size()), sk_off + hdr, trust, why);
-        } catch (const CryptoError& e) {
-          why = e.what();
-        }
-        if (trial && opened && trust == SkCipher::Trust::icv_mismatch) continue;
-        if (!opened) {
-          rec.detail = why;
-          if (trial) continue;
-          break;
-        }
-        Vec out = std::move(*opened);
-        const bool icv_ok = trust != SkCipher::Trust::icv_mismatch;
-        if (trial) {
-          key_bound_[static_cast<std::size_t>(ki)] = true;
-        }
-        st.key = ki;
-        rec.status = icv_ok ? DecryptStatus::decrypted : DecryptStatus::icv_mismatch;
-        rec.detail = icv_ok ? fmt::format("decrypted with {}", k.name)
-                            : fmt::format("ICV mismatch under {}: decrypted anyway, do not trust the contents", k.name);
-        if (!icv_ok) ++stats_.invalid_packets;
-        if (frag) {
-          const std::uint16_t num = dissect::load_be16(skb.data());
-          const std::uint16_t total = dissect::load_be16(skb.data() + 2);
-          auto& f = st.frags[{h.message_id, from_initiator}];
-          v2::Fragment part;
-          part.number = num;
-          part.total = total;
-          part.first_payload = sk->next;
-          part.plain = std::move(out);
-          const auto added = f.add(h.message_id, std::move(part));
-          if (added == v2::FragmentSet::Added::complete) {
-            rec.plaintext = f.take(rec.first_inner);
-            st.frags.erase({h.message_id, from_initiator});
-            rec.detail += fmt::format("; {} fragments reassembled", total);
-          } else {
-            rec.status = DecryptStatus::fragment;
-            rec.detail += fmt::format("; fragment {} of {}", num, total);
-            switch (added) {
-              case v2::FragmentSet::Added::duplicate: rec.detail += " (a retransmission)"; break;
-              case v2::FragmentSet::Added::inconsistent: rec.detail += " (ignored: other fragments say more)"; break;
-              case v2::FragmentSet::Added::too_many:
-                rec.detail += fmt::format(" (ignored: more than {})", v2::FragmentSet::kMaxFragments);
-                break;
-              case v2::FragmentSet::Added::too_big:
-                rec.detail += fmt::format(" (all dropped: more than {} bytes)", v2::FragmentSet::kMaxBytes);
-                break;
-              default: break;
-            }
-          }
-        } else {
-          rec.plaintext = std::move(out);
-          rec.first_inner = sk->next;
-        }
-        break;
-      }
-      if (rec.status == DecryptStatus::decrypted || rec.status == DecryptStatus::icv_mismatch) {
-        if (!rec.plaintext.empty() || rec.first_inner == 0) {
-          inner = dik::walk(rec.plaintext, rec.first_inner);
-          have_inner = true;
-          if (rec.status == DecryptStatus::decrypted) ++stats_.decrypted;
-        }
-      } else if (rec.status == DecryptStatus::failed) {
-        ++stats_.invalid_packets;
-      }
-    }
+    have_inner = decrypt_v2(rec, st, msg, outer, from_initiator, inner);
   } else if (encrypted_v1) {
     ++stats_.encrypted;
     const std::vector<int> candidates = key_candidates(h, st, rec);

@@ -185,6 +185,11 @@ class Analyzer {
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
   MessageRecord& new_record(const dissect::Frame& frame, const dissect::Packet& p);
   void note_retransmission(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, bool from_initiator);
+  // Decryption: whether `inner` holds the decrypted payload chain.
+  bool decrypt_v2(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, const dissect::ike::Chain& outer,
+                  bool from_initiator, dissect::ike::Chain& inner);
+  void accept_v2(int ki, MessageRecord& rec, IkeSaState& st, const dissect::ike::Payload& sk, bool from_initiator,
+                 std::vector<std::uint8_t> plain, bool icv_ok);
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
   // The negotiations a message belongs to: opened, touched by the message,
   // ended by an error Notify.
