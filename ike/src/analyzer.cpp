@@ -371,6 +371,82 @@ void add_fragment(MessageRecord& rec, Analyzer::IkeSaState& st, const dik::Paylo
   }
 }
 
+// What an IKEv1 message is decrypted with.
+struct V1Cipher {
+  Cipher cipher = Cipher::aes_cbc;
+  std::optional<Prf> hash;  // of phase 1, for the IVs
+  std::size_t key_len = 0;
+  std::size_t block = 16;
+};
+
+V1Cipher v1_cipher_for(const filters::IkeSaConfig& k, const Analyzer::IkeSaState& st) {
+  // What the Main Mode SA in the capture chose comes first: what a key
+  // says is a guess for captures without it (a charon log, say, ties
+  // its keys to the proposal another thread logged for another SA).
+  std::optional<Cipher> cipher = st.cipher ? st.cipher : k.cipher;
+  if (!cipher) {
+    // No SA payload seen: go by the key length, as users would.
+    cipher = k.enc_key.size() == 8 ? Cipher::des_cbc : k.enc_key.size() == 24 ? Cipher::tdes_cbc : Cipher::aes_cbc;
+  }
+  V1Cipher c;
+  c.cipher = *cipher;
+  c.hash = st.prf ? st.prf : k.prf;
+  c.key_len = k.enc_key.size();
+  if (c.cipher == Cipher::aes_cbc && st.key_bits && *st.key_bits / 8 <= c.key_len) c.key_len = *st.key_bits / 8;
+  if (c.cipher == Cipher::tdes_cbc) c.key_len = 24;
+  if (c.cipher == Cipher::des_cbc) c.key_len = 8;
+  c.block = c.cipher == Cipher::aes_cbc ? 16 : 8;
+  return c;
+}
+
+// The IV of an IKEv1 message (RFC 2409 appendix B): a retransmission's own
+// again, else the last block of the exchange's previous message, else the
+// exchange's first IV. Without what that takes the message stays encrypted:
+// nullopt, and rec says why.
+std::optional<Vec> v1_iv(MessageRecord& rec, const Analyzer::IkeSaState& st, const Analyzer::IkeSaState::Iv& ivs,
+                         dissect::Bytes msg, const V1Cipher& c) {
+  const dik::Header& h = rec.header;
+  Vec iv;
+  if (!ivs.last_msg.empty() && ivs.last_msg.size() == msg.size() &&
+      std::equal(ivs.last_msg.begin(), ivs.last_msg.end(), msg.begin())) {
+    iv = ivs.last_used;  // a retransmission is encrypted with the same IV
+  } else if (!ivs.next.empty()) {
+    iv = ivs.next;
+  } else if (!c.hash) {
+    rec.status = DecryptStatus::no_iv;
+    rec.detail = "the IV needs the phase 1 hash algorithm (not in the capture; give hash:)";
+    return std::nullopt;
+  } else {
+    // Phase 1 starts from H(g^xi | g^xr); phase 2 from H(last phase-1
+    // block | M-ID), with the phase 1 IV standing in for the last block
+    // when no phase-1 message was encrypted.
+    Vec base = h.message_id == 0 ? Vec{} : st.p1_last_block;
+    if (base.empty()) {
+      if (st.ke_i.empty() || st.ke_r.empty()) {
+        rec.status = DecryptStatus::no_iv;
+        rec.detail = h.message_id == 0 ? "the phase 1 IV needs both KE payloads, and the capture lacks them"
+                                       : "the phase 2 IV needs phase 1's last block, and the capture lacks phase 1";
+        return std::nullopt;
+      }
+      base = hash(*c.hash, {Bytes(st.ke_i), Bytes(st.ke_r)});
+    }
+    if (h.message_id == 0) {
+      iv = std::move(base);
+    } else {
+      base.resize(c.block);
+      std::uint8_t mid[4];
+      dissect::store_be32(mid, h.message_id);
+      iv = hash(*c.hash, {Bytes(base), Bytes(mid, 4)});
+    }
+  }
+  if (iv.size() < c.block) {
+    rec.detail = "the hash is shorter than the cipher block";
+    return std::nullopt;
+  }
+  iv.resize(c.block);
+  return iv;
+}
+
 // The payload and Notify types a record lists, outer and decrypted, for the
 // reports and filters that go by them.
 void list_payloads(MessageRecord& rec, const dik::Chain& outer, const dik::Chain* inner) {
@@ -570,6 +646,74 @@ void Analyzer::accept_v2(int ki, MessageRecord& rec, IkeSaState& st, const dik::
   }
 }
 
+// IKEv1 (RFC 2409 appendix B): the whole body is encrypted in CBC mode,
+// with IVs that chain from message to message of an exchange.
+bool Analyzer::decrypt_v1(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dik::Chain& inner) {
+  ++stats_.encrypted;
+  bool have_inner = false;
+  for (int ki : key_candidates(rec.header, st, rec)) {
+    if (decrypt_v1_with(ki, rec, st, msg, inner, have_inner)) break;
+  }
+  if (rec.status == DecryptStatus::failed) ++stats_.invalid_packets;
+  return have_inner;
+}
+
+// One key on an IKEv1 message; false: try the next key. Without an ICV,
+// only payloads that parse tell a right key from a wrong one: a trial key
+// (one without SPIs) that decrypts to garbage is another IKE SA's. The key
+// named for this SA is kept even then, and the exchange's IV moves on.
+bool Analyzer::decrypt_v1_with(int ki, MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dik::Chain& inner,
+                               bool& have_inner) {
+  const dik::Header& h = rec.header;
+  const dissect::Bytes body = msg.subspan(dik::kHeaderLen);
+  const auto& k = keys_[static_cast<std::size_t>(ki)];
+  const bool trial = !k.spi_i;
+  const V1Cipher c = v1_cipher_for(k, st);
+  if (c.key_len > k.enc_key.size()) {
+    rec.detail = "the encryption key is shorter than the cipher needs";
+    return false;
+  }
+  IkeSaState::Iv& ivs = st.ivs[h.message_id];
+  const std::optional<Vec> iv = v1_iv(rec, st, ivs, msg, c);
+  if (!iv) return false;
+  const std::size_t ct_len = body.size() - body.size() % c.block;
+  if (ct_len == 0) {
+    rec.detail = "no encrypted data";
+    return true;
+  }
+  Vec out;
+  std::string why;
+  if (!cbc_decrypt(c.cipher, k.enc_key.bytes().first(c.key_len), *iv, body.first(ct_len), out, why)) {
+    rec.detail = why;
+    return false;
+  }
+  dik::Chain chain = dik::walk(out, h.next_payload);
+  bool plausible = chain.error == nullptr && !chain.payloads.empty();
+  for (const auto& pl : chain.payloads) plausible = plausible && dik::payload_name(pl.type) != nullptr;
+  if (!plausible) {
+    rec.detail = fmt::format("decrypts to garbage with {} (wrong key or IV)", k.name);
+    if (trial) return false;
+  } else {
+    rec.status = DecryptStatus::decrypted;
+    rec.detail = fmt::format("decrypted with {}", k.name);
+  }
+  if (trial && plausible) key_bound_[static_cast<std::size_t>(ki)] = true;
+  if (plausible || !trial) st.key = ki;
+  ivs.last_used = *iv;
+  ivs.last_msg.assign(msg.begin(), msg.end());
+  ivs.next.assign(body.begin() + static_cast<std::ptrdiff_t>(ct_len - c.block),
+                  body.begin() + static_cast<std::ptrdiff_t>(ct_len));
+  if (h.message_id == 0) st.p1_last_block = ivs.next;
+  if (plausible) {
+    rec.plaintext = std::move(out);
+    rec.first_inner = h.next_payload;
+    inner = std::move(chain);
+    have_inner = true;
+    ++stats_.decrypted;
+  }
+  return true;
+}
+
 MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg) {
   MessageRecord& rec = new_record(frame, p);
   dik::Header& h = rec.header;
@@ -603,106 +747,7 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
   if (v2) {
     have_inner = decrypt_v2(rec, st, msg, outer, from_initiator, inner);
   } else if (encrypted_v1) {
-    ++stats_.encrypted;
-    const std::vector<int> candidates = key_candidates(h, st, rec);
-    for (int ki : candidates) {
-      const auto& k = keys_[static_cast<std::size_t>(ki)];
-      const bool trial = !k.spi_i;
-      // What the Main Mode SA in the capture chose comes first: what a key
-      // says is a guess for captures without it (a charon log, say, ties
-      // its keys to the proposal another thread logged for another SA).
-      std::optional<Cipher> cipher = st.cipher ? st.cipher : k.cipher;
-      if (!cipher) {
-        // No SA payload seen: go by the key length, as users would.
-        cipher = k.enc_key.size() == 8 ? Cipher::des_cbc : k.enc_key.size() == 24 ? Cipher::tdes_cbc : Cipher::aes_cbc;
-      }
-      const std::optional<Prf> hash_alg = st.prf ? st.prf : k.prf;
-      std::size_t klen = k.enc_key.size();
-      if (*cipher == Cipher::aes_cbc && st.key_bits && *st.key_bits / 8 <= klen) klen = *st.key_bits / 8;
-      if (*cipher == Cipher::tdes_cbc) klen = 24;
-      if (*cipher == Cipher::des_cbc) klen = 8;
-      if (klen > k.enc_key.size()) {
-        rec.detail = "the encryption key is shorter than the cipher needs";
-        continue;
-      }
-      const std::size_t bs = *cipher == Cipher::aes_cbc ? 16 : 8;
-      IkeSaState::Iv& ivs = st.ivs[h.message_id];
-      Vec iv;
-      if (!ivs.last_msg.empty() && ivs.last_msg.size() == msg.size() &&
-          std::equal(ivs.last_msg.begin(), ivs.last_msg.end(), msg.begin())) {
-        iv = ivs.last_used;  // a retransmission is encrypted with the same IV
-      } else if (!ivs.next.empty()) {
-        iv = ivs.next;
-      } else if (!hash_alg) {
-        rec.status = DecryptStatus::no_iv;
-        rec.detail = "the IV needs the phase 1 hash algorithm (not in the capture; give hash:)";
-        continue;
-      } else {
-        // Phase 1 starts from H(g^xi | g^xr); phase 2 from H(last phase-1
-        // block | M-ID), with the phase 1 IV standing in for the last block
-        // when no phase-1 message was encrypted.
-        Vec base = h.message_id == 0 ? Vec{} : st.p1_last_block;
-        if (base.empty()) {
-          if (st.ke_i.empty() || st.ke_r.empty()) {
-            rec.status = DecryptStatus::no_iv;
-            rec.detail = h.message_id == 0 ? "the phase 1 IV needs both KE payloads, and the capture lacks them"
-                                           : "the phase 2 IV needs phase 1's last block, and the capture lacks phase 1";
-            continue;
-          }
-          base = hash(*hash_alg, {Bytes(st.ke_i), Bytes(st.ke_r)});
-        }
-        if (h.message_id == 0) {
-          iv = std::move(base);
-        } else {
-          base.resize(bs);
-          std::uint8_t mid[4];
-          dissect::store_be32(mid, h.message_id);
-          iv = hash(*hash_alg, {Bytes(base), Bytes(mid, 4)});
-        }
-      }
-      if (iv.size() < bs) {
-        rec.detail = "the hash is shorter than the cipher block";
-        continue;
-      }
-      iv.resize(bs);
-      const std::size_t ct_len = body.size() - body.size() % bs;
-      if (ct_len == 0) {
-        rec.detail = "no encrypted data";
-        break;
-      }
-      Vec out;
-      std::string why;
-      if (!cbc_decrypt(*cipher, k.enc_key.bytes().first(klen), iv, body.first(ct_len), out, why)) {
-        rec.detail = why;
-        continue;
-      }
-      dik::Chain c = dik::walk(out, h.next_payload);
-      bool plausible = c.error == nullptr && !c.payloads.empty();
-      for (const auto& pl : c.payloads) plausible = plausible && dik::payload_name(pl.type) != nullptr;
-      if (!plausible) {
-        rec.detail = fmt::format("decrypts to garbage with {} (wrong key or IV)", k.name);
-        if (trial) continue;
-      } else {
-        rec.status = DecryptStatus::decrypted;
-        rec.detail = fmt::format("decrypted with {}", k.name);
-      }
-      if (trial && plausible) key_bound_[static_cast<std::size_t>(ki)] = true;
-      if (plausible || !trial) st.key = ki;
-      ivs.last_used = iv;
-      ivs.last_msg.assign(msg.begin(), msg.end());
-      ivs.next.assign(body.begin() + static_cast<std::ptrdiff_t>(ct_len - bs),
-                      body.begin() + static_cast<std::ptrdiff_t>(ct_len));
-      if (h.message_id == 0) st.p1_last_block = ivs.next;
-      if (plausible) {
-        rec.plaintext = std::move(out);
-        rec.first_inner = h.next_payload;
-        inner = std::move(c);
-        have_inner = true;
-        ++stats_.decrypted;
-      }
-      break;
-    }
-    if (rec.status == DecryptStatus::failed) ++stats_.invalid_packets;
+    have_inner = decrypt_v1(rec, st, msg, inner);
   }
 
   list_payloads(rec, outer, have_inner ? &inner : nullptr);

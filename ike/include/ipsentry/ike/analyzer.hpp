@@ -190,6 +190,9 @@ class Analyzer {
                   bool from_initiator, dissect::ike::Chain& inner);
   void accept_v2(int ki, MessageRecord& rec, IkeSaState& st, const dissect::ike::Payload& sk, bool from_initiator,
                  std::vector<std::uint8_t> plain, bool icv_ok);
+  bool decrypt_v1(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dissect::ike::Chain& inner);
+  bool decrypt_v1_with(int ki, MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dissect::ike::Chain& inner,
+                       bool& have_inner);
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
   // The negotiations a message belongs to: opened, touched by the message,
   // ended by an error Notify.
