@@ -12,6 +12,7 @@
 namespace ipsentry::ike {
 
 namespace dik = dissect::ike;
+namespace notify = v2::notify;  // the Notify types, as the IKEv2 daemon names them
 using dissect::IpAddr;
 using filters::Cipher;
 using filters::Integrity;
@@ -65,7 +66,11 @@ namespace {
 using Vec = std::vector<std::uint8_t>;
 
 bool is_error_notify(bool v2, std::uint16_t type) { return v2 ? type < 16384 : type < 8192; }
-bool is_auth_failure(bool v2, std::uint16_t type) { return type == 24 || (!v2 && (type == 23 || type == 25)); }
+// AUTHENTICATION(-)FAILED has the same number in both versions; IKEv1 adds
+// INVALID-HASH-INFORMATION (23) and INVALID-SIGNATURE (25).
+bool is_auth_failure(bool v2, std::uint16_t type) {
+  return type == notify::authentication_failed || (!v2 && (type == 23 || type == 25));
+}
 
 std::optional<Cipher> v1_phase1_cipher(std::uint32_t id) {
   switch (id) {
@@ -537,16 +542,6 @@ void Analyzer::note_clear(const dissect::Packet& p, std::int64_t ts) {
   }
 }
 
-namespace {
-
-struct V2Keys {
-  const filters::IkeSaConfig* k = nullptr;
-  Cipher cipher = Cipher::null;
-  Integrity integ = Integrity::none;
-};
-
-}  // namespace
-
 std::vector<int> Analyzer::key_candidates(const dik::Header& h, const IkeSaState& st, MessageRecord& rec) const {
   // The key already bound to this IKE SA; else keys naming its SPIs first,
   // then keys without SPIs (strongSwan logs) not yet bound elsewhere, to try.
@@ -812,8 +807,8 @@ struct Analyzer::Payloads {
       if (pl->type == dik::pt::v1_nonce || pl->type == dik::pt::v2_nonce) nonce = pl;
       if (pl->type == dik::pt::v1_ke || pl->type == dik::pt::v2_ke) ke = pl;
     }
-    transport_mode =
-        std::any_of(notifies.begin(), notifies.end(), [&](const dik::Notify& n) { return v2 && n.type == 16391; });
+    transport_mode = std::any_of(notifies.begin(), notifies.end(),
+                                 [&](const dik::Notify& n) { return v2 && n.type == notify::use_transport_mode; });
   }
   [[nodiscard]] const dik::Notify* first_error() const {
     for (const auto& n : notifies) {
@@ -1042,12 +1037,13 @@ void Analyzer::track_sa_init(MessageRecord& rec, const Payloads& pl, IkeSaState&
     }
   }
   for (const auto& n : pl.notifies) {
-    if (n.type == 16390 || n.type == 17) {
+    if (n.type == notify::cookie || n.type == notify::invalid_ke_payload) {
       neg.reason = fmt::format("responder asked for a retry with {}", dik::notify_str(true, n.type));
       neg.answered = false;
     }
   }
-  if (const dik::Notify* e = pl.first_error(); e != nullptr && e->type != 17) fail(rec, st.ike_neg, *e);
+  if (const dik::Notify* e = pl.first_error(); e != nullptr && e->type != notify::invalid_ke_payload)
+    fail(rec, st.ike_neg, *e);
 }
 
 // What IKE_AUTH and CREATE_CHILD_SA share: an exchange that may create SAs
@@ -1202,7 +1198,8 @@ void Analyzer::track(MessageRecord& rec, const dik::Chain& outer, const dik::Cha
   const bool v2 = h.v2();
   const Payloads pl(v2, outer, inner);
   for (const auto& n : pl.notifies) {
-    if (n.type == 4) ++stats_.invalid_cookies;  // INVALID-COOKIE (IKEv1) and INVALID_IKE_SPI (IKEv2) are both 4
+    // INVALID_IKE_SPI (IKEv2) has INVALID-COOKIE's number (IKEv1).
+    if (n.type == notify::invalid_ike_spi) ++stats_.invalid_cookies;
   }
   if (!v2) {
     track_v1(rec, pl, st);
