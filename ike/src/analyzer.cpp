@@ -732,6 +732,7 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
   dik::Chain outer;
   dik::Chain inner;
   bool have_inner = false;
+  // IKEv1 encrypts the whole body; IKEv2 only the SK payload, the last one.
   const bool encrypted_v1 = h.encrypted_v1();
   if (!encrypted_v1) outer = dik::walk(body, h.next_payload);
   if (outer.error != nullptr) {
@@ -745,9 +746,10 @@ MessageRecord& Analyzer::process(const dissect::Frame& frame, const dissect::Pac
     have_inner = decrypt_v1(rec, st, msg, inner);
   }
 
-  list_payloads(rec, outer, have_inner ? &inner : nullptr);
-  rec.summary = summary_of(rec, outer, have_inner ? &inner : nullptr);
-  track(rec, outer, have_inner ? &inner : nullptr, st);
+  const dik::Chain* decrypted = have_inner ? &inner : nullptr;
+  list_payloads(rec, outer, decrypted);
+  rec.summary = summary_of(rec, outer, decrypted);
+  track(rec, outer, decrypted, st);
   return rec;
 }
 

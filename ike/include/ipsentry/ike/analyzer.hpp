@@ -182,10 +182,13 @@ class Analyzer {
   struct Payloads;
   struct ChildKeying;
 
+  // One IKE message: its header, its decryption, then track().
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
   MessageRecord& new_record(const dissect::Frame& frame, const dissect::Packet& p);
   void note_retransmission(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, bool from_initiator);
-  // Decryption: whether `inner` holds the decrypted payload chain.
+  // Decryption, per IKE version: true when `inner` holds the decrypted
+  // payload chain. decrypt_v1_with tries one key: true when no other key
+  // is to be tried.
   bool decrypt_v2(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, const dissect::ike::Chain& outer,
                   bool from_initiator, dissect::ike::Chain& inner);
   void accept_v2(int ki, MessageRecord& rec, IkeSaState& st, const dissect::ike::Payload& sk, bool from_initiator,
@@ -193,6 +196,7 @@ class Analyzer {
   bool decrypt_v1(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dissect::ike::Chain& inner);
   bool decrypt_v1_with(int ki, MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dissect::ike::Chain& inner,
                        bool& have_inner);
+  // What the message means for its negotiations and the SAs they create.
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
   // The negotiations a message belongs to: opened, touched by the message,
   // ended by an error Notify.
