@@ -178,8 +178,50 @@ class Analyzer {
   struct IkeSaState;
 
  private:
+  struct Exchange;
+  struct Payloads;
+  struct ChildKeying;
+
+  // One IKE message: its header, its decryption, then track().
   MessageRecord& process(const dissect::Frame& frame, const dissect::Packet& p, dissect::Bytes msg);
+  MessageRecord& new_record(const dissect::Frame& frame, const dissect::Packet& p);
+  void note_retransmission(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, bool from_initiator);
+  // Decryption, per IKE version: true when `inner` holds the decrypted
+  // payload chain. decrypt_v1_with tries one key: true when no other key
+  // is to be tried.
+  bool decrypt_v2(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, const dissect::ike::Chain& outer,
+                  bool from_initiator, dissect::ike::Chain& inner);
+  void accept_v2(int ki, MessageRecord& rec, IkeSaState& st, const dissect::ike::Payload& sk, bool from_initiator,
+                 std::vector<std::uint8_t> plain, bool icv_ok);
+  bool decrypt_v1(MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dissect::ike::Chain& inner);
+  bool decrypt_v1_with(int ki, MessageRecord& rec, IkeSaState& st, dissect::Bytes msg, dissect::ike::Chain& inner,
+                       bool& have_inner);
+  // What the message means for its negotiations and the SAs they create.
   void track(MessageRecord& rec, const dissect::ike::Chain& outer, const dissect::ike::Chain* inner, IkeSaState& st);
+  // The negotiations a message belongs to: opened, touched by the message,
+  // ended by an error Notify.
+  int new_neg(const MessageRecord& rec, const std::string& kind, std::uint32_t mid, const dissect::IpAddr& initiator,
+              const dissect::IpAddr& responder);
+  void touch(MessageRecord& rec, int idx, bool answer);
+  void fail(MessageRecord& rec, int idx, const dissect::ike::Notify& n);
+  void fail_auth_children(const IkeSaState& st);
+  // One function per exchange, along the seams of the IKEv2 daemon's files
+  // (ike/src/v2/): what the exchange says about its negotiation.
+  void track_v1(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_phase1(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool from_initiator);
+  void track_quick_mode(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_v1_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_v2(MessageRecord& rec, const Payloads& pl, IkeSaState& st);
+  void track_sa_init(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  void track_ike_auth(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  void track_create_child(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  void track_v2_informational(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response);
+  Exchange& child_exchange(MessageRecord& rec, const Payloads& pl, IkeSaState& st, bool response, bool auth);
+  void child_answer_unread(const Exchange& ex);
+  void child_answered(MessageRecord& rec, const Exchange& ex, const dissect::ike::Notify* error);
+  // The ESP/AH SAs an exchange created, with keys derived from SK_d / SKEYID_d.
+  void learn_child_sas(const MessageRecord& rec, IkeSaState& st);
+  void add_learned(const MessageRecord& rec, const Exchange& ex, const ChildKeying& k);
   void note_clear(const dissect::Packet& p, std::int64_t ts);
   /// IKEv1 phase 1: whether the peers' encrypted messages show that they
   /// derived different keys (pre-shared keys that differ); ends it if so.
