@@ -219,10 +219,33 @@ struct Analyzer::Exchange {
   bool ike_rekey = false;
   bool transport_req = false;
   bool transport_resp = false;
+  // The proposals without their views into message buffers (a payload
+  // outside SK points into the captured packet, which a live capture
+  // frees): their SPIs are owned copies, and attribute data is dropped.
   std::vector<dik::Proposal> offered;
-  std::vector<Vec> offered_spis;
+  std::vector<Vec> offered_spis;  // offered[i]'s SPI
   std::optional<dik::Proposal> chosen;
   Vec chosen_spi;
+
+  void offer(const std::vector<dik::Proposal>& props) {
+    offered.clear();
+    offered_spis.clear();
+    for (const auto& p : props) {
+      offered_spis.emplace_back(p.spi.begin(), p.spi.end());
+      offered.push_back(detached(p));
+    }
+  }
+  void choose(const dik::Proposal& p) {
+    chosen_spi.assign(p.spi.begin(), p.spi.end());
+    chosen = detached(p);
+  }
+  static dik::Proposal detached(dik::Proposal p) {
+    p.spi = {};
+    for (auto& t : p.transforms) {
+      for (auto& a : t.attributes) a.data = {};
+    }
+    return p;
+  }
   bool learned = false;
   int requests = 0;
   int responses = 0;
@@ -950,9 +973,9 @@ void Analyzer::track_quick_mode(MessageRecord& rec, const Payloads& pl, IkeSaSta
     if (pl.sa != nullptr) {
       const std::vector<dik::Proposal> props = pl.proposals();
       if (from_requester && ex.offered.empty()) {
-        ex.offered = props;
+        ex.offer(props);
       } else if (!from_requester && !props.empty()) {
-        ex.chosen = props.front();
+        ex.choose(props.front());
         neg.proposal = dik::proposal_str(props.front(), false);
       }
     }
@@ -1067,10 +1090,10 @@ Analyzer::Exchange& Analyzer::child_exchange(MessageRecord& rec, const Payloads&
     if (pl.sa != nullptr) {
       const std::vector<dik::Proposal> props = pl.proposals();
       if (!response) {
-        ex.offered = props;
+        ex.offer(props);
         if (!props.empty() && props.front().protocol == 1) ex.ike_rekey = true;
       } else if (!props.empty()) {
-        ex.chosen = props.front();
+        ex.choose(props.front());
       }
     }
     if (!response)
@@ -1223,6 +1246,8 @@ struct Analyzer::ChildKeying {
   dissect::Bytes nr;
   const dik::Proposal* chosen = nullptr;
   const dik::Proposal* offered = nullptr;  // the requester's proposal that was chosen
+  dissect::Bytes chosen_spi;               // the exchange's own copies
+  dissect::Bytes offered_spi;
   ChildAlgorithms alg;
 };
 
@@ -1273,11 +1298,16 @@ void Analyzer::learn_child_sas(const MessageRecord& rec, IkeSaState& st) {
   k.prf = *prf_alg;
   k.sk_d = key.sk_d.bytes();
   k.chosen = &*ex.chosen;
+  k.chosen_spi = ex.chosen_spi;
   k.offered = &ex.offered.front();
-  for (const auto& o : ex.offered) {
-    if (o.number == k.chosen->number) k.offered = &o;
+  k.offered_spi = ex.offered_spis.front();
+  for (std::size_t i = 0; i < ex.offered.size(); ++i) {
+    if (ex.offered[i].number == k.chosen->number) {
+      k.offered = &ex.offered[i];
+      k.offered_spi = ex.offered_spis[i];
+    }
   }
-  if (k.chosen->spi.size() != 4 || k.offered->spi.size() != 4) {
+  if (k.chosen_spi.size() != 4 || k.offered_spi.size() != 4) {
     notes_.push_back(fmt::format("{}: the proposals carry no 4-byte SPIs", k.where));
     return;
   }
@@ -1307,7 +1337,7 @@ void Analyzer::add_learned(const MessageRecord& rec, const Exchange& ex, const C
     IpAddr src;
     IpAddr dst;
   };
-  const Dir dirs[2] = {{k.chosen->spi, ex.requester, ex.peer}, {k.offered->spi, ex.peer, ex.requester}};
+  const Dir dirs[2] = {{k.chosen_spi, ex.requester, ex.peer}, {k.offered_spi, ex.peer, ex.requester}};
   std::optional<ChildKeys> child;
   if (k.v2) {
     try {
