@@ -294,6 +294,20 @@ TEST(Ikev2Daemon, NoCommonIkeProposal) {
   ASSERT_GE(p->net.sent.size(), 2u);
   EXPECT_NE(cleartext(p->net.sent[1]).notify(notify::no_proposal_chosen), nullptr);
   EXPECT_NE(p->a->event_text(EventKind::ike_failed).find("NO_PROPOSAL_CHOSEN"), std::string::npos);
+  EXPECT_NE(p->b->event_text(EventKind::ike_failed).find("no profile accepts its proposals"), std::string::npos);
+}
+
+TEST(Ikev2Daemon, UnknownPeerIsToldApartFromNoCommonProposal) {
+  // B knows only A; a request from another address finds no profile.
+  Cfg b = tunnel_b();
+  Cfg a = tunnel_a();
+  a.me = "203.0.113.9";
+  auto p = make_pair(a, b);
+  start_tunnel(*p);
+  EXPECT_TRUE(p->b->snap(p->net.now).ike_sas.empty());
+  EXPECT_NE(p->b->event_text(EventKind::ike_failed).find("NO_PROPOSAL_CHOSEN (no IKE profile accepts this peer)"),
+            std::string::npos)
+      << p->b->event_text(EventKind::ike_failed);
 }
 
 TEST(Ikev2Daemon, NoCommonEspProposalLeavesTheIkeSaUp) {

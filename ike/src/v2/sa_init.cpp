@@ -107,8 +107,12 @@ void Daemon::Impl::on_init_request(const Datagram& d, const Message& h, TimeNs n
   }
   if (!choice) {
     ++counters.negotiation_failures;
+    // As charon, NO_PROPOSAL_CHOSEN either way; the log says which it was,
+    // since an unknown (or spoofed) peer is a different matter from a
+    // known one whose algorithms do not match.
     event(out, EventKind::ike_failed,
-          fmt::format("IKE_SA_INIT from {}: NO_PROPOSAL_CHOSEN (no profile accepts its proposals)", d.remote.str()));
+          fmt::format("IKE_SA_INIT from {}: NO_PROPOSAL_CHOSEN ({})", d.remote.str(),
+                      candidates.empty() ? "no IKE profile accepts this peer" : "no profile accepts its proposals"));
     answer_init_error(d, m, notify::no_proposal_chosen, {}, out);
     return;
   }
