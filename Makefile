@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 IPSENTRY   := $(BUILD)/cli/ipsentry
 # Wall-clock seconds of fuzzing: `make test` (and so CI) and `make fuzz`.
 # fuzz/run_fuzzers.sh splits them between the targets, two at a time.
-FUZZ_TEST_BUDGET ?= 600
+FUZZ_TEST_BUDGET ?= 300
 FUZZ_BUDGET ?= 3600
 
 .PHONY: all deps build asan demo test test-release test-asan test-fuzz bench bench-capture bench-enforce bench-ike bench-tui fuzz fuzz-regressions samples format tidy clean
