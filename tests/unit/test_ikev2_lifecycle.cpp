@@ -491,17 +491,28 @@ TEST(Ikev2Lifecycle, ShutdownDeletesEverythingAtThePeer) {
 
 // ---- NAT traversal --------------------------------------------------------------------------------
 
-TEST(Ikev2Lifecycle, NatDetectionFloatAndMappingChange) {
-  // A (192.0.2.200) is behind a NAT whose public address is 198.51.100.77.
+/// A (192.0.2.200) behind a NAT whose public address is 198.51.100.77, B
+/// (203.0.113.2) outside with `b_extra` in its profile; A's first packet
+/// starts the negotiation and the network runs for `run`.
+std::unique_ptr<Pair> behind_nat(const std::string& b_extra, TimeNs run) {
   Cfg a = make_cfg("192.0.2.200", "203.0.113.2", "192.0.2.0/26", "192.0.2.64/26");
   Cfg b = make_cfg("203.0.113.2", "198.51.100.77", "192.0.2.64/26", "192.0.2.0/26");
-  Net net;
-  net.natted = 0;
-  net.nat_public = ip("198.51.100.77");
-  Node& na = net.add("A", a.me.c_str(), a.yaml(), {}, 3);
-  Node& nb = net.add("B", b.me.c_str(), b.yaml(), {}, 4);
-  net.acquire(na, 1, 0, "203.0.113.2", "192.0.2.10", "192.0.2.70");
-  net.run(5 * kSec);
+  b.extra = b_extra;
+  auto p = std::make_unique<Pair>();
+  p->net.natted = 0;
+  p->net.nat_public = ip("198.51.100.77");
+  p->a = &p->net.add("A", a.me.c_str(), a.yaml(), {}, 3);
+  p->b = &p->net.add("B", b.me.c_str(), b.yaml(), {}, 4);
+  p->net.acquire(*p->a, 1, 0, "203.0.113.2", "192.0.2.10", "192.0.2.70");
+  p->net.run(run);
+  return p;
+}
+
+TEST(Ikev2Lifecycle, NatDetectionFloatAndMappingChange) {
+  auto p = behind_nat("", 5 * kSec);
+  Net& net = p->net;
+  Node& na = *p->a;
+  Node& nb = *p->b;
   const auto sa = na.snap(net.now);
   const auto sb = nb.snap(net.now);
   ASSERT_EQ(sa.ike_sas.size(), 1u) << na.event_text(EventKind::ike_failed) << nb.event_text(EventKind::auth_failed);
@@ -556,16 +567,9 @@ TEST(Ikev2Lifecycle, NatDetectionFloatAndMappingChange) {
 TEST(Ikev2Lifecycle, EspFromANewNatMappingMovesTheIkeSa) {
   // The NAT maps A anew while A sends only ESP: B's data path tells the
   // daemon, and B's next IKE message (here its DPD) goes to the new port.
-  Cfg a = make_cfg("192.0.2.200", "203.0.113.2", "192.0.2.0/26", "192.0.2.64/26");
-  Cfg b = make_cfg("203.0.113.2", "198.51.100.77", "192.0.2.64/26", "192.0.2.0/26");
-  b.extra = "dpd: 5s";
-  Net net;
-  net.natted = 0;
-  net.nat_public = ip("198.51.100.77");
-  Node& na = net.add("A", a.me.c_str(), a.yaml(), {}, 3);
-  Node& nb = net.add("B", b.me.c_str(), b.yaml(), {}, 4);
-  net.acquire(na, 1, 0, "203.0.113.2", "192.0.2.10", "192.0.2.70");
-  net.run(1 * kSec);
+  auto p = behind_nat("dpd: 5s", 1 * kSec);
+  Net& net = p->net;
+  Node& nb = *p->b;
   ASSERT_EQ(nb.snap(net.now).ike_sas.size(), 1u);
   ASSERT_EQ(nb.snap(net.now).ike_sas[0].remote.port, 34500);
   const std::uint64_t child = *nb.outbound.begin();
