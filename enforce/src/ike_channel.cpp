@@ -86,33 +86,28 @@ IkeChannel::Hold IkeChannel::hold(std::size_t policy, const dissect::IpAddr& pee
 }
 
 bool IkeChannel::expired(std::uint64_t child, bool hard) noexcept {
-  {
-    std::scoped_lock lock(mu_);
-    if (notices_.size() >= limits_.notices) {
-      ++counters_.notices_dropped;
-      return false;
-    }
-    IkeNotice n;
-    n.kind = hard ? IkeNotice::Kind::hard_expired : IkeNotice::Kind::soft_expired;
-    n.child = child;
-    post(n);
-  }
-  wake();
-  return true;
+  IkeNotice n;
+  n.kind = hard ? IkeNotice::Kind::hard_expired : IkeNotice::Kind::soft_expired;
+  n.child = child;
+  return notify(n);
 }
 
 bool IkeChannel::mapping(std::uint64_t child, const dissect::IpAddr& peer, std::uint16_t port) noexcept {
+  IkeNotice n;
+  n.kind = IkeNotice::Kind::nat_mapping;
+  n.child = child;
+  n.peer = peer;
+  n.port = port;
+  return notify(n);
+}
+
+bool IkeChannel::notify(const IkeNotice& n) noexcept {
   {
     std::scoped_lock lock(mu_);
     if (notices_.size() >= limits_.notices) {
       ++counters_.notices_dropped;
       return false;
     }
-    IkeNotice n;
-    n.kind = IkeNotice::Kind::nat_mapping;
-    n.child = child;
-    n.peer = peer;
-    n.port = port;
     post(n);
   }
   wake();

@@ -118,7 +118,8 @@ class IkeChannel {
     std::int64_t started_ns = 0;
     std::vector<HeldPacket> packets;
   };
-  void post(IkeNotice n) noexcept;  // with mu_ held
+  void post(IkeNotice n) noexcept;           // with mu_ held
+  bool notify(const IkeNotice& n) noexcept;  // a worker's notice other than an acquire: posted unless the queue is full
   void wake() noexcept;
 
   IkeChannelLimits limits_;
