@@ -12,6 +12,33 @@ using ipsec::Verdict;
 
 std::string hex_bytes(const std::uint8_t* p, std::size_t n) { return dissect::hex_string(dissect::Bytes(p, n), n); }
 
+std::string selector_protocol(const filters::PacketSelector& s) {
+  if (const char* n = dissect::ip_protocol_name(s.protocol); n != nullptr && *n != '\0') return n;
+  return fmt::format("proto {}", s.protocol);
+}
+
+std::string selector_text(const filters::PacketSelector& s) {
+  std::string out = fmt::format("{} → {} {}", s.src.str(), s.dst.str(), selector_protocol(s));
+  if (s.has_ports) out += fmt::format(" {} → {}", s.sport, s.dport);
+  if (s.has_icmp_type) out += fmt::format(" type {}", s.sport);
+  return out;
+}
+
+std::string audit_details(const AuditResult& a) {
+  const char* sense = a.sense == filters::Sense::inbound ? "inbound" : "outbound";
+  std::string out;
+  if (a.sel.has_ports) out = fmt::format("port {} → {} ", a.sel.sport, a.sel.dport);
+  if (a.sel.has_icmp_type) out = fmt::format("type {} ", a.sel.sport);
+  if (a.entry != nullptr) {
+    out += fmt::format("[{} '{}', {}]", a.entry->exemption ? "exemption" : "policy", a.entry->name, sense);
+  } else {
+    out += fmt::format("[no policy, {}]", sense);
+  }
+  if (a.why != nullptr) out += fmt::format(": {}", a.why);
+  if (a.own != nullptr) out += fmt::format(" (its SA belongs to '{}')", a.own->name);
+  return out;
+}
+
 std::string frame_summary(const dissect::Packet& p) {
   if (p.ip.version == 0 && p.malformed == nullptr) {
     return fmt::format("non-IP frame (ethertype 0x{:04x})", p.link.ethertype);

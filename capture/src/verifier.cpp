@@ -17,6 +17,7 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
   out.malformed = nullptr;
   out.layer_count = 0;
   out.decrypted = {};
+  out.audit.verdict = AuditVerdict::none;
   ++frames_.frames;
   frames_.bytes += frame.orig_len;
 
@@ -24,6 +25,9 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
   dissect::dissect_frame(frame, *p);
   out.ip = p->ip.version != 0;
   if (!ipsec::is_ipsec_candidate(*p)) {
+    if (audit_ != nullptr && out.ip && p->malformed == nullptr && p->encap != dissect::UdpEncap::nat_keepalive) {
+      audit_->judge_clear(*p, out.audit);
+    }
     if (p->is_ike()) {
       out.ike = true;
       ++frames_.ike_frames;
@@ -92,6 +96,10 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
       continue;
     }
     if (want_decrypted_) out.decrypted = tunnel ? r.payload : r.rebuilt;
+    // A dummy packet carries nothing a policy selects.
+    if (audit_ != nullptr && r.reason != ipsec::Reason::dummy_packet) {
+      audit_->judge_protected(*inner, out, sad_, out.audit);
+    }
     return;
   }
 }

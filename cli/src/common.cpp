@@ -54,6 +54,36 @@ filters::Config load_keys_for(const KeySources& sources, const std::string& capt
   return all;
 }
 
+std::unique_ptr<PolicyAuditSetup> load_policy_audit(const AuditSources& sources, filters::Config& keys,
+                                                    std::vector<std::string>& described) {
+  auto setup = std::make_unique<PolicyAuditSetup>();
+  setup->config = filters::load_config(sources.policy);
+  filters::LocalAddresses vantage;
+  for (const auto& text : sources.vantage) {
+    auto a = dissect::IpAddr::parse(text);
+    if (!a) throw filters::ConfigError("--as", 0, "", fmt::format("'{}' is not an IPv4 or IPv6 address", text));
+    vantage.addresses.push_back(*a);
+  }
+  if (vantage.addresses.empty()) vantage.addresses = setup->config.local_addresses;
+  if (vantage.addresses.empty()) {
+    throw filters::ConfigError(
+        sources.policy, 0, "interfaces.local",
+        "the policy audit needs the host or gateway whose policy this is: give --as ADDRESS (repeatable) or "
+        "interfaces.local in the configuration");
+  }
+  for (const auto& sa : setup->config.sas) {
+    const bool known =
+        std::any_of(keys.sas.begin(), keys.sas.end(), [&](const filters::SaConfig& k) { return k.covers(sa); });
+    if (!known) keys.sas.push_back(sa.clone());
+  }
+  for (const auto& w : setup->config.warnings) {
+    if (std::find(keys.warnings.begin(), keys.warnings.end(), w) == keys.warnings.end()) keys.warnings.push_back(w);
+  }
+  setup->audit = std::make_unique<capture::PolicyAudit>(setup->config, std::move(vantage), sources.policy);
+  described.push_back(fmt::format("{} (policy audit as {})", sources.policy, setup->audit->vantage()));
+  return setup;
+}
+
 std::string output_is_input(const std::string& option, const std::string& output, const std::string& capture,
                             const KeySources& keys) {
   auto same = [&](const std::string& input) {

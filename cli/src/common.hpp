@@ -6,6 +6,9 @@
 #include <vector>
 
 #include <algorithm>
+#include <memory>
+
+#include "ipsentry/capture/policy_audit.hpp"
 #include "ipsentry/filters/config.hpp"
 
 namespace ipsentry::cli {
@@ -20,6 +23,27 @@ struct KeySources {
   std::vector<std::string> configs;                          // -c FILE
   std::vector<std::pair<std::string, std::string>> imports;  // --keys-from FORMAT FILE
 };
+
+/// --policy CONFIG [--as ADDRESS]...: the policy audit of verify, capture and tui.
+struct AuditSources {
+  std::string policy;
+  std::vector<std::string> vantage;
+  [[nodiscard]] bool given() const noexcept { return !policy.empty(); }
+};
+
+/// The policy configuration and the audit compiled from it (which refers to it).
+struct PolicyAuditSetup {
+  filters::Config config;
+  std::unique_ptr<capture::PolicyAudit> audit;
+};
+
+/// Loads the --policy configuration and compiles its policies as seen from
+/// the --as addresses (or its interfaces.local). Its SAs are added to
+/// `keys` (an SA already there for the same SPI wins), its warnings too.
+/// Throws filters::ConfigError naming the problem: no vantage point, an
+/// address that does not parse, a policy whose SAs are missing.
+[[nodiscard]] std::unique_ptr<PolicyAuditSetup> load_policy_audit(const AuditSources& sources, filters::Config& keys,
+                                                                  std::vector<std::string>& described);
 
 /// Loads and merges every configuration and import. Throws
 /// filters::ConfigError with the file, line and field of the problem.

@@ -35,6 +35,15 @@ void add_key_options(CLI::App* cmd, KeySources& keys, std::vector<std::string>& 
       ->type_name("FORMAT FILE");
 }
 
+void add_audit_options(CLI::App* cmd, AuditSources& audit) {
+  cmd->add_option("--policy", audit.policy,
+                  "also judge every packet against this configuration's policies (the policy audit): "
+                  "cleartext-leak, policy-mismatch, blocked-seen; its SAs are used as keys too")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--as", audit.vantage,
+                  "the host or gateway address whose policy --policy is (repeatable; default its interfaces.local)");
+}
+
 /// The options `capture` and `tui` share for a live capture.
 void add_live_options(CLI::App* cmd, LiveArgs& live) {
   auto* iface = cmd->add_option("-i,--interface", live.interface, "device to capture on, or 'any'");
@@ -90,6 +99,7 @@ int run(int argc, char** argv) {
   auto* v = app.add_subcommand("verify", "verify the ESP and AH packets of a capture with the given keys");
   v->add_option("capture", verify.capture, "pcap or pcapng file (may be gzip-compressed)")->required();
   add_key_options(v, verify.keys, verify_keys_from);
+  add_audit_options(v, verify.audit);
   v->add_flag("--json", verify.json, "JSON output (fields documented in docs/json-output.md)");
   v->add_flag("-q,--quiet", verify.quiet, "print only the statistics");
   v->add_option("-w,--write-decrypted", verify.write_decrypted,

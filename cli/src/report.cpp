@@ -25,7 +25,35 @@ bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike)
                       [](const ike::MessageRecord& m) { return ike::failed(ike::verdict(m)); });
 }
 
+bool audit_clean(const capture::PolicyAudit& audit) noexcept {
+  for (std::size_t i = 0; i < capture::kAuditVerdictCount; ++i) {
+    if (capture::flagged(static_cast<capture::AuditVerdict>(i)) && audit.counts()[i] != 0) return false;
+  }
+  return true;
+}
+
 namespace {
+
+using capture::AuditVerdict;
+
+/// Whether a frame's audit verdict gets its own line or object: findings,
+/// and cleartext a policy allows (it is reported as such).
+bool audit_shown(AuditVerdict v) noexcept { return capture::flagged(v) || v == AuditVerdict::fallback; }
+
+std::string spi_of(const ipsec::Sad& sad, std::int32_t i) {
+  const auto& c = sad.at(static_cast<std::size_t>(i)).config();
+  return c.spi ? fmt::format("0x{:08x}", *c.spi) : sad.at(static_cast<std::size_t>(i)).name();
+}
+
+/// "overlap 0.8 s" / "gap 1.2 s, 3 cleartext" / "-" of an SA and its successor.
+std::string handover_text(const capture::SaTimeline& t) {
+  if (t.successor < 0) return "-";
+  if (t.gap_s > 0) {
+    return t.cleartext_in_gap != 0 ? fmt::format("gap {:.3f} s, {} cleartext", t.gap_s, t.cleartext_in_gap)
+                                   : fmt::format("gap {:.3f} s", t.gap_s);
+  }
+  return fmt::format("overlap {:.3f} s", t.overlap_s);
+}
 
 std::string iso_time(std::int64_t ts_ns) {
   std::time_t sec = static_cast<std::time_t>(ts_ns / 1'000'000'000);
@@ -66,6 +94,15 @@ class TextReport final : public Report {
       std::string addrs = l.src.str() + " → " + l.dst.str();
       fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n", num, time_text(f.ts_ns), addrs,
                  capture::layer_label(l), spi, seq, ipsec::verdict_name(l.verdict), capture::layer_details(l));
+    }
+    if (audit_ != nullptr && audit_shown(f.audit.verdict)) {
+      const auto& a = f.audit;
+      const bool clear = f.layer_count == 0;
+      std::string addrs = a.sel.src.str() + " → " + a.sel.dst.str();
+      fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n",
+                 clear ? fmt::format("{}", f.number) : fmt::format("{}.p", f.number), time_text(f.ts_ns), addrs,
+                 capture::selector_protocol(a.sel), clear ? "cleartext" : "inner", "-", capture::audit_name(a.verdict),
+                 capture::audit_details(a));
     }
   }
 
@@ -112,6 +149,13 @@ class TextReport final : public Report {
                         filters::to_string(c.mode), capture::sa_algorithms(c), n(Verdict::ok), n(Verdict::icv_fail),
                         n(Verdict::decrypt_fail), n(Verdict::replay), fmt::format("{}", other),
                         fmt::format("{}", sa.counters.received.bytes)});
+        if (audit_ != nullptr) {
+          const auto& tl = audit_->timelines();
+          const capture::SaTimeline* t = i < tl.size() && tl[i].seen ? &tl[i] : nullptr;
+          rows.back().push_back(t ? audit_->entry(t->entry).name : "-");
+          rows.back().push_back(t && t->successor >= 0 ? spi_of(sad, t->successor) : "-");
+          rows.back().push_back(t ? handover_text(*t) : "-");
+        }
       }
       const std::vector<dissect::TableColumn> cols{{"name"},
                                                    {"spi"},
@@ -124,8 +168,15 @@ class TextReport final : public Report {
                                                    {"replay", Align::right},
                                                    {"other", Align::right},
                                                    {"bytes", Align::right}};
-      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
+      std::vector<dissect::TableColumn> all = cols;
+      if (audit_ != nullptr) {
+        all.push_back({"policy"});
+        all.push_back({"successor"});
+        all.push_back({"handover"});
+      }
+      for (const auto& line : dissect::text_table(all, rows, 2)) fmt::print(out_, "{}\n", line);
     }
+    if (audit_ != nullptr) print_audit(sad);
     print_ike(ike);
     fmt::print(out_, "\nFrames: {} total, {} IPsec, {} IKE, {} NAT keepalive, {} other IP, {} non-IP, {} malformed\n",
                fr.frames, fr.ipsec_frames, fr.ike_frames, fr.nat_keepalives, fr.other_ip, fr.non_ip, fr.malformed);
@@ -135,6 +186,74 @@ class TextReport final : public Report {
   }
 
  private:
+  void print_audit(const ipsec::Sad& sad) {
+    const capture::PolicyAudit& a = *audit_;
+    fmt::print(out_, "\nPolicy audit ({} as {})\n", a.source(), a.vantage());
+    std::string counts;
+    for (std::size_t i = 1; i < capture::kAuditVerdictCount; ++i) {
+      if (a.counts()[i] == 0) continue;
+      counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", a.counts()[i],
+                            capture::audit_name(static_cast<AuditVerdict>(i)));
+    }
+    fmt::print(out_, "  {}\n", counts.empty() ? "no IP packets judged" : counts);
+    using dissect::Align;
+    std::vector<std::vector<std::string>> rows;
+    for (std::size_t e = 0; e < a.entry_counts().size(); ++e) {
+      const auto& c = a.entry_counts()[e];
+      auto n = [&](AuditVerdict v) { return c[static_cast<std::size_t>(v)]; };
+      if (n(AuditVerdict::conforms) + n(AuditVerdict::cleartext_leak) + n(AuditVerdict::policy_mismatch) +
+              n(AuditVerdict::blocked_seen) + n(AuditVerdict::fallback) + n(AuditVerdict::exempt) ==
+          0) {
+        continue;
+      }
+      const auto& entry = a.entry(e);
+      rows.push_back({entry.name, entry.sense == filters::Sense::inbound ? "in" : "out",
+                      entry.exemption ? "exempt" : filters::to_string(entry.action),
+                      fmt::format("{}", n(AuditVerdict::conforms)), fmt::format("{}", n(AuditVerdict::cleartext_leak)),
+                      fmt::format("{}", n(AuditVerdict::policy_mismatch)),
+                      fmt::format("{}", n(AuditVerdict::blocked_seen)), fmt::format("{}", n(AuditVerdict::fallback)),
+                      fmt::format("{}", n(AuditVerdict::exempt))});
+    }
+    if (!rows.empty()) {
+      const std::vector<dissect::TableColumn> cols{{"policy"},
+                                                   {"sense"},
+                                                   {"action"},
+                                                   {"conforms", Align::right},
+                                                   {"cleartext-leak", Align::right},
+                                                   {"policy-mismatch", Align::right},
+                                                   {"blocked-seen", Align::right},
+                                                   {"cleartext-allowed", Align::right},
+                                                   {"exempt", Align::right}};
+      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
+    }
+    // The SAs of each policy and pair of endpoints in the order they took
+    // over: a rekey with overlap, one with a gap, cleartext in the gap.
+    const auto& tl = a.timelines();
+    bool header = false;
+    for (std::size_t i = 0; i < tl.size(); ++i) {
+      if (!tl[i].seen || tl[i].predecessor >= 0) continue;
+      if (!header) {
+        fmt::print(out_, "\nSA timeline (SAs carrying the same policy between the same endpoints, in turn)\n");
+        header = true;
+      }
+      const auto& c0 = sad.at(i).config();
+      fmt::print(out_, "  '{}' {} {} {}:\n", a.entry(tl[i].entry).name, filters::to_string(c0.protocol),
+                 c0.src ? c0.src->str() : "*", c0.dst ? c0.dst->str() : "*");
+      for (auto j = static_cast<std::int32_t>(i); j >= 0;) {
+        const auto& t = tl[static_cast<std::size_t>(j)];
+        std::string late;
+        if (t.after_successor != 0) late += fmt::format(", {} after its successor took over", t.after_successor);
+        if (t.after_lifetime != 0) {
+          late += fmt::format(", {} after its lifetime ({} s)", t.after_lifetime, t.lifetime_s);
+        }
+        fmt::print(out_, "    {:<10}  {} .. {}  {} packets{}{}\n", spi_of(sad, j), time_text(t.first_ns),
+                   time_text(t.last_ns), t.packets, late,
+                   t.successor >= 0 ? fmt::format("; then {}", handover_text(t)) : std::string());
+        j = t.successor;
+      }
+    }
+  }
+
   void print_ike(const ike::Analyzer& ike) {
     const ike::Statistics& s = ike.statistics();
     if (s.messages == 0) return;
@@ -278,6 +397,23 @@ class JsonReport final : public Report {
 
   void frame(const FrameResult& f) override {
     if (quiet_) return;
+    if (audit_ != nullptr && f.layer_count == 0 && audit_shown(f.audit.verdict)) {
+      const auto& a = f.audit;
+      json o{{"frame", f.number},
+             {"layer", 0},
+             {"time", iso_time(f.ts_ns)},
+             {"timestamp", static_cast<double>(f.ts_ns) / 1e9},
+             {"src", a.sel.src.str()},
+             {"dst", a.sel.dst.str()},
+             {"protocol", "cleartext"},
+             {"ip_protocol", a.sel.protocol},
+             {"sport", a.sel.has_ports ? json(a.sel.sport) : json(nullptr)},
+             {"dport", a.sel.has_ports ? json(a.sel.dport) : json(nullptr)},
+             {"verdict", capture::audit_name(a.verdict)}};
+      add_audit(o, a);
+      fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
+      first_ = false;
+    }
     for (std::size_t i = 0; i < f.layer_count; ++i) {
       const LayerRecord& l = f.layers[i];
       // The engine reads the mode from a packet it opened; one that failed
@@ -305,6 +441,13 @@ class JsonReport final : public Report {
              {"next_header", l.verdict == Verdict::ok || l.next_header != 0 ? json(l.next_header) : json(nullptr)},
              {"pad_length", l.pad_len},
              {"inner", l.inner.size != 0 ? json(std::string(l.inner.view())) : json(nullptr)}};
+      if (audit_ != nullptr && i == 0 && f.audit.verdict != AuditVerdict::none) {
+        o["audit"] = capture::audit_name(f.audit.verdict);
+        o["inner_src"] = f.audit.sel.src.str();
+        o["inner_dst"] = f.audit.sel.dst.str();
+        o["inner_protocol"] = f.audit.sel.protocol;
+        add_audit(o, f.audit);
+      }
       if (l.icv.len != 0 && (l.reason == ipsec::Reason::icv_mismatch || l.reason == ipsec::Reason::tag_mismatch)) {
         o["icv"] = {{"received", capture::hex_bytes(l.icv.received.data(), l.icv.len)},
                     {"expected", l.icv.expected_known ? json(capture::hex_bytes(l.icv.expected.data(), l.icv.len))
@@ -365,7 +508,9 @@ class JsonReport final : public Report {
                      {"verdicts", verdict_counts(sa.counters.verdicts)},
                      {"received", bytes_json(sa.counters.received)},
                      {"highest_seq", sa.replay.top()}});
+      if (audit_ != nullptr) sas.back()["audit"] = timeline_json(sad, i);
     }
+    if (audit_ != nullptr) stats["policy_audit"] = audit_json();
     json tail{{"statistics", stats},
               {"security_associations", sas},
               {"ike", ike_json(ike, quiet_)},
@@ -377,6 +522,62 @@ class JsonReport final : public Report {
   }
 
  private:
+  static void add_audit(json& o, const capture::AuditResult& a) {
+    o["policy"] = a.entry != nullptr ? json(a.entry->name) : json(nullptr);
+    o["policy_sense"] = a.sense == filters::Sense::inbound ? "inbound" : "outbound";
+    o["audit_reason"] = a.why != nullptr ? json(a.why) : json(nullptr);
+    if (a.own != nullptr) o["sa_policy"] = a.own->name;
+  }
+
+  json timeline_json(const ipsec::Sad& sad, std::size_t i) const {
+    const auto& tl = audit_->timelines();
+    if (i >= tl.size() || !tl[i].seen) return nullptr;
+    const auto& t = tl[i];
+    auto sa_name = [&](std::int32_t j) {
+      return j >= 0 ? json(sad.at(static_cast<std::size_t>(j)).name()) : json(nullptr);
+    };
+    return {{"policy", audit_->entry(t.entry).name},
+            {"packets", t.packets},
+            {"first", iso_time(t.first_ns)},
+            {"last", iso_time(t.last_ns)},
+            {"first_timestamp", static_cast<double>(t.first_ns) / 1e9},
+            {"last_timestamp", static_cast<double>(t.last_ns) / 1e9},
+            {"predecessor", sa_name(t.predecessor)},
+            {"successor", sa_name(t.successor)},
+            {"overlap_seconds", t.successor >= 0 ? json(t.overlap_s) : json(nullptr)},
+            {"gap_seconds", t.successor >= 0 ? json(t.gap_s) : json(nullptr)},
+            {"cleartext_in_gap", t.cleartext_in_gap},
+            {"after_successor", t.after_successor},
+            {"lifetime_seconds", t.lifetime_s != 0 ? json(t.lifetime_s) : json(nullptr)},
+            {"after_lifetime", t.after_lifetime}};
+  }
+
+  json audit_json() const {
+    const capture::PolicyAudit& a = *audit_;
+    json counts = json::object();
+    for (std::size_t i = 1; i < capture::kAuditVerdictCount; ++i) {
+      counts[std::string(capture::audit_name(static_cast<AuditVerdict>(i)))] = a.counts()[i];
+    }
+    json policies = json::array();
+    for (std::size_t e = 0; e < a.entry_counts().size(); ++e) {
+      const auto& entry = a.entry(e);
+      json c = json::object();
+      std::uint64_t total = 0;
+      for (std::size_t i = 1; i < capture::kAuditVerdictCount; ++i) {
+        c[std::string(capture::audit_name(static_cast<AuditVerdict>(i)))] = a.entry_counts()[e][i];
+        total += a.entry_counts()[e][i];
+      }
+      if (total == 0) continue;
+      policies.push_back({{"name", entry.name},
+                          {"sense", entry.sense == filters::Sense::inbound ? "inbound" : "outbound"},
+                          {"action", entry.exemption ? "exempt" : filters::to_string(entry.action)},
+                          {"verdicts", c}});
+    }
+    std::vector<std::string> vantage;
+    for (const auto& x : a.spd().local().addresses) vantage.push_back(x.str());
+    return {{"policy_file", a.source()}, {"vantage", vantage}, {"verdicts", counts}, {"policies", policies}};
+  }
+
   std::FILE* out_;
   const ipsec::Sad& sad_;
   bool quiet_;

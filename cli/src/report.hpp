@@ -38,6 +38,13 @@ class Report {
   virtual void ike(const capture::FrameResult& f, const ike::MessageRecord& m) = 0;
   virtual void end(const RunInfo& info, const ipsec::GlobalCounters& totals, const capture::FrameCounters& frames,
                    const ipsec::Sad& sad, const ike::Analyzer& ike) = 0;
+  /// Reports the policy audit too: each frame's audit verdict, and at the
+  /// end its counts and the SAs' rekey and expiry timeline (finish() the
+  /// audit before end()).
+  void set_audit(const capture::PolicyAudit* audit) noexcept { audit_ = audit; }
+
+ protected:
+  const capture::PolicyAudit* audit_ = nullptr;
 };
 
 /// `quiet` prints only the summary.
@@ -46,5 +53,8 @@ std::unique_ptr<Report> make_json_report(std::FILE* out, const ipsec::Sad& sad, 
 
 /// Whether every IPsec packet verified and no IKE message failed: exit 0.
 [[nodiscard]] bool all_verified(const ipsec::GlobalCounters& totals, const ike::Analyzer& ike) noexcept;
+/// Whether the policy audit found nothing (no cleartext leak, policy
+/// mismatch or blocked traffic seen).
+[[nodiscard]] bool audit_clean(const capture::PolicyAudit& audit) noexcept;
 
 }  // namespace ipsentry::cli

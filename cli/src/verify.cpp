@@ -148,6 +148,16 @@ int run_verify(const VerifyOptions& opt) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());
     return kExitUsage;
   }
+  std::unique_ptr<PolicyAuditSetup> audit;
+  if (opt.audit.given()) {
+    try {
+      audit = load_policy_audit(opt.audit, cfg, info.config_sources);
+    } catch (const filters::ConfigError& e) {
+      fmt::print(stderr, "ipsentry: error: {}\n", e.what());
+      return kExitUsage;
+    }
+  }
+  capture::PolicyAudit* auditor = audit ? audit->audit.get() : nullptr;
   std::size_t learned = 0;
   try {
     learned = learn_ike_sas(opt.capture, cfg);
@@ -196,6 +206,7 @@ int run_verify(const VerifyOptions& opt) {
   static char outbuf[1 << 20];
   std::setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
   auto report = opt.json ? make_json_report(stdout, sad, opt.quiet) : make_text_report(stdout, opt.time, opt.quiet);
+  report->set_audit(auditor);
   report->begin(info);
   Progress progress(opt.progress, src->size());
 
@@ -216,10 +227,12 @@ int run_verify(const VerifyOptions& opt) {
   if (threads <= 1) {
     capture::Verifier verifier(sad, writer != nullptr);
     verifier.set_summaries(!opt.quiet);
+    verifier.set_audit(auditor);
     dissect::Frame frame;
     capture::FrameResult result;
     while (src->next(frame)) {
       verifier.process(frame, result);
+      if (auditor != nullptr) auditor->account(result, sad);
       if (result.ike || analyzer.watching_clear()) {
         if (const ike::MessageRecord* m = analyzer.observe(frame, verifier.outer())) report->ike(result, *m);
       }
@@ -242,6 +255,7 @@ int run_verify(const VerifyOptions& opt) {
       rings.push_back(std::make_unique<FrameRing>(1024));
       verifiers.push_back(std::make_unique<capture::Verifier>(sad, writer != nullptr, true));
       verifiers.back()->set_summaries(!opt.quiet);
+      verifiers.back()->set_audit(auditor);
     }
     Waiter emitter;  // the main thread, when it waits for a result
     std::vector<std::thread> workers;
@@ -274,6 +288,7 @@ int run_verify(const VerifyOptions& opt) {
       if (slot.result.ike) {
         if (const ike::MessageRecord* m = analyzer.record(slot.result.number)) report->ike(slot.result, *m);
       }
+      if (auditor != nullptr) auditor->account(slot.result, sad);
       report->frame(slot.result);
       emit_decrypted(slot.result.ts_ns, slot.decrypted);
       src->release_before(slot.file_offset);
@@ -315,6 +330,7 @@ int run_verify(const VerifyOptions& opt) {
   info.read_error = src->error();
   info.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   analyzer.finish();
+  if (auditor != nullptr) auditor->finish();
   report->end(info, totals, frame_totals, sad, analyzer);
   if (writer && !write_error) {
     try {
@@ -336,6 +352,7 @@ int run_verify(const VerifyOptions& opt) {
   }
   if (unread) return kExitUsage;
   if (write_error) return kExitUsage;
+  if (auditor != nullptr && !audit_clean(*auditor)) return kExitNotVerified;
   return all_verified(totals, analyzer) ? kExitOk : kExitNotVerified;
 }
 

@@ -11,6 +11,7 @@ namespace ipsentry::cli {
 struct VerifyOptions {
   std::string capture;
   KeySources keys;
+  AuditSources audit;  // --policy CONFIG --as ADDRESS
   bool json = false;
   bool quiet = false;
   std::string write_decrypted;    // pcap of the decrypted / rebuilt cleartext packets

@@ -397,10 +397,10 @@ const SpdEntry* Spd::lookup(const PacketSelector& p, Sense sense, bool forwarded
   return nullptr;
 }
 
-const SpdEntry* Spd::lookup_protected(const PacketSelector& p) const noexcept {
+const SpdEntry* Spd::lookup_protected(const PacketSelector& p, Sense sense) const noexcept {
   for (const auto& e : entries_) {
     const bool ipsec = e.action == PolicyAction::protect || e.action == PolicyAction::negotiate;
-    if (e.exemption || (ipsec && e.sense != Sense::inbound)) continue;
+    if (e.exemption || (ipsec && e.sense != sense)) continue;
     if (e.matches(p, local_)) return &e;
   }
   return nullptr;

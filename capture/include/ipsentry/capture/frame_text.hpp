@@ -24,6 +24,16 @@ namespace ipsentry::capture {
 /// not ("authentication tag mismatch: expected ..., got ...").
 [[nodiscard]] std::string layer_details(const LayerRecord& l);
 
+/// "192.0.2.1 → 192.0.2.2 TCP 40000 → 80" of a policy selector.
+[[nodiscard]] std::string selector_text(const filters::PacketSelector& s);
+/// "TCP", "ICMP", "proto 99" of a selector.
+[[nodiscard]] std::string selector_protocol(const filters::PacketSelector& s);
+
+/// The policy audit's words on a frame after its addresses: the ports, the
+/// policy entry that decided and its sense, why a finding is one, and for a
+/// policy mismatch the entry whose SA carried the packet.
+[[nodiscard]] std::string audit_details(const AuditResult& a);
+
 /// One line for a frame that is neither IPsec nor IKE: its upper layer,
 /// with the reason when it does not parse, or its ethertype when not IP.
 [[nodiscard]] std::string frame_summary(const dissect::Packet& p);

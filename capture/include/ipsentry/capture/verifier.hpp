@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 
+#include "ipsentry/capture/policy_audit.hpp"
 #include "ipsentry/dissect/capture_file.hpp"
 #include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/dissect/summary.hpp"
@@ -48,6 +49,7 @@ struct FrameResult {
   std::uint8_t layer_count = 0;
   std::array<LayerRecord, ipsec::kMaxNesting + 1> layers;
   dissect::Bytes decrypted;  // the innermost cleartext IP packet, when asked for
+  AuditResult audit;         // with a policy audit (Verifier::set_audit)
 };
 
 /// Frame counts for the summary.
@@ -89,6 +91,9 @@ class Verifier {
   /// default). Formatting addresses costs as much as decrypting a small
   /// packet, so a caller that prints no packet lines turns it off.
   void set_summaries(bool on) noexcept { summaries_ = on; }
+  /// Judges every frame against a policy too (nullptr: no audit). The
+  /// audit must outlive the verifier; only its const part is used here.
+  void set_audit(const PolicyAudit* audit) noexcept { audit_ = audit; }
 
   /// The dissection of the last frame processed (its outermost layers),
   /// valid until the next call: callers that also need the packet (the IKE
@@ -103,6 +108,7 @@ class Verifier {
   ipsec::Engine engine_;
   bool want_decrypted_;
   bool summaries_ = true;
+  const PolicyAudit* audit_ = nullptr;
   std::array<dissect::Packet, ipsec::kMaxNesting + 1> packets_;
   FrameCounters frames_;
 };

@@ -104,10 +104,12 @@ class Spd {
   /// other sense are passed over, and every exemption for a `forwarded`
   /// packet. nullptr: no entry matches (the packet is permitted).
   [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense, bool forwarded = false) const noexcept;
-  /// For the inner packet of verified inbound IPsec: the first inbound entry
-  /// matching it, exemptions passed over (they say what may arrive
-  /// unprotected; what arrives on an SA must be what its policy selects).
-  [[nodiscard]] const SpdEntry* lookup_protected(const PacketSelector& p) const noexcept;
+  /// For the inner packet of verified IPsec: the first entry of `sense`
+  /// matching it, exemptions passed over (they say what may pass
+  /// unprotected; what travels on an SA must be what its policy selects).
+  /// Enforcement asks for inbound packets; the policy audit also for
+  /// outbound ones.
+  [[nodiscard]] const SpdEntry* lookup_protected(const PacketSelector& p, Sense sense = Sense::inbound) const noexcept;
 
   [[nodiscard]] const std::vector<SpdEntry>& entries() const noexcept { return entries_; }
   [[nodiscard]] const LocalAddresses& local() const noexcept { return local_; }

@@ -1,0 +1,168 @@
+// The policy audit: a capture judged against the policies of a
+// configuration, as seen from one host or gateway (the vantage point).
+//
+// Verification proves that the IPsec on the wire is authentic; the audit
+// asks whether what should have been IPsec was. Each frame gets one
+// verdict: a cleartext packet that a protect or negotiate policy selects
+// (with inbound `require`) is a cleartext-leak; an authentic ESP/AH packet
+// whose inner packet is not what its SA's policy selects is a
+// policy-mismatch; traffic a block policy selects that was seen anyway is
+// blocked-seen. Exemptions and the documented cleartext of request and
+// respond policies are reported as such, not flagged.
+//
+// The per-frame judgement (judge_clear, judge_protected) reads only the SPD
+// and may run on several verifier threads at once. account() follows the
+// frames in capture order, on one thread: it builds the timeline of each SA
+// (first and last packet, its predecessor and successor carrying the same
+// policy between the same endpoints) that tells a rekey with overlap from
+// one with a gap, and cleartext in the gap.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ipsentry/dissect/packet.hpp"
+#include "ipsentry/filters/config.hpp"
+#include "ipsentry/filters/spd.hpp"
+
+namespace ipsentry::ipsec {
+class Sad;
+}
+
+namespace ipsentry::capture {
+
+struct FrameResult;
+
+// X(name, text, flagged)
+#define IPSENTRY_AUDIT_VERDICTS(X)            \
+  X(none, "-", false)                         \
+  X(conforms, "conforms", false)              \
+  X(permitted, "permitted", false)            \
+  X(exempt, "exempt", false)                  \
+  X(fallback, "cleartext-allowed", false)     \
+  X(cleartext_leak, "cleartext-leak", true)   \
+  X(policy_mismatch, "policy-mismatch", true) \
+  X(blocked_seen, "blocked-seen", true)
+
+enum class AuditVerdict : std::uint8_t {
+#define IPSENTRY_AUDIT_ENUM(name, text, flagged) name,
+  IPSENTRY_AUDIT_VERDICTS(IPSENTRY_AUDIT_ENUM)
+#undef IPSENTRY_AUDIT_ENUM
+};
+inline constexpr std::size_t kAuditVerdictCount = 8;
+
+/// "cleartext-leak", ... as printed, in JSON and in display filters.
+[[nodiscard]] std::string_view audit_name(AuditVerdict v) noexcept;
+[[nodiscard]] std::optional<AuditVerdict> find_audit_verdict(std::string_view name) noexcept;
+/// Whether the verdict is a finding: makes `verify` fail and can stop a capture.
+[[nodiscard]] bool flagged(AuditVerdict v) noexcept;
+
+/// The audit's verdict on one frame.
+struct AuditResult {
+  AuditVerdict verdict = AuditVerdict::none;
+  filters::Sense sense = filters::Sense::outbound;
+  const filters::SpdEntry* entry = nullptr;  // the entry that decided (nullptr: none matched)
+  const filters::SpdEntry* own = nullptr;    // policy-mismatch: the entry whose SAs carried it
+  const char* why = nullptr;                 // a finding's reason, in words
+  filters::PacketSelector sel;               // the packet judged (the inner one of IPsec)
+  std::int32_t sa = -1;                      // conforming IPsec: the outermost SA (SAD index)
+  dissect::IpAddr outer_src;                 // and its endpoints
+  dissect::IpAddr outer_dst;
+};
+
+/// The life of one SA on the wire, with its place among the SAs that
+/// carried the same policy between the same endpoints.
+struct SaTimeline {
+  bool seen = false;      // carried conforming traffic
+  std::size_t entry = 0;  // index in Spd::entries()
+  std::uint64_t packets = 0;
+  std::int64_t first_ns = 0;
+  std::int64_t last_ns = 0;
+  std::int32_t predecessor = -1;  // SAD indices
+  std::int32_t successor = -1;
+  std::uint64_t after_successor = 0;  // packets after its successor's first
+  std::uint64_t lifetime_s = 0;       // the configured one (0: none known)
+  std::uint64_t after_lifetime = 0;   // packets later than lifetime_s after its first
+  /// With its successor (after finish()): how long both carried traffic
+  /// (overlap), or how long neither did (gap), and the cleartext frames of
+  /// the same policy in that gap.
+  double overlap_s = 0;
+  double gap_s = 0;
+  std::uint64_t cleartext_in_gap = 0;
+};
+
+class PolicyAudit {
+ public:
+  /// Compiles the policies of `config` (which must outlive the audit) as
+  /// seen from `vantage`. Throws filters::ConfigError.
+  PolicyAudit(const filters::Config& config, filters::LocalAddresses vantage, std::string source);
+
+  /// A cleartext IP packet (IKE included).
+  void judge_clear(const dissect::Packet& p, AuditResult& out) const noexcept;
+  /// An IPsec frame whose layers (f.layers) all opened: `inner` is what the
+  /// innermost layer carried.
+  void judge_protected(const dissect::Packet& inner, const FrameResult& f, const ipsec::Sad& sad,
+                       AuditResult& out) const noexcept;
+
+  /// Follows the verdicts in capture order (one thread).
+  void account(const FrameResult& f, const ipsec::Sad& sad);
+  /// Links the SAs with their successors and measures overlaps and gaps.
+  void finish();
+
+  [[nodiscard]] const filters::Spd& spd() const noexcept { return spd_; }
+  [[nodiscard]] const std::string& source() const noexcept { return source_; }
+  /// "192.0.2.1, 192.0.2.9"
+  [[nodiscard]] std::string vantage() const;
+  [[nodiscard]] std::size_t entry_index(const filters::SpdEntry* e) const noexcept {
+    return static_cast<std::size_t>(e - spd_.entries().data());
+  }
+  [[nodiscard]] const std::vector<std::uint64_t>& counts() const noexcept { return counts_; }
+  /// Findings per SPD entry: [entry][verdict].
+  [[nodiscard]] const std::vector<std::vector<std::uint64_t>>& entry_counts() const noexcept { return entry_counts_; }
+  /// Per SAD index (shorter than the SAD when the last SAs carried nothing).
+  [[nodiscard]] const std::vector<SaTimeline>& timelines() const noexcept { return timelines_; }
+  /// "outbound 192.0.2.1 -> 192.0.2.2" of a timeline's SA endpoints.
+  [[nodiscard]] const filters::SpdEntry& entry(std::size_t i) const noexcept { return spd_.entries()[i]; }
+
+ private:
+  struct Slot {
+    std::size_t entry;
+    dissect::IpAddr src;
+    dissect::IpAddr dst;
+    filters::IpsecProtocol protocol;
+    std::int32_t newest = -1;
+  };
+  void verdict_for_clear(const filters::SpdEntry* e, filters::Sense sense, bool ike, AuditResult& out) const noexcept;
+  [[nodiscard]] const filters::SpdEntry* first_match(const filters::PacketSelector& sel, filters::Sense sense,
+                                                     bool forwarded) const noexcept;
+  [[nodiscard]] bool lists_sa(std::size_t entry, const ipsec::Sad& sad, std::int32_t sa,
+                              filters::IpsecProtocol protocol, std::uint32_t spi) const noexcept;
+  [[nodiscard]] const filters::SpdEntry* owner_of(filters::Sense sense, const ipsec::Sad& sad, std::int32_t sa,
+                                                  filters::IpsecProtocol protocol, std::uint32_t spi) const noexcept;
+
+  const filters::Config& config_;
+  filters::Spd spd_;
+  std::string source_;
+  bool negotiates_ = false;
+  // Per SPD entry: the (protocol, SPI, name) of the SAs its policy lists,
+  // and the child lifetime of a negotiate policy's profile.
+  struct ListedSa {
+    filters::IpsecProtocol protocol;
+    std::optional<std::uint32_t> spi;
+    std::string name;
+  };
+  std::vector<std::vector<ListedSa>> listed_;
+  std::vector<std::uint64_t> negotiated_lifetime_;
+
+  std::vector<std::uint64_t> counts_;
+  std::vector<std::vector<std::uint64_t>> entry_counts_;
+  std::vector<SaTimeline> timelines_;
+  std::vector<std::int32_t> slot_of_;  // per SAD index
+  std::vector<Slot> slots_;
+  std::vector<std::vector<std::int64_t>> cleartext_ns_;  // per entry: leaks and allowed cleartext
+};
+
+}  // namespace ipsentry::capture
