@@ -1,5 +1,7 @@
 #include "ipsentry/capture/live_capture.hpp"
 
+#include "ipsentry/capture/frame_text.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -12,6 +14,15 @@ namespace {
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::uint32_t audit_bit(AuditVerdict v) noexcept {
+  switch (v) {
+    case AuditVerdict::cleartext_leak: return kStopCleartextLeak;
+    case AuditVerdict::policy_mismatch: return kStopPolicyMismatch;
+    case AuditVerdict::blocked_seen: return kStopBlockedSeen;
+    default: return 0;
+  }
 }
 
 std::uint32_t event_bit(ipsec::Verdict v) noexcept {
@@ -55,6 +66,12 @@ FrameEvent stop_event(const FrameResult& res, const ike::MessageRecord* m, const
                       : fmt::format("IKE message {} ({})", ike::verdict_name(v),
                                     m->malformed != nullptr ? m->malformed : ike::to_string(m->status));
     }
+  }
+  if (const std::uint32_t bit = audit_bit(res.audit.verdict) & stop_on; bit != 0 && ev.bits == 0) {
+    ev.bits |= bit;
+    const AuditResult& a = res.audit;
+    ev.detail = fmt::format("{}: {}{} → {} {} {}", audit_name(a.verdict), res.layer_count != 0 ? "inner " : "",
+                            a.sel.src.str(), a.sel.dst.str(), selector_protocol(a.sel), audit_details(a));
   }
   return ev;
 }
@@ -144,6 +161,7 @@ void Session::run(const std::atomic<bool>& interrupt, const std::function<void(c
   if (opt_.verify) {
     verifier_ = std::make_unique<Verifier>(sad_, false);
     verifier_->set_summaries(static_cast<bool>(callback_));
+    verifier_->set_audit(opt_.audit);
     thread_ = std::thread([this] { verify_loop(); });
   }
   using Clock = std::chrono::steady_clock;
@@ -217,6 +235,8 @@ void Session::verify_one(RecordHeader& r, FrameResult& res) {
 
   Annotation& n = r.note;
   n.verified = 1;
+  n.audit = static_cast<std::uint8_t>(res.audit.verdict);
+  if (opt_.audit != nullptr) opt_.audit->account(res, sad_);
   n.layers = static_cast<std::uint8_t>(std::min<std::size_t>(res.layer_count, Annotation::kLayers));
   n.more_layers = static_cast<std::uint8_t>(res.layer_count - n.layers);
   for (std::size_t i = 0; i < res.layer_count; ++i) {
@@ -301,6 +321,9 @@ std::vector<std::string> frame_comments(const RecordHeader& r, const Session& se
     }
     if (n.more_layers != 0) c += fmt::format("; {} more nested layers", n.more_layers);
     out.push_back(std::move(c));
+  }
+  if (flagged(static_cast<AuditVerdict>(n.audit)) || static_cast<AuditVerdict>(n.audit) == AuditVerdict::fallback) {
+    out.push_back(fmt::format("ipsentry: policy audit: {}", audit_name(static_cast<AuditVerdict>(n.audit))));
   }
   if (n.ike != 0) {
     if (const ike::MessageRecord* m = analyzer.record(r.seq)) {

@@ -123,8 +123,15 @@ struct EventName {
   std::uint32_t bit;
 };
 constexpr EventName kEvents[] = {
-    {"icv-fail", kStopIcvFail},       {"decrypt-fail", kStopDecryptFail}, {"replay", kStopReplay},
-    {"unknown-spi", kStopUnknownSpi}, {"malformed", kStopMalformed},      {"ike-fail", kStopIkeFail},
+    {"icv-fail", kStopIcvFail},
+    {"decrypt-fail", kStopDecryptFail},
+    {"replay", kStopReplay},
+    {"unknown-spi", kStopUnknownSpi},
+    {"malformed", kStopMalformed},
+    {"ike-fail", kStopIkeFail},
+    {"cleartext-leak", kStopCleartextLeak},
+    {"policy-mismatch", kStopPolicyMismatch},
+    {"blocked-seen", kStopBlockedSeen},
 };
 }  // namespace
 

@@ -272,8 +272,25 @@ int run_capture(const CaptureOptions& o) {
   } catch (const filters::ConfigError& e) {
     return usage_error(e.what());
   }
+  if ((so.stop_on & capture::kStopAudit) != 0 && !o.audit.given()) {
+    return usage_error(fmt::format("--stop-on {} is a finding of the policy audit: give --policy CONFIG too",
+                                   capture::stop_on_names(so.stop_on & capture::kStopAudit)));
+  }
+  std::unique_ptr<PolicyAuditSetup> audit;
+  if (o.audit.given()) {
+    try {
+      audit = load_policy_audit(o.audit, cfg, info.config_sources);
+    } catch (const filters::ConfigError& e) {
+      return usage_error(e.what());
+    }
+    so.audit = audit->audit.get();
+    if (o.source.ipsec_only) {
+      cfg.warnings.emplace_back(
+          "--ipsec-only captures no cleartext but IKE: the policy audit sees no cleartext leak or blocked traffic");
+    }
+  }
   const bool have_keys = !cfg.sas.empty() || !cfg.ike_sas.empty();
-  so.verify = have_keys || so.stop_on != 0 || o.live;
+  so.verify = have_keys || so.stop_on != 0 || o.live || so.audit != nullptr;
   warn_keyless_stop_on(so.stop_on, have_keys, cfg.warnings);
   if (o.embed_keys && cfg.sas.empty() && cfg.ike_sas.empty()) {
     return usage_error("--embed-keys needs SAs to embed (-c CONFIG or --keys-from)");
@@ -316,6 +333,7 @@ int run_capture(const CaptureOptions& o) {
 
   Console console(o.status);
   std::unique_ptr<Report> report = make_text_report(stdout, TimeFormat::relative, !o.live);
+  report->set_audit(so.audit);
   report->begin(info);
   if (o.live) {
     session->on_frame([&](const capture::FrameResult& f, const ike::MessageRecord* m) {
@@ -395,6 +413,7 @@ int run_capture(const CaptureOptions& o) {
 
   // --- report ----------------------------------------------------------------
   analyzer.finish();
+  if (so.audit != nullptr) so.audit->finish();
   info.seconds = st.seconds;
   const ipsec::GlobalCounters totals = session->totals();
   if (so.verify) {
@@ -437,6 +456,7 @@ int run_capture(const CaptureOptions& o) {
   if (!write_error) fmt::print("wrote {} frames to {} ({})\n", written, output, o.pcap ? "pcap" : "pcapng");
   std::fflush(stdout);
   if (write_error) return kExitUsage;
+  if (so.audit != nullptr && !audit_clean(*so.audit)) return kExitNotVerified;
   return so.verify && !all_verified(totals, analyzer) ? kExitNotVerified : kExitOk;
 }
 

@@ -58,6 +58,7 @@ struct CaptureOptions {
   bool embed_keys = false;
   std::string temp_dir;
   KeySources keys;
+  AuditSources audit;  // --policy --as
   bool live = false;
   bool status = true;
 };

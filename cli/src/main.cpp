@@ -75,7 +75,8 @@ void add_trigger_options(CLI::App* cmd, TriggerArgs& t, const char* buffer, bool
       ->type_name("KIND [ARGS]");
   cmd->add_option(
       "--stop-on", t.stop_on,
-      "stop on IPsec events: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail (comma-separated)");
+      "stop on IPsec events: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail, and with --policy "
+      "the audit's cleartext-leak, policy-mismatch, blocked-seen (comma-separated)");
   auto* after = cmd->add_option("--after", t.after, "with --stop-on: keep N more frames after the event (default 0)")
                     ->each([&t](const std::string&) { t.after_given = true; });
   auto* after_time =
@@ -152,6 +153,7 @@ int run(int argc, char** argv) {
   c->add_option("--temp-dir", cap.temp_dir,
                 "back the buffer with a file in this directory and write the capture there before moving it to -o");
   add_key_options(c, cap.keys, cap_keys_from);
+  add_audit_options(c, cap.audit);
   c->add_flag("--live", cap.live, "print each IPsec packet and IKE message as it is verified");
   c->add_flag("!--no-status", cap.status, "no status line on stderr");
 

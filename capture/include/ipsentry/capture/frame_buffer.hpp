@@ -32,7 +32,7 @@ struct Annotation {
   std::uint8_t reason[kLayers] = {};
   std::uint8_t protocol[kLayers] = {};
   std::uint8_t verified = 0;  // the verifier processed the frame
-  std::uint8_t unused = 0;
+  std::uint8_t audit = 0;     // AuditVerdict (none without a policy audit)
   std::uint32_t spi[kLayers] = {};
   std::uint32_t seq[kLayers] = {};      // low 32 bits
   std::int16_t sa[kLayers] = {-1, -1};  // SAD index, -1: none (or beyond 32767)

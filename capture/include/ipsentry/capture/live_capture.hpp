@@ -31,8 +31,8 @@ namespace ipsentry::capture {
 
 /// What a verified frame means for --stop-on: the StopOn bits it raises
 /// (its IPsec layers' verdicts; else a malformed frame; else an IKE message
-/// that is malformed or does not decrypt, or a failed negotiation) and a
-/// description of the first.
+/// that is malformed or does not decrypt, or a failed negotiation; else the
+/// policy audit's finding) and a description of the first.
 struct FrameEvent {
   std::uint32_t bits = 0;
   std::string detail;
@@ -49,6 +49,9 @@ struct SessionOptions {
   std::int64_t duration_ns = 0;  // -L; 0: none
   std::uint64_t max_frames = 0;  // 0: none
   bool verify = false;
+  /// --policy: every frame is judged and accounted on the verifier thread
+  /// (the audit belongs to the caller; read it after run()).
+  PolicyAudit* audit = nullptr;
 };
 
 enum class StopReason : std::uint8_t {

@@ -96,7 +96,12 @@ enum StopOn : std::uint32_t {
   kStopUnknownSpi = 1u << 3,
   kStopMalformed = 1u << 4,
   kStopIkeFail = 1u << 5,
+  // The policy audit's findings (capture --policy).
+  kStopCleartextLeak = 1u << 6,
+  kStopPolicyMismatch = 1u << 7,
+  kStopBlockedSeen = 1u << 8,
 };
+inline constexpr std::uint32_t kStopAudit = kStopCleartextLeak | kStopPolicyMismatch | kStopBlockedSeen;
 /// "icv-fail,replay" -> bits. Throws TriggerError naming an unknown event.
 [[nodiscard]] std::uint32_t parse_stop_on(const std::string& list);
 [[nodiscard]] std::string stop_on_names(std::uint32_t bits);
