@@ -90,12 +90,12 @@ void PolicyAudit::verdict_for_clear(const SpdEntry* e, Sense sense, bool ike, Au
   out.sense = sense;
   out.entry = e;
   out.why = nullptr;
-  if (e == nullptr || e->action == PolicyAction::permit) {
-    out.verdict = AuditVerdict::permitted;
+  if (e != nullptr && e->exemption) {  // exemptions are permit entries: ask first
+    out.verdict = AuditVerdict::exempt;
     return;
   }
-  if (e->exemption) {
-    out.verdict = AuditVerdict::exempt;
+  if (e == nullptr || e->action == PolicyAction::permit) {
+    out.verdict = AuditVerdict::permitted;
     return;
   }
   const bool out_bound = sense == Sense::outbound;

@@ -88,6 +88,9 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
     } else {
       *inner = *p;
       dissect::dissect_payload(r.next_header, r.payload, *inner);
+      // The rebuilt packet carries the upper layer itself (what a policy
+      // selects on), no longer the IPsec header.
+      inner->ip.protocol = r.next_header;
       transport_chain = true;
     }
     if (summaries_) dissect::summarize(*inner, tunnel, rec.inner);
