@@ -621,6 +621,18 @@ def scenario_gateway(tmp):
     check(verdicts.get("ok", 0) > 100 and not bad,
           f"ipsentry verify: tunnel packets on the middle link ok ({verdicts.get('ok')}), none failed "
           f"(fragments of the large pings without DF are 'unverifiable': {verdicts.get('unverifiable', 0)})")
+    # The policy audit watches gateway 1's outside link, live and offline.
+    audit_pcap = os.path.join(tmp, "audit.pcapng")
+    live = subprocess.Popen(["ip", "netns", "exec", g1, IPSENTRY, "capture", "-i", "g1m", "-f", "not arp", "--policy",
+                             c1, "--stop-on", "cleartext-leak", "--after-time", "1", "-L", "30", "--no-status", "-o",
+                             audit_pcap], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    PROCS.append(live)
+    for _ in range(100):
+        line = live.stderr.readline()
+        if not line or "capturing on" in line:
+            break
+    cap2 = Capture(g1, "g1m", os.path.join(tmp, "outside.pcap"), "not arp")
+    n, _ = ping(ha, "203.0.113.10", 3)
     before = e1.stats()["packets"]["cleartext_dropped"]
     nsx(g2, "/usr/bin/python3", "-c",
         "from scapy.all import *; sendp([Ether(dst='02:00:00:00:01:01')/IP(src='203.0.113.10',dst='192.0.2.10')/"
@@ -628,6 +640,27 @@ def scenario_gateway(tmp):
     time.sleep(0.5)
     check(e1.stats()["packets"]["cleartext_dropped"] - before == 4,
           "cleartext sent from outside towards NetA is dropped by gateway 1 and counted (4/4)")
+    n2, _ = ping(ha, "203.0.113.10", 2)
+    cap2.stop()
+    try:
+        out, err = live.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        live.kill()
+        out, err = live.communicate()
+    fired = [ln for ln in out.splitlines() if ln.startswith("--stop-on fired")]
+    check(live.returncode == 1 and "stopped: an IPsec event" in out and fired and "cleartext-leak" in fired[0] and
+          "203.0.113.10" in fired[0], f"capture --policy --stop-on cleartext-leak stops on the injected packet "
+                                     f"(exit {live.returncode}): {fired} {err.strip()[-300:]}")
+    for path, what in ((cap2.path, "tcpdump's capture of the outside link"), (audit_pcap, "the stopped capture")):
+        v = sh(IPSENTRY, "verify", path, "--policy", c1, "--json", check=False)
+        doc = json.loads(v.stdout) if v.stdout.startswith("{") else {"packets": [], "statistics": {}}
+        leaks = [p for p in doc["packets"] if p.get("verdict") == "cleartext-leak"]
+        other = [p for p in doc["packets"] if p.get("audit") not in (None, "conforms") and p["layer"] != 0]
+        esp = [p for p in doc["packets"] if p["layer"] == 1]
+        check(len(leaks) == 4 and all(p["src"] == "203.0.113.10" and p["dst"] == "192.0.2.10" for p in leaks) and
+              not other and len(esp) >= 2 * (n + n2 if what.startswith("tcpdump") else 1),
+              f"verify --policy of {what}: exactly the 4 injected frames are cleartext leaks, every one of the "
+              f"{len(esp)} ESP packets conforms ({[p['frame'] for p in leaks]}, {other[:2]})")
     s1 = e1.stats()
     check(s1["quick_mode"]["active_tunnels"] == 1 and s1["quick_mode"]["sent"]["tunnel_bytes"] > 0,
           "gateway 1 counts one active tunnel and tunnel bytes")
