@@ -192,10 +192,56 @@ def scenario_rekey(lab, role):
     if ki == kr == "charon":
         from ike_lab import keys_for
         prove_keys(lab, pcaps[-1], keys_for(lab, pi, pcaps), f"{pi}'s keys", expect_esp_min=1000)
+    audit_rekeys(lab, ci, pi, pr, pcaps)
     for p in (pi, pr):
         rc = p.stop()
         if p.kind == "ipsentry":
             lab.check(rc == 0, f"{p} stops cleanly (exit {rc})")
+
+
+def audit_rekeys(lab, ci, pi, pr, pcaps):
+    """The policy audit (issue 20) of the rekey run's capture, from a's side with
+    a's policy: per pair and direction the successive CHILD_SAs are linked
+    (each successor's predecessor is the SA before it), the overlap or gap of
+    each handover is measured, and nothing leaked or mismatched."""
+    from ike_lab import Ipsentry, keys_for
+    import json
+    import subprocess
+    policy = Ipsentry(lab, "audit-a", pi.ns, ci)
+    policy.conf()
+    keydir = next((p.keydir for p in (pi, pr) if p.kind == "ipsentry"), None) or keys_for(lab, pi, pcaps)
+    args = [Ipsentry.BINARY, "verify", "--json", "--no-progress", "--policy", policy.config]
+    for fmt, name in (("wireshark-ikev2", "ikev2_decryption_table"), ("wireshark", "esp_sa")):
+        path = os.path.join(keydir, name)
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            args += ["--keys-from", fmt, path]
+    r = subprocess.run(args + [pcaps[-1]], capture_output=True, text=True, timeout=300)
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        lab.check(False, f"verify --policy of the rekey capture: exit {r.returncode}: {r.stderr.strip()[-500:]}")
+        return
+    counts = doc["statistics"]["policy_audit"]["verdicts"]
+    lab.check(r.returncode == 0 and not any(counts[k] for k in ("cleartext-leak", "policy-mismatch", "blocked-seen"))
+              and counts["conforms"] > 1000,
+              f"the policy audit of the rekey run finds no leak or mismatch (exit {r.returncode}): {counts}")
+    timelines = {s["name"]: s["audit"] for s in doc["security_associations"] if s.get("audit")}
+    for name in PAIRS:
+        for entry in (name, f"{name} (mirrored)"):
+            mine = {n: t for n, t in timelines.items() if t["policy"] == entry}
+            firsts = [n for n, t in mine.items() if t["predecessor"] is None]
+            chain = []
+            while firsts and len(chain) <= len(mine):
+                chain.append(firsts[0] if not chain else mine[chain[-1]]["successor"])
+                if chain[-1] is None or mine.get(chain[-1], {}).get("successor") is None:
+                    break
+            chain = [c for c in chain if c is not None]
+            linked = all(mine[b]["predecessor"] == a for a, b in zip(chain, chain[1:]))
+            handovers = [(mine[a]["overlap_seconds"], mine[a]["gap_seconds"]) for a in chain[:-1]]
+            lab.check(len(firsts) == 1 and len(chain) == len(mine) >= 4 and linked and
+                      all(o is not None and g is not None for o, g in handovers),
+                      f"{entry}: the audit links its {len(mine)} SAs into one chain of successors "
+                      f"(overlap/gap seconds per rekey: {[(round(o, 3), round(g, 3)) for o, g in handovers]})")
 
 
 def main():
