@@ -4,9 +4,11 @@ on four SAs (gateway 203.0.113.1 to 198.51.100.1-4), inner IPv4/UDP packets
 of uniformly random size 64-1400 bytes, encrypted with Python's
 `cryptography` (tests/interop/esp_ref.py), so ipsentry's own code plays no
 part in making it. Writes the capture, an ipsentry configuration and a
-Wireshark esp_sa table with the same keys.
+Wireshark esp_sa table with the same keys, and the gateway's policy for
+`verify --policy` (one tunnel policy per SA: inner 192.0.2.10 to
+192.0.2.130-133 through gateway 198.51.100.1-4).
 
-Usage: gen_capture.py {gcm|cbc-sha1} PACKETS OUT.pcap OUT.yaml OUT.esp_sa
+Usage: gen_capture.py {gcm|cbc-sha1} PACKETS OUT.pcap OUT.yaml OUT.esp_sa [OUT.policy.yaml]
 """
 import random
 import struct
@@ -26,6 +28,7 @@ SUITES = {
 
 def main():
     suite, count, out, yaml_out, uat_out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    policy_out = sys.argv[6] if len(sys.argv) > 6 else None
     enc, klen, auth, alen, t_enc, t_auth = SUITES[suite]
     rnd = random.Random(2026)
     sas = []
@@ -44,6 +47,14 @@ def main():
                 y.write(f"    auth_key: 0x{ak.hex()}\n")
             u.write(f'"IPv4","203.0.113.1","{d}","{sa.spi:#010x}","{t_enc}","0x{ek.hex()}","{t_auth}",'
                     f'"{"0x" + ak.hex() if ak else ""}"\n')
+    if policy_out:
+        with open(yaml_out) as y, open(policy_out, "w") as pol:
+            pol.write("interfaces: { local: [203.0.113.1] }\npolicies:\n")
+            for i, (sa, _, _, d) in enumerate(sas):
+                pol.write(f"  - name: to-{d}\n    from: 192.0.2.10\n    to: 192.0.2.{130 + i}\n    protocol: udp\n"
+                          f"    action: protect\n"
+                          f"    ipsec: {{ protocol: esp, mode: tunnel, peer: {d} }}\n    sas: [bench-{sa.spi:x}]\n")
+            pol.write(y.read().split("\n", 1)[1])  # the same SAs, without the comment line
     eth = bytes.fromhex("020000000002020000000001") + b"\x08\x00"
     total_inner = 0
 
@@ -54,12 +65,12 @@ def main():
             size = rnd.randrange(64, 1401)
             total_inner += size
             udp = struct.pack("!HHHH", 40000, 40001, size - 20, 0) + bytes((n + j) & 0xff for j in range(size - 28))
-            esp = sa.encrypt(ipv4("192.0.2.10", "192.0.2.130", 17, udp, n), 4)
+            esp = sa.encrypt(ipv4("192.0.2.10", f"192.0.2.{130 + n % 4}", 17, udp, n), 4)
             yield eth + ipv4("203.0.113.1", dst, 50, esp, n)
 
     write_pcap(out, frames(), LINKTYPE_ETHERNET, step_us=10)
     with open(out + ".meta", "w") as m:
-        m.write(f"packets={count}\ninner_bytes={total_inner}\nmean_inner={total_inner // count}\n")
+        m.write(f"packets={count}\ninner_bytes={total_inner}\nmean_inner={total_inner // count}\nversion=2\n")
     print(f"{out}: {count} packets, mean inner size {total_inner / count:.0f} bytes")
 
 

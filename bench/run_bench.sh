@@ -4,7 +4,9 @@
 # tshark decrypting and checking the same file with the same keys, and with
 # `openssl speed -evp` at the file's mean packet size. Also the peak memory
 # on a 10x smaller file, to show it does not grow with the file, and the
-# Google Benchmark micro-benchmarks if they were built.
+# Google Benchmark micro-benchmarks if they were built. Then the policy
+# audit's cost: `verify --policy` against `verify` on the same files (the
+# target: within 10 %).
 #   bench/run_bench.sh IPSENTRY [PACKETS]
 set -euo pipefail
 ipsentry=$(readlink -f "${1:?path to ipsentry}")
@@ -16,8 +18,8 @@ data=$(readlink -f "$data")
 
 gen() {  # suite count -> file prefix
   local p="$data/$1-$2"
-  if [[ ! -s $p.pcap.meta ]]; then
-    /usr/bin/python3 "$here/gen_capture.py" "$1" "$2" "$p.pcap" "$p.yaml" "$p.esp_sa" >&2
+  if ! grep -qs '^version=2$' "$p.pcap.meta"; then
+    /usr/bin/python3 "$here/gen_capture.py" "$1" "$2" "$p.pcap" "$p.yaml" "$p.esp_sa" "$p.policy.yaml" >&2
   fi
   echo "$p"
 }
@@ -104,6 +106,23 @@ for suite in gcm cbc-sha1; do
     "$suite ($packets)" "$r1" "$mb1" "$(awk -v k="$rss1" 'BEGIN{print k/1024}')" "$r2" "$rt" "$x" \
     "$(awk -v o="$ossl" 'BEGIN{print o/1e6}')" "$pct" "$(awk -v k="$rss_small" 'BEGIN{print k/1024}')"
   echo "  ($suite: mean inner packet $mean_inner bytes; openssl speed -evp $ossl_name -bytes $bytes; MB/s counts inner bytes)" >&2
+done
+
+echo
+echo "# the policy audit: verify --policy (every packet judged against the gateway's policy) vs verify, -j 1"
+echo
+printf '| %-22s | %12s | %14s | %9s |\n' suite "verify" "verify --policy" "cost"
+printf '|%s|\n' "------------------------|--------------|----------------|-----------"
+for suite in gcm cbc-sha1; do
+  p=$(gen "$suite" "$packets")
+  chmod 600 "$p.policy.yaml"
+  conforms=$("$ipsentry" verify "$p.pcap" --policy "$p.policy.yaml" --json -q --no-progress | /usr/bin/python3 -c \
+       'import json,sys; print(json.load(sys.stdin)["statistics"]["policy_audit"]["verdicts"]["conforms"])')
+  [[ $conforms == "$packets" ]] || { echo "the audit found $conforms of $packets packets conforming" >&2; exit 1; }
+  read -r ta _ < <(best_of 5 "$ipsentry" verify "$p.pcap" -c "$p.yaml" -q --no-progress -j 1)
+  read -r tb _ < <(best_of 5 "$ipsentry" verify "$p.pcap" --policy "$p.policy.yaml" -q --no-progress -j 1)
+  printf '| %-22s | %10s/s | %12s/s | %8s |\n' "$suite ($packets)" "$(rate "$packets" "$ta")" "$(rate "$packets" "$tb")" \
+    "$(awk -v a="$ta" -v b="$tb" 'BEGIN{printf "%+.1f %%", 100 * (b - a) / a}')"
 done
 
 micro="$(dirname "$ipsentry")/../bench/bench_ipsec"

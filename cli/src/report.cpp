@@ -399,6 +399,10 @@ class JsonReport final : public Report {
     if (quiet_) return;
     if (audit_ != nullptr && f.layer_count == 0 && audit_shown(f.audit.verdict)) {
       const auto& a = f.audit;
+      // The fields of an IPsec object, so that one schema reads both; what
+      // only IPsec has is null.
+      std::string reason(capture::audit_name(a.verdict));
+      std::replace(reason.begin(), reason.end(), '-', '_');
       json o{{"frame", f.number},
              {"layer", 0},
              {"time", iso_time(f.ts_ns)},
@@ -406,10 +410,23 @@ class JsonReport final : public Report {
              {"src", a.sel.src.str()},
              {"dst", a.sel.dst.str()},
              {"protocol", "cleartext"},
+             {"udp_encap", false},
+             {"spi", nullptr},
+             {"spi_hex", nullptr},
+             {"seq", nullptr},
+             {"verdict", capture::audit_name(a.verdict)},
+             {"reason", reason},
+             {"description", a.why != nullptr ? a.why : ""},
+             {"detail", nullptr},
+             {"sa", nullptr},
+             {"mode", nullptr},
+             {"next_header", nullptr},
+             {"pad_length", 0},
+             {"inner", nullptr},
              {"ip_protocol", a.sel.protocol},
              {"sport", a.sel.has_ports ? json(a.sel.sport) : json(nullptr)},
              {"dport", a.sel.has_ports ? json(a.sel.dport) : json(nullptr)},
-             {"verdict", capture::audit_name(a.verdict)}};
+             {"audit", capture::audit_name(a.verdict)}};
       add_audit(o, a);
       fmt::print(out_, "{}\n{}", first_ ? "" : ",", o.dump());
       first_ = false;

@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 DOC = os.path.join(ROOT, "docs", "json-output.md")
 PEERS = os.path.join(ROOT, "tests", "corpus", "peers")
 sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+sys.path.insert(0, HERE)
 from esp_ref import RefSA  # noqa: E402
 from rawpcap import ipv4, write_pcap  # noqa: E402
 
@@ -194,7 +195,25 @@ def runs(tmp):
                   os.path.join(ws, "ikev1_decryption_table.tmpl")],
         "isakmp4500": [os.path.join(PEERS, "tcpdump", "isakmp4500.pcap")],
         "corners": made_up_capture(tmp),
+        "audit-gateway": audit_capture(tmp, "gateway"),
+        "audit-rekey": audit_capture(tmp, "rekey"),
     }
+
+
+def audit_capture(tmp, which):
+    """The policy audit's captures (test_audit.py): cleartext objects, findings,
+    SA timelines with successors and lifetimes."""
+    import test_audit
+    pcap, cfg = os.path.join(tmp, f"audit-{which}.pcap"), os.path.join(tmp, f"audit-{which}.yaml")
+    if which == "gateway":
+        test_audit.gateway_capture(pcap)
+        text = test_audit.GATEWAY_YAML
+    else:
+        test_audit.rekey_capture(pcap)
+        text = test_audit.REKEY_YAML
+    with open(os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
+    return [pcap, "--policy", cfg]
 
 
 def main():
