@@ -176,8 +176,8 @@ const SpdEntry* PolicyAudit::owner_of(Sense sense, const ipsec::Sad& sad, std::i
   return nullptr;
 }
 
-void PolicyAudit::judge_protected(const dissect::Packet& inner, const FrameResult& f, const ipsec::Sad& sad,
-                                  AuditResult& out) const noexcept {
+void PolicyAudit::judge_protected(const dissect::Packet& inner, const FrameResult& f, std::size_t layers,
+                                  const ipsec::Sad& sad, AuditResult& out) const noexcept {
   out = AuditResult{};
   const LayerRecord& l0 = f.layers[0];
   out.outer_src = l0.src;
@@ -204,7 +204,7 @@ void PolicyAudit::judge_protected(const dissect::Packet& inner, const FrameResul
     const std::size_t idx = entry_index(e);
     bool esp = false;
     bool ah = false;
-    for (std::size_t i = 0; i < f.layer_count; ++i) {
+    for (std::size_t i = 0; i < layers; ++i) {
       const LayerRecord& l = f.layers[i];
       (l.protocol == filters::IpsecProtocol::esp ? esp : ah) = true;
       if (e->action == PolicyAction::protect) {

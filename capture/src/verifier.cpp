@@ -25,7 +25,9 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
   dissect::dissect_frame(frame, *p);
   out.ip = p->ip.version != 0;
   if (!ipsec::is_ipsec_candidate(*p)) {
-    if (audit_ != nullptr && out.ip && p->malformed == nullptr && p->encap != dissect::UdpEncap::nat_keepalive) {
+    // A frame whose upper layer does not parse (cut by the snap length, say)
+    // is judged by what its IP header says: a leak stays a leak.
+    if (audit_ != nullptr && out.ip && p->encap != dissect::UdpEncap::nat_keepalive) {
       audit_->judge_clear(*p, out.audit);
     }
     if (p->is_ike()) {
@@ -77,7 +79,12 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
     rec.inner.text[0] = '\0';
 
     const bool opened = r.verdict == Verdict::ok || r.reason == ipsec::Reason::icv_unchecked;
-    if (!opened) return;
+    if (!opened) {
+      // Somebody else's IPsec inside a tunnel we opened (hosts protecting
+      // their own traffic end to end): the tunnel's policy judges it.
+      if (audit_ != nullptr && depth != 0) audit_->judge_protected(*p, out, depth, sad_, out.audit);
+      return;
+    }
     if (depth + 1 >= packets_.size()) return;
     Packet* inner = &packets_[depth + 1];
     const bool tunnel = r.mode == filters::SaMode::tunnel &&
@@ -101,7 +108,7 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
     if (want_decrypted_) out.decrypted = tunnel ? r.payload : r.rebuilt;
     // A dummy packet carries nothing a policy selects.
     if (audit_ != nullptr && r.reason != ipsec::Reason::dummy_packet) {
-      audit_->judge_protected(*inner, out, sad_, out.audit);
+      audit_->judge_protected(*inner, out, out.layer_count, sad_, out.audit);
     }
     return;
   }

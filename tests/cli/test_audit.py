@@ -118,7 +118,7 @@ sas:
 
 
 def frame(pkt, t):
-    f = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / pkt
+    f = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x0800) / pkt
     f.time = t
     return f
 
@@ -141,6 +141,9 @@ def gateway_capture(path):
         add(out12.encrypt(IP(src="192.0.2.10", dst="192.0.2.130") / ICMP(id=7, seq=i)))
         add(in21.encrypt(IP(src="192.0.2.130", dst="192.0.2.10") / ICMP(type=0, id=7, seq=i)))
     add(IP(src="192.0.2.10", dst="192.0.2.130") / ICMP(id=7, seq=99), "cleartext-leak")
+    # Hosts protecting their own traffic end to end inside the tunnel (an SA
+    # the gateway has no key for): the tunnel's policy judges the ESP packet.
+    add(out12.encrypt(IP(src="192.0.2.12", dst="192.0.2.132") / ESP(spi=0x9999, seq=1) / Raw(b"x" * 32)), "conforms")
     add(out12.encrypt(IP(src="192.0.2.10", dst="192.0.2.130") / TCP(sport=40000, dport=80, flags="S")))
     add(in21.encrypt(IP(src="198.51.100.99", dst="192.0.2.10") / ICMP(id=8, seq=1)), "policy-mismatch")
     add(IP(src="192.0.2.11", dst="192.0.2.131") / TCP(sport=40001, dport=23, flags="S"), "blocked-seen")
@@ -151,6 +154,8 @@ def gateway_capture(path):
     add(mgmt_out.encrypt(IP(src=GW1, dst=HOST_R) / ICMP(id=10, seq=1)), "conforms")
     add(mgmt_in.encrypt(IP(src=HOST_R, dst=GW1) / ICMP(type=0, id=10, seq=1)), "conforms")
     add(in21.encrypt(IP(src="192.0.2.130", dst="192.0.2.10") / TCP(sport=80, dport=40000, flags="SA")))
+    # A leak cut short (its TCP header incomplete) is still a leak.
+    add(Raw(bytes(IP(src="192.0.2.10", dst="192.0.2.130") / TCP(sport=40002, dport=443))[:26]), "cleartext-leak")
     wrpcap(path, frames)
     return special
 
@@ -228,11 +233,11 @@ def test_gateway(ipsentry, tmp):
     want_flagged = {f: v for f, v in special.items() if v in ("cleartext-leak", "policy-mismatch", "blocked-seen")}
     check(flagged == want_flagged, f"gateway: the findings are exactly {want_flagged}, got {flagged}")
     for f, v in special.items():
-        if v in ("cleartext-allowed",):
+        if v in ("cleartext-allowed", "conforms"):
             check(got.get(f) == v, f"gateway: frame {f} is reported as {v} (got {got.get(f)})")
     audit = doc["statistics"]["policy_audit"]
     counts = audit["verdicts"]
-    check(counts["cleartext-leak"] == 1 and counts["policy-mismatch"] == 1 and counts["blocked-seen"] == 1,
+    check(counts["cleartext-leak"] == 2 and counts["policy-mismatch"] == 1 and counts["blocked-seen"] == 1,
           f"gateway: one of each finding counted: {counts}")
     check(counts["exempt"] == 1 and counts["permitted"] == 1 and counts["cleartext-allowed"] == 1,
           f"gateway: the IKE frame exempt, DNS permitted, request-policy cleartext allowed: {counts}")
@@ -241,8 +246,8 @@ def test_gateway(ipsentry, tmp):
                                                 f"{esp_frames - 1})")
     check(audit["vantage"] == [GW1], f"gateway: the vantage point is the configuration's interfaces.local: "
                                      f"{audit['vantage']}")
-    by_frame = {p["frame"]: p for p in doc["packets"]}
-    leak = next(f for f, v in special.items() if v == "cleartext-leak")
+    by_frame = {p["frame"]: p for p in doc["packets"] if p["layer"] <= 1}
+    leak = min(f for f, v in special.items() if v == "cleartext-leak")
     mism = next(f for f, v in special.items() if v == "policy-mismatch")
     blk = next(f for f, v in special.items() if v == "blocked-seen")
     check(by_frame[leak]["policy"] == "neta-netb" and by_frame[leak]["src"] == "192.0.2.10",
@@ -259,10 +264,16 @@ def test_gateway(ipsentry, tmp):
     for f, v in want_flagged.items():
         mine = [ln for ln in lines if ln.split()[:1] in ([str(f)], [f"{f}.p"]) and " → " in ln and v in ln]
         check(len(mine) == 1, f"gateway text: frame {f} has one {v} line ({mine})")
-    check("1 cleartext-leak" in t.stdout and "1 policy-mismatch" in t.stdout and "1 blocked-seen" in t.stdout,
+    check("2 cleartext-leak" in t.stdout and "1 policy-mismatch" in t.stdout and "1 blocked-seen" in t.stdout,
           "gateway text: the policy audit summary counts each finding")
-    # Without the policy the same capture verifies: the findings are the audit's alone.
-    check(run(ipsentry, "verify", pcap, "-c", cfg).returncode == 0, "gateway: plain verify of the same capture exits 0")
+    nested = next(f for f, v in special.items() if v == "conforms" and by_frame[f]["spi"] == 0xC0FFEE01)
+    check(by_frame[nested]["audit"] == "conforms" and by_frame[nested]["inner_protocol"] == 50,
+          f"gateway: hosts' own ESP inside the tunnel is judged by the tunnel's policy: {by_frame[nested]}")
+    # Without the policy the findings are gone: what remains is the inner
+    # ESP nobody has the key for.
+    plain = json.loads(run(ipsentry, "verify", pcap, "-c", cfg, "--json").stdout)["statistics"]["verdicts"]
+    check({k: n for k, n in plain.items() if n and k != "ok"} == {"unknown-spi": 1},
+          f"gateway: plain verify of the same capture finds only the inner ESP's unknown SPI: {plain}")
     # Threads: the same verdicts and counts.
     j2 = run(ipsentry, "verify", pcap, "--policy", cfg, "--json", "-j", "2")
     d2 = json.loads(j2.stdout)

@@ -102,9 +102,9 @@ class PolicyAudit {
 
   /// A cleartext IP packet (IKE included).
   void judge_clear(const dissect::Packet& p, AuditResult& out) const noexcept;
-  /// An IPsec frame whose layers (f.layers) all opened: `inner` is what the
-  /// innermost layer carried.
-  void judge_protected(const dissect::Packet& inner, const FrameResult& f, const ipsec::Sad& sad,
+  /// An IPsec frame whose first `layers` layers (f.layers) opened: `inner`
+  /// is what the last of them carried.
+  void judge_protected(const dissect::Packet& inner, const FrameResult& f, std::size_t layers, const ipsec::Sad& sad,
                        AuditResult& out) const noexcept;
 
   /// Follows the verdicts in capture order (one thread).
