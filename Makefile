@@ -39,6 +39,9 @@ demo: build
 	@echo
 	-$(IPSENTRY) verify samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml
 	@echo
+	@echo "The policy audit: was everything protected that the gateway's policy protects?"
+	-$(IPSENTRY) verify samples/esp-tunnel-leak.pcap --policy samples/esp-tunnel.yaml
+	@echo
 	@echo "Browse the same capture in the terminal UI (q quits, ? lists the keys):"
 	@echo "  $(IPSENTRY) tui samples/esp-tunnel-faults.pcap -c samples/esp-tunnel.yaml"
 

@@ -13,6 +13,10 @@ byte-identical files.
   esp-tunnel-faults.pcap  the same tunnel with the faults ipsentry must catch:
                      a changed byte, a replayed packet, an unknown SPI, a
                      truncated frame
+  esp-tunnel-leak.pcap  the same tunnel with what only the policy audit
+                     catches (verify --policy esp-tunnel.yaml): the TCP
+                     handshake's SYN sent again in the clear, and an
+                     authentic tunnel packet from outside NetB
 
 Usage: /usr/bin/python3 samples/make_samples.py [OUTPUT_DIR]
 """
@@ -152,5 +156,23 @@ for n in range(len(faults)):
         incl = 60
     off += 16 + incl
 open(path, "wb").write(bytes(data))
-print("wrote seed-ah.pcap (%d frames), esp-tunnel.pcap (%d), esp-tunnel-faults.pcap (%d)" %
-      (len(frames), len(tunnel), len(faults)))
+
+# ---------------------------------------------------------------- leak
+
+leak = []
+t = T0
+extra = [
+    # The SYN again, bypassing the tunnel: a cleartext leak.
+    Ether(src=MAC_GW1, dst=MAC_GW2) / IP(src=A4, dst=B4) / TCP(sport=40000, dport=80, flags="S", seq=1000),
+    # Gateway 2's SA, its keys, but a source outside NetB: a policy mismatch.
+    Ether(src=MAC_GW2, dst=MAC_GW1) / sa_ba.encrypt(IP(src="198.51.100.99", dst=A4) / ICMP(id=0x4b, seq=1),
+                                                     iv=sa_ba.seq_num.to_bytes(8, "big")),
+]
+for f in tunnel[:8] + extra + tunnel[8:]:
+    g = f.copy()
+    g.time = t
+    leak.append(g)
+    t += Decimal("0.1")
+wrpcap(os.path.join(OUT, "esp-tunnel-leak.pcap"), leak)
+print("wrote seed-ah.pcap (%d frames), esp-tunnel.pcap (%d), esp-tunnel-faults.pcap (%d), esp-tunnel-leak.pcap (%d)" %
+      (len(frames), len(tunnel), len(faults), len(leak)))

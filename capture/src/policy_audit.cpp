@@ -235,9 +235,14 @@ void PolicyAudit::account(const FrameResult& f, const ipsec::Sad& sad) {
   const AuditResult& a = f.audit;
   ++counts_[static_cast<std::size_t>(a.verdict)];
   // The verifier resets only the verdict of a frame it did not judge.
-  if (a.verdict == AuditVerdict::none || a.entry == nullptr) return;
+  if (a.verdict == AuditVerdict::none) return;
+  // A mismatch belongs to the policy whose SA carried it, which is what
+  // the operator has to look at, more than what the packet matched.
+  const filters::SpdEntry* counted = a.verdict == AuditVerdict::policy_mismatch && a.own != nullptr ? a.own : a.entry;
+  if (counted == nullptr) return;
+  ++entry_counts_[entry_index(counted)][static_cast<std::size_t>(a.verdict)];
+  if (a.entry == nullptr) return;
   const std::size_t idx = entry_index(a.entry);
-  ++entry_counts_[idx][static_cast<std::size_t>(a.verdict)];
   if (a.verdict == AuditVerdict::cleartext_leak || a.verdict == AuditVerdict::fallback) {
     cleartext_ns_[idx].push_back(f.ts_ns);
     return;
