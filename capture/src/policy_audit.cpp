@@ -140,7 +140,9 @@ void PolicyAudit::judge_clear(const dissect::Packet& p, AuditResult& out) const 
   const auto& local = spd_.local();
   const bool from_me = local.contains(out.sel.src);
   const bool to_me = local.contains(out.sel.dst);
-  const bool ike = p.is_ike() && (from_me || to_me);
+  // This host's IKE daemon speaks from and to its ports 500 and 4500.
+  auto ike_port = [](std::uint16_t port) { return port == 500 || port == 4500; };
+  const bool ike = p.is_ike() && ((from_me && ike_port(out.sel.sport)) || (to_me && ike_port(out.sel.dport)));
   if (from_me || !to_me) {
     verdict_for_clear(first_match(out.sel, Sense::outbound, !from_me), Sense::outbound, ike, out);
     if (from_me || flagged(out.verdict)) return;
