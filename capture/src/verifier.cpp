@@ -8,6 +8,41 @@ using ipsec::Verdict;
 Verifier::Verifier(ipsec::Sad& sad, bool want_decrypted, bool lock_sas)
     : sad_(sad), engine_(lock_sas), want_decrypted_(want_decrypted) {}
 
+namespace {
+
+bool same_selector(const filters::PacketSelector& a, const filters::PacketSelector& b) noexcept {
+  // The hop limit is left out: only exemptions select on it, and the
+  // judgement of IPsec passes them over.
+  return a.protocol == b.protocol && a.sport == b.sport && a.dport == b.dport && a.has_ports == b.has_ports &&
+         a.has_icmp_type == b.has_icmp_type && a.src == b.src && a.dst == b.dst;
+}
+
+}  // namespace
+
+void Verifier::judge_protected(const dissect::Packet& inner, FrameResult& out, std::size_t layers) noexcept {
+  const LayerRecord& l0 = out.layers[0];
+  // Bundles (AH around ESP) are judged afresh: their key would be every layer's SA.
+  if (layers != 1 || l0.sa < 0) {
+    audit_->judge_protected(inner, out, layers, sad_, out.audit);
+    return;
+  }
+  const filters::PacketSelector sel = filters::selector_of(inner);
+  const std::uint64_t last = sel.dst.size() != 0 ? sel.dst.data()[sel.dst.size() - 1] : 0;
+  std::uint64_t h = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(l0.sa)) << 32) ^
+                    (std::uint64_t{sel.sport} << 16) ^ sel.dport ^ (std::uint64_t{sel.protocol} << 40) ^ (last << 48);
+  h *= 0x9E3779B97F4A7C15ull;  // Fibonacci hashing: the top bits mix every input bit
+  AuditMemo& m = audit_memo_[h >> 58];
+  if (m.sa == l0.sa && m.outer_src == l0.src && m.outer_dst == l0.dst && same_selector(m.result.sel, sel)) {
+    out.audit = m.result;
+    return;
+  }
+  audit_->judge_protected(inner, out, layers, sad_, out.audit);
+  m.sa = l0.sa;
+  m.outer_src = l0.src;
+  m.outer_dst = l0.dst;
+  m.result = out.audit;
+}
+
 void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
   out.number = frame.number;
   out.ts_ns = frame.ts_ns;
@@ -82,7 +117,7 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
     if (!opened) {
       // Somebody else's IPsec inside a tunnel we opened (hosts protecting
       // their own traffic end to end): the tunnel's policy judges it.
-      if (audit_ != nullptr && depth != 0) audit_->judge_protected(*p, out, depth, sad_, out.audit);
+      if (audit_ != nullptr && depth != 0) judge_protected(*p, out, depth);
       return;
     }
     if (depth + 1 >= packets_.size()) return;
@@ -108,7 +143,7 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
     if (want_decrypted_) out.decrypted = tunnel ? r.payload : r.rebuilt;
     // A dummy packet carries nothing a policy selects.
     if (audit_ != nullptr && r.reason != ipsec::Reason::dummy_packet) {
-      audit_->judge_protected(*inner, out, out.layer_count, sad_, out.audit);
+      judge_protected(*inner, out, out.layer_count);
     }
     return;
   }

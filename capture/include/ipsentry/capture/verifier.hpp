@@ -109,6 +109,19 @@ class Verifier {
   bool want_decrypted_;
   bool summaries_ = true;
   const PolicyAudit* audit_ = nullptr;
+  // The audit's judgement of IPsec depends only on the SA, the endpoints and
+  // the inner packet's selector; a flow's packets repeat them, so the last
+  // judgement of each of a few slots is kept (per verifier: no sharing
+  // between threads). This keeps the SPD's linear first match off the
+  // per-packet cost however many policies there are.
+  struct AuditMemo {
+    std::int32_t sa = -2;  // -2: empty
+    dissect::IpAddr outer_src;
+    dissect::IpAddr outer_dst;
+    AuditResult result;
+  };
+  std::array<AuditMemo, 64> audit_memo_;
+  void judge_protected(const dissect::Packet& inner, FrameResult& out, std::size_t layers) noexcept;
   std::array<dissect::Packet, ipsec::kMaxNesting + 1> packets_;
   FrameCounters frames_;
 };
