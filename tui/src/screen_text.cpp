@@ -145,6 +145,18 @@ std::vector<std::string> sa_table(const std::vector<SaLine>& lines) {
 
 std::vector<StatSection> stat_sections_from_model(const Statistics& s) {
   std::vector<StatSection> out;
+  if (s.audit) {
+    // The summary `verify --policy` prints, line for line; first, since
+    // the audit is what --policy asked for.
+    StatSection a{s.audit->title, {{s.audit->counts_text, ""}}};
+    for (const auto& line : s.audit->policies) a.rows.emplace_back(line, "");
+    out.push_back(std::move(a));
+    if (!s.audit->timeline.empty()) {
+      StatSection t{"SA timeline (SAs carrying the same policy between the same endpoints, in turn)", {}};
+      for (const auto& line : s.audit->timeline) t.rows.emplace_back(line, "");
+      out.push_back(std::move(t));
+    }
+  }
   StatSection qm{"IP Security Monitor — Quick Mode (from the capture: the receive side)", {}};
   for (const auto& r : s.monitor) qm.rows.emplace_back(r.name, fmt::format("{}", r.value));
   out.push_back(std::move(qm));
@@ -320,7 +332,8 @@ std::vector<std::string> help_text() {
       "Screens",
       "  1            packet list with the detail tree and the bytes",
       "  2            SA monitor: one row per SA (packets, bytes, errors, replay window, lifetime)",
-      "  3            statistics: the IP Security Monitor's Quick Mode and Main Mode tables",
+      "  3            statistics: the IP Security Monitor's Quick Mode and Main Mode tables; with",
+      "               --policy the audit's counts, its findings per policy and the SA timeline",
       "  4            IKE negotiations; Enter lists the packets of the selected one",
       "  ? or F1      this help (Esc or ? goes back)",
       "  q            quit (Ctrl-C too)",
