@@ -365,7 +365,10 @@ std::vector<std::string> help_text() {
       "               cleartext decrypted malformed trigger (the frame a live trigger fired on)",
       "  fields       src dst addr (address or prefix)   port sport dport   spi seq   len frame",
       "               verdict (ok icv-fail decrypt-fail replay unknown-spi malformed unverifiable unsupported",
-      "               ike-fail: the IKE message whose error Notify ended its negotiation)",
+      "               ike-fail: the IKE message whose error Notify ended its negotiation;",
+      "               with --policy cleartext-leak policy-mismatch blocked-seen cleartext-allowed)",
+      "               audit (with --policy: conforms permitted exempt cleartext-allowed cleartext-leak",
+      "               policy-mismatch blocked-seen)",
       "               ike.exchange (IKE_SA_INIT IKE_AUTH CREATE_CHILD_SA INFORMATIONAL main aggressive quick)",
       "               proto (name or number)",
       "  operators    == != < <= > >=  and or not ( )   (also && || !)",
@@ -375,10 +378,11 @@ std::vector<std::string> help_text() {
       "               spi == 0xc0ffee01 and seq >= 100",
       "  Addresses, ports and protocols match the outer and the decrypted inner packet.",
       "  A comparison with a field the frame does not have is false: verdict != ok lists",
-      "  the IPsec and IKE frames that failed, never cleartext.",
+      "  the IPsec and IKE frames that failed, never cleartext; with --policy also the frames",
+      "  the audit flags or lets through in the clear (their verdict column names it).",
       "",
-      "Colours: green ok, red failed (ICV, decryption, malformed), magenta replay,",
-      "yellow unknown SPI / unverifiable, cyan IKE, plain cleartext, blue non-IP.",
+      "Colours: green ok, red failed (ICV, decryption, malformed, audit findings), magenta replay,",
+      "yellow unknown SPI / unverifiable / cleartext-allowed, cyan IKE, plain cleartext, blue non-IP.",
   };
   return h;
 }
