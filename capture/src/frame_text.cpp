@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "ipsentry/dissect/summary.hpp"
+#include "ipsentry/dissect/text_table.hpp"
 
 namespace ipsentry::capture {
 
@@ -36,6 +37,86 @@ std::string audit_details(const AuditResult& a) {
   }
   if (a.why != nullptr) out += fmt::format(": {}", a.why);
   if (a.own != nullptr) out += fmt::format(" (its SA belongs to '{}')", a.own->name);
+  return out;
+}
+
+std::string sa_label(const ipsec::Sad& sad, std::int32_t index) {
+  const auto& sa = sad.at(static_cast<std::size_t>(index));
+  return sa.config().spi ? fmt::format("0x{:08x}", *sa.config().spi) : sa.name();
+}
+
+std::string handover_text(const SaTimeline& t) {
+  if (t.successor < 0) return "-";
+  if (t.gap_s > 0) {
+    return t.cleartext_in_gap != 0 ? fmt::format("gap {:.3f} s, {} cleartext", t.gap_s, t.cleartext_in_gap)
+                                   : fmt::format("gap {:.3f} s", t.gap_s);
+  }
+  return fmt::format("overlap {:.3f} s", t.overlap_s);
+}
+
+std::string audit_counts_text(const PolicyAudit& audit) {
+  std::string counts;
+  for (std::size_t i = 1; i < kAuditVerdictCount; ++i) {
+    if (audit.counts()[i] == 0) continue;
+    counts +=
+        fmt::format("{}{} {}", counts.empty() ? "" : ", ", audit.counts()[i], audit_name(static_cast<AuditVerdict>(i)));
+  }
+  return counts.empty() ? "no IP packets judged" : counts;
+}
+
+std::vector<std::string> audit_policy_table(const PolicyAudit& audit, std::size_t indent) {
+  using dissect::Align;
+  std::vector<std::vector<std::string>> rows;
+  for (std::size_t e = 0; e < audit.entry_counts().size(); ++e) {
+    const auto& c = audit.entry_counts()[e];
+    auto n = [&](AuditVerdict v) { return c[static_cast<std::size_t>(v)]; };
+    if (n(AuditVerdict::conforms) + n(AuditVerdict::cleartext_leak) + n(AuditVerdict::policy_mismatch) +
+            n(AuditVerdict::blocked_seen) + n(AuditVerdict::fallback) + n(AuditVerdict::exempt) ==
+        0) {
+      continue;
+    }
+    const auto& entry = audit.entry(e);
+    rows.push_back({entry.name, entry.sense == filters::Sense::inbound ? "in" : "out",
+                    entry.exemption ? "exempt" : filters::to_string(entry.action),
+                    fmt::format("{}", n(AuditVerdict::conforms)), fmt::format("{}", n(AuditVerdict::cleartext_leak)),
+                    fmt::format("{}", n(AuditVerdict::policy_mismatch)),
+                    fmt::format("{}", n(AuditVerdict::blocked_seen)), fmt::format("{}", n(AuditVerdict::fallback)),
+                    fmt::format("{}", n(AuditVerdict::exempt))});
+  }
+  if (rows.empty()) return {};
+  const std::vector<dissect::TableColumn> cols{{"policy"},
+                                               {"sense"},
+                                               {"action"},
+                                               {"conforms", Align::right},
+                                               {"cleartext-leak", Align::right},
+                                               {"policy-mismatch", Align::right},
+                                               {"blocked-seen", Align::right},
+                                               {"cleartext-allowed", Align::right},
+                                               {"exempt", Align::right}};
+  return dissect::text_table(cols, rows, indent);
+}
+
+std::vector<std::string> audit_timeline(const PolicyAudit& audit, const ipsec::Sad& sad,
+                                        const std::function<std::string(std::int64_t)>& time) {
+  std::vector<std::string> out;
+  const auto& tl = audit.timelines();
+  for (std::size_t i = 0; i < tl.size(); ++i) {
+    // Each chain once, from the SA that started it.
+    if (!tl[i].seen || tl[i].predecessor >= 0) continue;
+    const auto& c0 = sad.at(i).config();
+    out.push_back(fmt::format("  '{}' {} {} {}:", audit.entry(tl[i].entry).name, filters::to_string(c0.protocol),
+                              c0.src ? c0.src->str() : "*", c0.dst ? c0.dst->str() : "*"));
+    for (auto j = static_cast<std::int32_t>(i); j >= 0;) {
+      const auto& t = tl[static_cast<std::size_t>(j)];
+      std::string late;
+      if (t.after_successor != 0) late += fmt::format(", {} after its successor took over", t.after_successor);
+      if (t.after_lifetime != 0) late += fmt::format(", {} after its lifetime ({} s)", t.after_lifetime, t.lifetime_s);
+      out.push_back(fmt::format("    {:<10}  {} .. {}  {} packets{}{}", sa_label(sad, j), time(t.first_ns),
+                                time(t.last_ns), t.packets, late,
+                                t.successor >= 0 ? fmt::format("; then {}", handover_text(t)) : std::string()));
+      j = t.successor;
+    }
+  }
   return out;
 }
 

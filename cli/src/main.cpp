@@ -244,10 +244,13 @@ int run(int argc, char** argv) {
       "  ipsentry tui CAPTURE [-c CONFIG]     a capture file (indexed in the background)\n"
       "  ipsentry tui -i IFACE [-c CONFIG]    live: the capture options above apply; -t and --stop-on stop\n"
       "                                       the capture (nothing is overwritten: -t N is 'capture' only)\n"
+      "  ... --policy CONFIG [--as ADDR]      a capture or live: each frame judged against the policies\n"
+      "                                       (verdict column, filter 'verdict == cleartext-leak', statistics)\n"
       "  ipsentry tui --attach [--socket P]   the SA monitor and statistics of a running enforcement\n"
       "Press ? inside for every key and the display filter language.");
   tu->add_option("capture", tui_opt.capture, "pcap or pcapng file (may be gzip-compressed)");
   add_key_options(tu, tui_opt.keys, tui_keys_from);
+  add_audit_options(tu, tui_opt.audit);
   add_live_options(tu, tui_opt.source);
   tu->add_option("-b,--buffer", tui_opt.memory_mb,
                  "live: MB kept for browsing (frames and 72 bytes of index each); capturing stops when full "

@@ -40,21 +40,6 @@ using capture::AuditVerdict;
 /// and cleartext a policy allows (it is reported as such).
 bool audit_shown(AuditVerdict v) noexcept { return capture::flagged(v) || v == AuditVerdict::fallback; }
 
-std::string spi_of(const ipsec::Sad& sad, std::int32_t i) {
-  const auto& c = sad.at(static_cast<std::size_t>(i)).config();
-  return c.spi ? fmt::format("0x{:08x}", *c.spi) : sad.at(static_cast<std::size_t>(i)).name();
-}
-
-/// "overlap 0.8 s" / "gap 1.2 s, 3 cleartext" / "-" of an SA and its successor.
-std::string handover_text(const capture::SaTimeline& t) {
-  if (t.successor < 0) return "-";
-  if (t.gap_s > 0) {
-    return t.cleartext_in_gap != 0 ? fmt::format("gap {:.3f} s, {} cleartext", t.gap_s, t.cleartext_in_gap)
-                                   : fmt::format("gap {:.3f} s", t.gap_s);
-  }
-  return fmt::format("overlap {:.3f} s", t.overlap_s);
-}
-
 std::string iso_time(std::int64_t ts_ns) {
   std::time_t sec = static_cast<std::time_t>(ts_ns / 1'000'000'000);
   long frac = static_cast<long>((ts_ns % 1'000'000'000 + 1'000'000'000) % 1'000'000'000);
@@ -153,8 +138,8 @@ class TextReport final : public Report {
           const auto& tl = audit_->timelines();
           const capture::SaTimeline* t = i < tl.size() && tl[i].seen ? &tl[i] : nullptr;
           rows.back().push_back(t ? audit_->entry(t->entry).name : "-");
-          rows.back().push_back(t && t->successor >= 0 ? spi_of(sad, t->successor) : "-");
-          rows.back().push_back(t ? handover_text(*t) : "-");
+          rows.back().push_back(t && t->successor >= 0 ? capture::sa_label(sad, t->successor) : "-");
+          rows.back().push_back(t ? capture::handover_text(*t) : "-");
         }
       }
       const std::vector<dissect::TableColumn> cols{{"name"},
@@ -189,68 +174,12 @@ class TextReport final : public Report {
   void print_audit(const ipsec::Sad& sad) {
     const capture::PolicyAudit& a = *audit_;
     fmt::print(out_, "\nPolicy audit ({} as {})\n", a.source(), a.vantage());
-    std::string counts;
-    for (std::size_t i = 1; i < capture::kAuditVerdictCount; ++i) {
-      if (a.counts()[i] == 0) continue;
-      counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", a.counts()[i],
-                            capture::audit_name(static_cast<AuditVerdict>(i)));
-    }
-    fmt::print(out_, "  {}\n", counts.empty() ? "no IP packets judged" : counts);
-    using dissect::Align;
-    std::vector<std::vector<std::string>> rows;
-    for (std::size_t e = 0; e < a.entry_counts().size(); ++e) {
-      const auto& c = a.entry_counts()[e];
-      auto n = [&](AuditVerdict v) { return c[static_cast<std::size_t>(v)]; };
-      if (n(AuditVerdict::conforms) + n(AuditVerdict::cleartext_leak) + n(AuditVerdict::policy_mismatch) +
-              n(AuditVerdict::blocked_seen) + n(AuditVerdict::fallback) + n(AuditVerdict::exempt) ==
-          0) {
-        continue;
-      }
-      const auto& entry = a.entry(e);
-      rows.push_back({entry.name, entry.sense == filters::Sense::inbound ? "in" : "out",
-                      entry.exemption ? "exempt" : filters::to_string(entry.action),
-                      fmt::format("{}", n(AuditVerdict::conforms)), fmt::format("{}", n(AuditVerdict::cleartext_leak)),
-                      fmt::format("{}", n(AuditVerdict::policy_mismatch)),
-                      fmt::format("{}", n(AuditVerdict::blocked_seen)), fmt::format("{}", n(AuditVerdict::fallback)),
-                      fmt::format("{}", n(AuditVerdict::exempt))});
-    }
-    if (!rows.empty()) {
-      const std::vector<dissect::TableColumn> cols{{"policy"},
-                                                   {"sense"},
-                                                   {"action"},
-                                                   {"conforms", Align::right},
-                                                   {"cleartext-leak", Align::right},
-                                                   {"policy-mismatch", Align::right},
-                                                   {"blocked-seen", Align::right},
-                                                   {"cleartext-allowed", Align::right},
-                                                   {"exempt", Align::right}};
-      for (const auto& line : dissect::text_table(cols, rows, 2)) fmt::print(out_, "{}\n", line);
-    }
-    // The SAs of each policy and pair of endpoints in the order they took
-    // over: a rekey with overlap, one with a gap, cleartext in the gap.
-    const auto& tl = a.timelines();
-    bool header = false;
-    for (std::size_t i = 0; i < tl.size(); ++i) {
-      if (!tl[i].seen || tl[i].predecessor >= 0) continue;
-      if (!header) {
-        fmt::print(out_, "\nSA timeline (SAs carrying the same policy between the same endpoints, in turn)\n");
-        header = true;
-      }
-      const auto& c0 = sad.at(i).config();
-      fmt::print(out_, "  '{}' {} {} {}:\n", a.entry(tl[i].entry).name, filters::to_string(c0.protocol),
-                 c0.src ? c0.src->str() : "*", c0.dst ? c0.dst->str() : "*");
-      for (auto j = static_cast<std::int32_t>(i); j >= 0;) {
-        const auto& t = tl[static_cast<std::size_t>(j)];
-        std::string late;
-        if (t.after_successor != 0) late += fmt::format(", {} after its successor took over", t.after_successor);
-        if (t.after_lifetime != 0) {
-          late += fmt::format(", {} after its lifetime ({} s)", t.after_lifetime, t.lifetime_s);
-        }
-        fmt::print(out_, "    {:<10}  {} .. {}  {} packets{}{}\n", spi_of(sad, j), time_text(t.first_ns),
-                   time_text(t.last_ns), t.packets, late,
-                   t.successor >= 0 ? fmt::format("; then {}", handover_text(t)) : std::string());
-        j = t.successor;
-      }
+    fmt::print(out_, "  {}\n", capture::audit_counts_text(a));
+    for (const auto& line : capture::audit_policy_table(a, 2)) fmt::print(out_, "{}\n", line);
+    const auto timeline = capture::audit_timeline(a, sad, [this](std::int64_t ts) { return time_text(ts); });
+    if (!timeline.empty()) {
+      fmt::print(out_, "\nSA timeline (SAs carrying the same policy between the same endpoints, in turn)\n");
+      for (const auto& line : timeline) fmt::print(out_, "{}\n", line);
     }
   }
 

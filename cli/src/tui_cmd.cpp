@@ -22,6 +22,12 @@ int run_tui(const TuiOptions& o) {
   if (sources != 1) {
     return usage_error("give one of: a capture file, -i IFACE / -n INDEX (live), or --attach (enforcement)");
   }
+  if (o.attach && o.audit.given()) {
+    return usage_error("--policy audits a capture file or a live capture (-i IFACE), not --attach");
+  }
+  if (!o.audit.given() && !o.audit.vantage.empty()) {
+    return usage_error("--as names the vantage point of the policy audit: give --policy CONFIG too");
+  }
   const TriggerArgs& ta = o.triggers;
   const bool triggers_given = !ta.trigger.empty() || !ta.stop_on.empty() || ta.after_given || ta.after_time >= 0;
   if (triggers_given && !live) {
@@ -32,6 +38,10 @@ int run_tui(const TuiOptions& o) {
     triggers = parse_triggers(ta);
   } catch (const capture::TriggerError& e) {
     return usage_error(e.what());
+  }
+  if ((triggers.stop_on & capture::kStopAudit) != 0 && !o.audit.given()) {
+    return usage_error(fmt::format("--stop-on {} is a finding of the policy audit: give --policy CONFIG too",
+                                   capture::stop_on_names(triggers.stop_on & capture::kStopAudit)));
   }
   if (triggers.trigger.kind == capture::Trigger::Kind::circular) {
     return usage_error(
@@ -52,6 +62,8 @@ int run_tui(const TuiOptions& o) {
       return usage_error(fmt::format("display filter '{}': at {}: {}", o.display_filter, e.position + 1, e.message));
     }
   }
+  // Declared before the model that judges frames with it, so it outlives it.
+  std::unique_ptr<PolicyAuditSetup> audit;
   tui::AppOptions app;
   app.refresh_seconds = o.refresh;
   app.initial_filter = o.display_filter;
@@ -76,13 +88,22 @@ int run_tui(const TuiOptions& o) {
       cfg = load_keys(o.keys, described);
     } else {
       cfg = load_keys_for(o.keys, o.capture, described);
-      learn_ike_sas(o.capture, cfg);
     }
+    // Before the IKE pass, as in verify: the policy's SAs are keys too.
+    if (o.audit.given()) {
+      audit = load_policy_audit(o.audit, cfg, described);
+      if (live && o.source.ipsec_only) {
+        cfg.warnings.emplace_back(
+            "--ipsec-only captures no cleartext but IKE: the policy audit sees no cleartext leak or blocked traffic");
+      }
+    }
+    if (!live) learn_ike_sas(o.capture, cfg);
   } catch (const filters::ConfigError& e) {
     return usage_error(e.what());
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());
   }
+  capture::PolicyAudit* auditor = audit ? audit->audit.get() : nullptr;
   if (live) warn_keyless_stop_on(triggers.stop_on, !cfg.sas.empty() || !cfg.ike_sas.empty(), cfg.warnings);
   app.warnings = cfg.warnings;
   try {
@@ -103,9 +124,9 @@ int run_tui(const TuiOptions& o) {
         }
         limits.duration_ns = static_cast<std::int64_t>(secs * 1e9);
       }
-      app.model = std::make_unique<tui::Model>(lo, limits, std::move(cfg));
+      app.model = std::make_unique<tui::Model>(lo, limits, std::move(cfg), auditor);
     } else {
-      app.model = std::make_unique<tui::Model>(o.capture, std::move(cfg));
+      app.model = std::make_unique<tui::Model>(o.capture, std::move(cfg), auditor);
     }
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());

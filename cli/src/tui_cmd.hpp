@@ -15,6 +15,7 @@ struct TuiOptions {
   bool attach = false;
   std::string socket;
   KeySources keys;
+  AuditSources audit;        // --policy --as (a capture file or live)
   LiveArgs source;           // -i -n -f -F --ipsec-only -s -B --no-promiscuous -L --count
   unsigned memory_mb = 256;  // -b: frame bytes kept in a live session
   TriggerArgs triggers;      // -t --stop-on --after --after-time (live)

@@ -1,13 +1,20 @@
 // The TUI's model and display filter, without a terminal: the filter
 // language (errors with their positions, and what matches on a sample whose
 // verdicts `ipsentry verify` establishes), the frame index, the details
-// built on demand, and the SA monitor built from an enforcement snapshot.
+// built on demand, the policy audit of an indexed capture, and the SA
+// monitor built from an enforcement snapshot.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <sstream>
 #include <thread>
 
+#include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/pcap_writer.hpp"
+#include "ipsentry/capture/policy_audit.hpp"
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/tui/display_filter.hpp"
 #include "ipsentry/tui/model.hpp"
@@ -131,6 +138,208 @@ TEST(DisplayFilterMatch, TriggerIsTheMarkedRow) {
   EXPECT_FALSE(f->matches(row, 1, addresses));
   row.flags |= ipsentry::tui::row_flag::trigger;
   EXPECT_TRUE(f->matches(row, 1, addresses));
+}
+
+// --- the policy audit in the filter -------------------------------------
+
+TEST(DisplayFilterParse, AuditVerdicts) {
+  for (const char* ok :
+       {"verdict == cleartext-leak", "verdict != policy-mismatch", "verdict == blocked-seen",
+        "verdict == cleartext-allowed", "audit", "audit == conforms", "audit != permitted",
+        "audit == exempt or audit == cleartext-allowed", "audit eq Cleartext-Leak", "audit policy-mismatch"}) {
+    EXPECT_EQ(error_of(ok), "") << ok;
+  }
+  std::size_t pos = 0;
+  // What the verdict column never shows is the audit field's.
+  EXPECT_EQ(error_of("verdict == conforms", &pos),
+            "'conforms' is an audit verdict the verdict column does not show: use 'audit == conforms'");
+  EXPECT_EQ(pos, 11u);
+  EXPECT_EQ(error_of("audit == leak", &pos),
+            "'leak' is not an audit verdict: conforms, permitted, exempt, cleartext-allowed, cleartext-leak, "
+            "policy-mismatch, blocked-seen");
+  EXPECT_EQ(pos, 9u);
+  EXPECT_NE(error_of("verdict == fine")
+                .find("with --policy cleartext-leak, policy-mismatch, blocked-seen, "
+                      "cleartext-allowed"),
+            std::string::npos);
+  EXPECT_EQ(error_of("audit >= conforms"), "'audit' takes == or !=");
+  EXPECT_NE(error_of("audit in {1}").find("takes frame, spi, seq or len"), std::string::npos);
+  EXPECT_NE(error_of("audit == -").find("not an audit verdict"), std::string::npos);
+}
+
+// Rows as indexing fills them: the IPsec or IKE verdict and the audit's.
+TEST(DisplayFilterMatch, VerdictAndAuditOfRows) {
+  using ipsentry::capture::AuditVerdict;
+  using ipsentry::ipsec::Verdict;
+  using ipsentry::tui::FrameKind;
+  using ipsentry::tui::kNoVerdict;
+  using ipsentry::tui::Row;
+  auto row = [](FrameKind kind, std::uint8_t verdict, AuditVerdict audit) {
+    Row r;
+    r.kind = kind;
+    r.verdict = verdict;
+    r.audit = static_cast<std::uint8_t>(audit);
+    return r;
+  };
+  auto ok = static_cast<std::uint8_t>(Verdict::ok);
+  const std::vector<Row> rows{
+      row(FrameKind::esp, ok, AuditVerdict::conforms),                                                       // 1
+      row(FrameKind::esp, ok, AuditVerdict::policy_mismatch),                                                // 2
+      row(FrameKind::cleartext, kNoVerdict, AuditVerdict::cleartext_leak),                                   // 3
+      row(FrameKind::cleartext, kNoVerdict, AuditVerdict::fallback),                                         // 4
+      row(FrameKind::cleartext, kNoVerdict, AuditVerdict::permitted),                                        // 5
+      row(FrameKind::cleartext, kNoVerdict, AuditVerdict::none),                                             // 6
+      row(FrameKind::esp, static_cast<std::uint8_t>(Verdict::icv_fail), AuditVerdict::none),                 // 7
+      row(FrameKind::esp, static_cast<std::uint8_t>(Verdict::unverifiable), AuditVerdict::policy_mismatch),  // 8
+      row(FrameKind::cleartext, kNoVerdict, AuditVerdict::blocked_seen),                                     // 9
+      row(FrameKind::ike, ok, AuditVerdict::exempt),                                                         // 10
+  };
+  ipsentry::tui::AddressTable addresses;
+  auto matching = [&](const std::string& text) {
+    FilterError e;
+    auto f = DisplayFilter::parse(text, e);
+    EXPECT_TRUE(f.has_value()) << text << ": " << e.message;
+    std::vector<std::uint64_t> out;
+    for (std::size_t i = 0; f && i < rows.size(); ++i) {
+      if (f->matches(rows[i], i + 1, addresses)) out.push_back(i + 1);
+    }
+    return out;
+  };
+  EXPECT_EQ(matching("verdict == cleartext-leak"), V{3});
+  EXPECT_EQ(matching("verdict == policy-mismatch"), (V{2, 8}));
+  EXPECT_EQ(matching("verdict == blocked-seen"), V{9});
+  EXPECT_EQ(matching("verdict == cleartext-allowed"), V{4});
+  // A finding is not ok: the failures and the findings, never the cleartext
+  // the audit passes or did not judge.
+  EXPECT_EQ(matching("verdict != ok"), (V{2, 3, 4, 7, 8, 9}));
+  EXPECT_EQ(matching("verdict == ok"), (V{1, 10}));
+  EXPECT_EQ(matching("verdict == unverifiable"), V{8});
+  EXPECT_EQ(matching("verdict != cleartext-leak"), (V{1, 2, 4, 7, 8, 9, 10}));
+  EXPECT_EQ(matching("verdict"), (V{1, 2, 3, 4, 7, 8, 9, 10}));
+  EXPECT_EQ(matching("audit"), (V{1, 2, 3, 4, 5, 8, 9, 10}));
+  EXPECT_EQ(matching("audit == conforms"), V{1});
+  EXPECT_EQ(matching("audit == permitted"), V{5});
+  EXPECT_EQ(matching("audit == exempt and ike"), V{10});
+  EXPECT_EQ(matching("audit != conforms"), (V{2, 3, 4, 5, 8, 9, 10}));
+  EXPECT_EQ(matching("cleartext and not audit"), V{6});
+}
+
+// esp-tunnel.pcap (15 tunnel frames between 203.0.113.1 and 198.51.100.1)
+// with one ICMP echo from NetA to NetB sent in the clear after its 4th
+// frame: the tunnel policy's traffic, unprotected.
+class LeakModel : public ::testing::Test {
+ protected:
+  static constexpr std::uint64_t kLeak = 5;
+
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() / fmt::format("ipsentry-tui-leak-{}.pcap", ::getpid());
+    {
+      ipsentry::capture::FileSource in(source("samples/esp-tunnel.pcap"));
+      ipsentry::capture::PcapWriter out(path_, 1);
+      ipsentry::dissect::Frame f;
+      for (std::uint64_t n = 1; in.next(f); ++n) {
+        out.write(f.ts_ns, f.data, f.orig_len);
+        if (n == kLeak - 1) {
+          const auto leak = leak_frame();
+          out.write(f.ts_ns + 50'000'000, ipsentry::dissect::Bytes(leak.data(), leak.size()));
+        }
+      }
+      out.close();
+    }
+    policy_ = ipsentry::filters::load_config(source("samples/esp-tunnel.yaml"));
+    audit_ = std::make_unique<ipsentry::capture::PolicyAudit>(
+        policy_, ipsentry::filters::LocalAddresses{policy_.local_addresses, {}}, "esp-tunnel.yaml");
+    model_ =
+        std::make_unique<Model>(path_, ipsentry::filters::load_config(source("samples/esp-tunnel.yaml")), audit_.get());
+    for (int i = 0; i < 500 && !model_->done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(model_->done());
+  }
+
+  void TearDown() override {
+    model_.reset();
+    std::filesystem::remove(path_);
+  }
+
+  static std::uint16_t checksum(const std::uint8_t* p, std::size_t n) {
+    std::uint32_t sum = 0;
+    for (std::size_t i = 0; i + 1 < n; i += 2) sum += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<std::uint16_t>(~sum);
+  }
+
+  // Ethernet, IPv4 192.0.2.10 -> 192.0.2.130, ICMP echo request.
+  static std::vector<std::uint8_t> leak_frame() {
+    std::vector<std::uint8_t> f{0x02, 0,  0,   0,  0x02, 0x02, 0x02, 0, 0,  0, 0x01, 0x01, 0x08, 0x00,
+                                0x45, 0,  0,   28, 0,    1,    0,    0, 64, 1, 0,    0,    192,  0,
+                                2,    10, 192, 0,  2,    130,  8,    0, 0,  0, 0,    0x4a, 0,    1};
+    const std::uint16_t ip = checksum(f.data() + 14, 20);
+    f[24] = static_cast<std::uint8_t>(ip >> 8);
+    f[25] = static_cast<std::uint8_t>(ip);
+    const std::uint16_t icmp = checksum(f.data() + 34, 8);
+    f[36] = static_cast<std::uint8_t>(icmp >> 8);
+    f[37] = static_cast<std::uint8_t>(icmp);
+    return f;
+  }
+
+  std::vector<std::uint64_t> matching(const std::string& text) {
+    FilterError e;
+    auto f = DisplayFilter::parse(text, e);
+    EXPECT_TRUE(f.has_value()) << text << ": " << e.message;
+    std::vector<std::uint64_t> out;
+    for (std::size_t i = 0; f && i < model_->rows().size(); ++i) {
+      if (f->matches(model_->rows()[i], i + 1, model_->addresses())) out.push_back(i + 1);
+    }
+    return out;
+  }
+
+  std::filesystem::path path_;
+  ipsentry::filters::Config policy_;
+  std::unique_ptr<ipsentry::capture::PolicyAudit> audit_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_F(LeakModel, IndexingJudgesEveryFrame) {
+  ASSERT_EQ(model_->rows().size(), 16u);
+  EXPECT_TRUE(model_->audited());
+  EXPECT_EQ(matching("verdict == cleartext-leak"), V{kLeak});
+  EXPECT_EQ(matching("verdict != ok"), V{kLeak});
+  EXPECT_EQ(matching("audit == conforms").size(), 15u);
+  EXPECT_EQ(matching("audit == conforms and esp").size(), 15u);
+  EXPECT_EQ(audit_->counts()[static_cast<std::size_t>(ipsentry::capture::AuditVerdict::cleartext_leak)], 1u);
+  EXPECT_EQ(audit_->counts()[static_cast<std::size_t>(ipsentry::capture::AuditVerdict::conforms)], 15u);
+}
+
+TEST_F(LeakModel, TreeAndStatisticsSayWhy) {
+  ipsentry::dissect::Tree tree;
+  model_->tree(kLeak, tree);
+  ASSERT_FALSE(tree.root.children.empty());
+  // The finding comes first, where the frame's details open.
+  const auto& first = tree.root.children.front();
+  EXPECT_EQ(first.role, ipsentry::dissect::NodeRole::verdict_failed);
+  EXPECT_EQ(first.text.rfind("Policy audit: cleartext-leak — 192.0.2.10 → 192.0.2.130 ICMP type 8 [policy "
+                             "'neta-netb', outbound]: ",
+                             0),
+            0u)
+      << first.text;
+  model_->tree(1, tree);
+  const std::string text = ipsentry::dissect::render_tree(tree.root);
+  EXPECT_NE(text.find("Policy audit: conforms — inner 192.0.2.10 → 192.0.2.130 ICMP"), std::string::npos) << text;
+
+  const auto stats = model_->statistics();
+  ASSERT_TRUE(stats.audit.has_value());
+  EXPECT_EQ(stats.audit->counts_text, "15 conforms, 1 cleartext-leak");
+  EXPECT_EQ(stats.audit->title.rfind("Policy audit (esp-tunnel.yaml as 203.0.113.1)", 0), 0u);
+  const auto sections = ipsentry::tui::stat_sections_from_model(stats);
+  bool policy_row = false;
+  bool timeline = false;
+  for (const auto& sec : sections) {
+    for (const auto& [name, value] : sec.rows) {
+      if (name.rfind("neta-netb ", 0) == 0 && name.find(" 1 ") != std::string::npos) policy_row = true;
+      if (name.find("0xc0ffee01") != std::string::npos && name.find(" packets") != std::string::npos) timeline = true;
+    }
+  }
+  EXPECT_TRUE(policy_row) << "the per-policy table counts the leak";
+  EXPECT_TRUE(timeline) << "the SA timeline lists the tunnel's SAs";
 }
 
 TEST_F(FaultsModel, DetailsAndStatisticsMatchVerify) {

@@ -890,9 +890,11 @@ class App {
       aw = std::max({aw, address(r.addr[0]).size(), address(r.addr[1]).size()});
     }
     const std::size_t tw = time_ == 1 ? 15 : 11;
+    // Room for "cleartext-allowed" when the audit may name one.
+    const std::size_t vw = model_->audited() ? 17 : 12;
     const std::string header =
-        fmt::format("{:>{}} {:<{}} {:<{}} {:<{}} {:<7} {:<12} {:<10} {:>10} {}", "No.", nw, "Time", tw, "Source", aw,
-                    "Destination", aw, "Proto", "Verdict", "SPI", "Seq", "Info");
+        fmt::format("{:>{}} {:<{}} {:<{}} {:<{}} {:<7} {:<{}} {:<10} {:>10} {}", "No.", nw, "Time", tw, "Source", aw,
+                    "Destination", aw, "Proto", "Verdict", vw, "SPI", "Seq", "Info");
     put(y, 0, COLS, shifted(header), A_BOLD | A_UNDERLINE);
     if (n == 0) {
       put(y + 1, 1, COLS - 2,
@@ -904,8 +906,8 @@ class App {
       const std::size_t ri = row_at(pos);
       const Row& r = rows[ri];
       const std::string line = fmt::format(
-          "{:>{}} {:<{}} {:<{}} {:<{}} {:<7} {:<12} {:<10} {:>10} {}", ri + 1, nw, time_text(r, pos), tw,
-          address(r.addr[0]), aw, address(r.addr[1]), aw, proto_text(r), verdict_text(r),
+          "{:>{}} {:<{}} {:<{}} {:<{}} {:<7} {:<{}} {:<10} {:>10} {}", ri + 1, nw, time_text(r, pos), tw,
+          address(r.addr[0]), aw, address(r.addr[1]), aw, proto_text(r), verdict_text(r), vw,
           (r.flags & row_flag::has_spi) != 0 ? fmt::format("0x{:08x}", r.spi) : "",
           (r.flags & row_flag::has_seq) != 0 ? fmt::format("{}", r.seq) : "",
           (r.flags & row_flag::trigger) != 0 ? "▶ trigger │ " + model_->info(ri + 1) : model_->info(ri + 1));
@@ -936,7 +938,15 @@ class App {
     return n != nullptr ? n : fmt::format("{}", r.l4);
   }
 
+  /// Whether the verdict column shows the audit's verdict: an IPsec or IKE
+  /// failure is named first (the audit judges only what opened), the audit
+  /// then replaces "ok" or the frame kind.
+  static bool shows_audit(const Row& r) {
+    return audit_shown(r) && (r.verdict == kNoVerdict || r.verdict == static_cast<std::uint8_t>(ipsec::Verdict::ok));
+  }
+
   static std::string verdict_text(const Row& r) {
+    if (shows_audit(r)) return std::string(capture::audit_name(audit_of(r)));
     if (r.kind == FrameKind::ike && r.verdict != kNoVerdict) {
       return std::string(ike::verdict_name(static_cast<ike::MessageVerdict>(r.verdict)));
     }
@@ -951,6 +961,9 @@ class App {
 
   static attr_t row_color(const Row& r) {
     using V = ipsec::Verdict;
+    if (shows_audit(r)) {
+      return capture::flagged(audit_of(r)) ? color(Terminal::kFail) | A_BOLD : color(Terminal::kUnknown);
+    }
     if (r.kind == FrameKind::ike) {
       return r.verdict == static_cast<std::uint8_t>(V::ok) || r.verdict == kNoVerdict ? color(Terminal::kIke)
              : r.verdict == static_cast<std::uint8_t>(V::unverifiable)                ? color(Terminal::kUnknown)

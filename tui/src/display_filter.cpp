@@ -66,11 +66,18 @@ constexpr NameEntry kNames[] = {
     {"frame", Field::frame},
     {"len", Field::len},
     {"proto", Field::proto},
+    {"audit", Field::audit},
 };
 
 bool presence_only(Field f) noexcept { return f <= Field::malformed; }
 bool is_address(Field f) noexcept { return f == Field::src || f == Field::dst || f == Field::addr; }
-bool is_named(Field f) noexcept { return f == Field::verdict || f == Field::exchange || f == Field::proto; }
+bool is_named(Field f) noexcept {
+  return f == Field::verdict || f == Field::exchange || f == Field::proto || f == Field::audit;
+}
+
+// A `verdict` test's value that names an audit verdict rather than an
+// IPsec or IKE one (those stay below 256).
+constexpr std::uint64_t kAuditValue = 0x100;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -103,7 +110,22 @@ std::optional<std::uint64_t> parse_number(std::string_view s) {
 }
 
 const char* kVerdictList =
-    "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported, ike-fail";
+    "ok, icv-fail, decrypt-fail, replay, unknown-spi, malformed, unverifiable, unsupported, ike-fail, and with "
+    "--policy cleartext-leak, policy-mismatch, blocked-seen, cleartext-allowed";
+
+/// "conforms, permitted, ..." : every audit verdict a filter can name.
+std::string audit_list() {
+  std::string out;
+  for (std::size_t i = 1; i < capture::kAuditVerdictCount; ++i) {
+    out += fmt::format("{}{}", out.empty() ? "" : ", ", capture::audit_name(static_cast<capture::AuditVerdict>(i)));
+  }
+  return out;
+}
+
+/// The audit verdicts the verdict column shows (see audit_shown()).
+bool shown_as_verdict(capture::AuditVerdict v) noexcept {
+  return capture::flagged(v) || v == capture::AuditVerdict::fallback;
+}
 
 }  // namespace
 
@@ -387,7 +409,23 @@ class FilterParser {
         n.number = static_cast<std::uint8_t>(ike::MessageVerdict::ike_fail);
         return true;
       }
+      if (const auto a = capture::find_audit_verdict(v)) {
+        if (!shown_as_verdict(*a)) {
+          return fail(value.pos, fmt::format("'{}' is an audit verdict the verdict column does not show: use "
+                                             "'audit == {}'",
+                                             value.text, v));
+        }
+        n.number = kAuditValue | static_cast<std::uint8_t>(*a);
+        return true;
+      }
       return fail(value.pos, fmt::format("'{}' is not a verdict: {}", value.text, kVerdictList));
+    }
+    if (n.field == Field::audit) {
+      if (const auto a = capture::find_audit_verdict(v)) {
+        n.number = static_cast<std::uint8_t>(*a);
+        return true;
+      }
+      return fail(value.pos, fmt::format("'{}' is not an audit verdict: {}", value.text, audit_list()));
     }
     if (n.field == Field::proto) {
       if (auto num = parse_number(v); num && *num < 256) {
@@ -552,7 +590,26 @@ bool DisplayFilter::eval(std::uint32_t index, const Row& row, std::uint64_t numb
     case Field::dport: return port_test(false, true);
     case Field::spi: return (row.flags & row_flag::has_spi) != 0 && value_test(row.spi, n);
     case Field::seq: return (row.flags & row_flag::has_seq) != 0 && value_test(row.seq, n);
-    case Field::verdict: return row.verdict != kNoVerdict && compare<std::uint64_t>(row.verdict, n.op, n.number);
+    case Field::verdict: {
+      const bool audited = audit_shown(row);
+      const bool checked = row.verdict != kNoVerdict;
+      if (!audited && !checked) return false;
+      if (n.op == Op::present) return true;
+      bool has = false;
+      if ((n.number & kAuditValue) != 0) {
+        has = audited && row.audit == (n.number & 0xff);
+      } else {
+        // A finding takes the place of "ok": the packet verified, but it
+        // is not what the policy asks for.
+        has = checked && row.verdict == n.number &&
+              !(audited && n.number == static_cast<std::uint8_t>(ipsec::Verdict::ok));
+      }
+      return n.op == Op::eq ? has : !has;
+    }
+    case Field::audit:
+      if (audit_of(row) == capture::AuditVerdict::none) return false;
+      if (n.op == Op::present) return true;
+      return n.op == Op::eq ? row.audit == n.number : row.audit != n.number;
     case Field::exchange: {
       if (row.kind != FrameKind::ike) return false;
       if (n.op == Op::present) return true;

@@ -22,6 +22,7 @@ void fill_row(Row& row, const dissect::Frame& frame, const dissect::Packet& p, c
   row.orig_len = frame.orig_len;
   row.ts_ns = frame.ts_ns;
   row.linktype = static_cast<std::uint16_t>(frame.linktype);
+  row.audit = static_cast<std::uint8_t>(r.audit.verdict);
   if (p.ip.version == 4) row.flags |= row_flag::ipv4;
   if (p.ip.version == 6) row.flags |= row_flag::ipv6;
   if (p.ip.version != 0) {

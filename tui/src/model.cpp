@@ -29,23 +29,26 @@ std::int64_t now_ns() {
 
 }  // namespace
 
-Model::Model(const std::filesystem::path& capture, filters::Config config)
+Model::Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit)
     : name_(capture.string()),
       file_(std::make_unique<capture::FileSource>(capture)),
       sad_(clone_all(config.sas)),
       analyzer_(std::move(config.ike_sas)),
       verifier_(sad_, true),
+      audit_(audit),
       size_(file_->size()),
       detail_sad_(std::move(config.sas)) {
   start();
 }
 
-Model::Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config)
+Model::Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config,
+             capture::PolicyAudit* audit)
     : live_(std::make_unique<capture::LiveSource>(live)),
       limits_(limits),
       sad_(clone_all(config.sas)),
       analyzer_(std::move(config.ike_sas)),
       verifier_(sad_, true),
+      audit_(audit),
       detail_sad_(std::move(config.sas)) {
   name_ = fmt::format("live: {}{}", live_->device(), live_->filter().empty() ? "" : " (" + live_->filter() + ")");
   watch_ = capture::TriggerWatch(limits_.trigger);
@@ -54,7 +57,11 @@ Model::Model(const capture::LiveOptions& live, const LiveLimits& limits, filters
 
 void Model::start() {
   verifier_.set_summaries(false);  // the info column is built for the rows on screen only
+  verifier_.set_audit(audit_);
   detail_ = std::make_unique<capture::Verifier>(detail_sad_, true);
+  // The tree says why a frame got its audit verdict: the detail pass
+  // judges it again (the judgement is const and reads only the SPD).
+  detail_->set_audit(audit_);
   thread_ = std::thread([this] {
     if (file_)
       index_file();
@@ -63,6 +70,7 @@ void Model::start() {
     {
       std::lock_guard<std::mutex> g(mutex_);
       analyzer_.finish();
+      if (audit_ != nullptr) audit_->finish();
     }
     done_.store(true, std::memory_order_release);
   });
@@ -225,6 +233,7 @@ std::string Model::check_triggers(const dissect::Frame& frame, Row& row, const i
 Row& Model::index_one(const dissect::Frame& frame, const ike::MessageRecord*& m) {
   capture::FrameResult& result = result_;
   verifier_.process(frame, result);
+  if (audit_ != nullptr) audit_->account(result, sad_);
   m = nullptr;
   if (result.ike || analyzer_.watching_clear()) m = analyzer_.observe(frame, verifier_.outer());
   if (live_) {
@@ -272,7 +281,32 @@ Statistics Model::statistics() const {
   s.frames = verifier_.frames();
   s.monitor = capture::monitor_rows(s.totals, sad_);
   s.main_mode = capture::ike_rows(analyzer_.statistics());
+  if (audit_ != nullptr) s.audit = audit_summary();
   return s;
+}
+
+AuditSummary Model::audit_summary() const {
+  // While indexing runs the audit is still accounting: its overlaps and
+  // gaps are measured on a copy, as they stand now.
+  std::optional<capture::PolicyAudit> so_far;
+  if (!done()) {
+    so_far.emplace(*audit_);
+    so_far->finish();
+  }
+  const capture::PolicyAudit& a = so_far ? *so_far : *audit_;
+  AuditSummary out;
+  out.title = fmt::format("Policy audit ({} as {}){}", a.source(), a.vantage(), so_far ? ", so far" : "");
+  out.counts = a.counts();
+  out.counts_text = capture::audit_counts_text(a);
+  out.policies = capture::audit_policy_table(a, 0);  // the screen indents its rows
+  // Times as the list's relative column gives them: seconds since the first frame.
+  const std::int64_t first = rows_.size() != 0 ? rows_[0].ts_ns : 0;
+  out.timeline = capture::audit_timeline(a, sad_, [first](std::int64_t ts) {
+    const std::int64_t d = ts - first;
+    const std::int64_t m = d < 0 ? -d : d;
+    return fmt::format("{}{}.{:06d}", d < 0 ? "-" : "", m / 1'000'000'000, (m % 1'000'000'000) / 1000);
+  });
+  return out;
 }
 
 dissect::Frame Model::frame(std::uint64_t number) const {
@@ -348,6 +382,7 @@ void Model::tree(std::uint64_t number, dissect::Tree& out) {
   std::lock_guard<std::mutex> g(mutex_);
   analyzer_.add_decrypted(number, out);
   capture::add_verification(out, r, detail_sad_);
+  add_audit_node(rows_[number - 1], r, out);
   if ((rows_[number - 1].flags & row_flag::trigger) != 0) {
     dissect::Node n;
     n.text = number == trigger_frame() ? "Capture trigger: " + trigger_text_
@@ -355,6 +390,32 @@ void Model::tree(std::uint64_t number, dissect::Tree& out) {
     n.role = dissect::NodeRole::attention;
     out.root.children.insert(out.root.children.begin(), std::move(n));
   }
+}
+
+void Model::add_audit_node(const Row& row, const capture::FrameResult& r, dissect::Tree& out) const {
+  const capture::AuditVerdict v = audit_of(row);
+  if (v == capture::AuditVerdict::none) return;
+  const capture::AuditResult& a = r.audit;
+  dissect::Node n;
+  if (a.verdict == v) {
+    // The words of `verify --policy`: the addresses and protocol, then
+    // audit_details (ports, the deciding policy, why).
+    n.text =
+        fmt::format("Policy audit: {} — {}{} → {} {} {}", capture::audit_name(v), r.layer_count != 0 ? "inner " : "",
+                    a.sel.src.str(), a.sel.dst.str(), capture::selector_protocol(a.sel), capture::audit_details(a));
+  } else {
+    // The detail pass opens the frame with its own SAD and no replay
+    // state, and came to another judgement: the list's verdict (from the
+    // capture-order pass) stands, without words that belong to another.
+    n.text = fmt::format("Policy audit: {} (as judged in capture order)", capture::audit_name(v));
+  }
+  n.role = capture::flagged(v)                    ? dissect::NodeRole::verdict_failed
+           : v == capture::AuditVerdict::fallback ? dissect::NodeRole::attention
+                                                  : dissect::NodeRole::verdict_ok;
+  // A finding is what is wrong with the frame: first, and selected when
+  // the frame is shown. A conforming judgement follows the dissection.
+  auto& top = out.root.children;
+  top.insert(capture::flagged(v) ? top.begin() : top.end(), std::move(n));
 }
 
 std::vector<std::uint8_t> Model::decrypted(std::uint64_t number) {

@@ -145,6 +145,18 @@ std::vector<std::string> sa_table(const std::vector<SaLine>& lines) {
 
 std::vector<StatSection> stat_sections_from_model(const Statistics& s) {
   std::vector<StatSection> out;
+  if (s.audit) {
+    // The summary `verify --policy` prints, line for line; first, since
+    // the audit is what --policy asked for.
+    StatSection a{s.audit->title, {{s.audit->counts_text, ""}}};
+    for (const auto& line : s.audit->policies) a.rows.emplace_back(line, "");
+    out.push_back(std::move(a));
+    if (!s.audit->timeline.empty()) {
+      StatSection t{"SA timeline (SAs carrying the same policy between the same endpoints, in turn)", {}};
+      for (const auto& line : s.audit->timeline) t.rows.emplace_back(line, "");
+      out.push_back(std::move(t));
+    }
+  }
   StatSection qm{"IP Security Monitor — Quick Mode (from the capture: the receive side)", {}};
   for (const auto& r : s.monitor) qm.rows.emplace_back(r.name, fmt::format("{}", r.value));
   out.push_back(std::move(qm));
@@ -320,7 +332,8 @@ std::vector<std::string> help_text() {
       "Screens",
       "  1            packet list with the detail tree and the bytes",
       "  2            SA monitor: one row per SA (packets, bytes, errors, replay window, lifetime)",
-      "  3            statistics: the IP Security Monitor's Quick Mode and Main Mode tables",
+      "  3            statistics: the IP Security Monitor's Quick Mode and Main Mode tables; with",
+      "               --policy the audit's counts, its findings per policy and the SA timeline",
       "  4            IKE negotiations; Enter lists the packets of the selected one",
       "  ? or F1      this help (Esc or ? goes back)",
       "  q            quit (Ctrl-C too)",
@@ -352,7 +365,10 @@ std::vector<std::string> help_text() {
       "               cleartext decrypted malformed trigger (the frame a live trigger fired on)",
       "  fields       src dst addr (address or prefix)   port sport dport   spi seq   len frame",
       "               verdict (ok icv-fail decrypt-fail replay unknown-spi malformed unverifiable unsupported",
-      "               ike-fail: the IKE message whose error Notify ended its negotiation)",
+      "               ike-fail: the IKE message whose error Notify ended its negotiation;",
+      "               with --policy cleartext-leak policy-mismatch blocked-seen cleartext-allowed)",
+      "               audit (with --policy: conforms permitted exempt cleartext-allowed cleartext-leak",
+      "               policy-mismatch blocked-seen)",
       "               ike.exchange (IKE_SA_INIT IKE_AUTH CREATE_CHILD_SA INFORMATIONAL main aggressive quick)",
       "               proto (name or number)",
       "  operators    == != < <= > >=  and or not ( )   (also && || !)",
@@ -362,10 +378,11 @@ std::vector<std::string> help_text() {
       "               spi == 0xc0ffee01 and seq >= 100",
       "  Addresses, ports and protocols match the outer and the decrypted inner packet.",
       "  A comparison with a field the frame does not have is false: verdict != ok lists",
-      "  the IPsec and IKE frames that failed, never cleartext.",
+      "  the IPsec and IKE frames that failed, never cleartext; with --policy also the frames",
+      "  the audit flags or lets through in the clear (their verdict column names it).",
       "",
-      "Colours: green ok, red failed (ICV, decryption, malformed), magenta replay,",
-      "yellow unknown SPI / unverifiable, cyan IKE, plain cleartext, blue non-IP.",
+      "Colours: green ok, red failed (ICV, decryption, malformed, audit findings), magenta replay,",
+      "yellow unknown SPI / unverifiable / cleartext-allowed, cyan IKE, plain cleartext, blue non-IP.",
   };
   return h;
 }

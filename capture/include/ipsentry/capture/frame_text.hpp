@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,23 @@ namespace ipsentry::capture {
 /// policy entry that decided and its sense, why a finding is one, and for a
 /// policy mismatch the entry whose SA carried the packet.
 [[nodiscard]] std::string audit_details(const AuditResult& a);
+
+/// "0xc0ffee01" of a SAD entry, or its name when it has no fixed SPI.
+[[nodiscard]] std::string sa_label(const ipsec::Sad& sad, std::int32_t index);
+/// "overlap 0.800 s", "gap 1.200 s, 3 cleartext" of an SA and its
+/// successor; "-" without one.
+[[nodiscard]] std::string handover_text(const SaTimeline& t);
+/// "12 conforms, 1 cleartext-leak" of the audit's counts, or "no IP packets judged".
+[[nodiscard]] std::string audit_counts_text(const PolicyAudit& audit);
+/// The findings per policy entry, as a table indented by `indent` (empty
+/// when no entry decided a frame).
+[[nodiscard]] std::vector<std::string> audit_policy_table(const PolicyAudit& audit, std::size_t indent);
+/// The SAs of each policy and pair of endpoints in the order they took over:
+/// a line per group, then one per SA (its packets, those after its successor
+/// or lifetime, the handover). `time` writes a timestamp. Empty when no SA
+/// carried conforming traffic. Measured after PolicyAudit::finish().
+[[nodiscard]] std::vector<std::string> audit_timeline(const PolicyAudit& audit, const ipsec::Sad& sad,
+                                                      const std::function<std::string(std::int64_t)>& time);
 
 /// One line for a frame that is neither IPsec nor IKE: its upper layer,
 /// with the reason when it does not parse, or its ethertype when not IP.

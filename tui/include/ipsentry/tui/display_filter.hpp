@@ -5,6 +5,7 @@
 //   spi == 0xc0ffee01 and seq >= 100
 //   ike.exchange == IKE_AUTH or ike.exchange == quick
 //   frame in {1 3 7-9}
+//   verdict == cleartext-leak or audit == policy-mismatch
 //
 // A bare name tests for presence (a protocol, or a field the frame has).
 // Address, port and protocol tests look at the outer packet and at the
@@ -12,6 +13,15 @@
 // comparison with a field the frame does not have is false, so
 // `verdict != ok` lists the IPsec and IKE frames that failed and no
 // cleartext ones.
+//
+// With a policy audit (tui --policy), `verdict` is also what the verdict
+// column shows of it: cleartext-leak, policy-mismatch, blocked-seen and
+// cleartext-allowed match the frames the audit gave that verdict, and such
+// a frame is not `ok` even when its IPsec verified, so `verdict != ok`
+// lists the audit's findings (and the cleartext it allowed) too. `audit`
+// tests every audit verdict: conforms, permitted, exempt, cleartext-allowed,
+// cleartext-leak, policy-mismatch, blocked-seen; bare, any verdict (the
+// frame was judged).
 #pragma once
 
 #include <cstdint>
@@ -74,7 +84,8 @@ class DisplayFilter {
     exchange,
     frame,
     len,
-    proto
+    proto,
+    audit
   };
 
   struct Node {

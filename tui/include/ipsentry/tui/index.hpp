@@ -58,7 +58,10 @@ struct Row {
   std::uint8_t flags = 0;
   std::uint8_t exchange = 0;    // IKE exchange type
   std::uint8_t fail_layer = 0;  // the layer `verdict` belongs to
+  std::uint8_t audit = 0;       // capture::AuditVerdict (none without a policy audit)
 };
+// `tui -b` tells users each frame costs 72 bytes of index.
+static_assert(sizeof(Row) <= 72, "the index row outgrew what the -b help promises");
 
 /// Append-only, chunked: a Row's address never changes once written.
 template <typename T, std::size_t ChunkBits = 16>
@@ -105,6 +108,17 @@ class AddressTable {
   ChunkedLog<dissect::IpAddr, 12> log_;
   std::unordered_map<dissect::IpAddr, std::uint32_t, Hash> ids_;
 };
+
+/// The policy audit's verdict of a row.
+[[nodiscard]] inline capture::AuditVerdict audit_of(const Row& row) noexcept {
+  return static_cast<capture::AuditVerdict>(row.audit);
+}
+/// Whether the verdict column and the `verdict` filter field show the
+/// row's audit verdict: a finding, or cleartext that a policy requesting
+/// IPsec let pass (which an operator wants to see next to the failures).
+[[nodiscard]] inline bool audit_shown(const Row& row) noexcept {
+  return capture::flagged(audit_of(row)) || audit_of(row) == capture::AuditVerdict::fallback;
+}
 
 /// Fills a Row from a frame's verification (and its IKE record, if any).
 /// `inner` is the dissection of the decrypted packet, or nullptr.

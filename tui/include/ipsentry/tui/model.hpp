@@ -40,20 +40,33 @@ struct LiveLimits {
   capture::AfterEvent after;                          // with stop_on
 };
 
+/// The policy audit's summary, in the words of `verify --policy`.
+struct AuditSummary {
+  std::string title;                  // "Policy audit (CONFIG as 192.0.2.1)"
+  std::vector<std::uint64_t> counts;  // per capture::AuditVerdict
+  std::string counts_text;            // "12 conforms, 1 cleartext-leak"
+  std::vector<std::string> policies;  // the findings per policy, a table
+  std::vector<std::string> timeline;  // the SAs of each policy in turn
+};
+
 /// Counters for the statistics screen, copied under the model's lock.
 struct Statistics {
   ipsec::GlobalCounters totals;
   capture::FrameCounters frames;
   std::vector<capture::StatRow> monitor;
   std::vector<capture::StatRow> main_mode;
+  std::optional<AuditSummary> audit;  // with --policy
 };
 
 class Model {
  public:
-  /// Opens a capture file and starts indexing it. Throws capture::CaptureError.
-  Model(const std::filesystem::path& capture, filters::Config config);
+  /// Opens a capture file and starts indexing it. With `audit` (which must
+  /// outlive the model) every frame is judged against its policies too.
+  /// Throws capture::CaptureError.
+  Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit = nullptr);
   /// Starts a live capture. Throws capture::PermissionError / CaptureError.
-  Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config);
+  Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config,
+        capture::PolicyAudit* audit = nullptr);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -61,6 +74,8 @@ class Model {
   [[nodiscard]] const ChunkedLog<Row>& rows() const noexcept { return rows_; }
   [[nodiscard]] const AddressTable& addresses() const noexcept { return addresses_; }
   [[nodiscard]] bool live() const noexcept { return live_ != nullptr; }
+  /// Frames are judged by a policy audit (--policy).
+  [[nodiscard]] bool audited() const noexcept { return audit_ != nullptr; }
   /// Indexing has finished (end of file, or the live capture stopped).
   [[nodiscard]] bool done() const noexcept { return done_.load(std::memory_order_acquire); }
   /// One line on what the model is doing: "indexing 45%", "capturing on
@@ -109,6 +124,11 @@ class Model {
   [[nodiscard]] std::string event_stop_reason() const;
   void reopen(std::uint64_t number, capture::FrameResult& out);
   const std::uint8_t* store(dissect::Bytes data);
+  /// Call with mutex_ held.
+  [[nodiscard]] AuditSummary audit_summary() const;
+  /// The "Policy audit" node of a frame judged by the audit: its verdict
+  /// with the policy that decided and why.
+  void add_audit_node(const Row& row, const capture::FrameResult& r, dissect::Tree& out) const;
   /// What a live session holds against -b with `frames` frames indexed:
   /// their bytes and their rows.
   [[nodiscard]] std::size_t kept_bytes(std::uint64_t frames) const noexcept { return stored_ + frames * sizeof(Row); }
@@ -122,6 +142,9 @@ class Model {
   ipsec::Sad sad_;
   ike::Analyzer analyzer_;
   capture::Verifier verifier_;
+  // Accounted in frame order on the indexing thread under mutex_; read by
+  // statistics() under it.
+  capture::PolicyAudit* audit_ = nullptr;
   std::size_t learned_ = 0;
   std::vector<filters::SaConfig> new_sas_;  // learned live, not yet in the detail SAD
   ChunkedLog<Row> rows_;
