@@ -36,7 +36,9 @@ std::string audit_details(const AuditResult& a) {
     out += fmt::format("[no policy, {}]", sense);
   }
   if (a.why != nullptr) out += fmt::format(": {}", a.why);
-  if (a.own != nullptr) out += fmt::format(" (its SA belongs to '{}')", a.own->name);
+  if (a.verdict == AuditVerdict::policy_mismatch && a.own != nullptr && a.own != a.entry) {
+    out += fmt::format(" (its SA belongs to '{}')", a.own->name);
+  }
   return out;
 }
 
@@ -47,11 +49,10 @@ std::string sa_label(const ipsec::Sad& sad, std::int32_t index) {
 
 std::string handover_text(const SaTimeline& t) {
   if (t.successor < 0) return "-";
-  if (t.gap_s > 0) {
-    return t.cleartext_in_gap != 0 ? fmt::format("gap {:.3f} s, {} cleartext", t.gap_s, t.cleartext_in_gap)
-                                   : fmt::format("gap {:.3f} s", t.gap_s);
-  }
-  return fmt::format("overlap {:.3f} s", t.overlap_s);
+  std::string out = fmt::format("gap {:.3f} s", t.gap_s);
+  if (t.cleartext_in_gap != 0) out += fmt::format(", {} cleartext", t.cleartext_in_gap);
+  if (t.overlap_s > 0) out += fmt::format(", overlap {:.3f} s", t.overlap_s);
+  return out;
 }
 
 std::string audit_counts_text(const PolicyAudit& audit) {
@@ -111,8 +112,8 @@ std::vector<std::string> audit_timeline(const PolicyAudit& audit, const ipsec::S
       std::string late;
       if (t.after_successor != 0) late += fmt::format(", {} after its successor took over", t.after_successor);
       if (t.after_lifetime != 0) late += fmt::format(", {} after its lifetime ({} s)", t.after_lifetime, t.lifetime_s);
-      out.push_back(fmt::format("    {:<10}  {} .. {}  {} packets{}{}", sa_label(sad, j), time(t.first_ns),
-                                time(t.last_ns), t.packets, late,
+      out.push_back(fmt::format("    {:<10}  {} .. {}  {} packet{}{}{}", sa_label(sad, j), time(t.first_ns),
+                                time(t.last_ns), t.packets, t.packets == 1 ? "" : "s", late,
                                 t.successor >= 0 ? fmt::format("; then {}", handover_text(t)) : std::string()));
       j = t.successor;
     }

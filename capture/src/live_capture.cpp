@@ -235,8 +235,8 @@ void Session::verify_one(RecordHeader& r, FrameResult& res) {
 
   Annotation& n = r.note;
   n.verified = 1;
-  n.audit = static_cast<std::uint8_t>(res.audit.verdict);
   if (opt_.audit != nullptr) opt_.audit->account(res, sad_);
+  n.audit = static_cast<std::uint8_t>(res.audit.verdict);
   n.layers = static_cast<std::uint8_t>(std::min<std::size_t>(res.layer_count, Annotation::kLayers));
   n.more_layers = static_cast<std::uint8_t>(res.layer_count - n.layers);
   for (std::size_t i = 0; i < res.layer_count; ++i) {

@@ -150,7 +150,8 @@ std::uint32_t parse_stop_on(const std::string& list) {
     }
     if (!found) {
       throw TriggerError(fmt::format(
-          "unknown --stop-on event '{}' (known: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail)",
+          "unknown --stop-on event '{}' (known: icv-fail, decrypt-fail, replay, unknown-spi, malformed, ike-fail, "
+          "and with --policy cleartext-leak, policy-mismatch, blocked-seen)",
           std::string(w)));
     }
     if (comma == std::string::npos) break;

@@ -32,12 +32,15 @@ void Verifier::judge_protected(const dissect::Packet& inner, FrameResult& out, s
                     (std::uint64_t{sel.sport} << 16) ^ sel.dport ^ (std::uint64_t{sel.protocol} << 40) ^ (last << 48);
   h *= 0x9E3779B97F4A7C15ull;  // Fibonacci hashing: the top bits mix every input bit
   AuditMemo& m = audit_memo_[h >> 58];
-  if (m.sa == l0.sa && m.outer_src == l0.src && m.outer_dst == l0.dst && same_selector(m.result.sel, sel)) {
+  if (m.sa == l0.sa && m.mode == l0.mode && m.spi == l0.spi && m.outer_src == l0.src && m.outer_dst == l0.dst &&
+      same_selector(m.result.sel, sel)) {
     out.audit = m.result;
     return;
   }
   audit_->judge_protected(inner, out, layers, sad_, out.audit);
   m.sa = l0.sa;
+  m.mode = l0.mode;
+  m.spi = l0.spi;
   m.outer_src = l0.src;
   m.outer_dst = l0.dst;
   m.result = out.audit;
@@ -115,9 +118,18 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
 
     const bool opened = r.verdict == Verdict::ok || r.reason == ipsec::Reason::icv_unchecked;
     if (!opened) {
-      // Somebody else's IPsec inside a tunnel we opened (hosts protecting
-      // their own traffic end to end): the tunnel's policy judges it.
-      if (audit_ != nullptr && depth != 0) judge_protected(*p, out, depth);
+      if (audit_ != nullptr) {
+        if (depth != 0) {
+          // Somebody else's IPsec inside a tunnel we opened (hosts protecting
+          // their own traffic end to end): the tunnel's policy judges it.
+          judge_protected(*p, out, depth);
+        } else if (p->ipsec.udp_encap && r.verdict == Verdict::unknown_spi) {
+          // UDP to or from port 4500 that no SA knows may be ESP whose key
+          // is missing, or cleartext on that port: the policy judges it as
+          // UDP (this host's own NAT-T passes as its IKE does).
+          audit_->judge_clear(*p, out.audit);
+        }
+      }
       return;
     }
     if (depth + 1 >= packets_.size()) return;

@@ -413,7 +413,13 @@ int run_capture(const CaptureOptions& o) {
 
   // --- report ----------------------------------------------------------------
   analyzer.finish();
-  if (so.audit != nullptr) so.audit->finish();
+  if (so.audit != nullptr) {
+    so.audit->finish();
+    if (std::string w = audit_vantage_warning(*so.audit, session->frame_counters().frames); !w.empty()) {
+      fmt::print(stderr, "ipsentry: warning: {}\n", w);
+      info.warnings.push_back(std::move(w));
+    }
+  }
   info.seconds = st.seconds;
   const ipsec::GlobalCounters totals = session->totals();
   if (so.verify) {

@@ -84,6 +84,14 @@ std::unique_ptr<PolicyAuditSetup> load_policy_audit(const AuditSources& sources,
   return setup;
 }
 
+std::string audit_vantage_warning(const capture::PolicyAudit& audit, std::uint64_t frames) {
+  if (frames == 0 || audit.vantage_frames() != 0) return {};
+  return fmt::format(
+      "the policy audit's vantage point ({}) sent or received none of the {} frames: only traffic passing through it "
+      "was judged; is --as (or interfaces.local) the host or gateway this capture was taken at?",
+      audit.vantage(), frames);
+}
+
 std::string output_is_input(const std::string& option, const std::string& output, const std::string& capture,
                             const KeySources& keys) {
   auto same = [&](const std::string& input) {

@@ -45,6 +45,10 @@ struct PolicyAuditSetup {
 [[nodiscard]] std::unique_ptr<PolicyAuditSetup> load_policy_audit(const AuditSources& sources, filters::Config& keys,
                                                                   std::vector<std::string>& described);
 
+/// The warning for an audit whose vantage point sent or received nothing
+/// in `frames` frames (a wrong --as), or empty.
+[[nodiscard]] std::string audit_vantage_warning(const capture::PolicyAudit& audit, std::uint64_t frames);
+
 /// Loads and merges every configuration and import. Throws
 /// filters::ConfigError with the file, line and field of the problem.
 [[nodiscard]] filters::Config load_keys(const KeySources& sources, std::vector<std::string>& described);

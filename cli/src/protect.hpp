@@ -17,7 +17,7 @@ struct ProtectOptions {
   std::string sa;
   std::string only_src;  // protect only packets from this address; copy others
   std::string only_dst;
-  std::string iv;        // fixed IV (hex) for reproducing published vectors
+  std::string iv;  // fixed IV (hex) for reproducing published vectors
 };
 
 int run_protect(const ProtectOptions& options);

@@ -82,7 +82,9 @@ class TextReport final : public Report {
     }
     if (audit_ != nullptr && audit_shown(f.audit.verdict)) {
       const auto& a = f.audit;
-      const bool clear = f.layer_count == 0;
+      // Cleartext verdicts come from judging the frame itself (UDP on port 4500
+      // that no SA knows included), the others from an IPsec frame's inner packet.
+      const bool clear = a.verdict != AuditVerdict::policy_mismatch && a.verdict != AuditVerdict::conforms;
       std::string addrs = a.sel.src.str() + " → " + a.sel.dst.str();
       fmt::print(out_, "{:>8} {:>15}  {:<41} {:<7} {:<10} {:>6}  {:<12} {}\n",
                  clear ? fmt::format("{}", f.number) : fmt::format("{}.p", f.number), time_text(f.ts_ns), addrs,
@@ -472,7 +474,9 @@ class JsonReport final : public Report {
     o["policy"] = a.entry != nullptr ? json(a.entry->name) : json(nullptr);
     o["policy_sense"] = a.sense == filters::Sense::inbound ? "inbound" : "outbound";
     o["audit_reason"] = a.why != nullptr ? json(a.why) : json(nullptr);
-    if (a.own != nullptr) o["sa_policy"] = a.own->name;
+    if (a.verdict == AuditVerdict::policy_mismatch && a.own != nullptr && a.own != a.entry) {
+      o["sa_policy"] = a.own->name;
+    }
   }
 
   json timeline_json(const ipsec::Sad& sad, std::size_t i) const {

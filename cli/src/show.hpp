@@ -13,8 +13,8 @@ namespace ipsentry::cli {
 struct ShowOptions {
   std::string capture;
   KeySources keys;
-  bool verbose = false;      // -V: the dissection tree of every frame
-  std::uint64_t count = 0;   // 0: every frame
+  bool verbose = false;     // -V: the dissection tree of every frame
+  std::uint64_t count = 0;  // 0: every frame
 };
 
 int run_show(const ShowOptions& options);

@@ -330,7 +330,13 @@ int run_verify(const VerifyOptions& opt) {
   info.read_error = src->error();
   info.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   analyzer.finish();
-  if (auditor != nullptr) auditor->finish();
+  if (auditor != nullptr) {
+    auditor->finish();
+    if (std::string w = audit_vantage_warning(*auditor, frame_totals.frames); !w.empty()) {
+      fmt::print(stderr, "ipsentry: warning: {}\n", w);
+      info.warnings.push_back(std::move(w));
+    }
+  }
   report->end(info, totals, frame_totals, sad, analyzer);
   if (writer && !write_error) {
     try {

@@ -14,10 +14,10 @@ struct VerifyOptions {
   AuditSources audit;  // --policy CONFIG --as ADDRESS
   bool json = false;
   bool quiet = false;
-  std::string write_decrypted;    // pcap of the decrypted / rebuilt cleartext packets
-  unsigned threads = 1;           // workers; SAs are spread over them
+  std::string write_decrypted;  // pcap of the decrypted / rebuilt cleartext packets
+  unsigned threads = 1;         // workers; SAs are spread over them
   TimeFormat time = TimeFormat::relative;
-  bool progress = true;           // on stderr, when it is a terminal
+  bool progress = true;  // on stderr, when it is a terminal
 };
 
 /// Runs the verification and returns the exit code.

@@ -24,7 +24,13 @@ the successors and tell the overlap from the gap.
 
 Also: -j 2 gives the same audit as -j 1, text and JSON agree, and bad
 inputs (no vantage point, an address that is not one, a broken policy
-file) are refused with an error naming the problem.
+file) are refused with an error naming the problem. And what attacking the
+audit found (test_attacks): exemptions for multicast, broadcast and
+Neighbor Discovery from other hosts; non-IKE on IKE's ports and UDP on
+port 4500 that no SA knows; the later fragments of a leaked datagram; two
+SAs with one SPI; a negotiated tunnel from another gateway; a judgement
+remembered across SA modes (order and thread independence); a vantage
+point the capture never shows.
 
 Run: test_audit.py --ipsentry build/cli/ipsentry
 """
@@ -35,7 +41,8 @@ import subprocess
 import sys
 import tempfile
 
-from scapy.all import ESP, ICMP, IP, TCP, UDP, Ether, Raw, wrpcap
+from scapy.all import ESP, ICMP, IP, TCP, UDP, Ether, IPv6, Raw, fragment, wrpcap
+from scapy.layers.inet6 import ICMPv6ND_NS
 from scapy.layers.isakmp import ISAKMP
 from scapy.layers.ipsec import SecurityAssociation
 
@@ -118,7 +125,7 @@ sas:
 
 
 def frame(pkt, t):
-    f = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x0800) / pkt
+    f = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x86DD if pkt.haslayer(IPv6) else 0x0800) / pkt
     f.time = t
     return f
 
@@ -296,8 +303,10 @@ def test_rekey(ipsentry, tmp):
     check(w1["successor"] == "web2-out" and w2["predecessor"] == "web1-out" and w2["successor"] is None,
           f"rekey: web1 -> web2 linked: {w1}, {w2}")
     check(m1["successor"] == "mail2-out" and m2["predecessor"] == "mail1-out", f"rekey: mail1 -> mail2 linked: {m1}")
-    check(abs(w1["overlap_seconds"] - 0.5) < 1e-6 and w1["gap_seconds"] == 0 and w1["cleartext_in_gap"] == 0,
-          f"rekey: web has a 0.5 s overlap and no gap: {w1}")
+    check(abs(w1["overlap_seconds"] - 0.5) < 1e-6 and abs(w1["gap_seconds"] - 0.5) < 1e-6 and
+          w1["cleartext_in_gap"] == 0,
+          f"rekey: web1 went on 0.5 s after web2 took over (overlap); between its last packet before (9 s) and "
+          f"web2's first (9.5 s) no cleartext: {w1}")
     check(w1["after_successor"] == 1, f"rekey: web1's packet at 10 s came after web2 took over at 9.5 s: {w1}")
     check(abs(m1["gap_seconds"] - 0.75) < 1e-6 and m1["overlap_seconds"] == 0 and m1["cleartext_in_gap"] == 1,
           f"rekey: mail has a 0.75 s gap (10.25 s to 11 s) holding the one cleartext packet: {m1}")
@@ -309,7 +318,8 @@ def test_rekey(ipsentry, tmp):
     check(len(leaks) == 1 and leaks[0]["policy"] == "mail" and leaks[0]["dport"] == 25,
           f"rekey: the gap's cleartext packet is the one leak, under 'mail': {leaks}")
     t = run(ipsentry, "verify", pcap, "--policy", cfg).stdout
-    check("overlap 0.500 s" in t and "gap 0.750 s, 1 cleartext" in t and "1 after its successor took over" in t and
+    check("gap 0.500 s, overlap 0.500 s" in t and "gap 0.750 s, 1 cleartext" in t and
+          "1 after its successor took over" in t and
           "4 after its lifetime (5 s)" in t, f"rekey text: the SA timeline tells overlap from gap:\n{t[-1500:]}")
 
 
@@ -337,6 +347,141 @@ def test_errors(ipsentry, tmp):
         check(KEYS[0xC0FFEE01] not in out, "no key in any output")
 
 
+def audit_of(ipsentry, pcap, cfg, *extra):
+    r = run(ipsentry, "verify", pcap, "--policy", cfg, "--json", *extra)
+    doc = json.loads(r.stdout)
+    return {p["frame"]: p.get("audit") for p in doc["packets"] if p["layer"] <= 1}, doc, r
+
+
+def write_cfg(path, text):
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
+    return path
+
+
+def test_attacks(ipsentry, tmp):
+    # Exemptions for what other hosts send to groups and broadcasts.
+    cfg = write_cfg(os.path.join(tmp, "any.yaml"), f"""interfaces: {{ local: [{A}, fe80::1] }}
+exemptions: [ike, neighbor-discovery, multicast, broadcast]
+policies:
+  - name: everything
+    from: any
+    to: any
+    mirrored: true
+    action: protect
+    ipsec: {{ protocol: esp, mode: transport }}
+    sas: [o, i]
+sas:
+{sa_yaml("o", 0x101, "outbound", A, B, "transport")}{sa_yaml("i", 0x201, "inbound", B, A, "transport")}""")
+    frames = [IPv6(src="fe80::2", dst="ff02::1:ff00:1", hlim=255) / ICMPv6ND_NS(tgt="fe80::1"),
+              IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / Raw(b"x" * 50),
+              IP(src=B, dst="224.0.0.251") / UDP(sport=5353, dport=5353) / Raw(b"x" * 20),
+              IP(src=B, dst=A) / UDP(sport=40000, dport=500) / Raw(b"not ike, just the port" * 3),
+              IP(src=A, dst=B) / UDP(sport=40000, dport=4500) / Raw(b"PASSWORD=hunter2 " * 3)]
+    pcap = os.path.join(tmp, "exempt.pcap")
+    wrpcap(pcap, [frame(p, 1700000000.0 + i) for i, p in enumerate(frames)])
+    _, doc, _ = audit_of(ipsentry, pcap, cfg)
+    counts = doc["statistics"]["policy_audit"]["verdicts"]
+    check(counts["exempt"] == 3 and counts["cleartext-leak"] == 2,
+          f"attacks: ND, broadcast DHCP and mDNS from another host are exempt; non-IKE on port 500 and UDP on "
+          f"port 4500 that no SA knows are leaks: {counts}")
+
+    # The later fragments of a leaked datagram, and two SAs with one SPI.
+    cfg = write_cfg(os.path.join(tmp, "frag.yaml"), f"""interfaces: {{ local: [{A}] }}
+policies:
+  - name: web
+    from: me
+    to: {B}
+    protocol: tcp
+    to_port: 80
+    mirrored: true
+    action: protect
+    ipsec: {{ protocol: esp, mode: transport }}
+    sas: [web-out, web-in]
+  - name: mail
+    from: me
+    to: 192.0.2.3
+    protocol: tcp
+    to_port: 25
+    mirrored: true
+    action: protect
+    ipsec: {{ protocol: esp, mode: transport }}
+    sas: [mail-out, mail-in]
+sas:
+{sa_yaml("web-out", 0x101, "outbound", A, B, "transport")}{sa_yaml("web-in", 0x201, "inbound", B, A, "transport")}\
+{sa_yaml("mail-out", 0x101, "outbound", A, "192.0.2.3", "transport").replace(KEYS[0x101], KEYS[0x102])}\
+{sa_yaml("mail-in", 0x202, "inbound", "192.0.2.3", A, "transport")}""")
+    mail = SecurityAssociation(ESP, spi=0x101, crypt_algo="AES-GCM", crypt_key=bytes.fromhex(KEYS[0x102]),
+                               auth_algo="NULL")
+    frags = fragment(IP(src=A, dst=B, id=77) / TCP(sport=40000, dport=80) / Raw(b"y" * 3000), fragsize=1000)
+    frames = frags + [mail.encrypt(IP(src=A, dst="192.0.2.3") / TCP(sport=40001, dport=80))]
+    pcap = os.path.join(tmp, "frag.pcap")
+    wrpcap(pcap, [frame(p, 1700000000.0 + i) for i, p in enumerate(frames)])
+    got, _, _ = audit_of(ipsentry, pcap, cfg)
+    n = len(frags)
+    check(n >= 3 and all(got.get(i) == "cleartext-leak" for i in range(1, n + 1)),
+          f"attacks: every fragment of a leaked TCP/80 datagram is a leak, not only the first: {got}")
+    check(got.get(n + 1) == "policy-mismatch",
+          f"attacks: TCP/80 on mail's SA (the same SPI as web's, another peer) is a mismatch: {got.get(n + 1)}")
+
+    # A judgement is not remembered across SA modes: an SA given without a
+    # mode, a transport packet and a tunnel one, in either order and with
+    # either number of threads.
+    no_mode = sa_yaml("o", 0x101, "outbound", A, B, "transport").replace("    mode: transport\n", "")
+    cfg = write_cfg(os.path.join(tmp, "mode.yaml"), f"""interfaces: {{ local: [{A}] }}
+policies:
+  - name: all-b
+    from: me
+    to: {B}
+    mirrored: true
+    action: protect
+    ipsec: {{ protocol: esp, mode: transport }}
+    sas: [o, i]
+sas:
+{no_mode}{sa_yaml("i", 0x201, "inbound", B, A, "transport")}""")
+    for order in (("transport", "tunnel"), ("tunnel", "transport")):
+        pkts = []
+        for seq, kind in enumerate(order, 1):
+            s = sa(0x101) if kind == "transport" else sa(0x101, A, B)
+            s.seq_num = seq
+            pkts.append(s.encrypt(IP(src=A, dst=B) / TCP(sport=1, dport=2)))
+        pcap = os.path.join(tmp, "mode.pcap")
+        wrpcap(pcap, [frame(p, 1700000000.0 + i) for i, p in enumerate(pkts)])
+        want = {i + 1: "conforms" if k == "transport" else "policy-mismatch" for i, k in enumerate(order)}
+        for j in ("1", "2"):
+            got, _, _ = audit_of(ipsentry, pcap, cfg, "-j", j)
+            check(got == want, f"attacks: {' then '.join(order)} on an SA without a mode, -j {j}: {got}")
+
+    # A negotiated tunnel ends at its policy's peer.
+    g1, g2, g3 = "203.0.113.1", "198.51.100.1", "198.51.100.3"
+    cfg = write_cfg(os.path.join(tmp, "nego.yaml"), f"""interfaces: {{ local: [{g1}] }}
+ike_profiles:
+  - name: to-gw2
+    auth: {{ method: psk, psk: "a long shared secret for testing" }}
+    peer: {g2}
+policies:
+  - name: s2s
+    from: 192.0.2.0/25
+    to: 192.0.2.128/25
+    mirrored: true
+    action: negotiate
+    ike: to-gw2
+    ipsec: {{ protocol: esp, mode: tunnel, peer: {g2} }}
+""")
+    keys = write_cfg(os.path.join(tmp, "nego-keys.yaml"), "sas:\n" + sa_yaml("n-in", 0x201, "inbound", g2, g1, "tunnel")
+                     + sa_yaml("rogue", 0x102, "inbound", g3, g1, "tunnel"))
+    inner = IP(src="192.0.2.130", dst="192.0.2.10") / TCP(sport=80, dport=1)
+    pcap = os.path.join(tmp, "nego.pcap")
+    wrpcap(pcap, [frame(sa(0x201, g2, g1).encrypt(inner), 1700000000.0),
+                  frame(sa(0x102, g3, g1).encrypt(inner), 1700000001.0)])
+    got, _, _ = audit_of(ipsentry, pcap, cfg, "-c", keys)
+    check(got == {1: "conforms", 2: "policy-mismatch"},
+          f"attacks: a negotiated tunnel's packet from another gateway is a mismatch: {got}")
+    # A vantage point the capture never shows is said to be one.
+    r = run(ipsentry, "verify", pcap, "--policy", cfg, "-c", keys, "--as", "192.0.2.99")
+    check("sent or received none of the 2 frames" in r.stderr, f"attacks: a wrong --as is warned about: {r.stderr}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ipsentry", required=True)
@@ -346,6 +491,7 @@ def main():
         test_gateway(ipsentry, tmp)
         test_rekey(ipsentry, tmp)
         test_errors(ipsentry, tmp)
+        test_attacks(ipsentry, tmp)
     for f in FAILS:
         print(f"FAIL: {f}")
     print(f"{CHECKS[0] - len(FAILS)}/{CHECKS[0]} checks passed")

@@ -136,6 +136,19 @@ std::vector<std::uint8_t> udp(const char* src, const char* dst, std::uint16_t sp
   return test::ipv4(src, dst, 17, test::udp(sport, dport, std::vector<std::uint8_t>(8, 0)));
 }
 
+// An IKEv2 IKE_SA_INIT header (RFC 7296 section 3.1) with no payloads; on
+// port 4500 behind the four zero bytes of the non-ESP marker.
+std::vector<std::uint8_t> ike(const char* src, const char* dst, std::uint16_t sport, std::uint16_t dport) {
+  std::vector<std::uint8_t> h(28, 0);
+  for (int i = 0; i < 8; ++i) h[static_cast<std::size_t>(i)] = 0x11;
+  h[17] = 0x20;  // version 2.0
+  h[18] = 34;    // IKE_SA_INIT
+  h[19] = 0x08;  // initiator
+  h[27] = 28;    // length
+  if (sport == 4500 || dport == 4500) h.insert(h.begin(), 4, 0);
+  return test::ipv4(src, dst, 17, test::udp(sport, dport, h));
+}
+
 // host_config with the gateway policy's tunnel SAs.
 std::string full_config(const std::string& exemptions = "") {
   return host_config(exemptions) + R"(  - name: gw-out
@@ -188,13 +201,18 @@ TEST(PolicyAudit, ExemptionsPermitsAndBlocks) {
   Fixture f(full_config());
   // IKE from this host: its exemption is for root's sockets, which a
   // capture cannot see; the audit gives it the benefit of the doubt.
-  AuditResult ike = f.judge(udp("192.0.2.1", "192.0.2.2", 500, 500));
-  EXPECT_EQ(ike.verdict, AuditVerdict::exempt);
-  ASSERT_NE(ike.entry, nullptr);
-  EXPECT_TRUE(ike.entry->exemption);
-  EXPECT_EQ(f.judge(udp("192.0.2.2", "192.0.2.1", 500, 500)).verdict, AuditVerdict::exempt);
-  // Port 500 is no pass for other traffic to a peer.
-  EXPECT_EQ(f.judge(udp("192.0.2.1", "192.0.2.2", 501, 500)).verdict, AuditVerdict::cleartext_leak);
+  AuditResult mine = f.judge(ike("192.0.2.1", "192.0.2.2", 500, 500));
+  EXPECT_EQ(mine.verdict, AuditVerdict::exempt);
+  ASSERT_NE(mine.entry, nullptr);
+  EXPECT_TRUE(mine.entry->exemption);
+  EXPECT_EQ(f.judge(ike("192.0.2.2", "192.0.2.1", 500, 500)).verdict, AuditVerdict::exempt);
+  EXPECT_EQ(f.judge(ike("192.0.2.2", "192.0.2.1", 4500, 4500)).verdict, AuditVerdict::exempt);
+  // IKE's ports are no pass for other traffic to a peer: from another
+  // port, or with a payload that is not IKE.
+  EXPECT_EQ(f.judge(ike("192.0.2.1", "192.0.2.2", 501, 500)).verdict, AuditVerdict::cleartext_leak);
+  AuditResult fake = f.judge(udp("192.0.2.1", "192.0.2.2", 500, 500));
+  EXPECT_EQ(fake.verdict, AuditVerdict::cleartext_leak);
+  EXPECT_NE(std::string(fake.why).find("not IKE"), std::string::npos);
   EXPECT_EQ(f.judge(udp("192.0.2.1", "198.51.100.53", 40000, 53)).verdict, AuditVerdict::permitted);
   EXPECT_EQ(f.judge(udp("192.0.2.1", "198.51.100.54", 40000, 53)).verdict, AuditVerdict::permitted);
   AuditResult telnet = f.judge(tcp("192.0.2.1", "192.0.2.2", 40000, 23));
@@ -206,10 +224,10 @@ TEST(PolicyAudit, ExemptionsPermitsAndBlocks) {
 
 TEST(PolicyAudit, WithoutTheIkeExemptionANegotiatingHostsIkeIsStillItsOwn) {
   Fixture f(full_config("exemptions: []\n"));
-  EXPECT_EQ(f.judge(udp("192.0.2.1", "192.0.2.5", 500, 500)).verdict, AuditVerdict::exempt);
-  EXPECT_EQ(f.judge(udp("192.0.2.5", "192.0.2.1", 4500, 4500)).verdict, AuditVerdict::exempt);
+  EXPECT_EQ(f.judge(ike("192.0.2.1", "192.0.2.5", 500, 500)).verdict, AuditVerdict::exempt);
+  EXPECT_EQ(f.judge(ike("192.0.2.5", "192.0.2.1", 4500, 4500)).verdict, AuditVerdict::exempt);
   // From another port of this host it is not the daemon's.
-  EXPECT_EQ(f.judge(udp("192.0.2.1", "192.0.2.2", 501, 500)).verdict, AuditVerdict::cleartext_leak);
+  EXPECT_EQ(f.judge(ike("192.0.2.1", "192.0.2.2", 501, 500)).verdict, AuditVerdict::cleartext_leak);
 }
 
 TEST(PolicyAudit, ForwardedTrafficIsJudgedInBothSenses) {
@@ -259,6 +277,7 @@ struct Timeline : Fixture {
     fr.audit.verdict = AuditVerdict::conforms;
     fr.audit.entry = entry("to-192.0.2.2");
     fr.audit.sa = static_cast<std::int32_t>(sad.find(sa_name)->index());
+    fr.audit.mine = true;
     fr.audit.outer_src = fr.layers[0].src;
     fr.audit.outer_dst = fr.layers[0].dst;
     audit->account(fr, sad);
@@ -286,7 +305,7 @@ TEST(PolicyAuditTimeline, OverlapAndLatePacketsOfTheOldSa) {
   EXPECT_EQ(a.successor, static_cast<std::int32_t>(t.sad.find("out1")->index()));
   EXPECT_EQ(b.predecessor, static_cast<std::int32_t>(t.sad.find("out0")->index()));
   EXPECT_DOUBLE_EQ(a.overlap_s, 0.5);
-  EXPECT_DOUBLE_EQ(a.gap_s, 0);
+  EXPECT_DOUBLE_EQ(a.gap_s, 0.5);  // its last packet before the successor (1 s) to the successor's first
   EXPECT_EQ(a.after_successor, 1u);
   EXPECT_EQ(a.packets, 3u);
   EXPECT_EQ(b.successor, -1);
@@ -295,8 +314,8 @@ TEST(PolicyAuditTimeline, OverlapAndLatePacketsOfTheOldSa) {
 TEST(PolicyAuditTimeline, GapWithCleartextIsCounted) {
   Timeline t;
   t.esp("out0", 0);
-  t.esp("out0", 1);
   t.clear(0.5);  // during the old SA: a leak, not in the gap
+  t.esp("out0", 1);
   t.clear(1.2);
   t.clear(1.4);
   t.esp("out1", 2);

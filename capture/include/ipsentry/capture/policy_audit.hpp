@@ -35,6 +35,7 @@ class Sad;
 namespace ipsentry::capture {
 
 struct FrameResult;
+struct LayerRecord;
 
 // X(name, text, flagged)
 #define IPSENTRY_AUDIT_VERDICTS(X)            \
@@ -71,6 +72,12 @@ struct AuditResult {
   std::int32_t sa = -1;                      // conforming IPsec: the outermost SA (SAD index)
   dissect::IpAddr outer_src;                 // and its endpoints
   dissect::IpAddr outer_dst;
+  bool mine = false;  // the vantage point sent or received it (or it listens on its destination)
+  // IPv4/IPv6 fragments: a non-first one has no ports, so it takes the
+  // verdict of its first fragment (account()).
+  bool fragment = false;
+  bool first_fragment = false;
+  std::uint32_t fragment_id = 0;
 };
 
 /// The life of one SA on the wire, with its place among the SAs that
@@ -83,15 +90,18 @@ struct SaTimeline {
   std::int64_t last_ns = 0;
   std::int32_t predecessor = -1;  // SAD indices
   std::int32_t successor = -1;
-  std::uint64_t after_successor = 0;  // packets after its successor's first
-  std::uint64_t lifetime_s = 0;       // the configured one (0: none known)
-  std::uint64_t after_lifetime = 0;   // packets later than lifetime_s after its first
-  /// With its successor (after finish()): how long both carried traffic
-  /// (overlap), or how long neither did (gap), and the cleartext frames of
-  /// the same policy in that gap.
+  std::int64_t last_before_successor_ns = 0;  // its last packet before its successor's first
+  std::uint64_t after_successor = 0;          // packets after its successor's first
+  std::uint64_t lifetime_s = 0;               // the configured one (0: none known)
+  std::uint64_t after_lifetime = 0;           // packets later than lifetime_s after its first
+  /// With its successor: how long neither carried traffic at the handover
+  /// (its last packet before the successor's first, to that first: the
+  /// gap), the cleartext frames of the same policy in that gap, and (after
+  /// finish()) how long it went on after the successor took over (overlap).
   double overlap_s = 0;
   double gap_s = 0;
   std::uint64_t cleartext_in_gap = 0;
+  std::uint64_t clear_mark = 0;  // its policy's cleartext count at its last packet before a successor
 };
 
 class PolicyAudit {
@@ -107,8 +117,9 @@ class PolicyAudit {
   void judge_protected(const dissect::Packet& inner, const FrameResult& f, std::size_t layers, const ipsec::Sad& sad,
                        AuditResult& out) const noexcept;
 
-  /// Follows the verdicts in capture order (one thread).
-  void account(const FrameResult& f, const ipsec::Sad& sad);
+  /// Follows the verdicts in capture order (one thread). A non-first
+  /// fragment judged without ports takes its first fragment's finding here.
+  void account(FrameResult& f, const ipsec::Sad& sad);
   /// Links the SAs with their successors and measures overlaps and gaps.
   void finish();
 
@@ -120,6 +131,9 @@ class PolicyAudit {
     return static_cast<std::size_t>(e - spd_.entries().data());
   }
   [[nodiscard]] const std::vector<std::uint64_t>& counts() const noexcept { return counts_; }
+  /// Frames judged that the vantage point sent or received: none means
+  /// --as (or interfaces.local) names a host the capture does not show.
+  [[nodiscard]] std::uint64_t vantage_frames() const noexcept { return vantage_frames_; }
   /// Findings per SPD entry: [entry][verdict].
   [[nodiscard]] const std::vector<std::vector<std::uint64_t>>& entry_counts() const noexcept { return entry_counts_; }
   /// Per SAD index (shorter than the SAD when the last SAs carried nothing).
@@ -137,11 +151,11 @@ class PolicyAudit {
   };
   void verdict_for_clear(const filters::SpdEntry* e, filters::Sense sense, bool ike, AuditResult& out) const noexcept;
   [[nodiscard]] const filters::SpdEntry* first_match(const filters::PacketSelector& sel, filters::Sense sense,
-                                                     bool forwarded) const noexcept;
-  [[nodiscard]] bool lists_sa(std::size_t entry, const ipsec::Sad& sad, std::int32_t sa,
-                              filters::IpsecProtocol protocol, std::uint32_t spi) const noexcept;
-  [[nodiscard]] const filters::SpdEntry* owner_of(filters::Sense sense, const ipsec::Sad& sad, std::int32_t sa,
-                                                  filters::IpsecProtocol protocol, std::uint32_t spi) const noexcept;
+                                                     bool forwarded, bool past_ike = false) const noexcept;
+  [[nodiscard]] bool lists_sa(std::size_t entry, const ipsec::Sad& sad, const LayerRecord& l) const noexcept;
+  [[nodiscard]] const filters::SpdEntry* owner_of(filters::Sense sense, const ipsec::Sad& sad,
+                                                  const LayerRecord& l) const noexcept;
+  [[nodiscard]] bool addressed_to_me(const dissect::IpAddr& dst) const noexcept;
 
   const filters::Config& config_;
   filters::Spd spd_;
@@ -152,17 +166,33 @@ class PolicyAudit {
   struct ListedSa {
     filters::IpsecProtocol protocol;
     std::optional<std::uint32_t> spi;
+    std::optional<dissect::IpAddr> dst;  // peers choose SPIs on their own: the same SPI may name two SAs
     std::string name;
   };
   std::vector<std::vector<ListedSa>> listed_;
   std::vector<std::uint64_t> negotiated_lifetime_;
+  // Negotiate tunnel policies: the peer their SAs must come from / go to
+  // (the policy's, else its profile's).
+  std::vector<std::optional<dissect::IpAddr>> negotiated_peer_;
 
   std::vector<std::uint64_t> counts_;
   std::vector<std::vector<std::uint64_t>> entry_counts_;
+  std::uint64_t vantage_frames_ = 0;
   std::vector<SaTimeline> timelines_;
   std::vector<std::int32_t> slot_of_;  // per SAD index
   std::vector<Slot> slots_;
-  std::vector<std::vector<std::int64_t>> cleartext_ns_;  // per entry: leaks and allowed cleartext
+  std::vector<std::uint64_t> clear_count_;  // per entry: leaks and allowed cleartext so far
+  struct FirstFragment {
+    dissect::IpAddr src;
+    dissect::IpAddr dst;
+    std::uint32_t id;
+    std::uint8_t protocol;
+    AuditVerdict verdict;
+    const filters::SpdEntry* entry;
+    const char* why;
+  };
+  std::vector<FirstFragment> fragments_;  // recent flagged first fragments (a small ring)
+  std::size_t fragment_next_ = 0;
 };
 
 }  // namespace ipsentry::capture

@@ -116,6 +116,8 @@ class Verifier {
   // per-packet cost however many policies there are.
   struct AuditMemo {
     std::int32_t sa = -2;  // -2: empty
+    filters::SaMode mode = filters::SaMode::unspecified;
+    std::uint32_t spi = 0;  // an SA for any SPI takes more than one
     dissect::IpAddr outer_src;
     dissect::IpAddr outer_dst;
     AuditResult result;
