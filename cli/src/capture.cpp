@@ -272,6 +272,9 @@ int run_capture(const CaptureOptions& o) {
   } catch (const filters::ConfigError& e) {
     return usage_error(e.what());
   }
+  if (!o.audit.vantage.empty() && !o.audit.given()) {
+    return usage_error("--as names the vantage point of the policy audit: give --policy CONFIG too");
+  }
   if ((so.stop_on & capture::kStopAudit) != 0 && !o.audit.given()) {
     return usage_error(fmt::format("--stop-on {} is a finding of the policy audit: give --policy CONFIG too",
                                    capture::stop_on_names(so.stop_on & capture::kStopAudit)));

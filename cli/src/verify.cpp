@@ -148,6 +148,10 @@ int run_verify(const VerifyOptions& opt) {
     fmt::print(stderr, "ipsentry: error: {}\n", e.what());
     return kExitUsage;
   }
+  if (!opt.audit.vantage.empty() && !opt.audit.given()) {
+    fmt::print(stderr, "ipsentry: error: --as names the vantage point of the policy audit: give --policy CONFIG too\n");
+    return kExitUsage;
+  }
   std::unique_ptr<PolicyAuditSetup> audit;
   if (opt.audit.given()) {
     try {

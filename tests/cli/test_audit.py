@@ -337,6 +337,8 @@ def test_errors(ipsentry, tmp):
     r = run(ipsentry, "verify", pcap, "--policy", bare, "--as", GW1, "--json")
     check(r.returncode == 1 and json.loads(r.stdout)["statistics"]["policy_audit"]["vantage"] == [GW1],
           f"--as gives the vantage point when the configuration has none ({r.returncode})")
+    r = run(ipsentry, "verify", pcap, "--as", GW1)
+    check(r.returncode == 2 and "give --policy" in r.stderr, f"--as without --policy: exit 2 ({r.stderr.strip()})")
     broken = os.path.join(tmp, "broken.yaml")
     open(broken, "w").write("policies:\n  - name: x\n    from: [\n")
     r = run(ipsentry, "verify", pcap, "--policy", broken, "--as", GW1)
