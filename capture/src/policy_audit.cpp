@@ -157,17 +157,13 @@ void PolicyAudit::verdict_for_clear(const SpdEntry* e, Sense sense, bool ike, Au
     return;
   }
   const filters::PolicyConfig& pol = *e->policy;
-  bool allowed = false;
-  if (!out_bound) {
-    allowed = pol.inbound != filters::InboundCleartext::require;
-  } else if (e->action == PolicyAction::protect) {
-    // A respond policy answers in the clear a peer that has not used IPsec.
-    allowed = pol.inbound == filters::InboundCleartext::respond;
-  } else {
-    // Negotiate: request falls back to cleartext when the negotiation
-    // fails; respond never starts one.
-    allowed = pol.inbound != filters::InboundCleartext::require;
-  }
+  // Arriving, request and respond accept cleartext. Leaving, a protect
+  // policy sends it only under respond (to a peer that has not used IPsec);
+  // a negotiate policy under request (when the negotiation fails) and
+  // respond (it never starts one).
+  const bool allowed = out_bound && e->action == PolicyAction::protect
+                           ? pol.inbound == filters::InboundCleartext::respond
+                           : pol.inbound != filters::InboundCleartext::require;
   if (allowed) {
     out.verdict = AuditVerdict::fallback;
     out.why = out_bound ? "the policy's documented cleartext fallback (inbound: request/respond)"
