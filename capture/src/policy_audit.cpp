@@ -27,8 +27,6 @@ constexpr std::array<VerdictInfo, kAuditVerdictCount> kVerdicts{{
 #undef IPSENTRY_AUDIT_INFO
 }};
 
-bool is_ipsec(PolicyAction a) noexcept { return a == PolicyAction::protect || a == PolicyAction::negotiate; }
-
 }  // namespace
 
 std::string_view audit_name(AuditVerdict v) noexcept { return kVerdicts[static_cast<std::size_t>(v)].name; }
@@ -96,10 +94,6 @@ bool looks_like_ike(const dissect::Packet& p) noexcept {
   return spi && (v1 || v2) && length_ok;
 }
 
-bool is_ike_exemption(const SpdEntry* e) noexcept {
-  return e != nullptr && e->exemption && e->exemption_kind == filters::Exemption::ike;
-}
-
 }  // namespace
 
 bool PolicyAudit::addressed_to_me(const dissect::IpAddr& dst) const noexcept {
@@ -111,25 +105,7 @@ bool PolicyAudit::addressed_to_me(const dissect::IpAddr& dst) const noexcept {
          std::find(local.broadcasts.begin(), local.broadcasts.end(), dst) != local.broadcasts.end();
 }
 
-std::string PolicyAudit::vantage() const {
-  std::string out;
-  for (const auto& a : spd_.local().addresses) out += (out.empty() ? "" : ", ") + a.str();
-  return out;
-}
-
-const SpdEntry* PolicyAudit::first_match(const filters::PacketSelector& sel, Sense sense, bool forwarded,
-                                         bool past_ike) const noexcept {
-  for (const auto& e : spd_.entries()) {
-    if (is_ipsec(e.action) && e.sense != sense) continue;
-    if (past_ike && is_ike_exemption(&e)) continue;
-    // Unlike Spd::lookup, an exemption for root's sockets counts: a capture
-    // does not show who sent a packet, and the audit gives it the benefit
-    // of the doubt rather than calling IKE a leak.
-    if (e.exemption && (e.sense != sense || forwarded)) continue;
-    if (e.matches(sel, spd_.local())) return &e;
-  }
-  return nullptr;
-}
+std::string PolicyAudit::vantage() const { return spd_.local_list(); }
 
 void PolicyAudit::verdict_for_clear(const SpdEntry* e, Sense sense, bool ike, AuditResult& out) const noexcept {
   out.sense = sense;
@@ -190,10 +166,15 @@ void PolicyAudit::judge_clear(const dissect::Packet& p, AuditResult& out) const 
   const bool ike_ports = (from_me && ike_port(out.sel.sport)) || (to_me && ike_port(out.sel.dport));
   // ESP in UDP whose SA the audit has no key for also uses them.
   const bool ike = ike_ports && (looks_like_ike(p) || p.ipsec.udp_encap);
+  // Unlike enforcement, an exemption for root's sockets counts: a capture
+  // does not show who sent a packet, and the audit gives it the benefit of
+  // the doubt rather than calling IKE a leak.
   auto judge = [&](Sense sense, bool forwarded, AuditResult& r) {
-    const SpdEntry* e = first_match(r.sel, sense, forwarded);
-    if (is_ike_exemption(e) && !ike) {
-      verdict_for_clear(first_match(r.sel, sense, forwarded, true), sense, false, r);
+    filters::LookupScope scope{forwarded, true};
+    const SpdEntry* e = spd_.lookup(r.sel, sense, scope);
+    if (e != nullptr && e->is_ike_exemption() && !ike) {
+      scope.past_ike = true;
+      verdict_for_clear(spd_.lookup(r.sel, sense, scope), sense, false, r);
       if (flagged(r.verdict)) r.why = "uses IKE's port but is not IKE: the IKE exemption does not cover it";
       return;
     }
@@ -306,11 +287,11 @@ void PolicyAudit::account(FrameResult& f, const ipsec::Sad& sad) {
       return x.id == a.fragment_id && x.protocol == a.sel.protocol && x.src == a.sel.src && x.dst == a.sel.dst;
     };
     if (a.first_fragment && flagged(a.verdict)) {
+      const FirstFragment first{a.sel.src, a.sel.dst, a.fragment_id, a.sel.protocol, a.verdict, a.entry, a.why};
       if (fragments_.size() < 256) {
-        fragments_.push_back({a.sel.src, a.sel.dst, a.fragment_id, a.sel.protocol, a.verdict, a.entry, a.why});
+        fragments_.push_back(first);
       } else {
-        fragments_[fragment_next_++ % fragments_.size()] = {a.sel.src, a.sel.dst, a.fragment_id, a.sel.protocol,
-                                                            a.verdict, a.entry,   a.why};
+        fragments_[fragment_next_++ % fragments_.size()] = first;
       }
     } else if (!a.first_fragment && !flagged(a.verdict)) {
       if (auto it = std::find_if(fragments_.begin(), fragments_.end(), same); it != fragments_.end()) {

@@ -375,14 +375,6 @@ std::vector<std::optional<std::size_t>> State::adopt_children(State& old) {
   return map;
 }
 
-bool is_ike_exemption(const filters::SpdEntry& e) noexcept {
-  if (!e.exemption || !e.protocol || *e.protocol != 17) return false;
-  auto ike_port = [](const filters::PortRange& r) {
-    return (r.low == 500 && r.high == 500) || (r.low == 4500 && r.high == 4500);
-  };
-  return ike_port(e.sport) || ike_port(e.dport);
-}
-
 void State::pair_nat_sas() {
   // Which outbound ESP-in-UDP SA sends to the peer an inbound one hears from.
   nat_learners_.resize(sad_.size());
@@ -562,8 +554,8 @@ const filters::SpdEntry* lookup_past_ike(const filters::Spd& spd, const filters:
                                          Sense sense) noexcept {
   for (const auto& e : spd.entries()) {
     // As lookup(): root's exemptions are the kernel rule's to judge.
-    if (is_ike_exemption(e) || e.root_only) continue;
-    if (is_ipsec_action(e.action) && e.sense != sense) continue;
+    if (e.is_ike_exemption() || e.root_only) continue;
+    if (filters::is_ipsec_action(e.action) && e.sense != sense) continue;
     if (e.matches(sel, spd.local())) return &e;
   }
   return nullptr;
@@ -578,7 +570,7 @@ Decision Worker::outbound(State& state, const Packet& p, Hook hook, std::uint32_
   // Where ipsentry negotiates, its own IKE leaves with its mark and is never
   // queued: a local packet on the IKE ports that reaches this point is some
   // other program's, and the exemption must not carry it out in the clear.
-  if (e != nullptr && hook == Hook::output && state.has_negotiate() && is_ike_exemption(*e)) {
+  if (e != nullptr && hook == Hook::output && state.has_negotiate() && e->is_ike_exemption()) {
     e = lookup_past_ike(state.spd(), sel, Sense::outbound);
   }
   if (e != nullptr && e->exemption) return exempt(*e);

@@ -112,15 +112,15 @@ void compile(std::string& out, const char* chain, const filters::Spd& spd, int f
              const std::string& queue, bool forward = false, bool counted = true, bool local_out = false) {
   const bool own_ike = local_out && negotiates(spd);
   for (const SpdEntry& e : spd.entries()) {
-    if (is_ipsec_action(e.action) && e.sense != sense) continue;
+    if (filters::is_ipsec_action(e.action) && e.sense != sense) continue;
     if (e.exemption && (e.sense != sense || forward)) continue;
-    if (own_ike && is_ike_exemption(e)) continue;
+    if (own_ike && e.is_ike_exemption()) continue;
     for (const std::string& m : entry_matches(e, family)) {
       if (e.action == PolicyAction::permit) {
         out += fmt::format("-A {}{}{} -j RETURN\n", chain, m, exemption_extra(e, family, counted));
         continue;
       }
-      if (is_ipsec_action(e.action) && sense == Sense::outbound && mss != 0 && can_be_tcp(e)) {
+      if (filters::is_ipsec_action(e.action) && sense == Sense::outbound && mss != 0 && can_be_tcp(e)) {
         // Before the packet is wrapped: afterwards it is ESP/AH.
         out += fmt::format("-A {}{}{} --tcp-flags SYN,RST SYN -j TCPMSS --set-mss {}\n", chain, m,
                            e.protocol ? "" : " -p tcp", mss);

@@ -385,13 +385,15 @@ Spd::Spd(const Config& config, LocalAddresses local) : config_(&config), local_(
   }
 }
 
-const SpdEntry* Spd::lookup(const PacketSelector& p, Sense sense, bool forwarded) const noexcept {
+const SpdEntry* Spd::lookup(const PacketSelector& p, Sense sense, LookupScope scope) const noexcept {
   for (const auto& e : entries_) {
     // IPsec entries act in their own sense: the mirrored entry checks
     // what arrives, the one written sends.
-    const bool ipsec = e.action == PolicyAction::protect || e.action == PolicyAction::negotiate;
-    if (ipsec && e.sense != sense) continue;
-    if (e.exemption && (e.sense != sense || forwarded || e.root_only)) continue;
+    if (is_ipsec_action(e.action) && e.sense != sense) continue;
+    if (e.exemption && (e.sense != sense || scope.forwarded || (e.root_only && !scope.root_exemptions) ||
+                        (scope.past_ike && e.is_ike_exemption()))) {
+      continue;
+    }
     if (e.matches(p, local_)) return &e;
   }
   return nullptr;
@@ -399,8 +401,7 @@ const SpdEntry* Spd::lookup(const PacketSelector& p, Sense sense, bool forwarded
 
 const SpdEntry* Spd::lookup_protected(const PacketSelector& p, Sense sense) const noexcept {
   for (const auto& e : entries_) {
-    const bool ipsec = e.action == PolicyAction::protect || e.action == PolicyAction::negotiate;
-    if (e.exemption || (ipsec && e.sense != sense)) continue;
+    if (e.exemption || (is_ipsec_action(e.action) && e.sense != sense)) continue;
     if (e.matches(p, local_)) return &e;
   }
   return nullptr;

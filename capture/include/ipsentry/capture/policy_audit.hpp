@@ -150,8 +150,6 @@ class PolicyAudit {
     std::int32_t newest = -1;
   };
   void verdict_for_clear(const filters::SpdEntry* e, filters::Sense sense, bool ike, AuditResult& out) const noexcept;
-  [[nodiscard]] const filters::SpdEntry* first_match(const filters::PacketSelector& sel, filters::Sense sense,
-                                                     bool forwarded, bool past_ike = false) const noexcept;
   [[nodiscard]] bool lists_sa(std::size_t entry, const ipsec::Sad& sad, const LayerRecord& l) const noexcept;
   [[nodiscard]] const filters::SpdEntry* owner_of(filters::Sense sense, const ipsec::Sad& sad,
                                                   const LayerRecord& l) const noexcept;

@@ -240,8 +240,7 @@ class State {
   /// Removes a child's SAs (`inbound_only`: its outbound SA is gone
   /// already). Falls back to the SPIs when the id is unknown. Returns the
   /// number of SAs removed.
-  std::size_t remove_child(std::uint64_t id, std::uint32_t inbound_spi, std::uint32_t outbound_spi,
-                           bool inbound_only);
+  std::size_t remove_child(std::uint64_t id, std::uint32_t inbound_spi, std::uint32_t outbound_spi, bool inbound_only);
   /// The peer of an IKE SA moved (its NAT mapping changed): its children's
   /// ESP goes to `peer`:`port`.
   void update_peer(std::uint64_t ike_sa, const dissect::IpAddr& peer, std::uint16_t port);
@@ -361,15 +360,5 @@ class Worker {
   IcmpSender icmp_;
   IkeChannel* ike_ = nullptr;
 };
-
-/// Whether an SPD entry is one of the default exemptions for IKE (UDP 500
-/// or 4500 either way). Where ipsentry runs IKE itself, its own IKE carries
-/// its mark and needs no exemption: leaving the host, the exemption would
-/// only let other programs' cleartext out.
-[[nodiscard]] bool is_ike_exemption(const filters::SpdEntry& e) noexcept;
-/// Whether an entry's action is IPsec (protect with manual SAs, or negotiate).
-[[nodiscard]] inline bool is_ipsec_action(filters::PolicyAction a) noexcept {
-  return a == filters::PolicyAction::protect || a == filters::PolicyAction::negotiate;
-}
 
 }  // namespace ipsentry::enforce

@@ -32,6 +32,11 @@ namespace ipsentry::filters {
 
 enum class Sense : std::uint8_t { outbound, inbound };
 
+/// Whether an entry's action is IPsec (protect with manual SAs, or negotiate).
+[[nodiscard]] inline bool is_ipsec_action(PolicyAction a) noexcept {
+  return a == PolicyAction::protect || a == PolicyAction::negotiate;
+}
+
 /// What a policy selects on, taken from one IP packet.
 struct PacketSelector {
   dissect::IpAddr src;
@@ -89,6 +94,18 @@ struct SpdEntry {
   /// Exemptions: "ike-in", "neighbor-discovery-out", ... (names the kernel
   /// rules and the statistics).
   [[nodiscard]] std::string exemption_tag() const;
+  /// One of the IKE exemptions (UDP 500 or 4500 either way). Where ipsentry
+  /// runs IKE itself, its own IKE carries its mark and needs no exemption:
+  /// leaving the host, the exemption would only let other programs'
+  /// cleartext out.
+  [[nodiscard]] bool is_ike_exemption() const noexcept { return exemption && exemption_kind == Exemption::ike; }
+};
+
+/// What a lookup passes over, besides the IPsec entries of the other sense.
+struct LookupScope {
+  bool forwarded = false;        // every exemption: they are for this host's own traffic
+  bool root_exemptions = false;  // count the exemptions for root's sockets, which only the kernel can tell
+  bool past_ike = false;         // the IKE exemptions
 };
 
 class Spd {
@@ -103,7 +120,10 @@ class Spd {
   /// The first entry matching `p`; protect entries and exemptions of the
   /// other sense are passed over, and every exemption for a `forwarded`
   /// packet. nullptr: no entry matches (the packet is permitted).
-  [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense, bool forwarded = false) const noexcept;
+  [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense, bool forwarded = false) const noexcept {
+    return lookup(p, sense, LookupScope{forwarded});
+  }
+  [[nodiscard]] const SpdEntry* lookup(const PacketSelector& p, Sense sense, LookupScope scope) const noexcept;
   /// For the inner packet of verified IPsec: the first entry of `sense`
   /// matching it, exemptions passed over (they say what may pass
   /// unprotected; what travels on an SA must be what its policy selects).
@@ -124,11 +144,10 @@ class Spd {
   [[nodiscard]] std::string describe() const;
   /// The exemptions with their selectors, on one line ("none" when there are none).
   [[nodiscard]] std::string describe_exemptions() const;
-
- private:
   /// This host's addresses, or "none".
   [[nodiscard]] std::string local_list(const char* separator = ", ") const;
 
+ private:
   const Config* config_ = nullptr;
   LocalAddresses local_;
   std::vector<SpdEntry> entries_;
