@@ -212,6 +212,12 @@ def rekey_capture(path):
     return t0
 
 
+def write_cfg(path, text):
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
+    return path
+
+
 def run(ipsentry, *args):
     return subprocess.run([ipsentry, *args, "--no-progress"], capture_output=True, text=True)
 
@@ -230,8 +236,7 @@ def verdicts(doc):
 def test_gateway(ipsentry, tmp):
     pcap, cfg = os.path.join(tmp, "gateway.pcap"), os.path.join(tmp, "gateway.yaml")
     special = gateway_capture(pcap)
-    open(cfg, "w").write(GATEWAY_YAML)
-    os.chmod(cfg, 0o600)
+    write_cfg(cfg, GATEWAY_YAML)
     r = run(ipsentry, "verify", pcap, "--policy", cfg, "--json")
     check(r.returncode == 1, f"gateway: verify --policy exits 1 on findings (got {r.returncode}): {r.stderr}")
     doc = json.loads(r.stdout)
@@ -291,8 +296,7 @@ def test_gateway(ipsentry, tmp):
 def test_rekey(ipsentry, tmp):
     pcap, cfg = os.path.join(tmp, "rekey.pcap"), os.path.join(tmp, "rekey.yaml")
     t0 = rekey_capture(pcap)
-    open(cfg, "w").write(REKEY_YAML)
-    os.chmod(cfg, 0o600)
+    write_cfg(cfg, REKEY_YAML)
     r = run(ipsentry, "verify", pcap, "--policy", cfg, "--json")
     doc = json.loads(r.stdout)
     check(r.returncode == 1, f"rekey: the cleartext in the mail gap is a finding (exit {r.returncode})")
@@ -326,8 +330,7 @@ def test_rekey(ipsentry, tmp):
 def test_errors(ipsentry, tmp):
     pcap = os.path.join(tmp, "gateway.pcap")
     bare = os.path.join(tmp, "bare.yaml")
-    open(bare, "w").write(GATEWAY_YAML.replace(f"interfaces: {{ local: [{GW1}] }}\n", ""))
-    os.chmod(bare, 0o600)
+    write_cfg(bare, GATEWAY_YAML.replace(f"interfaces: {{ local: [{GW1}] }}\n", ""))
     r = run(ipsentry, "verify", pcap, "--policy", bare)
     check(r.returncode == 2 and "--as" in r.stderr and "interfaces.local" in r.stderr,
           f"no vantage point: exit 2 naming --as and interfaces.local ({r.returncode}: {r.stderr.strip()})")
@@ -353,12 +356,6 @@ def audit_of(ipsentry, pcap, cfg, *extra):
     r = run(ipsentry, "verify", pcap, "--policy", cfg, "--json", *extra)
     doc = json.loads(r.stdout)
     return {p["frame"]: p.get("audit") for p in doc["packets"] if p["layer"] <= 1}, doc, r
-
-
-def write_cfg(path, text):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
-    return path
 
 
 def test_attacks(ipsentry, tmp):

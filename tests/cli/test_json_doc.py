@@ -211,9 +211,7 @@ def audit_capture(tmp, which):
     else:
         test_audit.rekey_capture(pcap)
         text = test_audit.REKEY_YAML
-    with open(os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
-    return [pcap, "--policy", cfg]
+    return [pcap, "--policy", test_audit.write_cfg(cfg, text)]
 
 
 def main():
