@@ -82,7 +82,8 @@ fi
 backend_args() { if [[ ${#backends[@]} -gt 1 ]]; then echo "--crypto $1"; fi; }
 
 micro_suites=""
-if [[ -x $micro ]] && "$micro" --benchmark_list_tests=true 2>/dev/null | grep -q '^BM_EspOpen/'; then
+if [[ -x $micro ]]; then
+  # Read the whole list first: `grep -q` in a pipeline would stop the writer with SIGPIPE, a failure under pipefail.
   micro_suites=$("$micro" --benchmark_list_tests=true 2>/dev/null | awk -F/ '/^BM_EspOpen\//{print $2}' | sort -u | xargs)
 fi
 
