@@ -280,7 +280,9 @@ def run_strongswan(tmp, alg, seconds, results):
     dirs, procs = [], []
     for side, (ns, me, peer, im, ip) in enumerate(((NA, A, B, IA, IB), (NB, B, A, IB, IA))):
         d = os.path.join(tmp, f"ss-{alg}-{side}")
-        os.makedirs(d, exist_ok=True)
+        # A fresh directory: a vici socket left by an earlier round would pass for the new charon's being ready.
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
         open(os.path.join(d, "strongswan.conf"), "w").write(f"""charon {{
   load = openssl kdf gcm random nonce aes sha1 sha2 hmac gmp kernel-libipsec kernel-netlink socket-default vici
   install_routes = yes
@@ -326,7 +328,7 @@ secrets {{ ike {{ id-1 = {A}
                 f"unix://{dirs[side]}/charon.vici")
         r = nsx(NA, "swanctl", "--initiate", "--child", "bench", "--uri", f"unix://{dirs[0]}/charon.vici", timeout=30)
         if r.returncode != 0:
-            print(f"strongSwan could not establish the tunnel: {r.stdout[-500:]}")
+            print(f"strongSwan could not establish the tunnel: {(r.stdout + r.stderr)[-500:]}", flush=True)
             return
         time.sleep(0.5)
         # charon's worker threads do the ESP work; count the whole process.
