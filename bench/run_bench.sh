@@ -8,9 +8,10 @@
 #   - tshark decrypting and checking the same file with the same keys, and
 #     ipsentry's multiple of it (tshark cannot decrypt ChaCha20-Poly1305:
 #     that row says so);
-#   - each backend's crypto alone at the file's mean inner packet size: the
-#     BM_EspOpen micro-benchmarks when bench_ipsec has them, else
-#     `openssl speed`; and ipsentry's share of that rate;
+#   - each backend's crypto alone at the file's mean packet size: the
+#     BM_EspOpen micro-benchmarks (at the mean ciphertext size) when
+#     bench_ipsec has them, else `openssl speed` (OpenSSL only); and
+#     ipsentry's share of that rate;
 #   - peak memory on the file, on a 10x smaller one, and on gzipped copies
 #     of both: it must not grow with the file.
 # This machine's speed drifts between runs by more than the differences
@@ -102,7 +103,7 @@ echo "- OpenSSL: $(openssl version 2>/dev/null || echo 'openssl not installed')"
 echo "- ipsentry --version: $("$ipsentry" --version 2>&1 | paste -sd ';' | sed 's/;/; /g')"
 echo "- crypto: $crypto_note"
 if [[ -n $micro_suites ]]; then
-  echo "- crypto alone: bench_ipsec BM_EspOpen (suites: $micro_suites), per packet at the file's mean inner size"
+  echo "- crypto alone: bench_ipsec BM_EspOpen (suites: $micro_suites), per packet at the file's mean ciphertext size"
 else
   echo "- crypto alone: openssl speed (bench_ipsec has no BM_EspOpen), OpenSSL only"
 fi
@@ -124,7 +125,7 @@ openssl_ns() {
   awk -v b="$bytes" -v c="$c" -v h="$h" 'BEGIN{t = b / c; if (h != "") t += b / h; printf "%.1f", t * 1e9}'
 }
 
-# BM_EspOpen for a suite, one pass: prints "backend ns_per_packet" at the mean size, interpolated
+# BM_EspOpen for a suite, one pass: prints "backend ns_per_packet" at the mean ciphertext size, interpolated
 # linearly in size between the two measured sizes around it (the nearest one outside their range).
 micro_ns() {
   local suite=$1 mean=$2
@@ -149,7 +150,7 @@ for backend, p in sorted(pts.items()):
 }
 
 # --- per suite --------------------------------------------------------------------------------------
-declare -A wall cpu crypto_ns rss tshark_rate tshark_cpu meanof notes
+declare -A wall cpu crypto_ns rss tshark_rate tshark_cpu meanof ctof notes
 for suite in "${suites[@]}"; do
   p=$(gen "$suite" "$packets")
   small=$(gen "$suite" $((packets / 10)))
@@ -157,6 +158,10 @@ for suite in "${suites[@]}"; do
   # shellcheck disable=SC1090
   source "$p.pcap.meta"
   meanof[$suite]=$mean_inner
+  # BM_EspOpen's size is the ciphertext: the inner packet, its padding (on average half the alignment
+  # less one: 16-byte blocks for CBC, 4 bytes otherwise) and the 2-byte trailer.
+  if [[ $suite == cbc-* ]]; then mean_ct=$((mean_inner + 2 + 7)); else mean_ct=$((mean_inner + 2 + 1)); fi
+  ctof[$suite]=$mean_ct
   # Each backend must verify every packet, or its timing means nothing.
   usable=()
   for b in "${backends[@]}"; do
@@ -221,7 +226,7 @@ print("; ".join(list(walk(json.load(sys.stdin)["statistics"], []))[:6]))' <<<"$o
     if [[ " $micro_suites " == *" $suite "* ]]; then
       while read -r b ns; do
         crypto_ns[$suite/$b]=$(min "${crypto_ns[$suite/$b]:-}" "$ns")
-      done < <(micro_ns "$suite" "$mean_inner")
+      done < <(micro_ns "$suite" "$mean_ct")
     elif [[ " ${usable[*]} " == *" openssl "* ]]; then
       ns=$(openssl_ns "$suite" $(((mean_inner + 15) / 16 * 16)) 1)
       [[ -n $ns ]] && crypto_ns[$suite/openssl]=$(min "${crypto_ns[$suite/openssl]:-}" "$ns")
@@ -270,10 +275,10 @@ done
 echo
 echo "-j1 (CPU): packets per CPU second (task-clock), the fair figure on a shared machine; -j2/-j1 is of wall"
 echo "times. x tshark: CPU rate against tshark's CPU rate on the same file. crypto alone: the backend's"
-echo "decryption + ICV check of one packet of the file's mean inner size, without ipsentry; share: ipsentry"
+echo "decryption + ICV check of one packet of the file's mean size, without ipsentry; share: ipsentry"
 echo "-j1 (CPU) as a percentage of it (100 % would mean ipsentry costs nothing beyond the crypto)."
 for suite in "${suites[@]}"; do
-  echo "  $suite: mean inner packet ${meanof[$suite]} bytes$(
+  echo "  $suite: mean inner packet ${meanof[$suite]} bytes (ciphertext about ${ctof[$suite]})$(
     for b in "${backends[@]}"; do
       [[ -n ${crypto_ns[$suite/$b]:-} ]] && printf '; %s crypto alone %s ns/packet' "$b" "${crypto_ns[$suite/$b]}"
     done)"
