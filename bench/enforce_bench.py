@@ -134,7 +134,7 @@ def measure(name, pids, seconds, inner, results, queues=1, alive=None):
         kind = "UDP" if udp else "TCP"
         dead = alive() if alive else None
         if got is None or dead:
-            print(f"{name:<64} {kind}  failed{': ' + dead if dead else ''}", flush=True)
+            print(f"{name:<68} {kind}  failed{': ' + dead if dead else ''}", flush=True)
             results.append({"name": name, "proto": kind, "queues": queues, "failed": True})
             continue
         bps, loss = got
@@ -143,7 +143,7 @@ def measure(name, pids, seconds, inner, results, queues=1, alive=None):
         # CPU seconds per Gbit carried = CPU cores busy at 1 Gbit/s.
         row["cpu_s_per_gbit"] = (c1 - c0) / (bps * (t1 - t0) / 1e9) if bps > 0 else None
         results.append(row)
-        print(f"{name:<64} {kind}  {row['mbit_s']:8.0f} Mbit/s  {row['pps']:9.0f} pkt/s  CPU {row['cpu_pct']:5.0f} %"
+        print(f"{name:<68} {kind}  {row['mbit_s']:8.0f} Mbit/s  {row['pps']:9.0f} pkt/s  CPU {row['cpu_pct']:5.0f} %"
               + (f"  (UDP loss {loss:.1f} %)" if udp else ""), flush=True)
 
 
@@ -367,21 +367,21 @@ def summary(results, rounds):
     ceiling = {(r["queues"], r["proto"]): r for k, r in best.items()
                if k[0].startswith("NFQUEUE") and not r.get("failed")}
     print(f"\n## enforcement, best of {rounds} round(s) ({'; '.join(sorted({k[1] for k in order}))})\n")
-    print(f"| {'contender':<64} | proto | {'Mbit/s':>7} | {'pkt/s':>8} | {'CPU %':>6} | {'% of ceiling':>12} |"
+    print(f"| {'contender':<68} | proto | {'Mbit/s':>7} | {'pkt/s':>8} | {'CPU %':>6} | {'% of ceiling':>12} |"
           f" {'CPU s/Gbit':>10} |")
-    print(f"|{'-' * 66}|-------|{'-' * 9}|{'-' * 10}|{'-' * 8}|{'-' * 14}|{'-' * 12}|")
+    print(f"|{'-' * 70}|-------|{'-' * 9}|{'-' * 10}|{'-' * 8}|{'-' * 14}|{'-' * 12}|")
     rows = []
     for key in order:
         r = best[key]
         if r.get("failed"):
-            print(f"| {key[0]:<64} | {key[1]:<5} | {'failed':>7} | {'':>8} | {'':>6} | {'':>12} | {'':>10} |")
+            print(f"| {key[0]:<68} | {key[1]:<5} | {'failed':>7} | {'':>8} | {'':>6} | {'':>12} | {'':>10} |")
             continue
         c = ceiling.get((r["queues"], r["proto"]))
         share = 100.0 * r["mbit_s"] / c["mbit_s"] if c and c["mbit_s"] > 0 else None
         r = dict(r, ceiling_pct=share)
         rows.append(r)
         cpg = f"{r['cpu_s_per_gbit']:.2f}" if r.get("cpu_s_per_gbit") is not None else "n/a"
-        print(f"| {key[0]:<64} | {key[1]:<5} | {r['mbit_s']:7.0f} | {r['pps']:8.0f} | {r['cpu_pct']:6.0f} |"
+        print(f"| {key[0]:<68} | {key[1]:<5} | {r['mbit_s']:7.0f} | {r['pps']:8.0f} | {r['cpu_pct']:6.0f} |"
               f" {(f'{share:.0f} %' if share is not None else 'n/a'):>12} | {cpg:>10} |")
     print("\n% of ceiling: Mbit/s against the NFQUEUE accept-all program with as many queues (strongSwan: one);"
           "\nCPU s/Gbit: CPU seconds of the contender's processes (both namespaces) per Gbit carried.")
