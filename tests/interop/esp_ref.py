@@ -47,21 +47,23 @@ INTEG = {
 
 class RefSA:
     """enc: aes-cbc | aes-gmac | aes-gcm-8 | aes-gcm-12 | aes-gcm-16 | aes-gcm-16-iiv | aes-ccm-8-iiv |
-    chacha20-poly1305-iiv."""
+    chacha20-poly1305 (RFC 7634, explicit 8-byte IV) | chacha20-poly1305-iiv."""
 
     def __init__(self, spi, enc, enc_key, integ="none", auth_key=b"", esn=False):
         self.spi, self.enc, self.esn, self.integ, self.auth_key = spi, enc, esn, integ, auth_key
         self.key = enc_key
         self.seq = 0
         if enc in ("aes-gmac", "aes-gcm-8", "aes-gcm-12", "aes-gcm-16", "aes-gcm-16-iiv",
-                   "chacha20-poly1305-iiv"):
+                   "chacha20-poly1305", "chacha20-poly1305-iiv"):
             self.salt, self.key = enc_key[-4:], enc_key[:-4]
         elif enc == "aes-ccm-8-iiv":
             self.salt, self.key = enc_key[-3:], enc_key[:-3]
-        self.iv_len = {"aes-cbc": 16, "aes-gmac": 8, "aes-gcm-8": 8, "aes-gcm-12": 8, "aes-gcm-16": 8}.get(enc, 0)
+        self.iv_len = {"aes-cbc": 16, "aes-gmac": 8, "aes-gcm-8": 8, "aes-gcm-12": 8, "aes-gcm-16": 8,
+                       "chacha20-poly1305": 8}.get(enc, 0)
         self.align = 16 if enc == "aes-cbc" else 4
         self.tag_len = {"aes-gmac": 16, "aes-gcm-8": 8, "aes-gcm-12": 12, "aes-gcm-16": 16, "aes-gcm-16-iiv": 16,
-                        "aes-ccm-8-iiv": 8, "chacha20-poly1305-iiv": 16}.get(enc, 0)
+                        "aes-ccm-8-iiv": 8, "chacha20-poly1305": 16,
+                        "chacha20-poly1305-iiv": 16}.get(enc, 0)
         self.icv_len = self.tag_len or (INTEG[integ][0] if integ != "none" else 0)
 
     def _aad(self, seq):
@@ -77,7 +79,7 @@ class RefSA:
     def _aead(self):
         if self.enc == "aes-ccm-8-iiv":
             return AESCCM(self.key, tag_length=8)
-        if self.enc == "chacha20-poly1305-iiv":
+        if self.enc in ("chacha20-poly1305", "chacha20-poly1305-iiv"):
             return ChaCha20Poly1305(self.key)
         return AESGCM(self.key)
 
