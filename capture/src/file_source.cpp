@@ -49,7 +49,8 @@ std::size_t round_up(std::uint64_t n, std::size_t to) { return static_cast<std::
 class FileSource::Stream {
  public:
   Stream(int fd, std::uint64_t file_size, const std::string& name) : fd_(fd) {
-    std::size_t want = std::min<std::uint64_t>(kMaxReserve, round_up(file_size * kMaxRatio + kStep, kStep));
+    std::size_t want =
+        file_size >= kMaxReserve / kMaxRatio ? kMaxReserve : round_up(file_size * kMaxRatio + kStep, kStep);
     void* m = MAP_FAILED;
     for (;;) {
       m = ::mmap(nullptr, want + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -66,7 +67,7 @@ class FileSource::Stream {
     auto* raw = static_cast<std::uint8_t*>(m);
     auto* aligned = reinterpret_cast<std::uint8_t*>(round_up(reinterpret_cast<std::uintptr_t>(raw), kHuge));
     if (aligned != raw) ::munmap(raw, static_cast<std::size_t>(aligned - raw));
-    if (raw + want + kHuge != aligned + want) ::munmap(aligned + want, static_cast<std::size_t>(raw + kHuge - aligned));
+    ::munmap(aligned + want, static_cast<std::size_t>(raw + kHuge - aligned));
     base_ = aligned;
     reserved_ = want;
     ::madvise(base_, reserved_, MADV_HUGEPAGE);
@@ -155,10 +156,10 @@ class FileSource::Stream {
     ended_ = true;
   }
 
+  // Inflates into out[0, room) (room < 4 GiB); returns the bytes written.
   // Damage (a file cut short, corrupt data, a bad checksum) does not discard
   // what was inflated before it: the frames there are as good as those before
   // the damage in a plain capture.
-  // Inflates into out[0, room) (room < 4 GiB); returns the bytes written.
   std::size_t inflate_some(std::uint8_t* out, std::size_t room) {
     if (zs_.avail_in == 0 && !input_ended_) {
       const ssize_t n = ::read(fd_, in_.get(), kInput);
