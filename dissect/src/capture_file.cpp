@@ -18,6 +18,11 @@ constexpr std::uint32_t kByteOrderMagic = 0x1a2b3c4d;
 // Frames larger than this are not real captures but corruption; refusing them
 // keeps a flipped length bit from swallowing the rest of the file.
 constexpr std::uint32_t kMaxFrame = 16u * 1024 * 1024;
+// While the image is still growing, a block longer than this is taken for
+// corruption at once: waiting for it would hold everything up to its claimed
+// end in memory (a length bit flipped in a gzip capture would inflate the
+// rest of the file). A complete image reports such a block as cut short.
+constexpr std::uint32_t kMaxGrowingBlock = 64u * 1024 * 1024;
 
 std::uint32_t bswap32(std::uint32_t v) noexcept { return __builtin_bswap32(v); }
 
@@ -123,11 +128,23 @@ CaptureFileParser::Next CaptureFileParser::fail(const char* message, std::uint64
   error_ = message;
   error_offset_ = at;
   pos_ = image_.size();
+  failed_ = true;
   return Next::error;
+}
+
+CaptureFileParser::Next CaptureFileParser::short_of_bytes(const char* message, std::uint64_t at) noexcept {
+  return final_ ? fail(message, at) : Next::more;
+}
+
+void CaptureFileParser::grow(Bytes image, bool final) noexcept {
+  image_ = image;
+  final_ = final;
 }
 
 bool CaptureFileParser::open(Bytes image, std::string& error) {
   image_ = image;
+  final_ = true;
+  failed_ = false;
   pos_ = 0;
   number_ = 0;
   interfaces_.clear();
@@ -190,22 +207,21 @@ bool CaptureFileParser::open(Bytes image, std::string& error) {
 }
 
 CaptureFileParser::Next CaptureFileParser::next(Frame& out) {
-  if (pos_ >= image_.size()) return Next::end;
+  if (failed_) return Next::end;
+  if (pos_ >= image_.size()) return final_ ? Next::end : Next::more;
   return format_ == Format::pcap ? next_pcap(out) : next_pcapng(out);
 }
 
 CaptureFileParser::Next CaptureFileParser::next_pcap(Frame& out) {
   const std::uint64_t at = pos_;
-  if (image_.size() - at < 16) return fail("pcap record header is truncated (file cut short)", at);
+  if (image_.size() - at < 16) return short_of_bytes("pcap record header is truncated (file cut short)", at);
   const std::uint8_t* h = image_.data() + at;
   std::uint32_t sec = rd32(h);
   std::uint32_t frac = rd32(h + 4);
   std::uint32_t incl = rd32(h + 8);
   std::uint32_t orig = rd32(h + 12);
   if (incl > kMaxFrame) return fail("pcap record claims an impossible captured length", at);
-  if (image_.size() - at - 16 < incl) {
-    return fail("pcap record data is truncated (file cut short)", at);
-  }
+  if (image_.size() - at - 16 < incl) return short_of_bytes("pcap record data is truncated (file cut short)", at);
   out.number = ++number_;
   // At most 2^32 s plus 2^32 * 1000 ns: within int64_t, and clamped like pcapng times.
   out.ts_ns = clamp_timestamp(static_cast<std::int64_t>(sec) * 1'000'000'000 +
@@ -288,19 +304,22 @@ bool CaptureFileParser::parse_section_header(std::uint64_t at, std::uint32_t blo
 CaptureFileParser::Next CaptureFileParser::next_pcapng(Frame& out) {
   for (;;) {
     const std::uint64_t at = pos_;
-    if (at >= image_.size()) return Next::end;
-    if (image_.size() - at < 12) return fail("pcapng block header is truncated (file cut short)", at);
+    if (at >= image_.size()) return final_ ? Next::end : Next::more;
+    if (image_.size() - at < 12) return short_of_bytes("pcapng block header is truncated (file cut short)", at);
     const std::uint8_t* h = image_.data() + at;
     std::uint32_t type = load_le32(h);
     if (type == kBlockSectionHeader) {
       // A new section may switch byte order; read its byte-order magic first.
-      if (image_.size() - at < 28) return fail("pcapng section header is truncated", at);
+      if (image_.size() - at < 28) return short_of_bytes("pcapng section header is truncated", at);
       if (!parse_section_header(at, 0)) return fail("pcapng section header has an invalid byte-order magic", at);
     }
     type = rd32(h);
     std::uint32_t len = rd32(h + 4);
     if (len < 12 || (len % 4) != 0) return fail("pcapng block has an invalid length", at);
-    if (image_.size() - at < len) return fail("pcapng block is truncated (file cut short)", at);
+    if (image_.size() - at < len) {
+      if (!final_ && len > kMaxGrowingBlock) return fail("pcapng block claims an impossible length", at);
+      return short_of_bytes("pcapng block is truncated (file cut short)", at);
+    }
     if (rd32(h + len - 4) != len) return fail("pcapng block trailer length does not match its header", at);
     Bytes body = image_.subspan(at + 8, len - 12);
     pos_ = at + len;

@@ -384,6 +384,127 @@ TEST(FileSource, GzipCutShortGivesTheFramesBeforeTheDamage) {
   std::filesystem::remove(plain_path);
 }
 
+// Issue 17: a gzip capture is inflated a step at a time. Writes a pcap of
+// about 3.5 steps (frames of every size, one larger than a step, some of them
+// compressible so that deflate codes them) and its gzip.
+struct SteppedCapture {
+  std::filesystem::path plain = temp_path("stepped.pcap");
+  std::filesystem::path packed = temp_path("stepped.pcap.gz");
+  std::vector<std::uint8_t> plain_bytes;
+  std::vector<std::uint8_t> packed_bytes;
+  std::uint64_t frames = 0;
+  SteppedCapture() {
+    std::mt19937 rnd(17);
+    capture::PcapWriter w(plain, 101);
+    std::uint64_t at = 24;
+    while (at < capture::FileSource::kInflateStep * 7 / 2) {
+      ++frames;
+      std::size_t len = 1 + rnd() % 1600;
+      if (frames == 1500) len = capture::FileSource::kInflateStep + 12345;
+      std::vector<std::uint8_t> frame(len);
+      for (std::size_t i = 0; i < len; ++i) {
+        frame[i] = frames % 3 == 0 ? static_cast<std::uint8_t>(rnd()) : static_cast<std::uint8_t>(i * frames);
+      }
+      w.write(static_cast<std::int64_t>(frames) * 1000, frame);
+      at += 16 + len;
+    }
+    w.close();
+    plain_bytes = read_bytes(plain);
+    packed_bytes = gzip(plain_bytes);
+    write_bytes(packed, packed_bytes);
+  }
+  ~SteppedCapture() {
+    std::filesystem::remove(plain);
+    std::filesystem::remove(packed);
+  }
+};
+
+TEST(FileSource, GzipFramesStraddleInflateStepsAndStayWhereTheyAre) {
+  SteppedCapture cap;
+  ASSERT_GT(cap.packed_bytes.size(), capture::FileSource::kInflateStep);  // read in several pieces too
+  std::size_t straddling = 0;
+  for (const bool release : {false, true}) {
+    capture::FileSource plain(cap.plain);
+    capture::FileSource packed(cap.packed);
+    EXPECT_FALSE(plain.compressed());
+    EXPECT_TRUE(packed.compressed());
+    EXPECT_EQ(packed.size(), cap.packed_bytes.size());
+    std::vector<dissect::Frame> kept;
+    dissect::Frame a;
+    dissect::Frame b;
+    while (plain.next(a)) {
+      ASSERT_TRUE(packed.next(b)) << "frame " << a.number << ": " << packed.error();
+      ASSERT_EQ(a.number, b.number);
+      ASSERT_EQ(a.ts_ns, b.ts_ns);
+      ASSERT_EQ(a.file_offset, b.file_offset);
+      ASSERT_TRUE(std::equal(a.data.begin(), a.data.end(), b.data.begin(), b.data.end())) << "frame " << a.number;
+      const std::uint64_t start = b.file_offset / capture::FileSource::kInflateStep;
+      const std::uint64_t end = (b.file_offset + 16 + b.data.size() - 1) / capture::FileSource::kInflateStep;
+      if (!release && start != end) ++straddling;
+      if (release) {
+        packed.release_before(b.file_offset);
+      } else {
+        kept.push_back(b);
+      }
+    }
+    EXPECT_FALSE(packed.next(b));
+    EXPECT_EQ(plain.error(), "");
+    EXPECT_EQ(packed.error(), "");
+    EXPECT_EQ(packed.offset(), cap.packed_bytes.size());
+    // Without release_before() every frame returned stays readable where it was.
+    for (const auto& f : kept) {
+      const auto* in_plain = cap.plain_bytes.data() + f.file_offset + 16;
+      ASSERT_TRUE(std::equal(f.data.begin(), f.data.end(), in_plain)) << "frame " << f.number << " moved";
+    }
+  }
+  EXPECT_GE(straddling, 3u);  // one frame is larger than a step and spans two boundaries
+}
+
+TEST(FileSource, GzipDamagedOrCutAfterSeveralStepsKeepsTheFramesBefore) {
+  SteppedCapture cap;
+  // The frames read that are those of the plain capture, in order from the first.
+  auto read_all = [&](const std::vector<std::uint8_t>& gz, std::string& error) {
+    const auto path = temp_path("damaged.pcap.gz");
+    write_bytes(path, gz);
+    capture::FileSource src(path);
+    const auto* plain = cap.plain_bytes.data();
+    dissect::Frame f;
+    std::uint64_t good = 0;
+    while (src.next(f)) {
+      if (good + 1 == f.number && f.file_offset + 16 + f.data.size() <= cap.plain_bytes.size() &&
+          std::equal(f.data.begin(), f.data.end(), plain + f.file_offset + 16)) {
+        ++good;
+      }
+      src.release_before(f.file_offset);
+    }
+    error = src.error();
+    std::filesystem::remove(path);
+    return good;
+  };
+  std::string error;
+  // Cut at 80 %: the frames inflated from the first 80 %, then the damage named.
+  std::vector<std::uint8_t> cut(cap.packed_bytes.begin(),
+                                cap.packed_bytes.begin() + static_cast<long>(cap.packed_bytes.size() * 4 / 5));
+  const std::uint64_t before_cut = read_all(cut, error);
+  EXPECT_GT(before_cut, cap.frames / 2);
+  EXPECT_LT(before_cut, cap.frames);
+  EXPECT_EQ(error.find("gzip data ends early (file cut short): pcap record"), 0u) << error;
+  EXPECT_NE(error.find("of the inflated capture"), std::string::npos) << error;
+  // Corrupt data at 70 %. It may inflate to garbage before zlib notices, and
+  // the garbage may fail as a capture first: the gzip damage is still named.
+  auto corrupt = cap.packed_bytes;
+  for (std::size_t i = corrupt.size() * 7 / 10; i < corrupt.size() * 7 / 10 + 64; ++i) corrupt[i] ^= 0x5a;
+  const std::uint64_t before_damage = read_all(corrupt, error);
+  EXPECT_GT(before_damage, cap.frames / 3);
+  EXPECT_LT(before_damage, cap.frames);
+  EXPECT_EQ(error.find("gzip data is damaged ("), 0u) << error;
+  // A wrong checksum in the trailer: every frame, and the damage still said.
+  auto trailer = cap.packed_bytes;
+  trailer[trailer.size() - 6] ^= 1;
+  EXPECT_EQ(read_all(trailer, error), cap.frames);
+  EXPECT_EQ(error, "gzip data is damaged (incorrect data check)");
+}
+
 // Issue 15 items 10 and 12: what cannot be a capture is refused at once,
 // naming what it is.
 TEST(FileSource, RefusesWhatIsNotACaptureItCanRead) {

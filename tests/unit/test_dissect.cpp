@@ -238,6 +238,66 @@ std::vector<std::uint8_t> le64(std::int64_t v) {
 // 64-bit integer (UBSan aborted; a release build made up a time), and so
 // could a timestamp in a coarse resolution. Every such time is clamped to
 // +-kMaxTimestampNs, where the difference of two still fits.
+// Issue 17: an image that grows while it is read (gzip inflated step by step)
+// gives the same frames, whatever the steps, and a cut only at its final end.
+TEST(CaptureFile, GrowingImageGivesTheSameFramesAtEveryStep) {
+  auto pcap = pcap_file(1, {ether(0x0800, kEsp), ether(0x0800, kEsp), ether(0x0800, kEsp)});
+  auto pcapng = pcapng_file({{101, {}}}, {{0, 1}, {0, 2}, {0, 3}});
+  for (const auto* file : {&pcap, &pcapng}) {
+    const auto whole = read_all(*file);
+    ASSERT_EQ(whole.size(), 3u);
+    // Grown one byte at a time from the 28 bytes open() needs; then cut short.
+    for (const bool cut : {false, true}) {
+      const std::size_t end = cut ? file->size() - 3 : file->size();
+      CaptureFileParser p;
+      std::string err;
+      std::size_t have = 28;
+      ASSERT_TRUE(p.open(Bytes(file->data(), have), err)) << err;
+      p.grow(Bytes(file->data(), have), false);
+      std::vector<Frame> got;
+      Frame f;
+      for (;;) {
+        const auto n = p.next(f);
+        if (n == CaptureFileParser::Next::frame) {
+          got.push_back(f);
+        } else if (n == CaptureFileParser::Next::more) {
+          ASSERT_LT(have, end);
+          ++have;
+          p.grow(Bytes(file->data(), have), have == end);
+        } else {
+          EXPECT_EQ(n == CaptureFileParser::Next::error, cut);
+          if (cut) {
+            EXPECT_NE(std::string(p.error_message()).find("truncated"), std::string::npos);
+          }
+          break;
+        }
+      }
+      ASSERT_EQ(got.size(), cut ? 2u : 3u);
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].file_offset, whole[i].file_offset);
+        EXPECT_EQ(got[i].ts_ns, whole[i].ts_ns);
+        EXPECT_TRUE(std::equal(got[i].data.begin(), got[i].data.end(), whole[i].data.begin(), whole[i].data.end()));
+      }
+      EXPECT_EQ(p.next(f), CaptureFileParser::Next::end);  // an error is final
+    }
+  }
+  // A pcapng block claiming 100 MiB is not waited for while the image grows.
+  auto bogus = pcapng_file({{101, {}}}, {});
+  auto huge = block(6, std::vector<std::uint8_t>(64));
+  huge[4] = 0;
+  huge[5] = 0;
+  huge[6] = 0x40;
+  huge[7] = 0x06;  // 0x06400000 bytes
+  bogus.insert(bogus.end(), huge.begin(), huge.end());
+  CaptureFileParser p;
+  std::string err;
+  ASSERT_TRUE(p.open(bogus, err)) << err;
+  p.grow(bogus, false);
+  Frame f;
+  EXPECT_EQ(p.next(f), CaptureFileParser::Next::error);
+  EXPECT_STREQ(p.error_message(), "pcapng block claims an impossible length");
+}
+
 TEST(CaptureFile, PcapngTimesFromAnyOffsetAndResolutionStayInRange) {
   const std::uint64_t max_ts = ~std::uint64_t{0};
   struct Case {

@@ -31,7 +31,7 @@ std::int64_t now_ns() {
 
 Model::Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit)
     : name_(capture.string()),
-      file_(std::make_unique<capture::FileSource>(capture)),
+      file_(std::make_unique<capture::FileSource>(capture, capture::FileSource::Released::reread)),
       sad_(clone_all(config.sas)),
       analyzer_(std::move(config.ike_sas)),
       verifier_(sad_, true),
@@ -104,8 +104,9 @@ void Model::index_file() {
       index_one(frame, m);
       rows_.publish();
     }
-    // The index keeps no bytes: pages read so far may go, and come back
-    // from the file when a frame is shown.
+    // The index keeps no copies: pages read so far may go, and come back
+    // from the file when a frame is shown (Released::reread; a gzip
+    // capture stays inflated in memory).
     file_->release_before(frame.file_offset);
     offset_.store(file_->offset(), std::memory_order_relaxed);
   }

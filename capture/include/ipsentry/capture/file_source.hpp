@@ -3,15 +3,18 @@
 // Plain files are memory-mapped and read sequentially; release_before()
 // drops pages that are no longer needed, so the resident memory of a long
 // verification stays flat whatever the file size. Gzip files are inflated
-// into memory first (they are typically small sample captures).
+// piece by piece, as the reader gets to them, into one reserved stretch of
+// address space: frames stay zero-copy views that do not move, and
+// release_before() gives the pieces behind the reader back, so a gzip file
+// costs the same flat memory as a plain one.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "ipsentry/dissect/capture_file.hpp"
 
@@ -24,10 +27,18 @@ class CaptureError : public std::runtime_error {
 
 class FileSource {
  public:
+  /// What release_before() promises about the bytes it passes.
+  enum class Released {
+    gone,    // never read again: a gzip file's memory is reused, so it stays flat
+    reread,  // may be read again (the tui shows any frame at any time): a plain
+             // file's pages come back from the file, a gzip file's inflated
+             // bytes all stay in memory
+  };
+
   /// Opens and recognises a capture. Throws CaptureError naming the file and
   /// the problem (missing, unreadable, a directory, device or pipe, not a
   /// capture, an unsupported pcap link type, gzip damaged before the header).
-  explicit FileSource(const std::filesystem::path& path);
+  explicit FileSource(const std::filesystem::path& path, Released released = Released::gone);
   ~FileSource();
   FileSource(const FileSource&) = delete;
   FileSource& operator=(const FileSource&) = delete;
@@ -43,24 +54,40 @@ class FileSource {
   /// dissect (pcapng interfaces; a pcap file of such a type is refused when
   /// opened): how many, and which type.
   [[nodiscard]] std::string unsupported_link() const;
-  /// Lets the operating system drop file pages before `offset`.
+  /// Lets the operating system drop file pages before `offset` (an offset
+  /// in the capture image, as Frame::file_offset). With Released::gone the
+  /// frames before it must not be read any more: for a gzip file their memory
+  /// is reused.
   void release_before(std::uint64_t offset) noexcept;
+
+  /// A gzip file is inflated this many bytes at a time as the reader needs
+  /// them; a frame may straddle two such steps (it stays contiguous).
+  static constexpr std::size_t kInflateStep = std::size_t{4} << 20;
 
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   [[nodiscard]] bool compressed() const noexcept { return compressed_; }
   [[nodiscard]] dissect::CaptureFileParser::Format format() const noexcept { return parser_.format(); }
-  [[nodiscard]] std::uint64_t size() const noexcept { return parser_.size(); }
-  [[nodiscard]] std::uint64_t offset() const noexcept { return parser_.offset(); }
+  /// For progress: the file's size and how far reading has come in it. For a
+  /// gzip file these count compressed bytes (the size of the capture inside
+  /// is not known before the end), for a plain file the capture's own bytes.
+  [[nodiscard]] std::uint64_t size() const noexcept;
+  [[nodiscard]] std::uint64_t offset() const noexcept;
   [[nodiscard]] const dissect::CaptureFileParser& parser() const noexcept { return parser_; }
 
  private:
+  class Stream;
+
+  void read_more();
+
   std::filesystem::path path_;
   const std::uint8_t* map_ = nullptr;
   std::size_t map_len_ = 0;
   std::size_t released_ = 0;
-  std::vector<std::uint8_t> inflated_;
+  std::size_t page_ = 4096;
+  std::unique_ptr<Stream> stream_;
+  std::uint64_t file_size_ = 0;
+  Released released_mode_ = Released::gone;
   bool compressed_ = false;
-  std::string inflate_damage_;
   dissect::CaptureFileParser parser_;
   std::string error_;
 };

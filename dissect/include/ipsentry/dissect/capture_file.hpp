@@ -4,6 +4,8 @@
 // the caller keeps alive (capture::FileSource maps or inflates it). Every
 // length field is checked against the bytes that are really there, so a cut
 // or corrupted file ends iteration with a clear error instead of a bad read.
+// The image may also grow while it is read (a gzip file inflated piece by
+// piece): see grow() and Next::more.
 #pragma once
 
 #include <cstdint>
@@ -62,12 +64,19 @@ struct InterfaceInfo {
 class CaptureFileParser {
  public:
   enum class Format { pcap, pcapng };
-  enum class Next { frame, end, error };
+  /// `more`: the image ends inside the next block or record but is still
+  /// growing (grow() with final == false); nothing was consumed: grow it and
+  /// call next() again.
+  enum class Next { frame, end, error, more };
 
   /// Recognises the file format from its first block. On failure returns
   /// false and sets error to a sentence naming the problem; a pcap file whose
   /// link type ipsentry cannot dissect is refused here.
   [[nodiscard]] bool open(Bytes image, std::string& error);
+  /// The image now holds more bytes: `image` starts where the opened one does
+  /// and is no shorter. Until a grow() with final == true, running out of bytes
+  /// inside a record is Next::more, not a truncation error.
+  void grow(Bytes image, bool final) noexcept;
 
   /// Advances to the next frame. Returns Next::error (with error_message())
   /// when the remaining bytes cannot be a valid record; frames returned before
@@ -100,9 +109,12 @@ class CaptureFileParser {
   std::uint32_t rd32(const std::uint8_t* p) const noexcept;
   std::uint16_t rd16(const std::uint8_t* p) const noexcept;
   Next fail(const char* message, std::uint64_t at) noexcept;
+  [[nodiscard]] Next short_of_bytes(const char* message, std::uint64_t at) noexcept;
   void note_link_type(std::uint32_t linktype) noexcept;
 
   Bytes image_{};
+  bool final_ = true;
+  bool failed_ = false;
   Format format_ = Format::pcap;
   bool swapped_ = false;
   bool nanosecond_ = false;
