@@ -27,11 +27,10 @@ std::optional<CryptoChoice> find_crypto_choice(std::string_view name) noexcept {
 CryptoChoice parse_crypto_choice(std::string_view name) {
   auto c = find_crypto_choice(name);
   if (!c) {
-    throw std::invalid_argument("--crypto: unknown backend '" + std::string(name) +
-                                "' (expected auto, openssl or ipsec-mb)");
+    throw std::invalid_argument("unknown backend '" + std::string(name) + "' (expected auto, openssl or ipsec-mb)");
   }
   if (*c == CryptoChoice::ipsec_mb && !crypto_availability().ipsec_mb_built) {
-    throw std::invalid_argument("--crypto ipsec-mb: this ipsentry was built without libipsec-mb");
+    throw std::invalid_argument("ipsec-mb: this ipsentry was built without libipsec-mb");
   }
   return *c;
 }

@@ -28,8 +28,9 @@ enum class CryptoChoice : std::uint8_t { auto_, openssl, ipsec_mb };
 [[nodiscard]] std::optional<CryptoChoice> find_crypto_choice(std::string_view name) noexcept;
 
 /// Parses a --crypto value and checks this build can honour it. Throws
-/// std::invalid_argument with a sentence naming the problem: an unknown
-/// name, or ipsec-mb in a build without libipsec-mb.
+/// std::invalid_argument with a sentence naming the problem (without the
+/// option's name, which the caller adds): an unknown name, or ipsec-mb in a
+/// build without libipsec-mb.
 [[nodiscard]] CryptoChoice parse_crypto_choice(std::string_view name);
 
 /// What this build and CPU offer, probed once per process.
