@@ -4,7 +4,8 @@
 // the same bytes when encrypting. Input:
 //   byte 0        suite (index into kSuites, modulo)
 //   byte 1        bit 0: ESN
-//   bytes 2..65   key material: cipher key (incl. salt), then integrity key
+//   bytes 2..101  key material: cipher key (incl. salt) from byte 2, the
+//                 integrity key from byte 38
 //   then records: op (1 byte), seq (8), length (2, big-endian), bytes
 //     op even: decrypt the bytes as a whole ESP packet (SPI onwards)
 //     op odd:  encrypt the bytes as a plaintext (padded to the alignment)
@@ -110,7 +111,8 @@ void compare(const Decrypted& a, const Decrypted& b, const std::uint8_t* out_a, 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size < 66) return 0;
+  constexpr std::size_t kKeys = 2 + 36 + 64;
+  if (size < kKeys) return 0;
   const Suite& s = kSuites[data[0] % std::size(kSuites)];
   const bool esn = (data[1] & 1) != 0;
   filters::SaConfig sa;
@@ -128,7 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     mb = std::make_unique<EspTransform>(sa, ipsec::CryptoChoice::ipsec_mb);
     if (mb->backend() != ipsec::CryptoBackend::ipsec_mb) mb.reset();  // CCM-192, or no AES-NI
   }
-  Reader r{data + 66, size - 66};
+  Reader r{data + kKeys, size - kKeys};
   std::vector<std::uint8_t> out_a(70000);
   std::vector<std::uint8_t> out_b(70000);
   const std::uint8_t* op = nullptr;

@@ -557,9 +557,11 @@ class IpsecMbEsp final : public EspCrypto {
     if (l_.esn) {
       std::uint8_t* s = managers().scratch();
       if (s == nullptr || covered + 4 > kScratch) return false;
+      // The whole 64-bit number from the caller, as the AAD of the other
+      // modes (make_aad), not the packet's low half.
       std::memcpy(s, esp, 4);
-      store_be32(s + 4, static_cast<std::uint32_t>(seq >> 32));
-      std::memcpy(s + 8, esp + 4, covered - 4);
+      dissect::store_be64(s + 4, seq);
+      std::memcpy(s + 12, esp + 8, covered - 8);
       src = s;
       len = covered + 4;
     }
