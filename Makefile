@@ -79,7 +79,8 @@ $(FUZZ_BUILD)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	   -DIPSENTRY_BUILD_FUZZ=ON -DIPSENTRY_SANITIZE=address-undefined -DIPSENTRY_BUILD_TESTS=OFF -DIPSENTRY_BUILD_BENCH=OFF
 
-FUZZ_TARGETS := fuzz_packet fuzz_capture_file fuzz_config fuzz_importers fuzz_ike fuzz_ike_responder
+FUZZ_TARGETS := fuzz_packet fuzz_capture_file fuzz_config fuzz_importers fuzz_ike fuzz_ike_responder \
+                fuzz_crypto_differential
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)

@@ -9,8 +9,9 @@
 #    2 when there are two cores or more), so the step takes BUDGET seconds
 #    whatever the number of cores; each target gets BUDGET * LANES * weight /
 #    total weight seconds. The weights follow where the parsers are deepest
-#    and the inputs most hostile: capture files and packets 3, IKE 2, key
-#    importers and configuration 1. The corpus grows in BUILD/fuzz-work.
+#    and the inputs most hostile: capture files and packets 3, IKE and the
+#    crypto backends' differential 2, key importers and configuration 1.
+#    The corpus grows in BUILD/fuzz-work.
 #
 # Fails if a regression input or a fuzzer finds a crash, a leak, undefined
 # behaviour, a timeout or running out of memory. Findings are left in
@@ -28,8 +29,10 @@ artifacts="$build/fuzz-artifacts"
 mkdir -p "$work" "$artifacts"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-declare -A weight=([fuzz_capture_file]=3 [fuzz_packet]=3 [fuzz_ike]=2 [fuzz_ike_responder]=2 [fuzz_importers]=1 [fuzz_config]=1)
-targets=(fuzz_capture_file fuzz_packet fuzz_ike fuzz_ike_responder fuzz_importers fuzz_config)  # longest first
+declare -A weight=([fuzz_capture_file]=3 [fuzz_packet]=3 [fuzz_ike]=2 [fuzz_ike_responder]=2 [fuzz_crypto_differential]=2
+                   [fuzz_importers]=1 [fuzz_config]=1)
+# longest first
+targets=(fuzz_capture_file fuzz_packet fuzz_ike fuzz_ike_responder fuzz_crypto_differential fuzz_importers fuzz_config)
 status=0
 
 # A fuzzer reading standard input would wait on a terminal or a pipe: give it nothing.

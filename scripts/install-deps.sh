@@ -9,6 +9,8 @@ packages=(
   # libraries
   libssl-dev libyaml-cpp-dev zlib1g-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   libpcap-dev libtins-dev libncurses-dev libnetfilter-queue-dev libmnl-dev
+  # the optional ESP crypto backend (--crypto ipsec-mb); the build works without it
+  libipsec-mb-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev python3-scapy python3-yaml python3-cryptography
   tmux tshark tcpdump tcpreplay iperf3 iproute2 iptables conntrack time iputils-ping util-linux

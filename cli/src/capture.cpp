@@ -321,7 +321,7 @@ int run_capture(const CaptureOptions& o) {
   }
 
   ike::Analyzer analyzer(std::move(cfg.ike_sas));
-  ipsec::Sad sad(std::move(cfg.sas));
+  ipsec::Sad sad(std::move(cfg.sas), o.keys.crypto);
   for (std::size_t i = 0; i < sad.size(); ++i) {
     if (sad.at(i).unsupported()) {
       fmt::print(stderr, "ipsentry: warning: SA {}: {}\n", sad.at(i).name(), sad.at(i).unsupported_detail());

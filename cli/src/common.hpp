@@ -10,6 +10,7 @@
 
 #include "ipsentry/capture/policy_audit.hpp"
 #include "ipsentry/filters/config.hpp"
+#include "ipsentry/ipsec/crypto_backend.hpp"
 
 namespace ipsentry::cli {
 
@@ -22,6 +23,7 @@ inline constexpr int kExitUsage = 2;
 struct KeySources {
   std::vector<std::string> configs;                          // -c FILE
   std::vector<std::pair<std::string, std::string>> imports;  // --keys-from FORMAT FILE
+  ipsec::CryptoChoice crypto = ipsec::CryptoChoice::auto_;   // --crypto: the ESP crypto backend
 };
 
 /// --policy CONFIG [--as ADDRESS]...: the policy audit of verify, capture and tui.

@@ -20,6 +20,22 @@ namespace {
 
 using namespace ipsentry::cli;
 
+void add_crypto_option(CLI::App* cmd, ipsentry::ipsec::CryptoChoice& crypto) {
+  cmd->add_option_function<std::string>(
+         "--crypto", [&crypto](const std::string& text) { crypto = ipsentry::ipsec::parse_crypto_choice(text); },
+         "ESP crypto backend: auto (per SA, the faster one on this CPU), openssl, or ipsec-mb (libipsec-mb wherever "
+         "it can do the SA; OpenSSL for the rest). The choice per SA is shown in the statistics")
+      ->type_name("auto|openssl|ipsec-mb")
+      ->check([](const std::string& text) {
+        try {
+          (void)ipsentry::ipsec::parse_crypto_choice(text);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      });
+}
+
 void add_key_options(CLI::App* cmd, KeySources& keys, std::vector<std::string>& keys_from) {
   cmd->add_option("-c,--config", keys.configs, "YAML configuration with the SAs (repeatable)")
       ->check(CLI::ExistingFile);
@@ -33,6 +49,7 @@ void add_key_options(CLI::App* cmd, KeySources& keys, std::vector<std::string>& 
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->allow_extra_args(false)
       ->type_name("FORMAT FILE");
+  add_crypto_option(cmd, keys.crypto);
 }
 
 void add_audit_options(CLI::App* cmd, AuditSources& audit) {
@@ -91,7 +108,11 @@ void collect_imports(const std::vector<std::string>& keys_from, KeySources& keys
 
 int run(int argc, char** argv) {
   CLI::App app{"ipsentry: IPsec capture, verification and enforcement"};
-  app.set_version_flag("--version", std::string("ipsentry ") + kVersion);
+  // A callback: probing libipsec-mb sets up a manager, which only --version should pay for.
+  app.set_version_flag("--version", [] {
+    return std::string("ipsentry ") + kVersion + "\nESP crypto: OpenSSL; " +
+           ipsentry::ipsec::crypto_availability().describe();
+  });
   app.require_subcommand(1);
 
   VerifyOptions verify;
@@ -223,6 +244,7 @@ int run(int argc, char** argv) {
           return std::string(e.what());
         }
       });
+  add_crypto_option(en, enf.crypto);
   en->add_flag("--print-policy", enf_print_policy, "print the effective policy at start");
   en->add_flag("--cleanup", enf_cleanup,
                "remove the rules and socket left behind by an enforcement that died (refused while one runs in this "

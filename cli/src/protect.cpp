@@ -28,7 +28,7 @@ int run_protect(const ProtectOptions& opt) {
     return kExitUsage;
   }
   for (const auto& w : cfg.warnings) fmt::print(stderr, "ipsentry: warning: {}\n", w);
-  ipsec::Sad sad(std::move(cfg.sas));
+  ipsec::Sad sad(std::move(cfg.sas), opt.keys.crypto);
   ipsec::SecurityAssociation* sa = sad.find(opt.sa);
   if (sa == nullptr) {
     fmt::print(stderr, "ipsentry: error: no SA is named '{}'\n", opt.sa);

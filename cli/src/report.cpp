@@ -162,6 +162,7 @@ class TextReport final : public Report {
         all.push_back({"handover"});
       }
       for (const auto& line : dissect::text_table(all, rows, 2)) fmt::print(out_, "{}\n", line);
+      print_crypto(sad);
     }
     if (audit_ != nullptr) print_audit(sad);
     print_ike(ike);
@@ -173,6 +174,19 @@ class TextReport final : public Report {
   }
 
  private:
+  // Its own block, ended by a blank line, so that output compared across
+  // builds (with and without libipsec-mb) can leave it out.
+  void print_crypto(const ipsec::Sad& sad) {
+    fmt::print(out_, "\nESP crypto (--crypto {}): {}\n", ipsec::to_string(sad.crypto()),
+               ipsec::crypto_availability().describe());
+    for (std::size_t i = 0; i < sad.size(); ++i) {
+      const ipsec::EspTransform* esp = sad.at(i).esp();
+      if (esp == nullptr) continue;
+      fmt::print(out_, "  {:<20} {}{}\n", sad.at(i).name(), ipsec::to_string(esp->backend()),
+                 esp->backend_reason().empty() ? "" : " (" + esp->backend_reason() + ")");
+    }
+  }
+
   void print_audit(const ipsec::Sad& sad) {
     const capture::PolicyAudit& a = *audit_;
     fmt::print(out_, "\nPolicy audit ({} as {})\n", a.source(), a.vantage());
@@ -433,7 +447,8 @@ class JsonReport final : public Report {
                  {"other_ip", fr.other_ip},
                  {"non_ip", fr.non_ip},
                  {"malformed", fr.malformed}}},
-               {"seconds", info.seconds}};
+               {"seconds", info.seconds},
+               {"crypto", crypto_json(sad)}};
     json sas = json::array();
     for (std::size_t i = 0; i < sad.size(); ++i) {
       const auto& sa = sad.at(i);
@@ -455,7 +470,11 @@ class JsonReport final : public Report {
                      {"unsupported", sa.unsupported() ? json(sa.unsupported_detail()) : json(nullptr)},
                      {"verdicts", verdict_counts(sa.counters.verdicts)},
                      {"received", bytes_json(sa.counters.received)},
-                     {"highest_seq", sa.replay.top()}});
+                     {"highest_seq", sa.replay.top()},
+                     {"crypto", sa.esp() != nullptr ? json(ipsec::to_string(sa.esp()->backend())) : json(nullptr)},
+                     {"crypto_reason", sa.esp() != nullptr && !sa.esp()->backend_reason().empty()
+                                           ? json(sa.esp()->backend_reason())
+                                           : json(nullptr)}});
       if (audit_ != nullptr) sas.back()["audit"] = timeline_json(sad, i);
     }
     if (audit_ != nullptr) stats["policy_audit"] = audit_json();
@@ -470,6 +489,14 @@ class JsonReport final : public Report {
   }
 
  private:
+  static json crypto_json(const ipsec::Sad& sad) {
+    const auto& a = ipsec::crypto_availability();
+    return {{"requested", ipsec::to_string(sad.crypto())},
+            {"libipsec_mb", a.describe()},
+            {"libipsec_mb_version", a.ipsec_mb_built ? json(a.ipsec_mb_version) : json(nullptr)},
+            {"libipsec_mb_arch", a.ipsec_mb_usable ? json(a.ipsec_mb_arch) : json(nullptr)}};
+  }
+
   static void add_audit(json& o, const capture::AuditResult& a) {
     o["policy"] = a.entry != nullptr ? json(a.entry->name) : json(nullptr);
     o["policy_sense"] = a.sense == filters::Sense::inbound ? "inbound" : "outbound";

@@ -58,7 +58,7 @@ int run_show(const ShowOptions& opt) {
     return kExitUsage;
   }
   ike::Analyzer analyzer(std::move(cfg.ike_sas));
-  ipsec::Sad sad(std::move(cfg.sas));
+  ipsec::Sad sad(std::move(cfg.sas), opt.keys.crypto);
   capture::Verifier verifier(sad, opt.verbose);
   dissect::Frame frame;
   capture::FrameResult result;

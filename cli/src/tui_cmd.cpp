@@ -124,9 +124,9 @@ int run_tui(const TuiOptions& o) {
         }
         limits.duration_ns = static_cast<std::int64_t>(secs * 1e9);
       }
-      app.model = std::make_unique<tui::Model>(lo, limits, std::move(cfg), auditor);
+      app.model = std::make_unique<tui::Model>(lo, limits, std::move(cfg), auditor, o.keys.crypto);
     } else {
-      app.model = std::make_unique<tui::Model>(o.capture, std::move(cfg), auditor);
+      app.model = std::make_unique<tui::Model>(o.capture, std::move(cfg), auditor, o.keys.crypto);
     }
   } catch (const capture::CaptureError& e) {
     return usage_error(e.what());

@@ -71,7 +71,7 @@ std::size_t sa_overhead(const SecurityAssociation& sa, bool ipv6) {
 
 }  // namespace
 
-State::State(filters::Config config, filters::LocalAddresses local)
+State::State(filters::Config config, filters::LocalAddresses local, ipsec::CryptoChoice crypto)
     : config_(std::move(config)), spd_(config_, std::move(local)) {
   std::vector<filters::SaConfig> copies;
   copies.reserve(config_.sas.size());
@@ -81,7 +81,7 @@ State::State(filters::Config config, filters::LocalAddresses local)
     // guess tunnel from the next header of what a transport SA carries.
     copies.back().mode = spd_.sa_mode(sa);
   }
-  sad_ = ipsec::Sad(std::move(copies));
+  sad_ = ipsec::Sad(std::move(copies), crypto);
   const auto now = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < sad_.size(); ++i) {
     life_.push_back(std::make_unique<SaLife>());

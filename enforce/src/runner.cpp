@@ -472,7 +472,7 @@ std::unique_ptr<State> Enforcement::build_state() const {
     throw filters::ConfigError(options_.config, 0, "sas", shared.front());
   }
   filters::LocalAddresses local = filters::LocalAddresses::for_config(cfg);
-  return std::make_unique<State>(std::move(cfg), std::move(local));
+  return std::make_unique<State>(std::move(cfg), std::move(local), options_.crypto);
 }
 
 std::vector<std::string> Enforcement::warnings() const {

@@ -4,7 +4,7 @@
 
 namespace ipsentry::ipsec {
 
-SecurityAssociation::SecurityAssociation(filters::SaConfig config, std::uint32_t index)
+SecurityAssociation::SecurityAssociation(filters::SaConfig config, std::uint32_t index, CryptoChoice choice)
     : replay(config.replay_window, config.esn), config_(std::move(config)), index_(index) {
   last_sent_seq = config_.initial_seq;
   const auto& ci = filters::cipher_info(config_.cipher);
@@ -21,7 +21,7 @@ SecurityAssociation::SecurityAssociation(filters::SaConfig config, std::uint32_t
   }
   try {
     if (config_.protocol == filters::IpsecProtocol::esp) {
-      esp_ = std::make_unique<EspTransform>(config_);
+      esp_ = std::make_unique<EspTransform>(config_, choice);
     } else {
       ah_icv_len_ = ii.icv_len;
       if (ii.checks) ah_mac_ = crypto::make_mac(config_.integrity, config_.auth_key.bytes());
@@ -32,7 +32,7 @@ SecurityAssociation::SecurityAssociation(filters::SaConfig config, std::uint32_t
   }
 }
 
-Sad::Sad(std::vector<filters::SaConfig> sas) {
+Sad::Sad(std::vector<filters::SaConfig> sas, CryptoChoice choice) : crypto_(choice) {
   crypto::init_providers();
   sas_.reserve(sas.size());
   for (auto& cfg : sas) add(std::move(cfg));
@@ -55,7 +55,7 @@ void Sad::index(SecurityAssociation* sa) {
 SecurityAssociation& Sad::add(filters::SaConfig sa) {
   crypto::init_providers();
   auto idx = static_cast<std::uint32_t>(sas_.size());
-  sas_.push_back(std::make_unique<SecurityAssociation>(std::move(sa), idx));
+  sas_.push_back(std::make_unique<SecurityAssociation>(std::move(sa), idx, crypto_));
   index(sas_.back().get());
   return *sas_.back();
 }

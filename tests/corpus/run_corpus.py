@@ -81,12 +81,18 @@ def sa_yaml(keys, override_enc_key=None):
     return {"sas": sas}
 
 
+# --crypto BACKEND: passed to every verify; BACKENDS_SEEN counts the SAs
+# each backend did, so that a run meant for one backend proves it ran.
+CRYPTO = []
+BACKENDS_SEEN = {}
+
+
 def verify(ipsentry, capture, config):
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config, f)
         cfg_path = f.name
     try:
-        args = [ipsentry, "verify", "--json", "--no-progress", capture]
+        args = [ipsentry, "verify", "--json", "--no-progress", capture] + CRYPTO
         if config["sas"]:
             args += ["-c", cfg_path]
         p = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -94,6 +100,9 @@ def verify(ipsentry, capture, config):
         os.unlink(cfg_path)
     check(p.returncode in (0, 1), "exit code %d: %s" % (p.returncode, p.stderr.strip()))
     doc = json.loads(p.stdout)
+    for sa in doc["security_associations"]:
+        if sa["crypto"]:
+            BACKENDS_SEEN[sa["crypto"]] = BACKENDS_SEEN.get(sa["crypto"], 0) + 1
     return doc, p.returncode
 
 
@@ -238,7 +247,10 @@ def main():
     ap.add_argument("--ipsentry", required=True)
     ap.add_argument("--only")
     ap.add_argument("-v", action="store_true")
+    ap.add_argument("--crypto", help="the ESP crypto backend to verify with (verify --crypto)")
     args = ap.parse_args()
+    if args.crypto:
+        CRYPTO.extend(["--crypto", args.crypto])
     manifest = yaml.safe_load(open(os.path.join(PEERS, "manifest.yaml")))
     failed = 0
     ran = 0
@@ -255,7 +267,10 @@ def main():
         except Exception as e:  # a crash of the harness is a failure too
             failed += 1
             print("ERROR %s: %r" % (c["file"], e))
-    print("%d captures, %d failed" % (ran, failed))
+    print("%d captures, %d failed; ESP SAs per crypto backend: %s" % (ran, failed, BACKENDS_SEEN))
+    if args.crypto and args.crypto != "auto" and not BACKENDS_SEEN.get(args.crypto):
+        print("FAIL  --crypto %s: no SA ran on it" % args.crypto)
+        failed += 1
     return 1 if failed or ran == 0 else 0
 
 

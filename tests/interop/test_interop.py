@@ -237,14 +237,24 @@ class Failures:
         return cond
 
 
+# --crypto BACKEND: passed to every verify and protect; BACKENDS_SEEN counts
+# the SAs each backend did, so that a run meant for one backend proves it ran.
+CRYPTO = []
+BACKENDS_SEEN = {}
+
+
 def run_verify(ipsentry, pcap, config, decrypted=None):
-    cmd = [ipsentry, "verify", pcap, "-c", config, "--json", "--no-progress"]
+    cmd = [ipsentry, "verify", pcap, "-c", config, "--json", "--no-progress"] + CRYPTO
     if decrypted:
         cmd += ["-w", decrypted]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
-    return json.loads(r.stdout)
+    doc = json.loads(r.stdout)
+    for sa in doc["security_associations"]:
+        if sa["crypto"]:
+            BACKENDS_SEEN[sa["crypto"]] = BACKENDS_SEEN.get(sa["crypto"], 0) + 1
+    return doc
 
 
 def flip_positions(esp_offset, length):
@@ -306,7 +316,8 @@ def esp_round_trip(ipsentry, suite_def, mode_name, spi, tmp, fails, tshark_jobs)
     with open(ocfg, "w") as f:
         f.write("sas:\n" + s.yaml("outbound"))
     prot = os.path.join(tmp, f"{spi:x}-prot.pcap")
-    r = subprocess.run([ipsentry, "protect", clear_cap, "-c", ocfg, "--sa", f"{s.name}-{mode_name}", "-o", prot],
+    r = subprocess.run([ipsentry, "protect", clear_cap, "-c", ocfg, "--sa", f"{s.name}-{mode_name}", "-o", prot]
+                       + CRYPTO,
                        capture_output=True, text=True)
     if not fails.check(r.returncode == 0, f"{tag}: protect exited {r.returncode}: {r.stderr.strip()}"):
         return
@@ -525,7 +536,10 @@ def main():
     ap.add_argument("--ipsentry", required=True)
     ap.add_argument("-k", default="", help="run only suites whose name contains this")
     ap.add_argument("-v", action="store_true")
+    ap.add_argument("--crypto", help="the ESP crypto backend to verify and protect with (--crypto)")
     args = ap.parse_args()
+    if args.crypto:
+        CRYPTO.extend(["--crypto", args.crypto])
     fails = Failures(args.v)
     with tempfile.TemporaryDirectory(prefix="ipsentry-interop-") as tmp:
         spi = 0x1000
@@ -542,7 +556,9 @@ def main():
         if not args.k:
             ah_tests(args.ipsentry, tmp, fails)
     print(f"{cases} ESP suite x mode cases, {tshark_frames} ipsentry-protected frames checked by tshark, "
-          f"{fails.checks} checks, {len(fails.items)} failures")
+          f"{fails.checks} checks, {len(fails.items)} failures; ESP SAs per crypto backend: {BACKENDS_SEEN}")
+    if args.crypto and args.crypto != "auto":
+        fails.check(BACKENDS_SEEN.get(args.crypto, 0) > 0, f"--crypto {args.crypto}: no SA ran on it")
     for f in fails.items[:60]:
         print("FAIL:", f)
     return 1 if fails.items else 0

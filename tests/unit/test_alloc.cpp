@@ -130,10 +130,17 @@ std::vector<std::uint8_t> clear_packet(const Suite& s, std::size_t n, std::uint1
   return test::ipv4("192.0.2.1", "192.0.2.2", 1, icmp);
 }
 
-ipsec::Sad sad_of(const Suite& s) {
+ipsec::Sad sad_of(const Suite& s, ipsec::CryptoChoice crypto) {
   std::vector<filters::SaConfig> v;
   v.push_back(config_of(s));
-  return ipsec::Sad(std::move(v));
+  return ipsec::Sad(std::move(v), crypto);
+}
+
+// Each backend this build has, by name, so that the suites it can do run on it.
+std::vector<ipsec::CryptoChoice> backends() {
+  std::vector<ipsec::CryptoChoice> v{ipsec::CryptoChoice::openssl};
+  if (ipsec::crypto_availability().ipsec_mb_usable) v.push_back(ipsec::CryptoChoice::ipsec_mb);
+  return v;
 }
 
 std::string name_of(const Suite& s) {
@@ -154,12 +161,16 @@ TEST(Allocations, OpenSslAllocationsAreCounted) {
   EXPECT_EQ(counter.count(), 2u);
 }
 
-TEST(Allocations, NonePerPacketOnceKeyed) {
+class AllocationsPerBackend : public testing::TestWithParam<ipsec::CryptoChoice> {};
+
+TEST_P(AllocationsPerBackend, NonePerPacketOnceKeyed) {
   constexpr int kPackets = 300;
+  std::size_t on_ipsec_mb = 0;
   for (const auto& s : kSuites) {
     SCOPED_TRACE(name_of(s));
-    ipsec::Sad tx = sad_of(s);
-    ipsec::Sad rx = sad_of(s);
+    ipsec::Sad tx = sad_of(s, GetParam());
+    ipsec::Sad rx = sad_of(s, GetParam());
+    if (rx.at(0).esp() != nullptr && rx.at(0).esp()->backend() == ipsec::CryptoBackend::ipsec_mb) ++on_ipsec_mb;
     ipsec::Engine sender;
     std::vector<std::vector<std::uint8_t>> clear;
     for (int n = 0; n < kPackets + 8; ++n) {
@@ -237,7 +248,17 @@ TEST(Allocations, NonePerPacketOnceKeyed) {
     EXPECT_EQ(ok, static_cast<std::uint64_t>(kPackets));
     EXPECT_EQ(failed, 4u * 30u);
   }
+  // Everything but 3DES runs on libipsec-mb when it is asked for.
+  if (GetParam() == ipsec::CryptoChoice::ipsec_mb && ipsec::crypto_availability().aesni) {
+    EXPECT_EQ(on_ipsec_mb, 10u);
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, AllocationsPerBackend, testing::ValuesIn(backends()),
+                         [](const testing::TestParamInfo<ipsec::CryptoChoice>& i) {
+                           return i.param == ipsec::CryptoChoice::openssl ? std::string("openssl")
+                                                                          : std::string("ipsec_mb");
+                         });
 
 }  // namespace
 }  // namespace ipsentry

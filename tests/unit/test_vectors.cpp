@@ -264,10 +264,33 @@ struct EspVector {
   std::vector<std::uint8_t> packet;     // SPI through ICV
 };
 
-void check_esp_vector(const EspVector& v) {
+// The ESP packet vectors run on each backend this build has; a backend
+// that is asked for by name must be the one that ran.
+std::vector<ipsec::CryptoChoice> backends() {
+  std::vector<ipsec::CryptoChoice> v{ipsec::CryptoChoice::openssl};
+  if (ipsec::crypto_availability().ipsec_mb_usable && ipsec::crypto_availability().aesni) {
+    v.push_back(ipsec::CryptoChoice::ipsec_mb);
+  }
+  return v;
+}
+
+class EspVectors : public testing::TestWithParam<ipsec::CryptoChoice> {};
+
+std::string backend_name(const testing::TestParamInfo<ipsec::CryptoChoice>& i) {
+  return i.param == ipsec::CryptoChoice::openssl ? "openssl" : "ipsec_mb";
+}
+
+void expect_backend(ipsec::CryptoChoice c, const EspTransform& t) {
+  EXPECT_EQ(t.backend(),
+            c == ipsec::CryptoChoice::openssl ? ipsec::CryptoBackend::openssl : ipsec::CryptoBackend::ipsec_mb)
+      << t.backend_reason();
+}
+
+void check_esp_vector(const EspVector& v, ipsec::CryptoChoice choice) {
   SCOPED_TRACE(v.source);
   auto sa = test::esp_sa(v.alg, v.key, Integrity::none, {}, v.esn);
-  EspTransform t(sa);
+  EspTransform t(sa, choice);
+  expect_backend(choice, t);
   std::vector<std::uint8_t> out(v.packet.size());
   std::size_t n = 0;
   ipsec::IcvMismatch mm;
@@ -295,7 +318,7 @@ void check_esp_vector(const EspVector& v) {
   }
 }
 
-TEST(PublishedVectors, AesGcmEspDraftMcgrewGcmTest) {
+TEST_P(EspVectors, AesGcmEspDraftMcgrewGcmTest) {
   // draft-mcgrew-gcm-test-01 section 4 (the GCM ESP packet vectors RFC 4106
   // implementations are checked against). Key column: key || salt.
   const std::vector<EspVector> vectors = {
@@ -410,10 +433,10 @@ TEST(PublishedVectors, AesGcmEspDraftMcgrewGcmTest) {
            "c0a800010800c6cd020007006162636465666768696a6b6c6d6e6f7071727374"
            "01020201f2a9a836e155106aa8dcd618e4099aaa")},
   };
-  for (const auto& v : vectors) check_esp_vector(v);
+  for (const auto& v : vectors) check_esp_vector(v, GetParam());
 }
 
-TEST(PublishedVectors, AesCbcEspRfc3602Cases5To8) {
+TEST_P(EspVectors, AesCbcEspRfc3602Cases5To8) {
   // RFC 3602 section 4, cases 5-8: whole ESP packets (no integrity).
   struct V {
     const char* name;
@@ -452,11 +475,11 @@ TEST(PublishedVectors, AesCbcEspRfc3602Cases5To8) {
     for (std::size_t i = 0; i < pad; ++i) plain.push_back(static_cast<std::uint8_t>(i + 1));
     plain.push_back(static_cast<std::uint8_t>(pad));
     plain.push_back(v.nh);
-    check_esp_vector({v.name, Cipher::aes_cbc, hex(v.key), false, v.seq, plain, hex(v.packet)});
+    check_esp_vector({v.name, Cipher::aes_cbc, hex(v.key), false, v.seq, plain, hex(v.packet)}, GetParam());
   }
 }
 
-TEST(PublishedVectors, ChaCha20Poly1305EspRfc7634AppendixA) {
+TEST_P(EspVectors, ChaCha20Poly1305EspRfc7634AppendixA) {
   // RFC 7634 Appendix A: an ICMP echo request in tunnel mode, SPI 0x01020304,
   // sequence number 5, IV 1011121314151617. Built by ipsentry's outbound path.
   filters::SaConfig cfg = test::esp_sa(Cipher::chacha20_poly1305, concat(range(0x80, 32), hex("a0a1a2a3")));
@@ -468,7 +491,9 @@ TEST(PublishedVectors, ChaCha20Poly1305EspRfc7634AppendixA) {
   cfg.initial_seq = 4;
   std::vector<filters::SaConfig> sas;
   sas.push_back(std::move(cfg));
-  ipsec::Sad sad(std::move(sas));
+  ipsec::Sad sad(std::move(sas), GetParam());
+  ASSERT_NE(sad.at(0).esp(), nullptr);
+  expect_backend(GetParam(), *sad.at(0).esp());
   ipsec::Engine engine;
   const auto inner = concat(hex("45000054a6f2000040 01e778c6336405c0000205 08005b7a3a080000553bec1000073627"), range(8, 48));
   const auto iv = hex("1011121314151617");
@@ -484,6 +509,8 @@ TEST(PublishedVectors, ChaCha20Poly1305EspRfc7634AppendixA) {
   EXPECT_EQ(std::vector<std::uint8_t>(r.packet.begin() + 20, r.packet.end()), expected_esp);
   EXPECT_EQ(r.packet[9], 50);  // outer protocol ESP
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, EspVectors, testing::ValuesIn(backends()), backend_name);
 
 }  // namespace
 }  // namespace ipsentry

@@ -29,27 +29,28 @@ std::int64_t now_ns() {
 
 }  // namespace
 
-Model::Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit)
+Model::Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit,
+             ipsec::CryptoChoice crypto)
     : name_(capture.string()),
       file_(std::make_unique<capture::FileSource>(capture, capture::FileSource::Released::reread)),
-      sad_(clone_all(config.sas)),
+      sad_(clone_all(config.sas), crypto),
       analyzer_(std::move(config.ike_sas)),
       verifier_(sad_, true),
       audit_(audit),
       size_(file_->size()),
-      detail_sad_(std::move(config.sas)) {
+      detail_sad_(std::move(config.sas), crypto) {
   start();
 }
 
 Model::Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config,
-             capture::PolicyAudit* audit)
+             capture::PolicyAudit* audit, ipsec::CryptoChoice crypto)
     : live_(std::make_unique<capture::LiveSource>(live)),
       limits_(limits),
-      sad_(clone_all(config.sas)),
+      sad_(clone_all(config.sas), crypto),
       analyzer_(std::move(config.ike_sas)),
       verifier_(sad_, true),
       audit_(audit),
-      detail_sad_(std::move(config.sas)) {
+      detail_sad_(std::move(config.sas), crypto) {
   name_ = fmt::format("live: {}{}", live_->device(), live_->filter().empty() ? "" : " (" + live_->filter() + ")");
   watch_ = capture::TriggerWatch(limits_.trigger);
   start();

@@ -186,7 +186,7 @@ using EventSink = std::function<void(EventKind, const std::string&)>;
 class State {
  public:
   /// Compiles `config` (kept inside). Throws filters::ConfigError.
-  State(filters::Config config, filters::LocalAddresses local);
+  State(filters::Config config, filters::LocalAddresses local, ipsec::CryptoChoice crypto = ipsec::CryptoChoice::auto_);
 
   [[nodiscard]] const filters::Config& config() const noexcept { return config_; }
   [[nodiscard]] const filters::Spd& spd() const noexcept { return spd_; }

@@ -32,6 +32,7 @@
 #include "ipsentry/enforce/nfqueue.hpp"
 #include "ipsentry/enforce/rules.hpp"
 #include "ipsentry/enforce/sa_state.hpp"
+#include "ipsentry/ipsec/crypto_backend.hpp"
 
 namespace ipsentry::enforce {
 
@@ -82,6 +83,8 @@ struct EnforceOptions {
   /// --ike-retransmit: how long an IKE request waits for its answer.
   IkeRetransmit ike_retransmit;
   IkeChannelLimits acquire_limits;
+  /// --crypto: the ESP crypto backend of every SA.
+  ipsec::CryptoChoice crypto = ipsec::CryptoChoice::auto_;
 };
 
 /// Sequence numbers recorded ahead of use: `time` of traffic at the

@@ -21,6 +21,7 @@
 #include "ipsentry/filters/config.hpp"
 #include "ipsentry/ipsec/counters.hpp"
 #include "ipsentry/ipsec/crypto.hpp"
+#include "ipsentry/ipsec/crypto_backend.hpp"
 #include "ipsentry/ipsec/esp_transform.hpp"
 #include "ipsentry/ipsec/replay.hpp"
 #include "ipsentry/ipsec/verdict.hpp"
@@ -29,7 +30,8 @@ namespace ipsentry::ipsec {
 
 class SecurityAssociation {
  public:
-  SecurityAssociation(filters::SaConfig config, std::uint32_t index);
+  /// `choice` picks the backend of the ESP transform (see EspTransform).
+  SecurityAssociation(filters::SaConfig config, std::uint32_t index, CryptoChoice choice = CryptoChoice::auto_);
 
   [[nodiscard]] const filters::SaConfig& config() const noexcept { return config_; }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
@@ -76,9 +78,14 @@ class SecurityAssociation {
 class Sad {
  public:
   Sad() = default;
-  /// Installs the SAs: keys every crypto context once. SAs whose algorithm
-  /// OpenSSL cannot provide are kept, marked unsupported.
-  explicit Sad(std::vector<filters::SaConfig> sas);
+  explicit Sad(CryptoChoice choice) : crypto_(choice) {}
+  /// Installs the SAs: keys every crypto context once, on the backends
+  /// `choice` allows (also for SAs add()ed later). SAs whose algorithm no
+  /// backend can provide are kept, marked unsupported.
+  explicit Sad(std::vector<filters::SaConfig> sas, CryptoChoice choice = CryptoChoice::auto_);
+
+  /// The backend choice SAs are installed with.
+  [[nodiscard]] CryptoChoice crypto() const noexcept { return crypto_; }
 
   /// RFC 4301 section 4.1 lookup: the most specific SA for (SPI, protocol,
   /// destination[, source]); SAs configured without a destination match any
@@ -108,6 +115,7 @@ class Sad {
   static std::uint64_t key(std::uint32_t spi, filters::IpsecProtocol p) noexcept {
     return (std::uint64_t{spi} << 8) | static_cast<std::uint8_t>(p);
   }
+  CryptoChoice crypto_ = CryptoChoice::auto_;
   std::vector<std::unique_ptr<SecurityAssociation>> sas_;
   void index(SecurityAssociation* sa);
   std::unordered_map<std::uint64_t, std::vector<SecurityAssociation*>> by_spi_;

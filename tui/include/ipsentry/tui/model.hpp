@@ -63,10 +63,11 @@ class Model {
   /// Opens a capture file and starts indexing it. With `audit` (which must
   /// outlive the model) every frame is judged against its policies too.
   /// Throws capture::CaptureError.
-  Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit = nullptr);
+  Model(const std::filesystem::path& capture, filters::Config config, capture::PolicyAudit* audit = nullptr,
+        ipsec::CryptoChoice crypto = ipsec::CryptoChoice::auto_);
   /// Starts a live capture. Throws capture::PermissionError / CaptureError.
   Model(const capture::LiveOptions& live, const LiveLimits& limits, filters::Config config,
-        capture::PolicyAudit* audit = nullptr);
+        capture::PolicyAudit* audit = nullptr, ipsec::CryptoChoice crypto = ipsec::CryptoChoice::auto_);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
