@@ -12,10 +12,15 @@ using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Decrypted payloads of a chunk; a frame that does not fit any more is
-// decrypted in the serial stage instead.
-constexpr std::size_t kArena = 512 * 1024;
-constexpr std::size_t kChunksPerThread = 4;
+// Decrypted payloads of a chunk. A chunk ends early when the next frame
+// might not fit; a frame that still does not fit (a snap length above 64
+// KiB) is decrypted in the serial stage instead.
+constexpr std::size_t kArena = 256 * 1024;
+constexpr std::size_t kRoom = 65536 + 64;
+std::size_t arena_need(const dissect::Frame& f) { return (f.data.size() + 63) & ~std::size_t{63}; }
+// Chunks in flight per thread: enough for the others to go on for a while
+// when the thread that holds the oldest chunk is descheduled.
+constexpr std::size_t kChunksPerThread = 8;
 
 }  // namespace
 
@@ -143,11 +148,14 @@ ParallelVerifier::Chunk* ParallelVerifier::claim(Worker& w, FileSource& src) noe
   }
   Chunk* c = free_.back();
   c->count = 0;
-  while (c->count < c->slots.size()) {
+  std::size_t bytes = 0;
+  while (c->count < c->slots.size() && bytes + kRoom <= c->arena.size()) {
+    const dissect::Frame& f = c->slots[c->count].frame;
     if (!src.next(c->slots[c->count].frame)) {
       end_ = true;
       break;
     }
+    bytes += arena_need(f);
     ++c->count;
   }
   if (c->count == 0) return nullptr;
@@ -172,7 +180,7 @@ void ParallelVerifier::prepare(Worker& w, Chunk& c) noexcept {
     if (!ipsec::is_ipsec_candidate(s.outer)) continue;
     s.has_prepared = true;
     std::uint8_t* plain = nullptr;
-    const std::size_t need = (s.frame.data.size() + 63) & ~std::size_t{63};
+    const std::size_t need = arena_need(s.frame);
     if (used + need <= c.arena.size()) plain = c.arena.data() + used;
     Local* mine = nullptr;
     auto transform = [&](ipsec::SecurityAssociation& sa, std::uint64_t& top) -> ipsec::EspTransform* {
