@@ -153,6 +153,7 @@ int run_verify(const VerifyOptions& opt) {
   capture::ParallelVerifier verifier(sad, writer != nullptr, threads);
   verifier.set_summaries(!opt.quiet);
   verifier.set_audit(auditor);
+  verifier.set_timing(opt.stats);
   // In capture order, one thread at a time: everything here has state.
   verifier.run(*src, [&](const dissect::Frame& frame, const dissect::Packet& outer, capture::FrameResult& result) {
     if (auditor != nullptr) auditor->account(result, sad);
@@ -166,12 +167,15 @@ int run_verify(const VerifyOptions& opt) {
   totals += verifier.counters();
   frame_totals += verifier.frames();
   if (opt.stats) {
+    // With N threads, the serial stages bound the speed-up to
+    // cpu / max(ordered, read, cpu / N).
     const auto& st = verifier.stats();
+    auto share = [&](double part) { return st.cpu_seconds > 0 ? 100.0 * part / st.cpu_seconds : 0.0; };
     fmt::print(stderr,
-               "ipsentry: stats: {} thread{}, {} chunks; busy {:.3f} s, ordered stage {:.3f} s ({:.1f} % of busy), "
-               "waiting for a chunk {:.3f} s\n",
-               st.threads, st.threads == 1 ? "" : "s", st.chunks, st.busy_seconds, st.ordered_seconds,
-               st.busy_seconds > 0 ? 100.0 * st.ordered_seconds / st.busy_seconds : 0.0, st.wait_seconds);
+               "ipsentry: stats: {} thread{}, {} chunks; CPU {:.3f} s, of which ordered stage {:.3f} s ({:.1f} %), "
+               "reading {:.3f} s ({:.1f} %); waiting for a free chunk {:.3f} s\n",
+               st.threads, st.threads == 1 ? "" : "s", st.chunks, st.cpu_seconds, st.ordered_cpu_seconds,
+               share(st.ordered_cpu_seconds), st.read_cpu_seconds, share(st.read_cpu_seconds), st.wait_seconds);
   }
   progress.clear();
   info.read_error = src->error();

@@ -54,14 +54,18 @@ class ParallelVerifier {
   [[nodiscard]] const ipsec::GlobalCounters& counters() const noexcept { return ordered_.engine().counters(); }
   [[nodiscard]] const FrameCounters& frames() const noexcept { return ordered_.frames(); }
 
-  /// Where the time of run() went, for --stats.
+  /// Where the time of run() went, for --stats: CPU time of the threads,
+  /// so that the shares hold on a loaded machine. Measured only after
+  /// set_timing(true) (a clock read per chunk).
   struct Stats {
     unsigned threads = 1;
     std::uint64_t chunks = 0;
-    double ordered_seconds = 0;  // in the serial stage (sink included)
-    double busy_seconds = 0;     // in either stage, summed over the threads
-    double wait_seconds = 0;     // waiting for a free chunk, summed over the threads
+    double cpu_seconds = 0;          // all threads, in run()
+    double ordered_cpu_seconds = 0;  // in the ordered stage (the sink included)
+    double read_cpu_seconds = 0;     // reading frames (serial too, beside the ordered stage)
+    double wait_seconds = 0;         // wall time waiting for a free chunk, summed over the threads
   };
+  void set_timing(bool on) noexcept { timing_ = on; }
   [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
 
  private:
@@ -79,6 +83,7 @@ class ParallelVerifier {
   ipsec::Sad& sad_;
   unsigned threads_;
   std::size_t chunk_frames_ = 64;
+  bool timing_ = false;
   Verifier ordered_;  // used by the baton's holder only
   FrameResult result_;
   Stats stats_;
