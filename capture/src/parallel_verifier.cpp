@@ -259,6 +259,19 @@ void ParallelVerifier::commit(Chunk& c, const Sink& sink) noexcept {
   const double t0 = timing_ ? thread_cpu() : 0;
   for (std::size_t i = 0; i < c.count; ++i) {
     Slot& s = c.slots[i];
+    // Another thread likely prepared the chunk, so what this stage reads of
+    // the next frame (its dissection, the ends of its plaintext) is in that
+    // thread's cache: ask for it while this frame is processed.
+    if (i + 1 < c.count) {
+      const Slot& next = c.slots[i + 1];
+      __builtin_prefetch(&next.outer.ipsec);
+      __builtin_prefetch(&next.prepared);
+      if (next.prepared.decrypted && next.prepared.plain_len != 0) {
+        __builtin_prefetch(next.prepared.plain);
+        __builtin_prefetch(next.prepared.plain + 64);
+        __builtin_prefetch(next.prepared.plain + next.prepared.plain_len - 1);
+      }
+    }
     ordered_.process_prepared(s.frame, s.outer, s.has_prepared ? &s.prepared : nullptr, result_);
     if (result_.layer_count != 0 && result_.layers[0].sa >= 0) {
       const auto idx = static_cast<std::size_t>(result_.layers[0].sa);
