@@ -47,6 +47,12 @@ void Verifier::judge_protected(const dissect::Packet& inner, FrameResult& out, s
 }
 
 void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
+  dissect::dissect_frame(frame, packets_[0]);
+  process_prepared(frame, packets_[0], nullptr, out);
+}
+
+void Verifier::process_prepared(const dissect::Frame& frame, const dissect::Packet& outer,
+                                const ipsec::InboundPrepared* prepared, FrameResult& out) noexcept {
   out.number = frame.number;
   out.ts_ns = frame.ts_ns;
   out.ipsec = false;
@@ -59,8 +65,8 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
   ++frames_.frames;
   frames_.bytes += frame.orig_len;
 
-  Packet* p = &packets_[0];
-  dissect::dissect_frame(frame, *p);
+  outer_ = &outer;
+  const Packet* p = &outer;
   out.ip = p->ip.version != 0;
   if (!ipsec::is_ipsec_candidate(*p)) {
     // A frame whose upper layer does not parse (cut by the snap length, say)
@@ -93,7 +99,7 @@ void Verifier::process(const dissect::Frame& frame, FrameResult& out) noexcept {
     LayerRecord& rec = out.layers[out.layer_count++];
     ++frames_.ipsec_layers;
     const bool rebuild = want_decrypted_ && !transport_chain;
-    ipsec::InboundResult r = engine_.inbound(sad_, *p, frame.ts_ns, rebuild, depth);
+    ipsec::InboundResult r = engine_.inbound(sad_, *p, frame.ts_ns, rebuild, depth, depth == 0 ? prepared : nullptr);
     rec = LayerRecord{};
     rec.depth = static_cast<std::uint8_t>(depth);
     rec.src = p->ip.src;

@@ -126,11 +126,13 @@ int run(int argc, char** argv) {
   v->add_flag("-q,--quiet", verify.quiet, "print only the statistics");
   v->add_option("-w,--write-decrypted", verify.write_decrypted,
                 "write the cleartext packets (tunnel inner packets, rebuilt transport packets) to this pcap");
-  v->add_option("-j,--threads", verify.threads, "worker threads; SAs are spread over them (0: one per core)")
+  v->add_option("-j,--threads", verify.threads,
+                "threads; each decrypts its share of the frames, verdicts come in capture order (0: one per core)")
       ->check(CLI::Range(0u, 256u));
   v->add_option("--time", time_format, "time column: rel (since the first frame), abs (UTC), epoch")
       ->check(CLI::IsMember({"rel", "abs", "epoch"}));
   v->add_flag("!--no-progress", verify.progress, "no progress line on stderr");
+  v->add_flag("--stats", verify.stats, "where the time went (threads, the ordered stage's share) on stderr");
 
   ProtectOptions protect;
   std::vector<std::string> protect_keys_from;

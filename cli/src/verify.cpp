@@ -3,17 +3,15 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <thread>
-#include <vector>
 
 #include "ipsentry/capture/file_source.hpp"
+#include "ipsentry/capture/parallel_verifier.hpp"
 #include "ipsentry/capture/pcap_writer.hpp"
-#include "ipsentry/capture/verifier.hpp"
 #include "ipsentry/dissect/packet.hpp"
 #include "ipsentry/ipsec/sad.hpp"
 
@@ -48,82 +46,6 @@ class Progress {
   Clock::time_point start_ = Clock::now();
   Clock::time_point last_ = start_;
   bool shown_ = false;
-};
-
-/// Single-producer single-consumer ring of frames for one worker.
-// Single-producer single-consumer ring of frames for one worker. A waker
-// only makes the futex system call when the other side really sleeps: one
-// call per packet cost more than the decryption.
-class Waiter {
- public:
-  template <typename Ready>
-  void wait_until(const std::atomic<std::uint64_t>& word, Ready ready) {
-    for (int spin = 0; spin < 4096; ++spin) {
-      if (ready()) return;
-      __builtin_ia32_pause();
-    }
-    // Announce the sleep before the last look, so that a waker that
-    // changed the word after it either is seen here or sees the flag.
-    for (;;) {
-      const std::uint64_t seen = word.load(std::memory_order_seq_cst);
-      sleeping_.store(true, std::memory_order_seq_cst);
-      if (ready()) break;
-      word.wait(seen, std::memory_order_seq_cst);
-    }
-    sleeping_.store(false, std::memory_order_relaxed);
-  }
-  void wake(std::atomic<std::uint64_t>& word) {
-    if (sleeping_.load(std::memory_order_seq_cst)) word.notify_all();
-  }
-
- private:
-  std::atomic<bool> sleeping_{false};
-};
-
-class FrameRing {
- public:
-  explicit FrameRing(std::size_t capacity) : slots_(capacity) {}
-  bool try_push(const dissect::Frame& f, std::uint64_t seq) {
-    std::uint64_t h = head_.load(std::memory_order_relaxed);
-    if (h - tail_.load(std::memory_order_acquire) == slots_.size()) return false;
-    slots_[h % slots_.size()] = Job{f, seq, false};
-    head_.store(h + 1, std::memory_order_seq_cst);
-    consumer_.wake(head_);
-    return true;
-  }
-  void push_stop() {
-    std::uint64_t h = head_.load(std::memory_order_relaxed);
-    while (h - tail_.load(std::memory_order_acquire) == slots_.size()) std::this_thread::yield();
-    slots_[h % slots_.size()] = Job{{}, 0, true};
-    head_.store(h + 1, std::memory_order_seq_cst);
-    consumer_.wake(head_);
-  }
-  struct Job {
-    dissect::Frame frame;
-    std::uint64_t seq = 0;
-    bool stop = false;
-  };
-  Job pop() {
-    const std::uint64_t t = tail_.load(std::memory_order_relaxed);
-    consumer_.wait_until(head_, [&] { return head_.load(std::memory_order_acquire) != t; });
-    Job j = slots_[t % slots_.size()];
-    tail_.store(t + 1, std::memory_order_release);
-    return j;
-  }
-
- private:
-  std::vector<Job> slots_;
-  alignas(64) std::atomic<std::uint64_t> head_{0};
-  alignas(64) std::atomic<std::uint64_t> tail_{0};
-  alignas(64) Waiter consumer_;
-};
-
-struct ResultSlot {
-  std::atomic<std::uint64_t> ready{0};  // sequence number + 1 once written
-  capture::FrameResult result;
-  std::uint64_t file_offset = 0;
-  std::uint32_t orig_len = 0;
-  std::vector<std::uint8_t> decrypted;  // copied: the worker's buffers move on
 };
 
 }  // namespace
@@ -228,107 +150,32 @@ int run_verify(const VerifyOptions& opt) {
   };
 
   const unsigned threads = opt.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : opt.threads;
-  if (threads <= 1) {
-    capture::Verifier verifier(sad, writer != nullptr);
-    verifier.set_summaries(!opt.quiet);
-    verifier.set_audit(auditor);
-    dissect::Frame frame;
-    capture::FrameResult result;
-    while (src->next(frame)) {
-      verifier.process(frame, result);
-      if (auditor != nullptr) auditor->account(result, sad);
-      if (result.ike || analyzer.watching_clear()) {
-        if (const ike::MessageRecord* m = analyzer.observe(frame, verifier.outer())) report->ike(result, *m);
-      }
-      report->frame(result);
-      emit_decrypted(frame.ts_ns, result.decrypted);
-      src->release_before(frame.file_offset);
-      progress.update(src->offset(), frame.number);
+  capture::ParallelVerifier verifier(sad, writer != nullptr, threads);
+  verifier.set_summaries(!opt.quiet);
+  verifier.set_audit(auditor);
+  verifier.set_timing(opt.stats);
+  // In capture order, one thread at a time: everything here has state.
+  verifier.run(*src, [&](const dissect::Frame& frame, const dissect::Packet& outer, capture::FrameResult& result) {
+    if (auditor != nullptr) auditor->account(result, sad);
+    if (result.ike || analyzer.watching_clear()) {
+      if (const ike::MessageRecord* m = analyzer.observe(frame, outer)) report->ike(result, *m);
     }
-    totals += verifier.engine().counters();
-    frame_totals += verifier.frames();
-  } else {
-    // Frames of one SA always go to the same worker, so each SA's replay
-    // window sees its packets in capture order; results are put back in
-    // frame order before they are printed.
-    constexpr std::size_t kSlots = 4096;
-    std::vector<std::unique_ptr<FrameRing>> rings;
-    std::vector<std::unique_ptr<capture::Verifier>> verifiers;
-    auto slots = std::make_unique<ResultSlot[]>(kSlots);
-    for (unsigned i = 0; i < threads; ++i) {
-      rings.push_back(std::make_unique<FrameRing>(1024));
-      verifiers.push_back(std::make_unique<capture::Verifier>(sad, writer != nullptr, true));
-      verifiers.back()->set_summaries(!opt.quiet);
-      verifiers.back()->set_audit(auditor);
-    }
-    Waiter emitter;  // the main thread, when it waits for a result
-    std::vector<std::thread> workers;
-    for (unsigned i = 0; i < threads; ++i) {
-      workers.emplace_back([&, i] {
-        FrameRing& ring = *rings[i];
-        capture::Verifier& v = *verifiers[i];
-        for (;;) {
-          FrameRing::Job job = ring.pop();
-          if (job.stop) return;
-          ResultSlot& slot = slots[job.seq % kSlots];
-          v.process(job.frame, slot.result);
-          slot.file_offset = job.frame.file_offset;
-          if (writer) slot.decrypted.assign(slot.result.decrypted.begin(), slot.result.decrypted.end());
-          slot.ready.store(job.seq + 1, std::memory_order_seq_cst);
-          emitter.wake(slot.ready);
-        }
-      });
-    }
-    std::uint64_t dispatched = 0;
-    std::uint64_t emitted = 0;
-    auto emit_one = [&](bool block) {
-      ResultSlot& slot = slots[emitted % kSlots];
-      std::uint64_t want = emitted + 1;
-      std::uint64_t have = slot.ready.load(std::memory_order_acquire);
-      if (have != want) {
-        if (!block) return false;
-        emitter.wait_until(slot.ready, [&] { return slot.ready.load(std::memory_order_acquire) == want; });
-      }
-      if (slot.result.ike) {
-        if (const ike::MessageRecord* m = analyzer.record(slot.result.number)) report->ike(slot.result, *m);
-      }
-      if (auditor != nullptr) auditor->account(slot.result, sad);
-      report->frame(slot.result);
-      emit_decrypted(slot.result.ts_ns, slot.decrypted);
-      src->release_before(slot.file_offset);
-      ++emitted;
-      return true;
-    };
-    dissect::Frame frame;
-    dissect::Packet outer;
-    std::uint64_t round_robin = 0;
-    while (src->next(frame)) {
-      while (dispatched - emitted >= kSlots) emit_one(true);
-      unsigned w;
-      dissect::dissect_frame(frame, outer);
-      if (outer.is_ike() || analyzer.watching_clear()) analyzer.observe(frame, outer);
-      ipsec::SecurityAssociation* sa = nullptr;
-      if (ipsec::is_ipsec_candidate(outer) && outer.ipsec.has_spi) {
-        auto proto =
-            outer.ipsec.kind == dissect::IpsecKind::ah ? filters::IpsecProtocol::ah : filters::IpsecProtocol::esp;
-        sa = sad.lookup(outer.ipsec.spi, proto, outer.ip.final_dst, outer.ip.src);
-      }
-      w = sa != nullptr ? sa->index() % threads : static_cast<unsigned>(round_robin++ % threads);
-      while (!rings[w]->try_push(frame, dispatched)) {
-        if (dispatched > emitted) emit_one(true);
-      }
-      ++dispatched;
-      while (emitted < dispatched && emit_one(false)) {
-      }
-      progress.update(src->offset(), frame.number);
-    }
-    for (auto& r : rings) r->push_stop();
-    while (emitted < dispatched) emit_one(true);
-    for (auto& t : workers) t.join();
-    for (auto& v : verifiers) {
-      totals += v->engine().counters();
-      frame_totals += v->frames();
-    }
+    report->frame(result);
+    emit_decrypted(frame.ts_ns, result.decrypted);
+    progress.update(frame.file_offset, frame.number);
+  });
+  totals += verifier.counters();
+  frame_totals += verifier.frames();
+  if (opt.stats) {
+    // With N threads, the serial stages bound the speed-up to
+    // cpu / max(ordered, read, cpu / N).
+    const auto& st = verifier.stats();
+    auto share = [&](double part) { return st.cpu_seconds > 0 ? 100.0 * part / st.cpu_seconds : 0.0; };
+    fmt::print(stderr,
+               "ipsentry: stats: {} thread{}, {} chunks; CPU {:.3f} s, of which ordered stage {:.3f} s ({:.1f} %), "
+               "reading {:.3f} s ({:.1f} %); waiting for a free chunk {:.3f} s\n",
+               st.threads, st.threads == 1 ? "" : "s", st.chunks, st.cpu_seconds, st.ordered_cpu_seconds,
+               share(st.ordered_cpu_seconds), st.read_cpu_seconds, share(st.read_cpu_seconds), st.wait_seconds);
   }
   progress.clear();
   info.read_error = src->error();

@@ -15,9 +15,10 @@ struct VerifyOptions {
   bool json = false;
   bool quiet = false;
   std::string write_decrypted;  // pcap of the decrypted / rebuilt cleartext packets
-  unsigned threads = 1;         // workers; SAs are spread over them
+  unsigned threads = 1;         // threads (0: one per core)
   TimeFormat time = TimeFormat::relative;
   bool progress = true;  // on stderr, when it is a terminal
+  bool stats = false;    // where the time went, on stderr
 };
 
 /// Runs the verification and returns the exit code.

@@ -204,7 +204,37 @@ bool Engine::recorded(SecurityAssociation& sa, const std::atomic<std::uint64_t>&
   return recorder_ != nullptr && recorder_->reach(sa, ceiling, seq);
 }
 
-InboundResult Engine::inbound(Sad& sad, const Packet& p, std::int64_t ts_ns, bool rebuild, std::size_t depth) noexcept {
+SecurityAssociation* Engine::inbound_sa(Sad& sad, const Packet& p) noexcept {
+  const auto& h = p.ipsec;
+  if (!h.has_spi) return nullptr;
+  const IpsecProtocol proto =
+      h.kind == IpsecKind::ah || (h.kind == IpsecKind::none && p.ip.protocol == dissect::proto::ah)
+          ? IpsecProtocol::ah
+          : IpsecProtocol::esp;
+  return sad.lookup(h.spi, proto, p.ip.final_dst, p.ip.src);
+}
+
+Reason Engine::pre_crypto_reason(const Packet& p, const SecurityAssociation* sa, std::size_t depth) noexcept {
+  if (depth >= kMaxNesting) return Reason::nested_too_deep;
+  if (p.malformed != nullptr) return p.truncated ? Reason::truncated : Reason::malformed_packet;
+  if (p.truncated) return Reason::truncated;
+  if (p.ip.fragment) return Reason::fragment;
+  if (sa == nullptr) return Reason::no_sa;
+  if (sa->unsupported()) return *sa->unsupported();
+  return Reason::verified;
+}
+
+void Engine::decrypt_prepared(SecurityAssociation& sa, const Packet& p, std::uint64_t top_hint, EspTransform& tr,
+                              std::uint8_t* plain, InboundPrepared& out) noexcept {
+  const auto& h = p.ipsec;
+  out.seq = sa.replay.infer_at(top_hint, h.seq);
+  out.status = tr.decrypt(p.data.subspan(h.offset, h.length), out.seq, plain, out.plain_len, &out.icv);
+  out.plain = plain;
+  out.decrypted = true;
+}
+
+InboundResult Engine::inbound(Sad& sad, const Packet& p, std::int64_t ts_ns, bool rebuild, std::size_t depth,
+                              const InboundPrepared* prepared) noexcept {
   InboundResult r;
   const auto& h = p.ipsec;
   r.protocol = h.kind == IpsecKind::ah || (h.kind == IpsecKind::none && p.ip.protocol == dissect::proto::ah)
@@ -215,27 +245,20 @@ InboundResult Engine::inbound(Sad& sad, const Packet& p, std::int64_t ts_ns, boo
   r.has_seq = h.has_seq;
   r.seq = h.seq;
 
-  SecurityAssociation* sa = h.has_spi ? sad.lookup(h.spi, r.protocol, p.ip.final_dst, p.ip.src) : nullptr;
+  SecurityAssociation* sa = prepared != nullptr ? prepared->sa : inbound_sa(sad, p);
   r.sa = sa;
   std::unique_lock<std::mutex> lock;
   if (sa != nullptr && lock_sas_) lock = std::unique_lock(sa->mutex);
 
-  if (depth >= kMaxNesting) {
-    r.reason = Reason::nested_too_deep;
-  } else if (p.malformed != nullptr) {
-    r.reason = p.truncated ? Reason::truncated : Reason::malformed_packet;
-    r.detail = p.malformed;
-  } else if (p.truncated) {
-    r.reason = Reason::truncated;
-  } else if (p.ip.fragment) {
-    r.reason = Reason::fragment;
-  } else if (sa == nullptr) {
-    r.reason = Reason::no_sa;
-  } else if (sa->unsupported()) {
-    r.reason = *sa->unsupported();
-    r.detail = sa->unsupported_detail().c_str();
+  r.reason = pre_crypto_reason(p, sa, depth);
+  if (r.reason != Reason::verified) {
+    if (r.reason != Reason::nested_too_deep && p.malformed != nullptr) {
+      r.detail = p.malformed;
+    } else if (sa != nullptr && sa->unsupported() && r.reason == *sa->unsupported()) {
+      r.detail = sa->unsupported_detail().c_str();
+    }
   } else if (h.kind == IpsecKind::esp) {
-    r = inbound_esp(*sa, p, r, rebuild, scratch_[depth]);
+    r = inbound_esp(*sa, p, r, rebuild, scratch_[depth], prepared);
   } else {
     r = inbound_ah(*sa, p, r, rebuild, scratch_[depth]);
   }
@@ -243,8 +266,8 @@ InboundResult Engine::inbound(Sad& sad, const Packet& p, std::int64_t ts_ns, boo
   return r;
 }
 
-InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, InboundResult r, bool rebuild,
-                                  Scratch& s) noexcept {
+InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, InboundResult r, bool rebuild, Scratch& s,
+                                  const InboundPrepared* prepared) noexcept {
   const auto& h = p.ipsec;
   EspTransform& tr = *sa.esp();
   Bytes esp = p.data.subspan(h.offset, h.length);
@@ -257,7 +280,18 @@ InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, Inbo
     case ReplayWindow::Check::zero: r.reason = Reason::seq_zero; return r;
   }
   std::size_t n = 0;
-  switch (tr.decrypt(esp, seq, s.plain.data(), n, &r.icv)) {
+  const std::uint8_t* pl = s.plain.data();
+  EspTransform::Status status;
+  if (prepared != nullptr && prepared->decrypted && prepared->seq == seq) {
+    status = prepared->status;
+    n = prepared->plain_len;
+    pl = prepared->plain;
+    r.icv = prepared->icv;
+  } else {
+    // Not prepared, or prepared with a high half the window no longer gives (an ESN wrap).
+    status = tr.decrypt(esp, seq, s.plain.data(), n, &r.icv);
+  }
+  switch (status) {
     case EspTransform::Status::ok: break;
     case EspTransform::Status::icv_mismatch: r.reason = Reason::icv_mismatch; return r;
     case EspTransform::Status::tag_mismatch: r.reason = Reason::tag_mismatch; return r;
@@ -277,7 +311,6 @@ InboundResult Engine::inbound_esp(SecurityAssociation& sa, const Packet& p, Inbo
   if (authentic) sa.replay.commit(seq);
   const char* authentic_note = authentic ? "ICV verified" : nullptr;
 
-  const std::uint8_t* pl = s.plain.data();
   const std::uint8_t nh = pl[n - 1];
   const std::uint8_t pad = pl[n - 2];
   r.next_header = nh;

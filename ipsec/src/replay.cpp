@@ -15,13 +15,13 @@ ReplayWindow::ReplayWindow(std::uint32_t size, bool esn, std::uint64_t top)
   }
 }
 
-std::uint64_t ReplayWindow::infer(std::uint32_t seq_low) const noexcept {
+std::uint64_t ReplayWindow::infer_at(std::uint64_t top, std::uint32_t seq_low) const noexcept {
   if (!esn_) return seq_low;
   // RFC 4303 Appendix A2.1. With the window disabled, use half the sequence
   // space so that inference still follows the traffic.
   const std::uint64_t w = size_ != 0 ? size_ : (1ull << 31);
-  const std::uint32_t th = static_cast<std::uint32_t>(top_ >> 32);
-  const std::uint32_t tl = static_cast<std::uint32_t>(top_);
+  const std::uint32_t th = static_cast<std::uint32_t>(top >> 32);
+  const std::uint32_t tl = static_cast<std::uint32_t>(top);
   std::uint32_t seqh;
   if (tl >= w - 1) {
     // Case A: the window lies within one 2^32 subspace.

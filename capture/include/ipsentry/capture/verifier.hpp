@@ -86,6 +86,12 @@ class Verifier {
   /// Verifies one frame. The result's spans point into the frame or into
   /// this verifier's buffers and stay valid until the next call.
   void process(const dissect::Frame& frame, FrameResult& out) noexcept;
+  /// process() for a frame already dissected into `outer` (which must stay
+  /// valid until the next call) and prepared with
+  /// ipsec::Engine::prepare_inbound (nullptr: not prepared). Frames must
+  /// come in capture order, as for process().
+  void process_prepared(const dissect::Frame& frame, const dissect::Packet& outer,
+                        const ipsec::InboundPrepared* prepared, FrameResult& out) noexcept;
 
   /// Whether each layer's `inner` one-line summary is written (on by
   /// default). Formatting addresses costs as much as decrypting a small
@@ -98,7 +104,7 @@ class Verifier {
   /// The dissection of the last frame processed (its outermost layers),
   /// valid until the next call: callers that also need the packet (the IKE
   /// analyzer, the tree) need not dissect the frame again.
-  [[nodiscard]] const dissect::Packet& outer() const noexcept { return packets_[0]; }
+  [[nodiscard]] const dissect::Packet& outer() const noexcept { return *outer_; }
   [[nodiscard]] ipsec::Engine& engine() noexcept { return engine_; }
   [[nodiscard]] const ipsec::Engine& engine() const noexcept { return engine_; }
   [[nodiscard]] const FrameCounters& frames() const noexcept { return frames_; }
@@ -125,6 +131,7 @@ class Verifier {
   std::array<AuditMemo, 64> audit_memo_;
   void judge_protected(const dissect::Packet& inner, FrameResult& out, std::size_t layers) noexcept;
   std::array<dissect::Packet, ipsec::kMaxNesting + 1> packets_;
+  const dissect::Packet* outer_ = &packets_[0];
   FrameCounters frames_;
 };
 

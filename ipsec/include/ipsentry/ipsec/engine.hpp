@@ -51,6 +51,23 @@ struct InboundResult {
   [[nodiscard]] bool decrypted() const noexcept { return !payload.empty() || next_header == 59; }
 };
 
+/// What the stateless part of inbound() found for a packet at depth 0: its
+/// SA and, for ESP, the decryption with a sequence number inferred from a
+/// snapshot of the replay window. Several threads prepare packets at once
+/// (each with its own EspTransform); inbound() then takes the packets in
+/// order, checks and commits the window, and uses the decryption when its
+/// own inference gives the same number (redoing it otherwise), so verdicts,
+/// counters and bytes are those of inbound() alone.
+struct InboundPrepared {
+  SecurityAssociation* sa = nullptr;
+  bool decrypted = false;  // the fields below hold EspTransform::decrypt for `seq`
+  EspTransform::Status status = EspTransform::Status::failed;
+  std::uint64_t seq = 0;
+  const std::uint8_t* plain = nullptr;  // plain_len bytes, owned by the caller
+  std::size_t plain_len = 0;
+  IcvMismatch icv;
+};
+
 enum class OutboundStatus : std::uint8_t {
   ok,
   seq_exhausted,    // the sequence number would wrap: the SA must be replaced (RFC 4303 3.3.3)
@@ -103,8 +120,32 @@ class Engine {
   /// Processes the IPsec header of `p` (which must be ESP or AH; see
   /// Packet::is_ipsec). `depth` selects the scratch buffer: pass 0 for a
   /// captured packet and depth+1 for a packet found inside a decrypted one.
-  InboundResult inbound(Sad& sad, const dissect::Packet& p, std::int64_t ts_ns, bool rebuild,
-                        std::size_t depth = 0) noexcept;
+  /// `prepared`: what prepare_inbound() found for this packet (depth 0).
+  InboundResult inbound(Sad& sad, const dissect::Packet& p, std::int64_t ts_ns, bool rebuild, std::size_t depth = 0,
+                        const InboundPrepared* prepared = nullptr) noexcept;
+
+  /// The stateless part of inbound() for a captured packet: looks up its SA
+  /// and, when inbound() would decrypt it whatever the window says, decrypts
+  /// it into `plain` (room for p.data.size() bytes) with the transform that
+  /// `transform(sa, top)` returns: one of that SA that no other thread uses
+  /// (nullptr: leave the decryption to inbound()), with `top` set to the
+  /// highest sequence number the window is believed to hold, from which the
+  /// ESN high half is inferred. Reads nothing that inbound() writes, so it
+  /// may run while other packets of the SA are committed.
+  template <typename TransformFor>
+  static void prepare_inbound(Sad& sad, const dissect::Packet& p, std::uint8_t* plain, TransformFor&& transform,
+                              InboundPrepared& out) noexcept {
+    out = InboundPrepared{};
+    out.sa = inbound_sa(sad, p);
+    if (out.sa == nullptr || pre_crypto_reason(p, out.sa, 0) != Reason::verified ||
+        p.ipsec.kind != dissect::IpsecKind::esp) {
+      return;
+    }
+    std::uint64_t top = 0;
+    if (EspTransform* tr = transform(*out.sa, top)) decrypt_prepared(*out.sa, p, top, *tr, plain, out);
+  }
+  /// The SA inbound() uses for `p` (nullptr: none). Safe in several threads at once.
+  [[nodiscard]] static SecurityAssociation* inbound_sa(Sad& sad, const dissect::Packet& p) noexcept;
 
   /// Protects a whole cleartext IP packet with `sa` (transport or tunnel as
   /// the SA says; tunnel uses the SA's src and dst as outer addresses).
@@ -123,12 +164,17 @@ class Engine {
     std::vector<std::uint8_t> rebuilt;
   };
   InboundResult inbound_esp(SecurityAssociation& sa, const dissect::Packet& p, InboundResult r, bool rebuild,
-                            Scratch& s) noexcept;
+                            Scratch& s, const InboundPrepared* prepared) noexcept;
   InboundResult inbound_ah(SecurityAssociation& sa, const dissect::Packet& p, InboundResult r, bool rebuild,
                            Scratch& s) noexcept;
   OutboundResult outbound_esp(SecurityAssociation& sa, const dissect::Packet& in, const OutboundOptions& o);
   OutboundResult outbound_ah(SecurityAssociation& sa, const dissect::Packet& in, const OutboundOptions& o);
   void finish(InboundResult& r, const dissect::Packet& p, std::int64_t ts_ns) noexcept;
+  // Reason::verified when nothing before the window check stops the packet.
+  [[nodiscard]] static Reason pre_crypto_reason(const dissect::Packet& p, const SecurityAssociation* sa,
+                                                std::size_t depth) noexcept;
+  static void decrypt_prepared(SecurityAssociation& sa, const dissect::Packet& p, std::uint64_t top_hint,
+                               EspTransform& tr, std::uint8_t* plain, InboundPrepared& out) noexcept;
   bool recorded(SecurityAssociation& sa, const std::atomic<std::uint64_t>& ceiling, std::uint64_t seq) noexcept;
 
   bool lock_sas_;

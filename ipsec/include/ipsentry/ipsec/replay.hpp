@@ -26,7 +26,11 @@ class ReplayWindow {
 
   /// Full 64-bit sequence number for the 32 bits carried in a packet. Without
   /// ESN this is the value itself.
-  [[nodiscard]] std::uint64_t infer(std::uint32_t seq_low) const noexcept;
+  [[nodiscard]] std::uint64_t infer(std::uint32_t seq_low) const noexcept { return infer_at(top_, seq_low); }
+  /// infer() as if `top` were the highest number accepted. Reads only what
+  /// never changes after construction, so another thread may call it while
+  /// the window moves (a speculative inference, checked again later).
+  [[nodiscard]] std::uint64_t infer_at(std::uint64_t top, std::uint32_t seq_low) const noexcept;
   [[nodiscard]] Check check(std::uint64_t seq) const noexcept;
   void commit(std::uint64_t seq) noexcept;
 
