@@ -303,20 +303,7 @@ class IpsecMbEsp final : public EspCrypto {
     alignas(16) std::uint8_t tag[64];
     bool ran = false;
     if (combined()) {
-      alignas(16) std::uint8_t nonce[16];
-      alignas(16) std::uint8_t aad[16];
-      make_nonce(l_, esp.data() + kEspHeader, seq, nonce);
-      const std::size_t aad_len = make_aad(l_, esp.data(), seq, aad);
-      IMB_JOB* j = IMB_GET_NEXT_JOB(m);
-      reset_job(j);
-      aead_job(j, IMB_DIR_DECRYPT, nonce, aad, aad_len, tag);
-      j->src = esp.data();
-      j->dst = out;
-      j->cipher_start_src_offset_in_bytes = ct_off;
-      j->msg_len_to_cipher_in_bytes = ct_len;
-      j->hash_start_src_offset_in_bytes = ct_off;
-      j->msg_len_to_hash_in_bytes = ct_len;
-      ran = finish_job(m);
+      ran = run_aead(m, IMB_DIR_DECRYPT, esp.data(), ct_len, seq, out, tag);
     } else if (l_.mode == CipherMode::gmac) {
       ran = gmac(m, esp.data(), covered, seq, tag);
       if (ran) std::memcpy(out, esp.data() + ct_off, ct_len);
@@ -359,20 +346,7 @@ class IpsecMbEsp final : public EspCrypto {
     std::uint8_t* icv = esp.data() + covered;
     alignas(16) std::uint8_t tag[64];
     if (combined()) {
-      alignas(16) std::uint8_t nonce[16];
-      alignas(16) std::uint8_t aad[16];
-      make_nonce(l_, esp.data() + kEspHeader, seq, nonce);
-      const std::size_t aad_len = make_aad(l_, esp.data(), seq, aad);
-      IMB_JOB* j = IMB_GET_NEXT_JOB(m);
-      reset_job(j);
-      aead_job(j, IMB_DIR_ENCRYPT, nonce, aad, aad_len, tag);
-      j->src = esp.data();
-      j->dst = esp.data() + ct_off;
-      j->cipher_start_src_offset_in_bytes = ct_off;
-      j->msg_len_to_cipher_in_bytes = ct_len;
-      j->hash_start_src_offset_in_bytes = ct_off;
-      j->msg_len_to_hash_in_bytes = ct_len;
-      if (!finish_job(m)) return false;
+      if (!run_aead(m, IMB_DIR_ENCRYPT, esp.data(), ct_len, seq, esp.data() + ct_off, tag)) return false;
     } else if (l_.mode == CipherMode::gmac) {
       if (!gmac(m, esp.data(), covered, seq, tag)) return false;
     } else {
@@ -421,6 +395,27 @@ class IpsecMbEsp final : public EspCrypto {
     return l_.mode == CipherMode::none || l_.mode == CipherMode::cbc || l_.mode == CipherMode::ctr
                ? Status::icv_mismatch
                : Status::tag_mismatch;
+  }
+
+  // One GCM, CCM or ChaCha20-Poly1305 job over the packet's ciphertext, to
+  // dst; the tag the library computes goes to tag.
+  bool run_aead(IMB_MGR* m, IMB_CIPHER_DIRECTION dir, const std::uint8_t* esp, std::size_t ct_len, std::uint64_t seq,
+                std::uint8_t* dst, std::uint8_t* tag) const noexcept {
+    const std::size_t ct_off = kEspHeader + l_.iv_len;
+    alignas(16) std::uint8_t nonce[16];
+    alignas(16) std::uint8_t aad[16];
+    make_nonce(l_, esp + kEspHeader, seq, nonce);
+    const std::size_t aad_len = make_aad(l_, esp, seq, aad);
+    IMB_JOB* j = IMB_GET_NEXT_JOB(m);
+    reset_job(j);
+    aead_job(j, dir, nonce, aad, aad_len, tag);
+    j->src = esp;
+    j->dst = dst;
+    j->cipher_start_src_offset_in_bytes = ct_off;
+    j->msg_len_to_cipher_in_bytes = ct_len;
+    j->hash_start_src_offset_in_bytes = ct_off;
+    j->msg_len_to_hash_in_bytes = ct_len;
+    return finish_job(m);
   }
 
   void aead_job(IMB_JOB* j, IMB_CIPHER_DIRECTION dir, const std::uint8_t* nonce, const std::uint8_t* aad,
