@@ -80,14 +80,7 @@ class OpenSslEsp final : public EspCrypto {
       // RFC 4303 section 3.4.4: verify the ICV before decrypting. With ESN the
       // high 32 bits are appended to the covered data, not sent.
       std::uint8_t full[64];
-      mac_->begin();
-      mac_->update(esp.first(esp.size() - l_.icv_len));
-      if (l_.esn) {
-        std::uint8_t hi[4];
-        store_be32(hi, static_cast<std::uint32_t>(seq >> 32));
-        mac_->update({hi, 4});
-      }
-      mac_->finish(full);
+      compute_icv(esp, seq, full);
       if (!crypto::equal_ct(full, icv.data(), l_.icv_len)) {
         if (mismatch != nullptr) {
           mismatch->len = static_cast<std::uint8_t>(l_.icv_len);
@@ -147,14 +140,7 @@ class OpenSslEsp final : public EspCrypto {
     }
     if (mac_) {
       std::uint8_t full[64];
-      mac_->begin();
-      mac_->update(esp.first(esp.size() - l_.icv_len));
-      if (l_.esn) {
-        std::uint8_t hi[4];
-        store_be32(hi, static_cast<std::uint32_t>(seq >> 32));
-        mac_->update({hi, 4});
-      }
-      mac_->finish(full);
+      compute_icv(esp, seq, full);
       std::memcpy(icv, full, l_.icv_len);
     } else if (l_.icv_len != 0) {
       std::memset(icv, 0, l_.icv_len);  // unchecked-*: no key to compute an ICV with
@@ -163,6 +149,19 @@ class OpenSslEsp final : public EspCrypto {
   }
 
  private:
+  // The full MAC over SPI through the payload's end; with ESN the high 32
+  // bits of the sequence number follow, covered but not sent.
+  void compute_icv(std::span<const std::uint8_t> esp, std::uint64_t seq, std::uint8_t* full) noexcept {
+    mac_->begin();
+    mac_->update(esp.first(esp.size() - l_.icv_len));
+    if (l_.esn) {
+      std::uint8_t hi[4];
+      store_be32(hi, static_cast<std::uint32_t>(seq >> 32));
+      mac_->update({hi, 4});
+    }
+    mac_->finish(full);
+  }
+
   const EspLayout& l_;
   std::unique_ptr<crypto::Cipher> cipher_;
   std::unique_ptr<crypto::Aead> aead_;
